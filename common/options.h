@@ -1,0 +1,112 @@
+// The one option table of acctlock.
+//
+// The daemon, the PAM module and the admin command read the same file,
+// /etc/security/acctlock.conf, through this code; the module's arguments
+// (`pam_acctlock.so deny=5 debug`) go through the same setter, so a key has
+// one name, one default and one meaning everywhere. Nothing here throws for
+// bad input: problems come back as Diagnostics, because the module must not
+// let exceptions escape into the process that loaded it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/time.h"
+
+namespace acctlock {
+
+// The lockout rules the daemon's policy enforces (daemon/lockout_policy.h).
+struct LockoutRules {
+  std::uint32_t deny = 3;                 // failures that lock the account
+  Seconds fail_interval{900};             // failures further apart start a new count
+  Seconds unlock_time{600};               // first lockout; 0 = until an admin unlocks
+  double lockout_multiplier = 2.0;        // growth per consecutive lockout, >= 1
+  Seconds max_unlock_time{86400};         // cap on any timed lockout
+  Seconds lockout_memory{86400};          // quiet time after which the progression resets
+  std::uint32_t permanent_after = 0;      // the N-th consecutive lockout is permanent; 0 = off
+  bool even_deny_root = false;            // root is never locked unless this is set
+  std::optional<Seconds> root_unlock_time;  // first lockout of root; default unlock_time
+
+  Seconds effective_root_unlock_time() const { return root_unlock_time.value_or(unlock_time); }
+};
+
+// What the PAM module does when the daemon cannot be reached.
+enum class UnavailableAction { allow, deny };
+
+struct Options {
+  LockoutRules rules;
+  std::string admin_group;                // may use the admin socket besides root; empty = root only
+  Seconds history_retention{30 * 86400};  // login history older than this is deleted
+  std::string event_socket = "/run/acctlock/event.sock";
+  std::string admin_socket = "/run/acctlock/admin.sock";
+  std::string database = "/var/lib/acctlock/acctlock.db";
+
+  // Read by the PAM module; also valid as module arguments.
+  bool silent = false;                    // no messages to the user through the conversation
+  bool debug = false;                     // log each decision through syslog
+  std::chrono::milliseconds timeout{2000};  // key timeout_ms: bound on each connect/send/receive
+  UnavailableAction on_unavailable = UnavailableAction::allow;
+  bool account_deny_locked = false;       // account phase refuses failure lockouts too
+  bool keep_lock_on_password_change = false;  // password phase does not lift failure locks
+};
+
+struct Diagnostic {
+  enum class Severity { warning, error };
+  Severity severity = Severity::error;
+  std::string file;
+  unsigned line = 0;  // 0 when the problem is with the file as a whole
+  std::string key;    // empty when the line could not be split into a key
+  std::string message;
+
+  // "FILE:LINE: key: message", the form every tool prints.
+  std::string to_string() const;
+};
+
+// One entry of the option table: its name, how it is written, its default and
+// meaning as etc/acctlock.conf and acctlock.conf(5) describe them.
+struct OptionInfo {
+  std::string_view name;
+  std::string_view syntax;        // e.g. "N", "DURATION", "PATH", "" for a flag
+  std::string_view default_text;  // as documented
+  std::string_view meaning;
+  bool is_flag;                   // may be written bare, without "= value"
+};
+
+std::span<const OptionInfo> option_table() noexcept;
+
+enum class SetResult { ok, unknown_key, bad_value };
+
+// Sets one option from its text. `value` is nullopt for a bare word ("debug").
+// On bad_value, `*error` says what is wrong with the value.
+SetResult set_option(Options& options, std::string_view key, std::optional<std::string_view> value,
+                     std::string* error);
+
+// Parses "key = value" lines, bare flags and '#' comments. `file_name` only
+// names the source in diagnostics. Unknown keys are warnings; bad values are
+// errors and leave that key at its previous value.
+struct ParsedConfig {
+  Options options;
+  std::vector<Diagnostic> diagnostics;
+
+  bool has_errors() const;
+  bool has_warnings() const;
+};
+ParsedConfig parse_config(std::string_view text, std::string_view file_name, Options base = {});
+
+// Reads and parses `path`. A file that cannot be read is an error diagnostic
+// (line 0), unless it does not exist and `missing_ok` is set: the PAM module
+// runs on defaults when the file is absent, as pam_faillock does.
+ParsedConfig load_config(const std::string& path, bool missing_ok = false);
+
+// "90", "90s", "15m", "2h", "1d", "never" (= 0). nullopt when malformed or out of range.
+std::optional<Seconds> parse_duration(std::string_view text);
+
+// "1d", "15m", "90s", "1h30m": the shortest exact form; "0" for zero.
+std::string format_duration(Seconds duration);
+
+}  // namespace acctlock

@@ -1,0 +1,123 @@
+// The event protocol between pam_acctlock.so and acctlockd.
+//
+// This header is the whole contract of the event socket; docs/protocol.md
+// explains it for people writing other clients. Both ends use this code: the
+// module encodes requests and decodes answers, the daemon the reverse, and the
+// daemon's tests feed it frames made by this encoder, so the two sides cannot
+// drift apart. Nothing here allocates beyond std::string growth, touches a
+// socket or throws for bad input: decoding is a pure function from bytes to a
+// message or an error, ready for a fuzzer.
+//
+// Every frame is a 4-byte length followed by that many payload bytes:
+//
+//   frame    = length:u32 payload            (length = bytes of payload)
+//   payload  = version:u8 type:u8 body
+//   string   = size:u16 bytes                (no NUL terminator)
+//
+//   request body  (types check, failure, success, password_changed)
+//            = user:string service:string rhost:string tty:string ruser:string
+//   answer body   (type answer)
+//            = verdict:u8 lock:u8 failures:u32 level:u32 locked_until:i64
+//              reason:string
+//
+// Integers are big-endian. A connection carries any number of request/answer
+// pairs, one at a time: the client waits for each answer before the next
+// request. A frame that does not decode closes the connection.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/lock_state.h"
+
+namespace acctlock::protocol {
+
+inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::size_t kLengthSize = 4;
+inline constexpr std::size_t kMaxPayload = 4096;
+
+// Upper bounds on each string; a longer one is a malformed frame.
+inline constexpr std::size_t kMaxUser = 255;
+inline constexpr std::size_t kMaxService = 255;
+inline constexpr std::size_t kMaxRhost = 1024;
+inline constexpr std::size_t kMaxTty = 255;
+inline constexpr std::size_t kMaxRuser = 255;
+inline constexpr std::size_t kMaxReason = 1024;
+
+enum class MessageType : std::uint8_t {
+  check = 1,             // may this user try to authenticate now?
+  failure = 2,           // record a failed authentication
+  success = 3,           // record a successful authentication
+  password_changed = 4,  // the password was changed: lift a failure lock
+  answer = 0x81,         // the daemon's reply to any request
+};
+
+struct Request {
+  MessageType type = MessageType::check;
+  std::string user;
+  std::string service;  // PAM_SERVICE: sshd, login, sudo, ...
+  std::string rhost;    // PAM_RHOST, empty when local
+  std::string tty;      // PAM_TTY
+  std::string ruser;    // PAM_RUSER
+
+  bool operator==(const Request&) const = default;
+};
+
+enum class Verdict : std::uint8_t {
+  allowed = 0,   // not locked (after a failure: not locked yet)
+  locked = 1,    // locked; `lock`, `locked_until` and `reason` say how
+  refused = 2,   // the peer may not speak for this user
+  invalid = 3,   // the request names an invalid user
+  failed = 4,    // the daemon could not do it (storage error); nothing was recorded
+};
+
+struct Answer {
+  Verdict verdict = Verdict::allowed;
+  LockKind lock = LockKind::none;
+  std::uint32_t failures = 0;    // counted failures (for a lock: those that caused it)
+  std::uint32_t level = 0;       // consecutive lockouts so far
+  std::int64_t locked_until = 0; // seconds since the epoch; 0 when not timed
+  std::string reason;            // an admin's reason for a manual lock
+
+  bool operator==(const Answer&) const = default;
+};
+
+enum class DecodeError : std::uint8_t {
+  none = 0,
+  incomplete,      // more bytes are needed; not an error while a read is pending
+  oversized,       // the length exceeds kMaxPayload
+  empty,           // the length is too small to hold version and type
+  bad_version,
+  bad_type,        // unknown type, or a request where an answer was expected
+  bad_field,       // a string too long for its field or running past the frame
+  bad_value,       // an enum byte out of range
+  trailing_bytes,  // bytes left in the payload after the last field
+};
+
+const char* describe(DecodeError error) noexcept;
+
+template <class Message>
+struct Decoded {
+  std::optional<Message> message;
+  DecodeError error = DecodeError::none;
+  std::size_t consumed = 0;  // bytes of the frame, when a message was decoded
+};
+
+// How many bytes the frame starting at `bytes` occupies in all, or why not.
+// Needs only the length prefix, so a reader can size its next read; returns
+// `incomplete` with fewer than kLengthSize bytes.
+Decoded<std::size_t> frame_size(std::string_view bytes) noexcept;
+
+// Decode the frame at the start of `bytes` (which may hold more after it).
+Decoded<Request> decode_request(std::string_view bytes) noexcept;
+Decoded<Answer> decode_answer(std::string_view bytes) noexcept;
+
+// Append one frame to `out`. Returns false, leaving `out` unchanged, when a
+// field exceeds its bound or the type does not fit the message.
+bool encode_request(const Request& request, std::string& out);
+bool encode_answer(const Answer& answer, std::string& out);
+
+}  // namespace acctlock::protocol

@@ -1,0 +1,93 @@
+// The lockout policy: the rules of acctlock.conf applied to one user's state.
+//
+// Pure code: no sockets, no SQL, no clock of its own. The caller passes the
+// time of each event, so tests can walk through hours of lockouts instantly.
+// The daemon is the only caller; it persists the state the policy leaves.
+//
+// The rules, per user (docs/policy.md tells operators the same):
+// - Failures count while each falls within fail_interval of the previous one;
+//   a failure after a longer gap starts a new count at 1. When the count
+//   reaches deny, the account locks.
+// - The n-th consecutive lockout lasts unlock_time * multiplier^(n-1), capped
+//   at max_unlock_time. unlock_time = 0 means until an admin unlocks.
+//   permanent_after = N makes the N-th consecutive lockout permanent.
+// - The progression (level) forgets after a successful login, or once
+//   lockout_memory has passed since the last lockout ended without a new one.
+// - A failure while locked is not counted and does not extend the lock.
+// - A success resets the count, but changes nothing while locked.
+// - root (is_root) is never locked unless even_deny_root; then its lockouts
+//   start from root_unlock_time and follow the same progression and cap.
+// - A manual lock is separate from all of this, wins over it, and lasts until
+//   an admin unlocks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/lock_state.h"
+#include "common/options.h"
+
+namespace acctlock {
+
+// What one failure did, for the daemon's history and journal.
+struct FailureOutcome {
+  bool counted = false;       // false while locked: recorded in history only
+  bool locked_now = false;    // this failure reached deny and locked the account
+  bool lock_expired = false;  // an earlier lock had run out before this failure
+};
+
+struct SuccessOutcome {
+  bool ignored_while_locked = false;  // the account is locked: nothing changed
+  bool reset = false;                 // failures or the progression were cleared
+  bool lock_expired = false;
+};
+
+class LockoutPolicy {
+ public:
+  explicit LockoutPolicy(LockoutRules rules);
+
+  const LockoutRules& rules() const { return rules_; }
+
+  // Brings `state` up to `now`: ends a failure lock whose time has come
+  // (failures restart from 0, last_lock_end records when it ended) and forgets
+  // a progression older than lockout_memory. Returns true if a lock expired.
+  // Every other member that takes `now` settles first.
+  bool settle(UserState& state, TimePoint now) const;
+
+  // Is the user locked at `now`? Does not change the state; a lock whose time
+  // has passed reads as not locked.
+  LockStatus status(const UserState& state, TimePoint now) const;
+
+  FailureOutcome record_failure(UserState& state, bool is_root, TimePoint now) const;
+  SuccessOutcome record_success(UserState& state, TimePoint now) const;
+
+  // After a password change: lifts a failure lock (also a permanent one) and
+  // clears the count; keeps the progression and any manual lock. Returns true
+  // if a lock was lifted.
+  bool lift_failure_lock(UserState& state, TimePoint now) const;
+
+  // An admin's unlock/reset: clears failures, any lock and the progression.
+  void unlock(UserState& state) const;
+
+  // An admin's lock; replaces an earlier manual lock's reason.
+  void lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
+                     TimePoint now) const;
+
+  // How long the lockout at `level` (1 = first) lasts; nullopt = until an
+  // admin unlocks (unlock_time 0, or permanent_after reached).
+  std::optional<Seconds> lockout_duration(std::uint32_t level, bool is_root) const;
+
+  // When this state next changes by itself (a lock ends), if ever.
+  std::optional<TimePoint> next_expiry(const UserState& state) const;
+
+  // Nothing in `state` matters any more at `now`: no lock, no counted failure
+  // within fail_interval, no progression within lockout_memory. The daemon
+  // deletes such rows.
+  bool is_idle(const UserState& state, TimePoint now) const;
+
+ private:
+  LockoutRules rules_;
+};
+
+}  // namespace acctlock

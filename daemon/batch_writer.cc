@@ -1,0 +1,103 @@
+#include "daemon/batch_writer.h"
+
+#include <boost/asio/post.hpp>
+
+#include "daemon/log.h"
+
+namespace acctlock {
+
+BatchWriter::BatchWriter(boost::asio::io_context& io, Store& store, EventLog& events,
+                         std::function<void()> on_failure)
+    : io_(io), store_(store), events_(events), on_failure_(std::move(on_failure)) {
+  thread_ = std::thread([this] { run_thread(); });
+}
+
+BatchWriter::~BatchWriter() { shut_down(); }
+
+void BatchWriter::after_commit(Completion done) {
+  next_.completions.push_back(std::move(done));
+  schedule();
+}
+
+void BatchWriter::flush() {
+  if (!next_.work.empty()) schedule();
+}
+
+void BatchWriter::schedule() {
+  if (in_flight_ || scheduled_) return;
+  // Posting rather than committing now lets every read that is already
+  // complete join this batch first: that is what makes the commit a group one.
+  scheduled_ = true;
+  boost::asio::post(io_, [this] {
+    scheduled_ = false;
+    start_commit();
+  });
+}
+
+void BatchWriter::start_commit() {
+  if (in_flight_ || (next_.work.empty() && next_.completions.empty())) return;
+  in_flight_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    handed_over_ = std::move(next_);
+  }
+  next_ = Batch{};
+  wake_.notify_one();
+}
+
+void BatchWriter::run_thread() {
+  for (;;) {
+    Batch batch;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return handed_over_.has_value() || stopping_; });
+      if (!handed_over_) return;  // stopping with nothing left
+      batch = std::move(*handed_over_);
+      handed_over_.reset();
+    }
+    std::string error;
+    try {
+      if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (error.empty()) error = "unknown storage error";
+    }
+    boost::asio::post(io_, [this, batch = std::move(batch), error = std::move(error)]() mutable {
+      finish_commit(std::move(batch), std::move(error));
+    });
+  }
+}
+
+void BatchWriter::finish_commit(Batch batch, std::string error) {
+  in_flight_ = false;
+  ++commits_;
+  if (error.empty()) {
+    for (const auto& event : batch.work.events) events_.record(event);
+  } else {
+    log_error("could not save " + std::to_string(batch.work.events.size()) +
+              " event(s) to the database: " + error);
+  }
+  for (auto& done : batch.completions) done(error);
+  if (!error.empty()) {
+    // What was staged after the failed batch built on it in memory; it cannot
+    // be committed without it. Fail it too, then reload from disk.
+    Batch dependent = std::move(next_);
+    next_ = Batch{};
+    for (auto& done : dependent.completions) done(error);
+    if (on_failure_) on_failure_();
+    return;
+  }
+  if (!next_.work.empty() || !next_.completions.empty()) start_commit();
+}
+
+void BatchWriter::shut_down() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace acctlock

@@ -1,0 +1,86 @@
+// Group commit: many clients' events become durable in one transaction.
+//
+// The event loop stages changes into pending(); a writer thread commits them
+// while the loop goes on collecting the next batch. When a commit returns, the
+// waiting clients are answered and the batch's events published, on the loop
+// thread. So every acknowledged event is on disk before its answer leaves,
+// and one fsync serves every client that was waiting for it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/event_log.h"
+#include "daemon/lockout_service.h"
+#include "daemon/store.h"
+
+namespace acctlock {
+
+class BatchWriter {
+ public:
+  // Runs on the loop thread after the commit that held the caller's changes;
+  // `error` is empty on success, else what the store reported.
+  using Completion = std::function<void(const std::string& error)>;
+
+  // `on_failure` runs on the loop thread after a failed commit, once the
+  // batch's clients have been told; the daemon reloads its state there.
+  BatchWriter(boost::asio::io_context& io, Store& store, EventLog& events,
+              std::function<void()> on_failure);
+  ~BatchWriter();
+  BatchWriter(const BatchWriter&) = delete;
+  BatchWriter& operator=(const BatchWriter&) = delete;
+
+  // Changes staged here go into the next commit.
+  PendingWork& pending() { return next_.work; }
+
+  // Calls `done` after the next commit (schedules one if needed).
+  void after_commit(Completion done);
+
+  // Commits what is pending even if nobody waits for it (timer expiries).
+  void flush();
+
+  // Whether a commit is running or waiting.
+  bool busy() const { return in_flight_ || !next_.work.empty() || !next_.completions.empty(); }
+
+  // Stops the writer thread after it has committed everything staged.
+  void shut_down();
+
+  std::uint64_t commits() const { return commits_; }
+
+ private:
+  struct Batch {
+    PendingWork work;
+    std::vector<Completion> completions;
+  };
+
+  void schedule();
+  void start_commit();
+  void finish_commit(Batch batch, std::string error);
+  void run_thread();
+
+  boost::asio::io_context& io_;
+  Store& store_;
+  EventLog& events_;
+  std::function<void()> on_failure_;
+
+  // Loop-thread state.
+  Batch next_;
+  bool in_flight_ = false;
+  bool scheduled_ = false;
+  std::uint64_t commits_ = 0;
+
+  // Hand-over to the writer thread.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::optional<Batch> handed_over_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace acctlock

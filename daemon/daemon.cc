@@ -1,0 +1,200 @@
+#include "daemon/daemon.h"
+
+#include <grp.h>
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <memory>
+#include <optional>
+
+#include "daemon/batch_writer.h"
+#include "daemon/event_log.h"
+#include "daemon/event_server.h"
+#include "daemon/lockout_service.h"
+#include "daemon/log.h"
+#include "daemon/peer_credentials.h"
+#include "daemon/sqlite_store.h"
+#include "daemon/unix_socket.h"
+
+namespace acctlock {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// Wall-clock locks are re-checked at least this often, so a clock jump is
+// noticed within this bound even when no expiry is near.
+constexpr auto kExpiryRecheck = std::chrono::seconds(60);
+constexpr auto kRetentionInterval = std::chrono::hours(1);
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonConfig config)
+      : config_(std::move(config)),
+        signals_(io_, SIGTERM, SIGINT, SIGHUP),
+        expiry_timer_(io_),
+        retention_timer_(io_) {}
+
+  int run() {
+    try {
+      store_ = SqliteStore::open(config_.options.database);
+      service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
+      service_->load_from_store();
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot open the database: ") + e.what());
+      return 1;
+    }
+    event_log_ = std::make_unique<StderrEventLog>();
+    writer_ = std::make_unique<BatchWriter>(io_, *store_, *event_log_, [this] {
+      log_warning("reloading state from the database after a failed commit");
+      try {
+        service_->load_from_store();
+      } catch (const std::exception& e) {
+        log_error(std::string("cannot reload state: ") + e.what());
+      }
+    });
+
+    try {
+      event_server_ = std::make_unique<EventServer>(
+          listen_unix_socket(io_, config_.options.event_socket, 0666),
+          EventServerContext{*service_, *writer_, users_, wall_clock_now, {}});
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot listen on the event socket: ") + e.what());
+      return 1;
+    }
+    event_server_->start();
+    wait_for_signal();
+    schedule_expiry();
+    prune_history();
+
+    log_notice("acctlockd " ACCTLOCK_VERSION " ready: " +
+               std::to_string(service_->tracked_users()) + " tracked user(s), event socket " +
+               config_.options.event_socket + ", database " + config_.options.database);
+    sd_notify(0, "READY=1\nSTATUS=Serving");
+    io_.run();
+    writer_->shut_down();
+    log_notice("acctlockd stopped");
+    return exit_code_;
+  }
+
+ private:
+  void wait_for_signal() {
+    signals_.async_wait([this](error_code ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) {
+        reload();
+        return wait_for_signal();
+      }
+      shut_down();
+    });
+  }
+
+  void reload() {
+    sd_notify(0, "RELOADING=1");
+    auto parsed = load_config(config_.config_path, config_.config_missing_ok);
+    for (const auto& diagnostic : parsed.diagnostics) {
+      log(diagnostic.severity == Diagnostic::Severity::error ? LogLevel::error : LogLevel::warning,
+          diagnostic.to_string());
+    }
+    if (parsed.has_errors()) {
+      log_error("reload: " + config_.config_path + " has errors; keeping the running configuration");
+    } else {
+      const Options& fresh = parsed.options;
+      if (fresh.event_socket != config_.options.event_socket ||
+          fresh.admin_socket != config_.options.admin_socket ||
+          fresh.database != config_.options.database) {
+        log_warning("reload: socket and database paths change only on restart");
+      }
+      Options applied = fresh;
+      applied.event_socket = config_.options.event_socket;
+      applied.admin_socket = config_.options.admin_socket;
+      applied.database = config_.options.database;
+      config_.options = applied;
+      service_->set_rules(applied.rules);
+      schedule_expiry();
+      log_notice("reloaded " + config_.config_path);
+    }
+    sd_notify(0, "READY=1");
+  }
+
+  void shut_down() {
+    if (stopping_) return;
+    stopping_ = true;
+    sd_notify(0, "STOPPING=1");
+    log_notice("stopping");
+    event_server_->stop();
+    expiry_timer_.cancel();
+    retention_timer_.cancel();
+    signals_.cancel();
+    finish_when_idle();
+  }
+
+  // Lets the last commit finish so no acknowledged event is lost, then ends
+  // the loop.
+  void finish_when_idle() {
+    writer_->flush();
+    if (!writer_->busy()) {
+      io_.stop();
+      return;
+    }
+    writer_->after_commit([this](const std::string&) { finish_when_idle(); });
+  }
+
+  void schedule_expiry() {
+    if (stopping_) return;
+    const TimePoint now = wall_clock_now();
+    auto wait = std::chrono::duration_cast<std::chrono::steady_clock::duration>(kExpiryRecheck);
+    if (const auto next = service_->next_expiry()) {
+      wait = std::min(wait, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::max(*next - now, Seconds(0))));
+    }
+    expiry_timer_.expires_after(wait);
+    expiry_timer_.async_wait([this](error_code ec) {
+      if (ec) return;
+      service_->expire_due(wall_clock_now(), writer_->pending());
+      writer_->flush();
+      schedule_expiry();
+    });
+  }
+
+  void prune_history() {
+    if (stopping_) return;
+    try {
+      const auto removed = store_->prune_history(wall_clock_now() - config_.options.history_retention);
+      if (removed > 0) log_info("removed " + std::to_string(removed) + " history row(s) past retention");
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot prune history: ") + e.what());
+    }
+    retention_timer_.expires_after(kRetentionInterval);
+    retention_timer_.async_wait([this](error_code ec) {
+      if (!ec) prune_history();
+    });
+  }
+
+  DaemonConfig config_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  asio::steady_timer expiry_timer_;
+  asio::steady_timer retention_timer_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<LockoutService> service_;
+  std::unique_ptr<EventLog> event_log_;
+  std::unique_ptr<BatchWriter> writer_;
+  std::unique_ptr<EventServer> event_server_;
+  UserDirectory users_;
+  bool stopping_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int run_daemon(const DaemonConfig& config) {
+  Daemon daemon(config);
+  return daemon.run();
+}
+
+}  // namespace acctlock

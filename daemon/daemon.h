@@ -1,0 +1,21 @@
+// acctlockd put together: the store, the lockout state, the sockets, the
+// signals and the timers, on one Boost.Asio event loop.
+#pragma once
+
+#include <string>
+
+#include "common/options.h"
+
+namespace acctlock {
+
+struct DaemonConfig {
+  Options options;
+  std::string config_path;  // re-read on SIGHUP
+  bool config_missing_ok = false;
+};
+
+// Runs until SIGTERM or SIGINT; returns the process exit code. Start-up
+// problems (database, sockets) are logged and give a non-zero code.
+int run_daemon(const DaemonConfig& config);
+
+}  // namespace acctlock

@@ -1,0 +1,36 @@
+// Where acctlockd announces what happened to an account: a failure, a lock,
+// its expiry, an admin's action. One structured record per event, written
+// only after the change is durable, so a consumer never sees an event that a
+// crash then undid.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "common/time.h"
+#include "daemon/store.h"
+
+namespace acctlock {
+
+struct LockEvent {
+  HistoryEntry entry;  // what, who, where from, which admin
+  std::uint32_t failures = 0;
+  std::uint32_t level = 0;
+  std::optional<TimePoint> locked_until;  // for a timed lock
+};
+
+class EventLog {
+ public:
+  virtual ~EventLog() = default;
+  virtual void record(const LockEvent& event) = 0;
+};
+
+// Readable lines on stderr, for a daemon that runs without a journal (a test,
+// a container, the demo). Successes are not logged: they are in the history.
+class StderrEventLog : public EventLog {
+ public:
+  void record(const LockEvent& event) override;
+};
+
+}  // namespace acctlock

@@ -1,0 +1,169 @@
+#include "daemon/event_server.h"
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <string>
+
+#include "common/user_name.h"
+#include "daemon/log.h"
+
+namespace acctlock {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+class EventSession : public std::enable_shared_from_this<EventSession> {
+ public:
+  EventSession(EventServer& server, EventServer::Socket socket, PeerCredentials peer)
+      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()), peer_(peer) {
+    server_.sessions_.insert(this);
+  }
+  ~EventSession() { server_.sessions_.erase(this); }
+
+  void start() { read_length(); }
+
+  void close() {
+    error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+ private:
+  const EventServerContext& context() const { return server_.context_; }
+
+  void arm_timer(std::chrono::milliseconds timeout) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) self->close();  // idle or stalled: drop this connection only
+    });
+  }
+
+  void read_length() {
+    buffer_.resize(protocol::kLengthSize);
+    arm_timer(context().limits.idle_timeout);
+    asio::async_read(socket_, asio::buffer(buffer_),
+                     [self = shared_from_this()](error_code ec, std::size_t) {
+                       self->on_length(ec);
+                     });
+  }
+
+  void on_length(error_code ec) {
+    if (ec) return close();  // EOF, reset or timeout: nothing to answer
+    const auto size = protocol::frame_size(buffer_);
+    if (!size.message) return reject(protocol::describe(size.error));
+    buffer_.resize(*size.message);
+    arm_timer(context().limits.frame_timeout);
+    asio::async_read(socket_,
+                     asio::buffer(buffer_.data() + protocol::kLengthSize,
+                                  buffer_.size() - protocol::kLengthSize),
+                     [self = shared_from_this()](error_code read_ec, std::size_t) {
+                       self->on_payload(read_ec);
+                     });
+  }
+
+  void on_payload(error_code ec) {
+    if (ec) return close();
+    timer_.cancel();
+    auto decoded = protocol::decode_request(buffer_);
+    if (!decoded.message) return reject(protocol::describe(decoded.error));
+    handle(std::move(*decoded.message));
+  }
+
+  void reject(const char* why) {
+    log_warning("event socket: closing connection from pid " + std::to_string(peer_.pid) +
+                " uid " + std::to_string(peer_.uid) + ": " + why);
+    close();
+  }
+
+  void handle(protocol::Request request) {
+    protocol::Answer answer;
+    if (!is_valid_user_name(request.user)) {
+      answer.verdict = protocol::Verdict::invalid;
+      return send(answer);
+    }
+    auto& users = server_.context_.users;
+    const auto user_uid = users.uid_of(request.user);
+    if (peer_.uid != 0 && user_uid != peer_.uid) {
+      log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
+                  std::to_string(peer_.pid) + ") speaking for user \"" + request.user + "\"");
+      answer.verdict = protocol::Verdict::refused;
+      return send(answer);
+    }
+
+    auto& writer = server_.context_.writer;
+    PendingWork& work = writer.pending();
+    const std::size_t staged_before = work.size();
+    answer = server_.context_.service.apply(request, user_uid == 0u, server_.context_.now(), work);
+    if (work.size() == staged_before) return send(answer);
+
+    // Answer only once the change is on disk.
+    writer.after_commit([self = shared_from_this(), answer](const std::string& error) {
+      if (!error.empty()) {
+        protocol::Answer failed;
+        failed.verdict = protocol::Verdict::failed;
+        return self->send(failed);
+      }
+      self->send(answer);
+    });
+  }
+
+  void send(const protocol::Answer& answer) {
+    if (!socket_.is_open()) return;
+    out_.clear();
+    protocol::encode_answer(answer, out_);
+    arm_timer(context().limits.frame_timeout);
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](error_code ec, std::size_t) {
+                        if (ec) return self->close();
+                        self->read_length();
+                      });
+  }
+
+  EventServer& server_;
+  EventServer::Socket socket_;
+  asio::steady_timer timer_;
+  PeerCredentials peer_;
+  std::string buffer_;
+  std::string out_;
+};
+
+EventServer::EventServer(Acceptor acceptor, EventServerContext context)
+    : acceptor_(std::move(acceptor)), context_(std::move(context)) {}
+
+EventServer::~EventServer() { stop(); }
+
+void EventServer::start() { do_accept(); }
+
+void EventServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  error_code ignored;
+  acceptor_.close(ignored);
+  // close() lets each session's pending handlers run and release it.
+  for (EventSession* session : std::unordered_set<EventSession*>(sessions_)) session->close();
+}
+
+void EventServer::do_accept() {
+  acceptor_.async_accept([this](error_code ec, Socket socket) {
+    if (stopped_) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      // EMFILE and friends: log and keep accepting; the loop must not die.
+      log_error("event socket: accept failed: " + ec.message());
+      return do_accept();
+    }
+    const auto peer = peer_credentials(socket.native_handle());
+    if (!peer) {
+      log_warning("event socket: could not read peer credentials; connection closed");
+    } else if (sessions_.size() >= context_.limits.max_connections) {
+      log_warning("event socket: " + std::to_string(sessions_.size()) +
+                  " connections open, refusing uid " + std::to_string(peer->uid));
+    } else {
+      std::make_shared<EventSession>(*this, std::move(socket), *peer)->start();
+    }
+    do_accept();
+  });
+}
+
+}  // namespace acctlock

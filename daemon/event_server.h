@@ -1,0 +1,68 @@
+// The event socket: where pam_acctlock.so asks and reports.
+//
+// One EventSession per connection reads frames (common/protocol.h), checks
+// the peer may speak for the named user, applies the request and answers.
+// A request that changes state is answered only after its commit. A frame
+// that does not decode, a peer that stalls mid-frame or stays idle too long
+// loses its own connection and nothing else.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_set>
+
+#include "common/time.h"
+#include "daemon/batch_writer.h"
+#include "daemon/lockout_service.h"
+#include "daemon/peer_credentials.h"
+
+namespace acctlock {
+
+struct EventServerLimits {
+  // Between requests. A PAM handle keeps its connection while the user types
+  // a password, so this is generous; the module reconnects if it was closed.
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};
+  // From a frame's first byte to its last: a stalled writer is dropped.
+  std::chrono::milliseconds frame_timeout{std::chrono::seconds(5)};
+  std::size_t max_connections = 4096;
+};
+
+struct EventServerContext {
+  LockoutService& service;
+  BatchWriter& writer;
+  UserDirectory& users;
+  std::function<TimePoint()> now;
+  EventServerLimits limits;
+};
+
+class EventSession;
+
+class EventServer {
+ public:
+  using Socket = boost::asio::local::stream_protocol::socket;
+  using Acceptor = boost::asio::local::stream_protocol::acceptor;
+
+  EventServer(Acceptor acceptor, EventServerContext context);
+  ~EventServer();
+
+  void start();
+  // Stops accepting and closes every connection.
+  void stop();
+
+  std::size_t connections() const { return sessions_.size(); }
+
+ private:
+  friend class EventSession;
+  void do_accept();
+
+  Acceptor acceptor_;
+  EventServerContext context_;
+  std::unordered_set<EventSession*> sessions_;
+  bool stopped_ = false;
+};
+
+}  // namespace acctlock

@@ -1,0 +1,21 @@
+// Plain log lines from acctlockd to stderr.
+//
+// Under systemd stderr is a journal stream (JOURNAL_STREAM is set); lines then
+// carry the sd-daemon "<N>" priority prefix so journalctl -p works. Structured
+// lock events go through daemon/event_log.h instead.
+#pragma once
+
+#include <string_view>
+
+namespace acctlock {
+
+enum class LogLevel { error = 3, warning = 4, notice = 5, info = 6, debug = 7 };
+
+void log(LogLevel level, std::string_view message);
+
+inline void log_error(std::string_view message) { log(LogLevel::error, message); }
+inline void log_warning(std::string_view message) { log(LogLevel::warning, message); }
+inline void log_notice(std::string_view message) { log(LogLevel::notice, message); }
+inline void log_info(std::string_view message) { log(LogLevel::info, message); }
+
+}  // namespace acctlock

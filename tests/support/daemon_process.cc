@@ -64,7 +64,10 @@ void DaemonProcess::rewrite_config(const std::string& extra_config) {
                                "\n");
 }
 
-bool DaemonProcess::start() {
+bool DaemonProcess::start() { return launch(true); }
+bool DaemonProcess::start_quietly() { return launch(false); }
+
+bool DaemonProcess::launch(bool report_failure) {
   const std::string notify_path = dir_ + "/notify.sock";
   unlink(notify_path.c_str());
   const int notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -101,13 +104,15 @@ bool DaemonProcess::start() {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      ADD_FAILURE() << "acctlockd exited during start-up (status " << status << "):\n" << log();
+      if (report_failure) {
+        ADD_FAILURE() << "acctlockd exited during start-up (status " << status << "):\n" << log();
+      }
       close(notify);
       return false;
     }
   }
   close(notify);
-  if (!ready) ADD_FAILURE() << "acctlockd did not report READY=1:\n" << log();
+  if (!ready && report_failure) ADD_FAILURE() << "acctlockd did not report READY=1:\n" << log();
   return ready;
 }
 

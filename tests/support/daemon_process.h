@@ -27,6 +27,9 @@ class DaemonProcess {
   // Starts the daemon and waits for READY=1. Fails the test (ADD_FAILURE) and
   // returns false if it exits or stays silent instead.
   bool start();
+  // The same, for tests that expect start-up to fail: no test failure is
+  // added; the reason is in log().
+  bool start_quietly();
   // SIGTERM and wait; returns the exit status as from waitpid.
   int stop();
   // SIGKILL and wait: a crash, as far as the daemon can tell.
@@ -60,6 +63,8 @@ class DaemonProcess {
   std::string database_;
   std::string log_path_;
   pid_t pid_ = -1;
+
+  bool launch(bool report_failure);
 };
 
 // Runs `argv` (argv[0] a path) to completion with a timeout, returning its

@@ -1,0 +1,336 @@
+// acctlockd as a whole: a real daemon process on sockets in a temp dir, with
+// a real SQLite file, driven through the same client code the PAM module uses.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "common/event_client.h"
+#include "common/protocol.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace acctlock::test {
+namespace {
+
+using protocol::Answer;
+using protocol::MessageType;
+using protocol::Verdict;
+using namespace std::chrono_literals;
+
+std::int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Polls `condition` until it holds or `timeout` passes. For behaviour that
+// depends on the wall clock (a lock running out), there is nothing else to
+// wait on.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout = 15s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+// A raw connection, for sending bytes the real client never would.
+int raw_connect(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  return fd;
+}
+
+// True if the daemon closed `fd` (EOF) rather than answering.
+bool closed_by_peer(int fd) {
+  char byte;
+  return recv(fd, &byte, 1, 0) == 0;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+};
+
+TEST_F(DaemonTest, UnknownUserIsAllowedAndLeavesNoRecord) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const Answer answer = daemon.request(MessageType::check, "nobody-in-particular");
+  EXPECT_EQ(answer.verdict, Verdict::allowed);
+  EXPECT_EQ(answer.failures, 0u);
+}
+
+TEST_F(DaemonTest, DenyFailuresLockForUnlockTime) {
+  DaemonProcess daemon(dir, "deny = 3\nunlock_time = 10m\n");
+  ASSERT_TRUE(daemon.start());
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  const auto before = now_seconds();
+  const Answer locked = daemon.request(MessageType::failure, "alice");
+  EXPECT_EQ(locked.verdict, Verdict::locked);
+  EXPECT_EQ(locked.lock, LockKind::failures);
+  EXPECT_EQ(locked.failures, 3u);
+  EXPECT_EQ(locked.level, 1u);
+  EXPECT_GE(locked.locked_until, before + 600);
+  EXPECT_LE(locked.locked_until, now_seconds() + 600);
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::locked);
+  // Other users are not affected.
+  EXPECT_EQ(daemon.request(MessageType::check, "bob").verdict, Verdict::allowed);
+}
+
+TEST_F(DaemonTest, SuccessWhileLockedDoesNotLiftTheLock) {
+  DaemonProcess daemon(dir, "deny = 2\n");
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice");
+  ASSERT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::locked);
+  EXPECT_EQ(daemon.request(MessageType::success, "alice").verdict, Verdict::locked);
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::locked);
+}
+
+TEST_F(DaemonTest, SuccessResetsTheCount) {
+  DaemonProcess daemon(dir, "deny = 3\n");
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice");
+  daemon.request(MessageType::failure, "alice");
+  EXPECT_EQ(daemon.request(MessageType::success, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").failures, 2u);
+}
+
+TEST_F(DaemonTest, LockExpiresAndTheNextOneLastsLonger) {
+  DaemonProcess daemon(dir, "deny = 1\nunlock_time = 1s\nlockout_multiplier = 3\n");
+  ASSERT_TRUE(daemon.start());
+  const Answer first = daemon.request(MessageType::failure, "alice");
+  ASSERT_EQ(first.verdict, Verdict::locked);
+  EXPECT_TRUE(eventually([&] {
+    return daemon.request(MessageType::check, "alice").verdict == Verdict::allowed;
+  }));
+  const auto before = now_seconds();
+  const Answer second = daemon.request(MessageType::failure, "alice");
+  ASSERT_EQ(second.verdict, Verdict::locked);
+  EXPECT_EQ(second.level, 2u);
+  EXPECT_GE(second.locked_until, before + 3);
+  EXPECT_LE(second.locked_until, now_seconds() + 3);
+  // The expiry was announced by the daemon's timer, not only noticed.
+  EXPECT_NE(daemon.log().find("expired user=alice"), std::string::npos) << daemon.log();
+}
+
+TEST_F(DaemonTest, RestartKeepsALock) {
+  DaemonProcess daemon(dir, "deny = 2\nunlock_time = 1h\n");
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice");
+  const Answer locked = daemon.request(MessageType::failure, "alice");
+  ASSERT_EQ(locked.verdict, Verdict::locked);
+  const int status = daemon.stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  ASSERT_TRUE(daemon.start());
+  const Answer after = daemon.request(MessageType::check, "alice");
+  EXPECT_EQ(after.verdict, Verdict::locked);
+  EXPECT_EQ(after.locked_until, locked.locked_until);
+}
+
+TEST_F(DaemonTest, KillNineLosesNoAcknowledgedFailure) {
+  DaemonProcess daemon(dir, "deny = 1000\n");
+  ASSERT_TRUE(daemon.start());
+  constexpr int kClients = 16;
+  constexpr int kFailures = 40;
+  std::vector<std::thread> clients;
+  std::atomic<int> acknowledged{0};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      EventClient client;
+      for (int i = 0; i < kFailures; ++i) {
+        Answer answer;
+        const protocol::Request request{MessageType::failure, "user" + std::to_string(c), "test",
+                                        "", "", ""};
+        if (client.exchange(daemon.event_socket(), request, answer, 10s) == ClientStatus::ok &&
+            answer.verdict == Verdict::allowed) {
+          ++acknowledged;
+        }
+      }
+    });
+  }
+  for (auto& client : clients) client.join();
+  ASSERT_EQ(acknowledged.load(), kClients * kFailures);
+  daemon.kill_hard();
+
+  ASSERT_TRUE(daemon.start());
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_EQ(daemon.request(MessageType::check, "user" + std::to_string(c)).failures,
+              static_cast<std::uint32_t>(kFailures))
+        << c;
+  }
+}
+
+TEST_F(DaemonTest, UnprivilegedPeerSpeaksOnlyForItself) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user with setpriv";
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const std::vector<std::string> as_nobody = {"/usr/bin/setpriv", "--reuid=65534",
+                                              "--regid=65534", "--clear-groups", EVENT_REQUEST_PATH,
+                                              daemon.event_socket()};
+  auto run_as_nobody = [&](const std::string& type, const std::string& user) {
+    auto argv = as_nobody;
+    argv.push_back(type);
+    argv.push_back(user);
+    return run_command(argv);
+  };
+
+  const auto for_root = run_as_nobody("failure", "root");
+  ASSERT_EQ(for_root.exit_code, 0) << for_root.err;
+  EXPECT_NE(for_root.out.find("verdict=refused"), std::string::npos) << for_root.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "root").failures, 0u);
+  EXPECT_NE(daemon.log().find("refused uid 65534"), std::string::npos);
+
+  const auto for_itself = run_as_nobody("failure", "nobody");
+  ASSERT_EQ(for_itself.exit_code, 0) << for_itself.err;
+  EXPECT_NE(for_itself.out.find("verdict=allowed"), std::string::npos) << for_itself.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").failures, 1u);
+}
+
+TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  EventClient bystander;
+  Answer answer;
+  ASSERT_EQ(bystander.exchange(daemon.event_socket(),
+                               {MessageType::failure, "carol", "test", "", "", ""}, answer, 10s),
+            ClientStatus::ok);
+
+  const int garbage = raw_connect(daemon.event_socket());
+  const char bytes[] = "\0\0\0\x06\x07\x01garbage";
+  ASSERT_GT(send(garbage, bytes, sizeof bytes - 1, MSG_NOSIGNAL), 0);
+  EXPECT_TRUE(closed_by_peer(garbage));
+  close(garbage);
+
+  const int oversized = raw_connect(daemon.event_socket());
+  const char header[] = "\x7f\xff\xff\xff";
+  ASSERT_GT(send(oversized, header, 4, MSG_NOSIGNAL), 0);
+  EXPECT_TRUE(closed_by_peer(oversized));
+  close(oversized);
+
+  // The bystander's connection and state are untouched.
+  ASSERT_EQ(bystander.exchange(daemon.event_socket(),
+                               {MessageType::check, "carol", "test", "", "", ""}, answer, 10s),
+            ClientStatus::ok);
+  EXPECT_EQ(answer.failures, 1u);
+  EXPECT_NE(daemon.log().find("closing connection"), std::string::npos);
+}
+
+TEST_F(DaemonTest, InvalidUserNameIsAnErrorAndNotStored) {
+  DaemonProcess daemon(dir, "deny = 1\n");
+  ASSERT_TRUE(daemon.start());
+  EXPECT_EQ(daemon.request(MessageType::failure, "bad\nname").verdict, Verdict::invalid);
+  EXPECT_EQ(daemon.request(MessageType::failure, "").verdict, Verdict::invalid);
+  daemon.stop();
+  const auto rows = run_command({"/usr/bin/sqlite3", daemon.database(),
+                                 "SELECT count(*) FROM user_state; SELECT count(*) FROM history;"});
+  EXPECT_EQ(rows.out, "0\n0\n") << rows.err;
+}
+
+TEST_F(DaemonTest, ReloadAppliesANewConfigAndKeepsTheOldOneOnErrors) {
+  DaemonProcess daemon(dir, "deny = 2\n");
+  ASSERT_TRUE(daemon.start());
+
+  daemon.rewrite_config("deny = two\n");
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return daemon.log().find("keeping the running") != std::string::npos; }));
+  EXPECT_NE(daemon.log().find("acctlock.conf:4: deny:"), std::string::npos) << daemon.log();
+  daemon.request(MessageType::failure, "alice");
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::locked);
+
+  daemon.rewrite_config("deny = 5\n");
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return daemon.log().find("reloaded") != std::string::npos; }));
+  daemon.request(MessageType::failure, "bob");
+  daemon.request(MessageType::failure, "bob");
+  EXPECT_EQ(daemon.request(MessageType::failure, "bob").verdict, Verdict::allowed);
+}
+
+TEST_F(DaemonTest, SigtermStopsCleanly) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice");
+  const int status = daemon.stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The socket file is gone with the daemon, so clients fail fast.
+  EXPECT_NE(access(daemon.event_socket().c_str(), F_OK), 0);
+}
+
+TEST_F(DaemonTest, CorruptDatabaseStopsStartUpAndIsLeftAlone) {
+  DaemonProcess daemon(dir);
+  const std::string junk = "this is not an SQLite database, and must survive\n";
+  write_file(daemon.database(), junk);
+  EXPECT_FALSE(daemon.start_quietly());
+  EXPECT_NE(daemon.log().find(daemon.database()), std::string::npos) << daemon.log();
+  EXPECT_EQ(read_file(daemon.database()), junk);
+}
+
+TEST_F(DaemonTest, SecondDaemonOnTheSameSocketRefusesToStart) {
+  DaemonProcess first(dir);
+  ASSERT_TRUE(first.start());
+  TempDir other_dir;
+  DaemonProcess second(other_dir, "event_socket = " + first.event_socket() + "\n");
+  EXPECT_FALSE(second.start_quietly());
+  EXPECT_NE(second.log().find("already serving"), std::string::npos) << second.log();
+  EXPECT_EQ(first.request(MessageType::check, "alice").verdict, Verdict::allowed);
+}
+
+TEST(DaemonCommandLine, CheckConfigNamesFileLineAndKey) {
+  TempDir dir;
+  const std::string config = dir / "bad.conf";
+  write_file(config, "# comment\ndeny = 3\nunlock_time = 5 parsecs\nfrobnicate = 1\n");
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ":3: unlock_time:"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find(config + ":4: frobnicate:"), std::string::npos) << result.err;
+}
+
+TEST(DaemonCommandLine, UnknownKeyAloneIsAWarningExitCode) {
+  TempDir dir;
+  const std::string config = dir / "warn.conf";
+  write_file(config, "frobnicate = 1\n");
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", config});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+}
+
+TEST(DaemonCommandLine, CleanConfigChecksOk) {
+  TempDir dir;
+  const std::string config = dir / "good.conf";
+  write_file(config, "deny = 5\nunlock_time = 15m\n");
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", config});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(DaemonCommandLine, BadConfigRefusesToStart) {
+  TempDir dir;
+  const std::string config = dir / "bad.conf";
+  write_file(config, "deny = -1\n");
+  const auto result = run_command({ACCTLOCKD_PATH, "--config", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ":1: deny:"), std::string::npos) << result.err;
+}
+
+TEST(DaemonCommandLine, MissingExplicitConfigIsAnError) {
+  const auto result = run_command({ACCTLOCKD_PATH, "--config", "/nonexistent/acctlock.conf"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("/nonexistent/acctlock.conf"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace acctlock::test

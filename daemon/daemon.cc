@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <grp.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
@@ -66,6 +67,7 @@ class Daemon {
       log_error(std::string("cannot listen on the event socket: ") + e.what());
       return 1;
     }
+    created_sockets_.push_back(config_.options.event_socket);
     event_server_->start();
     wait_for_signal();
     schedule_expiry();
@@ -77,6 +79,9 @@ class Daemon {
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
     writer_->shut_down();
+    // Sockets this process created go with it, so clients fail fast instead of
+    // connecting to nothing. (Sockets from systemd are systemd's to remove.)
+    for (const auto& path : created_sockets_) unlink(path.c_str());
     log_notice("acctlockd stopped");
     return exit_code_;
   }
@@ -186,6 +191,7 @@ class Daemon {
   std::unique_ptr<BatchWriter> writer_;
   std::unique_ptr<EventServer> event_server_;
   UserDirectory users_;
+  std::vector<std::string> created_sockets_;
   bool stopping_ = false;
   int exit_code_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 
@@ -54,10 +55,12 @@ int raw_connect(const std::string& path) {
   return fd;
 }
 
-// True if the daemon closed `fd` (EOF) rather than answering.
+// True if the daemon closed `fd` rather than answering: EOF, or a reset when
+// it closed with our bytes still unread.
 bool closed_by_peer(int fd) {
   char byte;
-  return recv(fd, &byte, 1, 0) == 0;
+  const ssize_t n = recv(fd, &byte, 1, 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 class DaemonTest : public ::testing::Test {

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       acctlock::EventClient client;
       auto& mine = latencies[static_cast<std::size_t>(c)];
       mine.reserve(200000);
-      acctlock::protocol::Request request{acctlock::protocol::MessageType::failure, "", "bench",
+      acctlock::protocol::Request request{acctlock::protocol::MessageType::failure, false, "", "bench",
                                           "192.0.2.1", "ssh", ""};
       acctlock::protocol::Answer answer;
       for (long i = c; !stop.load(std::memory_order_relaxed); i += settings.clients) {

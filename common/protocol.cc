@@ -164,6 +164,9 @@ Decoded<Request> decode_request(std::string_view bytes) noexcept {
     Reader reader(payload);
     Request request;
     request.type = static_cast<MessageType>(type);
+    const std::uint8_t flags = reader.u8();
+    if ((flags & ~kFlagUserIsRoot) != 0) reader.fail(DecodeError::bad_value);
+    request.user_is_root = (flags & kFlagUserIsRoot) != 0;
     request.user = reader.string(kMaxUser);
     request.service = reader.string(kMaxService);
     request.rhost = reader.string(kMaxRhost);
@@ -219,6 +222,7 @@ bool encode_request(const Request& request, std::string& out) {
     return false;
   }
   append_frame(out, request.type, [&] {
+    out.push_back(static_cast<char>(request.user_is_root ? kFlagUserIsRoot : 0));
     put_string(out, request.user);
     put_string(out, request.service);
     put_string(out, request.rhost);

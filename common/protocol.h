@@ -15,7 +15,10 @@
 //   string   = size:u16 bytes                (no NUL terminator)
 //
 //   request body  (types check, failure, success, password_changed)
-//            = user:string service:string rhost:string tty:string ruser:string
+//            = flags:u8 user:string service:string rhost:string tty:string
+//              ruser:string
+//   flags    = bit 0: the user is uid 0 (see Request::user_is_root); other
+//              bits must be 0
 //   answer body   (type answer)
 //            = verdict:u8 lock:u8 failures:u32 level:u32 locked_until:i64
 //              reason:string
@@ -57,6 +60,11 @@ enum class MessageType : std::uint8_t {
 
 struct Request {
   MessageType type = MessageType::check;
+  // The client's word that `user` resolves to uid 0. Believed only from a
+  // root peer, which may speak for anyone anyway; it spares the daemon an NSS
+  // lookup per event. From any other peer the user cannot be root (its uid
+  // must equal the peer's), so the daemon ignores it.
+  bool user_is_root = false;
   std::string user;
   std::string service;  // PAM_SERVICE: sshd, login, sudo, ...
   std::string rhost;    // PAM_RHOST, empty when local
@@ -65,6 +73,8 @@ struct Request {
 
   bool operator==(const Request&) const = default;
 };
+
+inline constexpr std::uint8_t kFlagUserIsRoot = 0x01;
 
 enum class Verdict : std::uint8_t {
   allowed = 0,   // not locked (after a failure: not locked yet)

@@ -82,9 +82,10 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
       answer.verdict = protocol::Verdict::invalid;
       return send(answer);
     }
-    auto& users = server_.context_.users;
-    const auto user_uid = users.uid_of(request.user);
-    if (peer_.uid != 0 && user_uid != peer_.uid) {
+    // Root may speak for anyone, and its word on whether the user is root is
+    // taken as given. Anyone else speaks only for the user that resolves to
+    // their own uid, which is then not root.
+    if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + ") speaking for user \"" + request.user + "\"");
       answer.verdict = protocol::Verdict::refused;
@@ -94,7 +95,8 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     auto& writer = server_.context_.writer;
     PendingWork& work = writer.pending();
     const std::size_t staged_before = work.size();
-    answer = server_.context_.service.apply(request, user_uid == 0u, server_.context_.now(), work);
+    const bool is_root = peer_.uid == 0 && request.user_is_root;
+    answer = server_.context_.service.apply(request, is_root, server_.context_.now(), work);
     if (work.size() == staged_before) return send(answer);
 
     // Answer only once the change is on disk.

@@ -8,7 +8,7 @@ namespace acctlock::protocol {
 namespace {
 
 Request full_request(MessageType type) {
-  return Request{type, "alice", "sshd", "2001:db8::7", "ssh", "bob"};
+  return Request{type, false, "alice", "sshd", "2001:db8::7", "ssh", "bob"};
 }
 
 std::string frame_of(const Request& request) {
@@ -54,8 +54,10 @@ TEST(Protocol, NegativeTimeSurvivesTheUnsignedWireForm) {
 }
 
 TEST(Protocol, EmptyStringsAndMaximalFieldsRoundTrip) {
-  Request request{MessageType::failure, std::string(kMaxUser, 'u'), std::string(kMaxService, 's'),
-                  std::string(kMaxRhost, 'r'), std::string(kMaxTty, 't'), ""};
+  Request request{MessageType::failure,         true,
+                  std::string(kMaxUser, 'u'),   std::string(kMaxService, 's'),
+                  std::string(kMaxRhost, 'r'),  std::string(kMaxTty, 't'),
+                  ""};
   const auto decoded = decode_request(frame_of(request));
   ASSERT_TRUE(decoded.message) << describe(decoded.error);
   EXPECT_EQ(*decoded.message, request);
@@ -125,14 +127,24 @@ TEST(Protocol, UnknownAndMisdirectedTypesAreRefused) {
   EXPECT_EQ(decode_request(answer).error, DecodeError::bad_type);
 }
 
+TEST(Protocol, RootFlagRoundTripsAndUnknownFlagsAreRefused) {
+  Request request = full_request(MessageType::failure);
+  request.user_is_root = true;
+  std::string bytes = frame_of(request);
+  ASSERT_TRUE(decode_request(bytes).message);
+  EXPECT_TRUE(decode_request(bytes).message->user_is_root);
+  bytes[6] = 0x02;  // the flags byte, with a bit nobody defined
+  EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_value);
+}
+
 TEST(Protocol, StringRunningPastTheFrameIsRefused) {
-  // version, type, then a user whose declared size exceeds what follows.
-  const std::string bytes = raw_frame(std::string("\x01\x02\x00\x09" "abc", 7));
+  // version, type, flags, then a user whose declared size exceeds what follows.
+  const std::string bytes = raw_frame(std::string("\x01\x02\x00\x00\x09" "abc", 8));
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_field);
 }
 
 TEST(Protocol, StringLongerThanItsFieldAllowsIsRefused) {
-  std::string payload("\x01\x02", 2);
+  std::string payload("\x01\x02\x00", 3);
   payload += std::string("\x01\x00", 2) + std::string(256, 'u');  // user of 256 > kMaxUser
   for (int i = 0; i < 4; ++i) payload += std::string("\0\0", 2);
   EXPECT_EQ(decode_request(raw_frame(payload)).error, DecodeError::bad_field);

@@ -158,7 +158,7 @@ TEST_F(DaemonTest, KillNineLosesNoAcknowledgedFailure) {
       EventClient client;
       for (int i = 0; i < kFailures; ++i) {
         Answer answer;
-        const protocol::Request request{MessageType::failure, "user" + std::to_string(c), "test",
+        const protocol::Request request{MessageType::failure, false, "user" + std::to_string(c), "test",
                                         "", "", ""};
         if (client.exchange(daemon.event_socket(), request, answer, 10s) == ClientStatus::ok &&
             answer.verdict == Verdict::allowed) {
@@ -211,7 +211,7 @@ TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
   EventClient bystander;
   Answer answer;
   ASSERT_EQ(bystander.exchange(daemon.event_socket(),
-                               {MessageType::failure, "carol", "test", "", "", ""}, answer, 10s),
+                               {MessageType::failure, false, "carol", "test", "", "", ""}, answer, 10s),
             ClientStatus::ok);
 
   const int garbage = raw_connect(daemon.event_socket());
@@ -228,7 +228,7 @@ TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
 
   // The bystander's connection and state are untouched.
   ASSERT_EQ(bystander.exchange(daemon.event_socket(),
-                               {MessageType::check, "carol", "test", "", "", ""}, answer, 10s),
+                               {MessageType::check, false, "carol", "test", "", "", ""}, answer, 10s),
             ClientStatus::ok);
   EXPECT_EQ(answer.failures, 1u);
   EXPECT_NE(daemon.log().find("closing connection"), std::string::npos);

@@ -154,7 +154,7 @@ protocol::Answer DaemonProcess::request(protocol::MessageType type, const std::s
                                         const std::string& service, const std::string& rhost) {
   EventClient client;
   protocol::Answer answer;
-  const auto status = client.exchange(event_socket_, {type, user, service, rhost, "pts/1", ""},
+  const auto status = client.exchange(event_socket_, {type, false, user, service, rhost, "pts/1", ""},
                                       answer, std::chrono::seconds(10));
   EXPECT_EQ(status, ClientStatus::ok) << describe(status);
   return answer;

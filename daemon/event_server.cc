@@ -67,7 +67,16 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     timer_.cancel();
     auto decoded = protocol::decode_request(buffer_);
     if (!decoded.message) return reject(protocol::describe(decoded.error));
-    handle(std::move(*decoded.message));
+    try {
+      handle(std::move(*decoded.message));
+    } catch (const std::exception& e) {
+      // One request's trouble (memory, an NSS failure) is that client's
+      // answer, never the whole daemon's crash.
+      log_error(std::string("event socket: request failed: ") + e.what());
+      protocol::Answer failed;
+      failed.verdict = protocol::Verdict::failed;
+      send(failed);
+    }
   }
 
   void reject(const char* why) {

@@ -1,0 +1,198 @@
+#include "daemon/lockout_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+namespace acctlock {
+namespace {
+
+// Both edges are inclusive: a failure exactly fail_interval after the previous
+// one still counts, and the progression is forgotten exactly lockout_memory
+// after the last lockout ended. docs/policy.md states the same boundaries.
+bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) {
+  return now - state.last_failure <= fail_interval;
+}
+
+bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {
+  return now - state.last_lock_end >= lockout_memory;
+}
+
+bool locked(const UserState& state) {
+  return state.manual_lock.has_value() || state.failure_lock.has_value();
+}
+
+std::uint32_t saturating_increment(std::uint32_t value) {
+  return value == std::numeric_limits<std::uint32_t>::max() ? value : value + 1;
+}
+
+// now + duration, held at the largest TimePoint rather than wrapping into the
+// past, which would unlock the account at once.
+TimePoint saturating_add(TimePoint now, Seconds duration) {
+  if (duration > TimePoint::max() - now) return TimePoint::max();
+  return now + duration;
+}
+
+}  // namespace
+
+LockoutPolicy::LockoutPolicy(LockoutRules rules) : rules_(std::move(rules)) {}
+
+bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
+  bool expired = false;
+  if (state.failure_lock && state.failure_lock->until && *state.failure_lock->until <= now) {
+    // Recorded as the scheduled end, not `now`: the lockout_memory countdown
+    // starts when the lock ran out, however late someone noticed.
+    state.last_lock_end = *state.failure_lock->until;
+    state.failure_lock.reset();
+    state.failures = 0;
+    expired = true;
+  }
+  if (state.failure_lock) return expired;  // the count that caused it stays on show
+
+  if (state.level > 0 && progression_forgotten(state, now, rules_.lockout_memory)) {
+    state.level = 0;
+  }
+  if (state.failures > 0 && !still_counts(state, now, rules_.fail_interval)) {
+    state.failures = 0;
+  }
+  return expired;
+}
+
+LockStatus LockoutPolicy::status(const UserState& state, TimePoint now) const {
+  // Settling a copy makes the answer the same whether or not the caller has
+  // settled: a stale count or an old progression never shows.
+  UserState settled = state;
+  settle(settled, now);
+
+  LockStatus status;
+  status.failures = settled.failures;
+  status.level = settled.level;
+  if (settled.manual_lock) {
+    status.kind = LockKind::manual;
+  } else if (settled.failure_lock && !settled.failure_lock->until) {
+    status.kind = LockKind::permanent;
+  } else if (settled.failure_lock) {
+    status.kind = LockKind::failures;
+    status.until = settled.failure_lock->until;
+  }
+  return status;
+}
+
+FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, TimePoint now) const {
+  FailureOutcome outcome;
+  outcome.lock_expired = settle(state, now);
+  // Counting failures against a locked account would let an attacker who
+  // keeps guessing push the next lockout's level up, or reach deny again the
+  // moment the lock ends.
+  if (locked(state)) return outcome;
+
+  outcome.counted = true;
+  // settle() has already dropped a count that fell out of the window.
+  state.failures = saturating_increment(state.failures);
+  state.last_failure = now;
+
+  const bool may_lock = !is_root || rules_.even_deny_root;
+  // deny = 0 (rejected by the option parser) never locks, as in pam_faillock.
+  if (!may_lock || rules_.deny == 0 || state.failures < rules_.deny) return outcome;
+
+  state.level = saturating_increment(state.level);
+  FailureLock lock;
+  lock.since = now;
+  if (const auto duration = lockout_duration(state.level, is_root)) {
+    lock.until = saturating_add(now, *duration);
+  }
+  state.failure_lock = lock;
+  outcome.locked_now = true;
+  return outcome;
+}
+
+SuccessOutcome LockoutPolicy::record_success(UserState& state, TimePoint now) const {
+  SuccessOutcome outcome;
+  outcome.lock_expired = settle(state, now);
+  // A locked account can only succeed through something that bypasses the
+  // lock (a service without pam_acctlock in its auth stack); that must not
+  // become a way to clear the lock or the progression.
+  if (locked(state)) {
+    outcome.ignored_while_locked = true;
+    return outcome;
+  }
+  outcome.reset = state.failures != 0 || state.level != 0;
+  state.failures = 0;
+  state.level = 0;
+  return outcome;
+}
+
+bool LockoutPolicy::lift_failure_lock(UserState& state, TimePoint now) const {
+  settle(state, now);
+  const bool lifted = state.failure_lock.has_value();
+  if (lifted) {
+    // The lockout ends now, so lockout_memory counts from here: a user who
+    // changes the password and fails again soon still climbs the progression.
+    state.failure_lock.reset();
+    state.last_lock_end = now;
+  }
+  state.failures = 0;
+  return lifted;
+}
+
+void LockoutPolicy::unlock(UserState& state) const {
+  // last_lock_end is left alone: with the level at 0 nothing reads it.
+  state.failures = 0;
+  state.level = 0;
+  state.failure_lock.reset();
+  state.manual_lock.reset();
+}
+
+void LockoutPolicy::lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
+                                  TimePoint now) const {
+  settle(state, now);
+  if (state.manual_lock) {
+    // Re-locking updates the reason and who gave it; the account has been
+    // locked since the first manual lock, and `since` keeps saying so.
+    state.manual_lock->reason = std::move(reason);
+    state.manual_lock->admin_uid = admin_uid;
+    return;
+  }
+  state.manual_lock = ManualLock{std::move(reason), now, admin_uid};
+}
+
+std::optional<Seconds> LockoutPolicy::lockout_duration(std::uint32_t level, bool is_root) const {
+  const std::uint32_t nth = std::max<std::uint32_t>(level, 1);
+  if (rules_.permanent_after != 0 && nth >= rules_.permanent_after) return std::nullopt;
+
+  const Seconds first = is_root ? rules_.effective_root_unlock_time() : rules_.unlock_time;
+  // A negative time cannot come from the option parser; reading it as
+  // "until an admin unlocks" errs on the side of keeping the account locked.
+  if (first <= Seconds::zero()) return std::nullopt;
+
+  // The option parser rejects max_unlock_time = 0. Taken literally it would
+  // turn every lock into one that has already ended, silently disabling
+  // lockout, so should it ever arrive here it reads as "no cap".
+  const Seconds cap =
+      rules_.max_unlock_time > Seconds::zero() ? rules_.max_unlock_time : Seconds::max();
+  // A multiplier below 1 (or NaN) would make repeat offenders wait less than
+  // first-timers; the option parser rejects it, and the policy does not trust
+  // that alone.
+  const long double multiplier =
+      std::max(1.0L, static_cast<long double>(rules_.lockout_multiplier));
+  // powl saturates to infinity instead of overflowing, and any huge result
+  // compares >= the cap; long double holds every int64 second count exactly.
+  const long double scaled = static_cast<long double>(first.count()) *
+                             std::pow(multiplier, static_cast<long double>(nth - 1));
+  if (!(scaled < static_cast<long double>(cap.count()))) return cap;
+  return Seconds{std::llround(scaled)};
+}
+
+std::optional<TimePoint> LockoutPolicy::next_expiry(const UserState& state) const {
+  if (state.failure_lock) return state.failure_lock->until;
+  return std::nullopt;
+}
+
+bool LockoutPolicy::is_idle(const UserState& state, TimePoint now) const {
+  UserState settled = state;
+  settle(settled, now);
+  return !locked(settled) && settled.failures == 0 && settled.level == 0;
+}
+
+}  // namespace acctlock

@@ -1,0 +1,776 @@
+// The lockout rules of daemon/lockout_policy.h, one edge at a time. Time is a
+// fixed start moved forward (or back) by hand: no clock, no sleeps.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+#include "daemon/lockout_policy.h"
+
+namespace acctlock {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr TimePoint kStart{Seconds{1'700'000'000}};
+constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
+
+// Rules spelled out in each test's terms. The starting values are written
+// here rather than taken from LockoutRules{}, so a change of shipped defaults
+// does not silently change what these tests check.
+class Rules {
+ public:
+  Rules() {
+    rules_.deny = 3;
+    rules_.fail_interval = 15min;
+    rules_.unlock_time = 10min;
+    rules_.lockout_multiplier = 2.0;
+    rules_.max_unlock_time = 24h;
+    rules_.lockout_memory = 24h;
+    rules_.permanent_after = 0;
+    rules_.even_deny_root = false;
+    rules_.root_unlock_time.reset();
+  }
+
+  Rules& deny(std::uint32_t count) { return set(rules_.deny, count); }
+  Rules& fail_interval(Seconds interval) { return set(rules_.fail_interval, interval); }
+  Rules& unlock_time(Seconds time) { return set(rules_.unlock_time, time); }
+  Rules& multiplier(double factor) { return set(rules_.lockout_multiplier, factor); }
+  Rules& max_unlock_time(Seconds cap) { return set(rules_.max_unlock_time, cap); }
+  Rules& lockout_memory(Seconds memory) { return set(rules_.lockout_memory, memory); }
+  Rules& permanent_after(std::uint32_t nth) { return set(rules_.permanent_after, nth); }
+  Rules& even_deny_root() { return set(rules_.even_deny_root, true); }
+  Rules& root_unlock_time(Seconds time) {
+    rules_.root_unlock_time = time;
+    return *this;
+  }
+
+  operator LockoutRules() const { return rules_; }
+
+ private:
+  template <typename Field, typename Value>
+  Rules& set(Field& field, Value value) {
+    field = value;
+    return *this;
+  }
+
+  LockoutRules rules_;
+};
+
+// One user's state, the policy that governs it and the time of the next
+// event, so a test reads as the story it checks.
+class Account {
+ public:
+  explicit Account(LockoutRules rules, bool is_root = false)
+      : policy_(std::move(rules)), is_root_(is_root) {}
+
+  static Account root(LockoutRules rules) { return Account(std::move(rules), true); }
+
+  FailureOutcome fail() { return policy_.record_failure(state_, is_root_, now_); }
+  SuccessOutcome succeed() { return policy_.record_success(state_, now_); }
+  bool change_password() { return policy_.lift_failure_lock(state_, now_); }
+  void admin_unlock() { policy_.unlock(state_); }
+  void admin_lock(std::string reason = "left the company", std::uint32_t admin_uid = 0) {
+    policy_.lock_manually(state_, std::move(reason), admin_uid, now_);
+  }
+  bool settle() { return policy_.settle(state_, now_); }
+
+  // Fails back to back until the failure that locks; the time does not move.
+  FailureOutcome fail_until_locked() {
+    for (std::uint32_t attempt = 0; attempt < policy_.rules().deny; ++attempt) {
+      const FailureOutcome outcome = fail();
+      if (outcome.locked_now) return outcome;
+    }
+    ADD_FAILURE() << "deny failures did not lock the account";
+    return {};
+  }
+
+  // Locks the account and waits until that lock has run out.
+  void serve_lockout() {
+    fail_until_locked();
+    const auto until = policy_.next_expiry(state_);
+    ASSERT_TRUE(until.has_value()) << "the lockout does not end by itself";
+    now_ = *until;
+  }
+
+  // How long the lock in force was set to last, measured from its start.
+  std::optional<Seconds> lock_length() const {
+    if (!state_.failure_lock || !state_.failure_lock->until) return std::nullopt;
+    return *state_.failure_lock->until - state_.failure_lock->since;
+  }
+
+  void advance(Seconds by) { now_ += by; }
+  void go_back(Seconds by) { now_ -= by; }
+
+  LockStatus status() const { return policy_.status(state_, now_); }
+  bool is_idle() const { return policy_.is_idle(state_, now_); }
+  std::optional<TimePoint> next_expiry() const { return policy_.next_expiry(state_); }
+
+  UserState& state() { return state_; }
+  TimePoint now() const { return now_; }
+  const LockoutPolicy& policy() const { return policy_; }
+
+ private:
+  LockoutPolicy policy_;
+  bool is_root_;
+  UserState state_;
+  TimePoint now_ = kStart;
+};
+
+// --- Counting failures -------------------------------------------------------
+
+TEST(LockoutPolicyCounting, FailuresBelowDenyAreCountedWithoutLocking) {
+  Account account(Rules().deny(3));
+  EXPECT_TRUE(account.fail().counted);
+  const FailureOutcome second = account.fail();
+  EXPECT_TRUE(second.counted);
+  EXPECT_FALSE(second.locked_now);
+
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::none);
+  EXPECT_EQ(status.failures, 2u);
+  EXPECT_EQ(status.level, 0u);
+  EXPECT_FALSE(status.until.has_value());
+}
+
+TEST(LockoutPolicyCounting, ReachingDenyLocksForUnlockTime) {
+  Account account(Rules().deny(3).unlock_time(10min));
+  account.fail();
+  account.advance(1min);
+  account.fail();
+  account.advance(1min);
+  const FailureOutcome third = account.fail();
+  EXPECT_TRUE(third.counted);
+  EXPECT_TRUE(third.locked_now);
+
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::failures);
+  ASSERT_TRUE(status.until.has_value());
+  EXPECT_EQ(*status.until, account.now() + 10min);
+  EXPECT_EQ(status.failures, 3u);
+  EXPECT_EQ(status.level, 1u);
+  EXPECT_EQ(account.state().failure_lock->since, account.now());
+}
+
+TEST(LockoutPolicyCounting, FailureExactlyFailIntervalAfterThePreviousStillCounts) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.advance(15min);
+  account.fail();
+  EXPECT_EQ(account.status().failures, 2u);
+}
+
+TEST(LockoutPolicyCounting, FailureOneSecondPastFailIntervalStartsANewCount) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.fail();
+  account.advance(15min + 1s);
+  const FailureOutcome outcome = account.fail();
+  EXPECT_TRUE(outcome.counted);
+  EXPECT_EQ(account.status().failures, 1u);
+}
+
+TEST(LockoutPolicyCounting, TheWindowIsMeasuredFromThePreviousFailureNotTheFirst) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.fail();
+  account.advance(10min);
+  account.fail();
+  account.advance(10min);  // 20 minutes after the first failure
+  EXPECT_TRUE(account.fail().locked_now);
+}
+
+TEST(LockoutPolicyCounting, SettleKeepsACountUntilFailIntervalHasPassed) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.fail();
+
+  account.advance(15min);
+  EXPECT_FALSE(account.settle());
+  EXPECT_EQ(account.state().failures, 2u);
+
+  account.advance(1s);
+  EXPECT_FALSE(account.settle());  // no lock expired, only a count went stale
+  EXPECT_EQ(account.state().failures, 0u);
+}
+
+TEST(LockoutPolicyCounting, StatusHidesAStaleCountWithoutBeingSettled) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.advance(15min);
+  EXPECT_EQ(account.status().failures, 1u);
+  account.advance(1s);
+  EXPECT_EQ(account.status().failures, 0u);
+  EXPECT_EQ(account.state().failures, 1u) << "status() must not change the state";
+}
+
+// --- A lock in force -----------------------------------------------------------
+
+TEST(LockoutPolicyLock, LockEndsExactlyAtItsUntil) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  const TimePoint until = account.now() + 10min;
+
+  account.advance(10min - 1s);
+  EXPECT_EQ(account.status().kind, LockKind::failures);
+  EXPECT_FALSE(account.settle());
+  EXPECT_TRUE(account.state().failure_lock.has_value());
+
+  account.advance(1s);
+  EXPECT_EQ(account.status().kind, LockKind::none);
+  EXPECT_TRUE(account.settle());
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_EQ(account.state().last_lock_end, until);
+  EXPECT_EQ(account.state().level, 1u) << "the progression outlives the lock";
+}
+
+TEST(LockoutPolicyLock, ALockNoticedLateEndedAtItsScheduledTime) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  const TimePoint until = account.now() + 10min;
+  account.advance(3h);
+  EXPECT_TRUE(account.settle());
+  EXPECT_EQ(account.state().last_lock_end, until);
+}
+
+TEST(LockoutPolicyLock, StatusKeepsTheCountThatCausedTheLockUntilItEnds) {
+  Account account(Rules().deny(3).fail_interval(15min).unlock_time(1h));
+  account.fail_until_locked();
+  account.advance(30min);  // past fail_interval, still locked
+  EXPECT_EQ(account.status().failures, 3u);
+  account.settle();
+  EXPECT_EQ(account.state().failures, 3u);
+}
+
+TEST(LockoutPolicyLock, FailureWhileLockedIsNotCountedAndDoesNotExtendTheLock) {
+  Account account(Rules().deny(3).unlock_time(10min));
+  account.fail_until_locked();
+  const UserState locked = account.state();
+
+  account.advance(9min);
+  const FailureOutcome outcome = account.fail();
+  EXPECT_FALSE(outcome.counted);
+  EXPECT_FALSE(outcome.locked_now);
+  EXPECT_FALSE(outcome.lock_expired);
+  EXPECT_EQ(account.state(), locked);
+
+  account.advance(1min);
+  EXPECT_EQ(account.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicyLock, FailureAtTheMomentALockEndsStartsAFreshCount) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.advance(10min);
+  const FailureOutcome outcome = account.fail();
+  EXPECT_TRUE(outcome.lock_expired);
+  EXPECT_TRUE(outcome.counted);
+  EXPECT_FALSE(outcome.locked_now);
+  EXPECT_EQ(account.status().failures, 1u);
+}
+
+// --- The progression -------------------------------------------------------------
+
+TEST(LockoutPolicyProgression, ConsecutiveLockoutsGrowByTheMultiplier) {
+  Account account(Rules().unlock_time(10min).multiplier(2).max_unlock_time(24h));
+  account.fail_until_locked();
+  EXPECT_EQ(account.lock_length(), Seconds{10min});
+  account.advance(10min);
+
+  account.fail_until_locked();
+  EXPECT_EQ(account.lock_length(), Seconds{20min});
+  EXPECT_EQ(account.status().level, 2u);
+  account.advance(20min);
+
+  account.fail_until_locked();
+  EXPECT_EQ(account.lock_length(), Seconds{40min});
+  EXPECT_EQ(account.status().level, 3u);
+}
+
+TEST(LockoutPolicyProgression, AFractionalMultiplierRoundsToWholeSeconds) {
+  const LockoutPolicy policy(Rules().unlock_time(10s).multiplier(1.5));
+  EXPECT_EQ(policy.lockout_duration(1, false), Seconds{10});
+  EXPECT_EQ(policy.lockout_duration(2, false), Seconds{15});
+  EXPECT_EQ(policy.lockout_duration(3, false), Seconds{23});  // 22.5 rounds half up
+  EXPECT_EQ(policy.lockout_duration(4, false), Seconds{34});  // 33.75
+}
+
+TEST(LockoutPolicyProgression, MultiplierOneKeepsEveryLockoutTheSame) {
+  const LockoutPolicy policy(Rules().unlock_time(10min).multiplier(1));
+  EXPECT_EQ(policy.lockout_duration(1, false), Seconds{10min});
+  EXPECT_EQ(policy.lockout_duration(50, false), Seconds{10min});
+  EXPECT_EQ(policy.lockout_duration(kMaxCount, false), Seconds{10min});
+}
+
+TEST(LockoutPolicyProgression, LevelZeroIsReadAsTheFirstLockout) {
+  const LockoutPolicy policy(Rules().unlock_time(10min));
+  EXPECT_EQ(policy.lockout_duration(0, false), policy.lockout_duration(1, false));
+}
+
+TEST(LockoutPolicyProgression, DurationsStopAtTheCap) {
+  const LockoutPolicy policy(Rules().unlock_time(10min).multiplier(2).max_unlock_time(30min));
+  EXPECT_EQ(policy.lockout_duration(2, false), Seconds{20min});
+  EXPECT_EQ(policy.lockout_duration(3, false), Seconds{30min});  // 40 minutes, capped
+  EXPECT_EQ(policy.lockout_duration(4, false), Seconds{30min});
+}
+
+TEST(LockoutPolicyProgression, TheCapAppliesToTheFirstLockoutToo) {
+  const LockoutPolicy policy(Rules().unlock_time(2h).max_unlock_time(1h));
+  EXPECT_EQ(policy.lockout_duration(1, false), Seconds{1h});
+}
+
+TEST(LockoutPolicyProgression, HugeLevelsSaturateAtTheCapInsteadOfOverflowing) {
+  const LockoutPolicy policy(Rules().unlock_time(10min).multiplier(100).max_unlock_time(24h));
+  EXPECT_EQ(policy.lockout_duration(64, false), Seconds{24h});
+  EXPECT_EQ(policy.lockout_duration(100'000, false), Seconds{24h});
+  EXPECT_EQ(policy.lockout_duration(kMaxCount, false), Seconds{24h});
+}
+
+TEST(LockoutPolicyProgression, LockingAtTheHighestLevelStaysThereAndLastsTheCap) {
+  Account account(Rules().multiplier(100).max_unlock_time(24h).lockout_memory(24h));
+  account.state().level = kMaxCount;
+  account.state().last_lock_end = account.now();
+  account.fail_until_locked();
+  EXPECT_EQ(account.state().level, kMaxCount);
+  EXPECT_EQ(account.lock_length(), Seconds{24h});
+}
+
+TEST(LockoutPolicyProgression, ForgottenExactlyLockoutMemoryAfterTheLastLockEnded) {
+  Account account(Rules().unlock_time(10min).lockout_memory(24h));
+  account.serve_lockout();  // now = the end of the first lockout
+  account.advance(24h);
+  EXPECT_EQ(account.status().level, 0u);
+  account.fail_until_locked();
+  EXPECT_EQ(account.state().level, 1u);
+  EXPECT_EQ(account.lock_length(), Seconds{10min});
+}
+
+TEST(LockoutPolicyProgression, RememberedOneSecondBeforeLockoutMemoryPasses) {
+  Account account(Rules().unlock_time(10min).lockout_memory(24h));
+  account.serve_lockout();
+  account.advance(24h - 1s);
+  EXPECT_EQ(account.status().level, 1u);
+  account.fail_until_locked();
+  EXPECT_EQ(account.state().level, 2u);
+  EXPECT_EQ(account.lock_length(), Seconds{20min});
+}
+
+TEST(LockoutPolicyProgression, LockoutMemoryCountsFromTheEndOfTheLockNotItsStart) {
+  Account account(Rules().unlock_time(10min).lockout_memory(1h));
+  account.fail_until_locked();
+  account.advance(1h);  // an hour after the lock started, 50 minutes after it ended
+  account.settle();
+  EXPECT_EQ(account.state().level, 1u);
+  account.advance(10min);
+  account.settle();
+  EXPECT_EQ(account.state().level, 0u);
+}
+
+TEST(LockoutPolicyProgression, ZeroLockoutMemoryForgetsAsSoonAsTheLockEnds) {
+  Account account(Rules().unlock_time(10min).lockout_memory(0s));
+  account.serve_lockout();
+  account.fail_until_locked();
+  EXPECT_EQ(account.state().level, 1u);
+  EXPECT_EQ(account.lock_length(), Seconds{10min});
+}
+
+TEST(LockoutPolicyProgression, PermanentAfterMakesTheNthLockoutPermanent) {
+  Account account(Rules().unlock_time(10min).permanent_after(3));
+  account.serve_lockout();
+  account.serve_lockout();
+  account.fail_until_locked();
+
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::permanent);
+  EXPECT_FALSE(status.until.has_value());
+  EXPECT_EQ(status.level, 3u);
+  EXPECT_FALSE(account.next_expiry().has_value());
+
+  account.advance(24h * 365);
+  EXPECT_FALSE(account.settle());
+  EXPECT_EQ(account.status().kind, LockKind::permanent);
+}
+
+TEST(LockoutPolicyProgression, PermanentAfterAlsoCoversLaterLockouts) {
+  const LockoutPolicy policy(Rules().unlock_time(10min).permanent_after(3));
+  EXPECT_EQ(policy.lockout_duration(2, false), Seconds{20min});
+  EXPECT_FALSE(policy.lockout_duration(3, false).has_value());
+  EXPECT_FALSE(policy.lockout_duration(4, false).has_value());
+}
+
+TEST(LockoutPolicyProgression, PermanentAfterOneMakesTheFirstLockoutPermanent) {
+  Account account(Rules().permanent_after(1));
+  account.fail_until_locked();
+  EXPECT_EQ(account.status().kind, LockKind::permanent);
+}
+
+TEST(LockoutPolicyProgression, ZeroUnlockTimeLocksUntilAnAdminUnlocks) {
+  Account account(Rules().unlock_time(0s));
+  EXPECT_TRUE(account.fail_until_locked().locked_now);
+  EXPECT_FALSE(account.state().failure_lock->until.has_value());
+  EXPECT_EQ(account.status().kind, LockKind::permanent);
+  account.advance(24h * 365);
+  EXPECT_EQ(account.status().kind, LockKind::permanent);
+
+  account.admin_unlock();
+  EXPECT_EQ(account.status().kind, LockKind::none);
+}
+
+// --- root --------------------------------------------------------------------------
+
+TEST(LockoutPolicyRoot, RootIsCountedButNeverLockedWithoutEvenDenyRoot) {
+  Account root = Account::root(Rules().deny(3));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const FailureOutcome outcome = root.fail();
+    EXPECT_TRUE(outcome.counted);
+    EXPECT_FALSE(outcome.locked_now);
+  }
+  const LockStatus status = root.status();
+  EXPECT_EQ(status.kind, LockKind::none);
+  EXPECT_EQ(status.failures, 5u);
+  EXPECT_EQ(status.level, 0u);
+}
+
+TEST(LockoutPolicyRoot, EvenDenyRootLocksRootForUnlockTimeByDefault) {
+  Account root = Account::root(Rules().even_deny_root().unlock_time(10min));
+  EXPECT_TRUE(root.fail_until_locked().locked_now);
+  EXPECT_EQ(root.lock_length(), Seconds{10min});
+}
+
+TEST(LockoutPolicyRoot, RootLockoutsStartFromRootUnlockTimeAndFollowTheProgression) {
+  Account root = Account::root(Rules()
+                                   .even_deny_root()
+                                   .unlock_time(10min)
+                                   .root_unlock_time(1min)
+                                   .multiplier(2)
+                                   .max_unlock_time(3min));
+  root.fail_until_locked();
+  EXPECT_EQ(root.lock_length(), Seconds{1min});
+  root.advance(1min);
+  root.fail_until_locked();
+  EXPECT_EQ(root.lock_length(), Seconds{2min});
+  root.advance(2min);
+  root.fail_until_locked();
+  EXPECT_EQ(root.lock_length(), Seconds{3min});  // 4 minutes, capped
+}
+
+TEST(LockoutPolicyRoot, RootUnlockTimeOnlyAppliesToRoot) {
+  const LockoutPolicy policy(Rules().even_deny_root().unlock_time(10min).root_unlock_time(1min));
+  EXPECT_EQ(policy.lockout_duration(1, true), Seconds{1min});
+  EXPECT_EQ(policy.lockout_duration(1, false), Seconds{10min});
+}
+
+TEST(LockoutPolicyRoot, ZeroRootUnlockTimeLocksRootUntilAnAdminUnlocks) {
+  Account root = Account::root(Rules().even_deny_root().unlock_time(10min).root_unlock_time(0s));
+  root.fail_until_locked();
+  EXPECT_EQ(root.status().kind, LockKind::permanent);
+
+  Account user(Rules().even_deny_root().unlock_time(10min).root_unlock_time(0s));
+  user.fail_until_locked();
+  EXPECT_EQ(user.status().kind, LockKind::failures);
+}
+
+// --- Manual locks ----------------------------------------------------------------------
+
+TEST(LockoutPolicyManual, AManualLockHoldsUntilAnAdminUnlocks) {
+  Account account{Rules()};
+  account.admin_lock("investigating", 1000);
+  const ManualLock& lock = *account.state().manual_lock;
+  EXPECT_EQ(lock.reason, "investigating");
+  EXPECT_EQ(lock.admin_uid, 1000u);
+  EXPECT_EQ(lock.since, account.now());
+
+  account.advance(24h * 365);
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::manual);
+  EXPECT_FALSE(status.until.has_value());
+  EXPECT_FALSE(account.next_expiry().has_value());
+}
+
+TEST(LockoutPolicyManual, AManualLockWinsOverAFailureLock) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.admin_lock();
+
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::manual);
+  EXPECT_FALSE(status.until.has_value()) << "until belongs to failure locks only";
+  EXPECT_EQ(status.failures, 3u);
+  EXPECT_EQ(status.level, 1u);
+}
+
+TEST(LockoutPolicyManual, AFailureLockEndingBeneathAManualLockLeavesTheManualLock) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.admin_lock();
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min)
+      << "the failure lock's end still changes the state";
+
+  account.advance(10min);
+  EXPECT_TRUE(account.settle());
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+  EXPECT_EQ(account.status().kind, LockKind::manual);
+  EXPECT_FALSE(account.next_expiry().has_value());
+}
+
+TEST(LockoutPolicyManual, FailuresAreNotCountedWhileManuallyLocked) {
+  Account account(Rules().deny(3));
+  account.fail();
+  account.admin_lock();
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const FailureOutcome outcome = account.fail();
+    EXPECT_FALSE(outcome.counted);
+    EXPECT_FALSE(outcome.locked_now);
+  }
+  EXPECT_EQ(account.state().failures, 1u);
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+}
+
+TEST(LockoutPolicyManual, LockingAgainReplacesTheReasonButKeepsWhenTheLockBegan) {
+  Account account{Rules()};
+  account.admin_lock("first", 1000);
+  const TimePoint first_locked = account.now();
+  account.advance(1h);
+  account.admin_lock("second", 1001);
+
+  const ManualLock& lock = *account.state().manual_lock;
+  EXPECT_EQ(lock.reason, "second");
+  EXPECT_EQ(lock.admin_uid, 1001u);
+  EXPECT_EQ(lock.since, first_locked);
+}
+
+// --- Successful logins -----------------------------------------------------------------
+
+TEST(LockoutPolicySuccess, SuccessResetsTheCountAndTheProgression) {
+  Account account(Rules().unlock_time(10min));
+  account.serve_lockout();
+  account.fail();
+  ASSERT_EQ(account.state().level, 1u);
+
+  const SuccessOutcome outcome = account.succeed();
+  EXPECT_TRUE(outcome.reset);
+  EXPECT_FALSE(outcome.ignored_while_locked);
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_EQ(account.state().level, 0u);
+
+  account.fail_until_locked();
+  EXPECT_EQ(account.state().level, 1u);
+  EXPECT_EQ(account.lock_length(), Seconds{10min});
+}
+
+TEST(LockoutPolicySuccess, SuccessWithNothingToForgetReportsNoReset) {
+  Account account{Rules()};
+  const SuccessOutcome outcome = account.succeed();
+  EXPECT_FALSE(outcome.reset);
+  EXPECT_FALSE(outcome.ignored_while_locked);
+  EXPECT_EQ(account.state(), UserState{});
+}
+
+TEST(LockoutPolicySuccess, SuccessWhileFailureLockedChangesNothing) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.advance(5min);
+  const UserState locked = account.state();
+
+  const SuccessOutcome outcome = account.succeed();
+  EXPECT_TRUE(outcome.ignored_while_locked);
+  EXPECT_FALSE(outcome.reset);
+  EXPECT_EQ(account.state(), locked);
+}
+
+TEST(LockoutPolicySuccess, SuccessWhileManuallyLockedChangesNothing) {
+  Account account{Rules()};
+  account.fail();
+  account.admin_lock();
+  const UserState locked = account.state();
+
+  const SuccessOutcome outcome = account.succeed();
+  EXPECT_TRUE(outcome.ignored_while_locked);
+  EXPECT_EQ(account.state(), locked);
+}
+
+TEST(LockoutPolicySuccess, SuccessAtTheMomentALockEndsResets) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.advance(10min);
+  const SuccessOutcome outcome = account.succeed();
+  EXPECT_TRUE(outcome.lock_expired);
+  EXPECT_FALSE(outcome.ignored_while_locked);
+  EXPECT_TRUE(outcome.reset);
+  EXPECT_EQ(account.state().level, 0u);
+}
+
+// --- Password change and admin unlock --------------------------------------------------
+
+TEST(LockoutPolicyPasswordChange, LiftsAFailureLockAndKeepsTheProgression) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  account.advance(2min);
+
+  EXPECT_TRUE(account.change_password());
+  EXPECT_EQ(account.status().kind, LockKind::none);
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_EQ(account.state().level, 1u);
+  EXPECT_EQ(account.state().last_lock_end, account.now());
+
+  account.fail_until_locked();
+  EXPECT_EQ(account.lock_length(), Seconds{20min});
+}
+
+TEST(LockoutPolicyPasswordChange, LockoutMemoryCountsFromThePasswordChange) {
+  Account account(Rules().unlock_time(10min).lockout_memory(1h));
+  account.fail_until_locked();
+  account.advance(2min);
+  account.change_password();
+
+  account.advance(1h - 1s);
+  EXPECT_EQ(account.status().level, 1u);
+  account.advance(1s);
+  EXPECT_EQ(account.status().level, 0u);
+}
+
+TEST(LockoutPolicyPasswordChange, LiftsAPermanentLock) {
+  Account account(Rules().unlock_time(0s));
+  account.fail_until_locked();
+  EXPECT_TRUE(account.change_password());
+  EXPECT_EQ(account.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicyPasswordChange, KeepsAManualLock) {
+  Account account{Rules()};
+  account.fail_until_locked();
+  account.admin_lock();
+  EXPECT_TRUE(account.change_password());
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+  EXPECT_TRUE(account.state().manual_lock.has_value());
+  EXPECT_EQ(account.status().kind, LockKind::manual);
+  EXPECT_EQ(account.state().level, 1u);
+}
+
+TEST(LockoutPolicyPasswordChange, WithoutALockClearsTheCountAndReportsNothingLifted) {
+  Account account{Rules()};
+  account.fail();
+  account.fail();
+  EXPECT_FALSE(account.change_password());
+  EXPECT_EQ(account.state().failures, 0u);
+}
+
+TEST(LockoutPolicyUnlock, AdminUnlockClearsEverything) {
+  Account account(Rules().unlock_time(0s));
+  account.fail_until_locked();
+  account.admin_lock();
+  ASSERT_TRUE(account.state().failure_lock.has_value());
+
+  account.admin_unlock();
+  EXPECT_EQ(account.status().kind, LockKind::none);
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_EQ(account.state().level, 0u);
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+  EXPECT_FALSE(account.state().manual_lock.has_value());
+  EXPECT_TRUE(account.is_idle());
+}
+
+// --- Expiry, idleness, and the clock ----------------------------------------------------
+
+TEST(LockoutPolicyExpiry, NextExpiryIsTheEndOfATimedFailureLockOnly) {
+  Account account(Rules().unlock_time(10min));
+  EXPECT_FALSE(account.next_expiry().has_value());
+  account.fail();
+  EXPECT_FALSE(account.next_expiry().has_value());
+  account.fail_until_locked();
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min);
+
+  Account permanent(Rules().unlock_time(0s));
+  permanent.fail_until_locked();
+  EXPECT_FALSE(permanent.next_expiry().has_value());
+}
+
+TEST(LockoutPolicyIdle, AFreshStateIsIdle) {
+  const Account account{Rules()};
+  EXPECT_TRUE(account.is_idle());
+}
+
+TEST(LockoutPolicyIdle, ACountedFailureKeepsTheStateUntilFailIntervalHasPassed) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.advance(15min);
+  EXPECT_FALSE(account.is_idle());
+  account.advance(1s);
+  EXPECT_TRUE(account.is_idle());
+}
+
+TEST(LockoutPolicyIdle, AProgressionKeepsTheStateUntilLockoutMemoryHasPassed) {
+  Account account(Rules().unlock_time(10min).lockout_memory(24h));
+  account.fail_until_locked();
+  EXPECT_FALSE(account.is_idle());
+  account.advance(10min);
+  EXPECT_FALSE(account.is_idle());
+  account.advance(24h - 1s);
+  EXPECT_FALSE(account.is_idle());
+  account.advance(1s);
+  EXPECT_TRUE(account.is_idle());
+}
+
+TEST(LockoutPolicyIdle, LockedStatesAreNeverIdle) {
+  Account permanent(Rules().unlock_time(0s).lockout_memory(0s));
+  permanent.fail_until_locked();
+  permanent.advance(24h * 365);
+  EXPECT_FALSE(permanent.is_idle());
+
+  Account manual{Rules()};
+  manual.admin_lock();
+  manual.advance(24h * 365);
+  EXPECT_FALSE(manual.is_idle());
+}
+
+TEST(LockoutPolicyIdle, IsIdleDoesNotChangeTheState) {
+  Account account(Rules().fail_interval(15min));
+  account.fail();
+  account.advance(1h);
+  const UserState before = account.state();
+  EXPECT_TRUE(account.is_idle());
+  EXPECT_EQ(account.state(), before);
+}
+
+TEST(LockoutPolicyStatus, StatusOfAnUnsettledStateMatchesTheSettledOne) {
+  Account account(Rules().unlock_time(10min).fail_interval(15min).lockout_memory(1h));
+  account.fail_until_locked();
+  for (const Seconds step :
+       {Seconds{5min}, Seconds{5min}, Seconds{20min}, Seconds{40min}, Seconds{1s}, Seconds{1h}}) {
+    account.advance(step);
+    UserState settled = account.state();
+    account.policy().settle(settled, account.now());
+    const LockStatus unsettled_status = account.status();
+    const LockStatus settled_status = account.policy().status(settled, account.now());
+    EXPECT_EQ(unsettled_status.kind, settled_status.kind);
+    EXPECT_EQ(unsettled_status.until, settled_status.until);
+    EXPECT_EQ(unsettled_status.failures, settled_status.failures);
+    EXPECT_EQ(unsettled_status.level, settled_status.level);
+  }
+}
+
+// Lock expiry is wall-clock time (common/time.h), so a clock jump moves it.
+TEST(LockoutPolicyClock, SettingTheClockForwardEndsALockEarly) {
+  Account account(Rules().unlock_time(1h));
+  account.fail_until_locked();
+  account.advance(2min);
+  EXPECT_EQ(account.status().kind, LockKind::failures);
+  account.advance(1h);  // the clock jumps forward with 58 minutes of the lock left
+  EXPECT_EQ(account.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicyClock, SettingTheClockBackLengthensALock) {
+  Account account(Rules().unlock_time(10min));
+  account.fail_until_locked();
+  const TimePoint until = account.now() + 10min;
+  account.go_back(1h);
+  account.advance(10min);  // ten real minutes after the clock went back
+  const LockStatus status = account.status();
+  EXPECT_EQ(status.kind, LockKind::failures);
+  EXPECT_EQ(status.until, until) << "the lock's end does not move with the clock";
+}
+
+}  // namespace
+}  // namespace acctlock

@@ -63,7 +63,9 @@ struct Diagnostic {
   std::string key;    // empty when the line could not be split into a key
   std::string message;
 
-  // "FILE:LINE: key: message", the form every tool prints.
+  // "FILE:LINE: key: message", the form every tool prints. Empty parts are
+  // left out with their separator ("FILE: message" for a whole-file problem).
+  // Severity is not part of the text: callers pick the log priority from it.
   std::string to_string() const;
 };
 
@@ -103,10 +105,14 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
 // runs on defaults when the file is absent, as pam_faillock does.
 ParsedConfig load_config(const std::string& path, bool missing_ok = false);
 
-// "90", "90s", "15m", "2h", "1d", "never" (= 0). nullopt when malformed or out of range.
+// "90", "90s", "15m", "2h", "1d", "1h30m", "never" (= 0). Units s, m, h, d,
+// largest first; digits without a unit (seconds) only on their own. nullopt
+// when malformed or longer than 100 years.
 std::optional<Seconds> parse_duration(std::string_view text);
 
-// "1d", "15m", "90s", "1h30m": the shortest exact form; "0" for zero.
+// Exact, largest unit first, each unit at most once: 86400 s -> "1d", 900 s ->
+// "15m", 90 s -> "1m30s", 5400 s -> "1h30m"; "0" for zero. parse_duration reads
+// back every form this writes.
 std::string format_duration(Seconds duration);
 
 }  // namespace acctlock

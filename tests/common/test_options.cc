@@ -1,0 +1,775 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/options.h"
+
+namespace acctlock {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kFile = "acctlock.conf";
+
+void expect_same_options(const Options& actual, const Options& expected) {
+  const LockoutRules& a = actual.rules;
+  const LockoutRules& e = expected.rules;
+  EXPECT_EQ(a.deny, e.deny);
+  EXPECT_EQ(a.fail_interval, e.fail_interval);
+  EXPECT_EQ(a.unlock_time, e.unlock_time);
+  EXPECT_EQ(a.lockout_multiplier, e.lockout_multiplier);
+  EXPECT_EQ(a.max_unlock_time, e.max_unlock_time);
+  EXPECT_EQ(a.lockout_memory, e.lockout_memory);
+  EXPECT_EQ(a.permanent_after, e.permanent_after);
+  EXPECT_EQ(a.even_deny_root, e.even_deny_root);
+  EXPECT_EQ(a.root_unlock_time, e.root_unlock_time);
+  EXPECT_EQ(actual.admin_group, expected.admin_group);
+  EXPECT_EQ(actual.history_retention, expected.history_retention);
+  EXPECT_EQ(actual.event_socket, expected.event_socket);
+  EXPECT_EQ(actual.admin_socket, expected.admin_socket);
+  EXPECT_EQ(actual.database, expected.database);
+  EXPECT_EQ(actual.silent, expected.silent);
+  EXPECT_EQ(actual.debug, expected.debug);
+  EXPECT_EQ(actual.timeout, expected.timeout);
+  EXPECT_EQ(actual.on_unavailable, expected.on_unavailable);
+  EXPECT_EQ(actual.account_deny_locked, expected.account_deny_locked);
+  EXPECT_EQ(actual.keep_lock_on_password_change, expected.keep_lock_on_password_change);
+}
+
+std::vector<std::string> diagnostic_texts(const ParsedConfig& parsed) {
+  std::vector<std::string> texts;
+  for (const Diagnostic& d : parsed.diagnostics) texts.push_back(d.to_string());
+  return texts;
+}
+
+// Parses `text` and expects it to be clean.
+Options parse_ok(std::string_view text) {
+  const ParsedConfig parsed = parse_config(text, kFile);
+  EXPECT_THAT(diagnostic_texts(parsed), IsEmpty()) << "while parsing: " << text;
+  return parsed.options;
+}
+
+// Parses `text` and expects exactly one diagnostic, which it returns.
+Diagnostic parse_one_diagnostic(std::string_view text, Options base = {}) {
+  const ParsedConfig parsed = parse_config(text, kFile, std::move(base));
+  EXPECT_THAT(parsed.diagnostics, SizeIs(1)) << "while parsing: " << text;
+  return parsed.diagnostics.empty() ? Diagnostic{} : parsed.diagnostics.front();
+}
+
+// The error for `key = value` on line 1, after checking it names file, line
+// and key and leaves the options at their defaults.
+std::string value_error(std::string_view key, std::string_view value) {
+  const std::string text = std::string(key) + " = " + std::string(value) + "\n";
+  const ParsedConfig parsed = parse_config(text, kFile);
+  EXPECT_THAT(parsed.diagnostics, SizeIs(1)) << "while parsing: " << text;
+  if (parsed.diagnostics.empty()) return {};
+  const Diagnostic& d = parsed.diagnostics.front();
+  EXPECT_EQ(d.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(d.file, kFile);
+  EXPECT_EQ(d.line, 1u);
+  EXPECT_EQ(d.key, key);
+  expect_same_options(parsed.options, Options{});
+  return d.message;
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
+  std::set<std::string_view> names;
+  for (const OptionInfo& info : option_table()) {
+    EXPECT_TRUE(names.insert(info.name).second) << "duplicate key " << info.name;
+    EXPECT_FALSE(info.default_text.empty()) << info.name;
+    EXPECT_FALSE(info.meaning.empty()) << info.name;
+    EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
+  }
+  EXPECT_EQ(names.size(), 20u);
+}
+
+TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
+  for (const OptionInfo& info : option_table()) {
+    Options options;
+    std::string error;
+    EXPECT_NE(set_option(options, info.name, std::nullopt, &error), SetResult::unknown_key)
+        << info.name;
+  }
+}
+
+TEST(OptionTable, ConcreteDefaultTextsParseToTheDefaults) {
+  // Defaults written in <angle brackets> describe an absent value.
+  for (const OptionInfo& info : option_table()) {
+    if (info.default_text.starts_with('<')) continue;
+    Options options;
+    std::string error;
+    EXPECT_EQ(set_option(options, info.name, info.default_text, &error), SetResult::ok)
+        << info.name << ": " << error;
+    expect_same_options(options, Options{});
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Each key
+
+TEST(OptionKeys, Deny) {
+  EXPECT_EQ(parse_ok("deny = 5").rules.deny, 5u);
+  EXPECT_EQ(parse_ok("deny = 1").rules.deny, 1u);
+  EXPECT_EQ(parse_ok("deny = 4294967295").rules.deny, 4294967295u);
+  EXPECT_EQ(value_error("deny", "0"), "\"0\" is not a whole number >= 1");
+  EXPECT_EQ(value_error("deny", "abc"), "\"abc\" is not a whole number >= 1");
+  EXPECT_EQ(value_error("deny", "-1"), "\"-1\" is not a whole number >= 1");
+  EXPECT_EQ(value_error("deny", "+3"), "\"+3\" is not a whole number >= 1");
+  EXPECT_EQ(value_error("deny", "3.0"), "\"3.0\" is not a whole number >= 1");
+  EXPECT_THAT(value_error("deny", "4294967296"), HasSubstr("is too large"));
+  EXPECT_THAT(value_error("deny", "99999999999999999999999"), HasSubstr("is too large"));
+}
+
+TEST(OptionKeys, FailInterval) {
+  EXPECT_EQ(parse_ok("fail_interval = 30m").rules.fail_interval, 1800s);
+  EXPECT_EQ(parse_ok("fail_interval = 1").rules.fail_interval, 1s);
+  EXPECT_THAT(value_error("fail_interval", "0"), HasSubstr("is not a duration greater than 0"));
+  EXPECT_THAT(value_error("fail_interval", "never"), HasSubstr("is not a duration"));
+}
+
+TEST(OptionKeys, UnlockTimeAcceptsZeroAndNever) {
+  EXPECT_EQ(parse_ok("unlock_time = 1h").rules.unlock_time, 3600s);
+  EXPECT_EQ(parse_ok("unlock_time = 0").rules.unlock_time, 0s);
+  EXPECT_EQ(parse_ok("unlock_time = never").rules.unlock_time, 0s);
+  EXPECT_THAT(value_error("unlock_time", "forever"), HasSubstr("a duration or \"never\""));
+}
+
+TEST(OptionKeys, LockoutMultiplier) {
+  EXPECT_EQ(parse_ok("lockout_multiplier = 1.5").rules.lockout_multiplier, 1.5);
+  EXPECT_EQ(parse_ok("lockout_multiplier = 1").rules.lockout_multiplier, 1.0);
+  EXPECT_EQ(parse_ok("lockout_multiplier = 100").rules.lockout_multiplier, 100.0);
+  for (std::string_view bad : {"0.99", "100.5", "1,5", "inf", "nan", "1e2", "-2", "x", "2x"}) {
+    EXPECT_THAT(value_error("lockout_multiplier", bad), HasSubstr("is not a decimal number"))
+        << bad;
+  }
+}
+
+TEST(OptionKeys, MaxUnlockTime) {
+  EXPECT_EQ(parse_ok("max_unlock_time = 2d").rules.max_unlock_time, 2 * 86400s);
+  EXPECT_THAT(value_error("max_unlock_time", "0"), HasSubstr("greater than 0"));
+}
+
+TEST(OptionKeys, LockoutMemoryAcceptsZeroButNotNever) {
+  EXPECT_EQ(parse_ok("lockout_memory = 12h").rules.lockout_memory, 12 * 3600s);
+  EXPECT_EQ(parse_ok("lockout_memory = 0").rules.lockout_memory, 0s);
+  // "never" reads as 0 only where 0 means "until an admin acts"; here it
+  // would be misread as "never forget".
+  EXPECT_THAT(value_error("lockout_memory", "never"), HasSubstr("is not a duration"));
+}
+
+TEST(OptionKeys, PermanentAfter) {
+  EXPECT_EQ(parse_ok("permanent_after = 3").rules.permanent_after, 3u);
+  Options base;
+  base.rules.permanent_after = 3;
+  EXPECT_EQ(parse_config("permanent_after = 0", kFile, base).options.rules.permanent_after, 0u);
+  EXPECT_THAT(value_error("permanent_after", "off"), HasSubstr("is not a whole number"));
+}
+
+TEST(OptionKeys, RootUnlockTimeDefaultsToUnlockTime) {
+  const Options defaults = parse_ok("unlock_time = 20m");
+  EXPECT_FALSE(defaults.rules.root_unlock_time.has_value());
+  EXPECT_EQ(defaults.rules.effective_root_unlock_time(), 1200s);
+
+  const Options set = parse_ok("unlock_time = 20m\nroot_unlock_time = 5m");
+  EXPECT_EQ(set.rules.root_unlock_time, 300s);
+  EXPECT_EQ(set.rules.effective_root_unlock_time(), 300s);
+
+  EXPECT_EQ(parse_ok("root_unlock_time = never").rules.root_unlock_time, 0s);
+  EXPECT_THAT(value_error("root_unlock_time", "soon"), HasSubstr("is not a duration"));
+}
+
+TEST(OptionKeys, AdminGroupAllowsSpacesButNotColons) {
+  EXPECT_EQ(parse_ok("admin_group = wheel").admin_group, "wheel");
+  EXPECT_EQ(parse_ok("admin_group = domain admins").admin_group, "domain admins");
+  EXPECT_EQ(value_error("admin_group", "a:b"), "\"a:b\" is not a group name");
+}
+
+TEST(OptionKeys, HistoryRetention) {
+  EXPECT_EQ(parse_ok("history_retention = 90d").history_retention, 90 * 86400s);
+  EXPECT_THAT(value_error("history_retention", "0"), HasSubstr("greater than 0"));
+}
+
+TEST(OptionKeys, SocketPathsMustBeAbsoluteAndFitSunPath) {
+  EXPECT_EQ(parse_ok("event_socket = /tmp/e.sock").event_socket, "/tmp/e.sock");
+  EXPECT_EQ(parse_ok("admin_socket = /tmp/a.sock").admin_socket, "/tmp/a.sock");
+
+  const std::string longest = "/" + std::string(106, 's');  // 107 bytes + NUL fill sun_path
+  EXPECT_EQ(parse_ok("event_socket = " + longest).event_socket, longest);
+  for (std::string_view key : {"event_socket", "admin_socket"}) {
+    EXPECT_EQ(value_error(key, "run/x.sock"), "\"run/x.sock\" is not an absolute path");
+    EXPECT_THAT(value_error(key, longest + "s"),
+                HasSubstr("is longer than 107 bytes, the limit for a Unix socket path"));
+  }
+}
+
+TEST(OptionKeys, DatabaseMayContainSpacesAndHashes) {
+  EXPECT_EQ(parse_ok("database = /srv/acct lock/state.db").database, "/srv/acct lock/state.db");
+  // '#' only starts a comment at the start of a line or after whitespace.
+  EXPECT_EQ(parse_ok("database = /srv/a#b.db").database, "/srv/a#b.db");
+  EXPECT_EQ(value_error("database", "state.db"), "\"state.db\" is not an absolute path");
+}
+
+TEST(OptionKeys, TimeoutMs) {
+  EXPECT_EQ(parse_ok("timeout_ms = 1").timeout, 1ms);
+  EXPECT_EQ(parse_ok("timeout_ms = 60000").timeout, 60000ms);
+  EXPECT_EQ(value_error("timeout_ms", "0"),
+            "\"0\" is not a whole number of milliseconds from 1 to 60000");
+  EXPECT_THAT(value_error("timeout_ms", "60001"), HasSubstr("is too large"));
+  EXPECT_THAT(value_error("timeout_ms", "2s"), HasSubstr("is not a whole number"));
+}
+
+TEST(OptionKeys, OnUnavailable) {
+  EXPECT_EQ(parse_ok("on_unavailable = deny").on_unavailable, UnavailableAction::deny);
+  Options base;
+  base.on_unavailable = UnavailableAction::deny;
+  EXPECT_EQ(parse_config("on_unavailable = allow", kFile, base).options.on_unavailable,
+            UnavailableAction::allow);
+  EXPECT_EQ(value_error("on_unavailable", "Deny"), "\"Deny\" is not allow or deny");
+}
+
+// Every flag, through one accessor per key, so no flag escapes the checks.
+struct FlagCase {
+  std::string_view key;
+  bool Options::*member;  // nullptr for the one flag inside LockoutRules
+};
+
+bool flag_value(const Options& options, const FlagCase& flag) {
+  return flag.member != nullptr ? options.*flag.member : options.rules.even_deny_root;
+}
+
+const FlagCase kFlags[] = {
+    {"even_deny_root", nullptr},
+    {"silent", &Options::silent},
+    {"debug", &Options::debug},
+    {"account_deny_locked", &Options::account_deny_locked},
+    {"keep_lock_on_password_change", &Options::keep_lock_on_password_change},
+};
+
+TEST(OptionKeys, EveryFlagIsAFlagInTheTable) {
+  std::set<std::string_view> table_flags;
+  for (const OptionInfo& info : option_table()) {
+    if (info.is_flag) table_flags.insert(info.name);
+  }
+  std::set<std::string_view> tested;
+  for (const FlagCase& flag : kFlags) tested.insert(flag.key);
+  EXPECT_EQ(table_flags, tested);
+}
+
+TEST(OptionKeys, FlagsAcceptBareWordsAndBooleans) {
+  for (const FlagCase& flag : kFlags) {
+    SCOPED_TRACE(flag.key);
+    const std::string key(flag.key);
+    EXPECT_FALSE(flag_value(Options{}, flag));
+    EXPECT_TRUE(flag_value(parse_ok(key), flag));
+    for (std::string_view yes : {"yes", "true", "1"}) {
+      EXPECT_TRUE(flag_value(parse_ok(key + " = " + std::string(yes)), flag)) << yes;
+    }
+    for (std::string_view no : {"no", "false", "0"}) {
+      EXPECT_FALSE(flag_value(parse_ok(key + "\n" + key + " = " + std::string(no)), flag)) << no;
+    }
+    EXPECT_EQ(value_error(flag.key, "maybe"), "\"maybe\" is not yes, no, true, false, 1 or 0");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Durations
+
+TEST(Duration, EachUnit) {
+  EXPECT_EQ(parse_duration("45"), 45s);
+  EXPECT_EQ(parse_duration("45s"), 45s);
+  EXPECT_EQ(parse_duration("15m"), 900s);
+  EXPECT_EQ(parse_duration("2h"), 7200s);
+  EXPECT_EQ(parse_duration("3d"), 3 * 86400s);
+  EXPECT_EQ(parse_duration("0"), 0s);
+  EXPECT_EQ(parse_duration("0m"), 0s);
+  EXPECT_EQ(parse_duration("007"), 7s);
+  EXPECT_EQ(parse_duration("never"), 0s);
+}
+
+TEST(Duration, CompoundLargestUnitFirst) {
+  EXPECT_EQ(parse_duration("1h30m"), 5400s);
+  EXPECT_EQ(parse_duration("1d2h3m4s"), 86400s + 7200s + 180s + 4s);
+  EXPECT_EQ(parse_duration("1d30s"), 86430s);
+  EXPECT_EQ(parse_duration("90m"), 5400s);
+}
+
+TEST(Duration, RejectsMalformedText) {
+  for (std::string_view bad : {"", "-5", "+5", "5x", "m", "1.5h", " 5", "5 m", "1h 30m", "1h30",
+                               "30m1h", "1h1h", "1H", "never5", "Never", "5mm", "0x10"}) {
+    EXPECT_EQ(parse_duration(bad), std::nullopt) << '"' << bad << '"';
+  }
+}
+
+TEST(Duration, UpToOneHundredYears) {
+  EXPECT_EQ(parse_duration("36500d"), 36500 * 86400s);
+  EXPECT_EQ(parse_duration("3153600000"), 3153600000s);
+  EXPECT_EQ(parse_duration("36500d1s"), std::nullopt);
+  EXPECT_EQ(parse_duration("3153600001"), std::nullopt);
+  EXPECT_EQ(parse_duration("99999999999999999999999999d"), std::nullopt);
+  EXPECT_EQ(parse_duration("876001h"), std::nullopt);
+}
+
+TEST(Duration, TooLongIsReportedAsSuch) {
+  EXPECT_EQ(value_error("unlock_time", "36501d"), "\"36501d\" is longer than 100 years");
+}
+
+TEST(Duration, FormatIsExactLargestUnitFirst) {
+  EXPECT_EQ(format_duration(0s), "0");
+  EXPECT_EQ(format_duration(1s), "1s");
+  EXPECT_EQ(format_duration(59s), "59s");
+  EXPECT_EQ(format_duration(60s), "1m");
+  EXPECT_EQ(format_duration(90s), "1m30s");
+  EXPECT_EQ(format_duration(900s), "15m");
+  EXPECT_EQ(format_duration(3600s), "1h");
+  EXPECT_EQ(format_duration(5400s), "1h30m");
+  EXPECT_EQ(format_duration(86400s), "1d");
+  EXPECT_EQ(format_duration(90061s), "1d1h1m1s");
+  EXPECT_EQ(format_duration(30 * 86400s), "30d");
+  EXPECT_EQ(format_duration(-90s), "-1m30s");
+}
+
+TEST(Duration, FormatReadsBack) {
+  for (std::int64_t s = 0; s < 200000; s += 37) {
+    EXPECT_EQ(parse_duration(format_duration(Seconds{s})), Seconds{s}) << s;
+  }
+  const Seconds longest{100LL * 365 * 86400};
+  EXPECT_EQ(parse_duration(format_duration(longest)), longest);
+}
+
+// ---------------------------------------------------------------------------
+// Lines
+
+TEST(ConfigLines, CommentsBlankLinesAndWhitespace) {
+  const Options options = parse_ok(
+      "# a comment\n"
+      "\n"
+      "   \t\n"
+      "   # an indented comment\n"
+      "deny=4\n"
+      "\tfail_interval\t=\t20m\t\n"
+      "  unlock_time =   5m   # trailing comment\n"
+      "debug # a flag with a comment\n"
+      "admin_group = wheel#staff\n");
+  EXPECT_EQ(options.rules.deny, 4u);
+  EXPECT_EQ(options.rules.fail_interval, 1200s);
+  EXPECT_EQ(options.rules.unlock_time, 300s);
+  EXPECT_TRUE(options.debug);
+  EXPECT_EQ(options.admin_group, "wheel#staff");
+}
+
+TEST(ConfigLines, WindowsLineEndingsAndNoFinalNewline) {
+  const Options options = parse_ok("deny = 7\r\nsilent\r\ntimeout_ms = 500");
+  EXPECT_EQ(options.rules.deny, 7u);
+  EXPECT_TRUE(options.silent);
+  EXPECT_EQ(options.timeout, 500ms);
+}
+
+TEST(ConfigLines, EmptyTextGivesTheBase) {
+  Options base;
+  base.rules.deny = 9;
+  base.database = "/elsewhere.db";
+  const ParsedConfig parsed = parse_config("", kFile, base);
+  EXPECT_THAT(parsed.diagnostics, IsEmpty());
+  expect_same_options(parsed.options, base);
+}
+
+TEST(ConfigLines, LaterDuplicateWins) {
+  EXPECT_EQ(parse_ok("deny = 4\ndeny = 6\n").rules.deny, 6u);
+}
+
+TEST(ConfigLines, LineNumbersCountEveryLine) {
+  const Diagnostic d = parse_one_diagnostic("# one\n\ndeny = 3\n\n\n\ndeny = abc\n");
+  EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number >= 1");
+}
+
+TEST(ConfigLines, BadValueKeepsThePreviousValue) {
+  const ParsedConfig parsed = parse_config("deny = 5\ndeny = five\n", kFile);
+  EXPECT_TRUE(parsed.has_errors());
+  EXPECT_EQ(parsed.options.rules.deny, 5u);
+
+  Options base;
+  base.event_socket = "/run/other.sock";
+  EXPECT_EQ(parse_config("event_socket = relative", kFile, base).options.event_socket,
+            "/run/other.sock");
+}
+
+TEST(ConfigLines, ErrorsDoNotStopTheRestOfTheFile) {
+  const ParsedConfig parsed =
+      parse_config("deny = x\ndebug\nfrobnicate\nunlock_time = 1m\n", kFile);
+  EXPECT_THAT(parsed.diagnostics, SizeIs(2));
+  EXPECT_TRUE(parsed.options.debug);
+  EXPECT_EQ(parsed.options.rules.unlock_time, 60s);
+}
+
+TEST(ConfigLines, MissingKeyIsAnError) {
+  const Diagnostic d = parse_one_diagnostic("deny = 3\n= 5\n");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(d.line, 2u);
+  EXPECT_EQ(d.key, "");
+  EXPECT_EQ(d.to_string(), "acctlock.conf:2: \"= 5\" has no key before \"=\"");
+}
+
+TEST(ConfigLines, MissingValueIsAnError) {
+  const Diagnostic d = parse_one_diagnostic("\ndeny = # nothing\n");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(d.to_string(), "acctlock.conf:2: deny: no value after \"=\"; expected N");
+
+  EXPECT_EQ(parse_one_diagnostic("debug =").to_string(),
+            "acctlock.conf:1: debug: no value after \"=\"; expected yes or no");
+}
+
+TEST(ConfigLines, NonFlagWithoutValueNeedsAValue) {
+  const Diagnostic d = parse_one_diagnostic("unlock_time\n");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(d.to_string(),
+            "acctlock.conf:1: unlock_time: needs a value (unlock_time = DURATION|never)");
+}
+
+TEST(ConfigLines, MissingEqualsSignIsAnError) {
+  const Diagnostic known = parse_one_diagnostic("deny 5\n");
+  EXPECT_EQ(known.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(known.to_string(),
+            "acctlock.conf:1: deny: expected \"=\" between the key and its value");
+
+  const Diagnostic unknown = parse_one_diagnostic("what is this\n");
+  EXPECT_EQ(unknown.severity, Diagnostic::Severity::error);
+  EXPECT_EQ(unknown.key, "");
+  EXPECT_EQ(
+      unknown.to_string(),
+      "acctlock.conf:1: cannot read \"what is this\": expected \"key = value\" or a single key");
+}
+
+TEST(ConfigLines, UnknownKeyIsAWarning) {
+  const ParsedConfig parsed = parse_config("deny = 4\nunlock_tme = 5m\nnodelay\n", kFile);
+  ASSERT_THAT(parsed.diagnostics, SizeIs(2));
+  EXPECT_TRUE(parsed.has_warnings());
+  EXPECT_FALSE(parsed.has_errors());
+  EXPECT_EQ(parsed.diagnostics[0].severity, Diagnostic::Severity::warning);
+  EXPECT_EQ(parsed.diagnostics[0].to_string(), "acctlock.conf:2: unlock_tme: unknown key, ignored");
+  EXPECT_EQ(parsed.diagnostics[1].to_string(), "acctlock.conf:3: nodelay: unknown key, ignored");
+  EXPECT_EQ(parsed.options.rules.deny, 4u);
+  EXPECT_EQ(parsed.options.rules.unlock_time, Options{}.rules.unlock_time);
+}
+
+TEST(ConfigLines, KeysAreCaseSensitive) {
+  const Diagnostic d = parse_one_diagnostic("Deny = 4");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::warning);
+  EXPECT_EQ(d.key, "Deny");
+}
+
+// ---------------------------------------------------------------------------
+// Cross-checks
+
+TEST(CrossChecks, CapShorterThanUnlockTimeWarnsOnTheLaterKey) {
+  const ParsedConfig cap_later = parse_config("unlock_time = 2h\nmax_unlock_time = 1h\n", kFile);
+  ASSERT_THAT(cap_later.diagnostics, SizeIs(1));
+  EXPECT_EQ(cap_later.diagnostics[0].severity, Diagnostic::Severity::warning);
+  EXPECT_FALSE(cap_later.has_errors());
+  EXPECT_EQ(cap_later.diagnostics[0].to_string(),
+            "acctlock.conf:2: max_unlock_time: max_unlock_time (1h) is shorter than unlock_time "
+            "(2h); those lockouts last 1h");
+  // The values stand as written: the policy applies the cap.
+  EXPECT_EQ(cap_later.options.rules.unlock_time, 2h);
+  EXPECT_EQ(cap_later.options.rules.max_unlock_time, 1h);
+
+  const ParsedConfig start_later =
+      parse_config("max_unlock_time = 1h\n\nunlock_time = 2h\n", kFile);
+  ASSERT_THAT(start_later.diagnostics, SizeIs(1));
+  EXPECT_EQ(start_later.diagnostics[0].line, 3u);
+  EXPECT_EQ(start_later.diagnostics[0].key, "unlock_time");
+}
+
+TEST(CrossChecks, RootUnlockTimeIsCheckedToo) {
+  const Diagnostic d = parse_one_diagnostic("max_unlock_time = 1h\nroot_unlock_time = 90m\n");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::warning);
+  EXPECT_EQ(d.line, 2u);
+  EXPECT_EQ(d.key, "root_unlock_time");
+  EXPECT_THAT(d.message, HasSubstr("shorter than root_unlock_time (1h30m)"));
+}
+
+TEST(CrossChecks, NoWarningWhenTheCapIsNotExceeded) {
+  parse_ok("unlock_time = 1h\nmax_unlock_time = 1h\n");
+  parse_ok("unlock_time = never\nmax_unlock_time = 1h\nroot_unlock_time = 0\n");
+}
+
+TEST(CrossChecks, ConflictFromTheBaseIsReportedWithoutALine) {
+  Options base;
+  base.rules.unlock_time = 2h;
+  const Diagnostic d = parse_one_diagnostic("max_unlock_time = 3h\nmax_unlock_time = 1h\n", base);
+  EXPECT_EQ(d.line, 2u);
+  EXPECT_EQ(d.key, "max_unlock_time");
+
+  base.rules.max_unlock_time = 1h;
+  const Diagnostic from_base = parse_one_diagnostic("", base);
+  EXPECT_EQ(from_base.line, 0u);
+  EXPECT_THAT(from_base.to_string(), HasSubstr("acctlock.conf: max_unlock_time: "));
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostics and the module-argument setter
+
+TEST(DiagnosticText, LeavesOutEmptyParts) {
+  using Severity = Diagnostic::Severity;
+  EXPECT_EQ((Diagnostic{Severity::error, "f.conf", 3, "deny", "bad"}).to_string(),
+            "f.conf:3: deny: bad");
+  EXPECT_EQ((Diagnostic{Severity::error, "f.conf", 3, "", "bad"}).to_string(), "f.conf:3: bad");
+  EXPECT_EQ((Diagnostic{Severity::error, "f.conf", 0, "", "bad"}).to_string(), "f.conf: bad");
+  EXPECT_EQ((Diagnostic{Severity::warning, "", 0, "debug", "bad"}).to_string(), "debug: bad");
+}
+
+TEST(SetOption, ModuleArgumentStyle) {
+  Options options;
+  std::string error;
+  EXPECT_EQ(set_option(options, "deny", "5", &error), SetResult::ok);
+  EXPECT_EQ(set_option(options, "debug", std::nullopt, &error), SetResult::ok);
+  EXPECT_EQ(set_option(options, "timeout_ms", "250", &error), SetResult::ok);
+  EXPECT_EQ(options.rules.deny, 5u);
+  EXPECT_TRUE(options.debug);
+  EXPECT_EQ(options.timeout, 250ms);
+  EXPECT_TRUE(error.empty());
+}
+
+TEST(SetOption, ReportsUnknownKeysAndBadValuesWithoutChangingOptions) {
+  Options options;
+  std::string error;
+  EXPECT_EQ(set_option(options, "use_first_pass", std::nullopt, &error), SetResult::unknown_key);
+  EXPECT_EQ(set_option(options, "deny", "", &error), SetResult::bad_value);
+  EXPECT_EQ(error, "\"\" is not a whole number >= 1");
+  EXPECT_EQ(set_option(options, "deny", std::nullopt, &error), SetResult::bad_value);
+  EXPECT_EQ(error, "needs a value (deny = N)");
+  EXPECT_EQ(set_option(options, "silent", "loud", nullptr), SetResult::bad_value);
+  expect_same_options(options, Options{});
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "acctlock-options-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::string& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+TEST(LoadConfig, ReadsAFileAndNamesItInDiagnostics) {
+  TempDir dir;
+  const std::string path = dir.file("acctlock.conf");
+  write_file(path, "deny = 6\nsilent\ndebug = sometimes\n");
+  const ParsedConfig parsed = load_config(path);
+  EXPECT_EQ(parsed.options.rules.deny, 6u);
+  EXPECT_TRUE(parsed.options.silent);
+  ASSERT_THAT(parsed.diagnostics, SizeIs(1));
+  EXPECT_EQ(parsed.diagnostics[0].to_string(),
+            path + ":3: debug: \"sometimes\" is not yes, no, true, false, 1 or 0");
+}
+
+TEST(LoadConfig, MissingFileWithMissingOkGivesDefaults) {
+  TempDir dir;
+  const ParsedConfig parsed = load_config(dir.file("absent.conf"), /*missing_ok=*/true);
+  EXPECT_THAT(parsed.diagnostics, IsEmpty());
+  expect_same_options(parsed.options, Options{});
+}
+
+TEST(LoadConfig, MissingFileIsAnErrorByDefault) {
+  TempDir dir;
+  const std::string path = dir.file("absent.conf");
+  const ParsedConfig parsed = load_config(path);
+  ASSERT_THAT(parsed.diagnostics, SizeIs(1));
+  EXPECT_TRUE(parsed.has_errors());
+  EXPECT_EQ(parsed.diagnostics[0].line, 0u);
+  EXPECT_EQ(parsed.diagnostics[0].to_string(), path + ": cannot read: No such file or directory");
+  expect_same_options(parsed.options, Options{});
+}
+
+TEST(LoadConfig, UnreadablePathsAreErrorsEvenWithMissingOk) {
+  // The tests run as root, so permissions cannot make a file unreadable; a
+  // directory, a path through a regular file and a FIFO fail for root too.
+  TempDir dir;
+  const std::string regular = dir.file("regular");
+  write_file(regular, "deny = 4\n");
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+
+  const std::pair<std::string, std::string> cases[] = {
+      {dir.file(""), "cannot read: Is a directory"},
+      {regular + "/acctlock.conf", "cannot read: Not a directory"},
+      {fifo, "cannot read: not a regular file"},
+  };
+  for (const auto& [path, message] : cases) {
+    const ParsedConfig parsed = load_config(path, /*missing_ok=*/true);
+    ASSERT_THAT(parsed.diagnostics, SizeIs(1)) << path;
+    EXPECT_EQ(parsed.diagnostics[0].severity, Diagnostic::Severity::error);
+    EXPECT_EQ(parsed.diagnostics[0].line, 0u);
+    EXPECT_EQ(parsed.diagnostics[0].file, path);
+    EXPECT_EQ(parsed.diagnostics[0].message, message);
+    expect_same_options(parsed.options, Options{});
+  }
+}
+
+TEST(LoadConfig, RefusesAnOversizedFile) {
+  TempDir dir;
+  const std::string path = dir.file("huge.conf");
+  write_file(path, std::string(2 * 1024 * 1024, '#'));
+  const ParsedConfig parsed = load_config(path);
+  ASSERT_THAT(parsed.diagnostics, SizeIs(1));
+  EXPECT_THAT(parsed.diagnostics[0].message, HasSubstr("larger than"));
+}
+
+// ---------------------------------------------------------------------------
+// The shipped etc/acctlock.conf
+
+struct ShippedSetting {
+  std::string key;
+  std::optional<std::string> value;
+  unsigned line;
+};
+
+std::string read_shipped_file() {
+  std::ifstream in(std::string(ACCTLOCK_SOURCE_DIR) + "/etc/acctlock.conf");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool is_table_key(std::string_view name) {
+  for (const OptionInfo& info : option_table()) {
+    if (info.name == name) return true;
+  }
+  return false;
+}
+
+// The commented-out settings: "# key = value" or "# key" naming a table key.
+std::vector<ShippedSetting> shipped_settings(const std::string& text) {
+  static const std::regex setting(R"(^# ([a-z_]+)(?: = (.*))?$)");
+  std::vector<ShippedSetting> settings;
+  std::istringstream lines(text);
+  std::string line;
+  unsigned number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    std::smatch match;
+    if (!std::regex_match(line, match, setting) || !is_table_key(match[1].str())) continue;
+    settings.push_back(
+        {match[1].str(), match[2].matched ? std::optional(match[2].str()) : std::nullopt, number});
+  }
+  return settings;
+}
+
+TEST(ShippedConfig, ListsEveryKeyOnceInTableOrderWithTheTableDefault) {
+  const std::string text = read_shipped_file();
+  ASSERT_FALSE(text.empty());
+  const std::vector<ShippedSetting> settings = shipped_settings(text);
+
+  const auto table = option_table();
+  ASSERT_EQ(settings.size(), table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    EXPECT_EQ(settings[i].key, table[i].name) << "line " << settings[i].line;
+    ASSERT_TRUE(settings[i].value.has_value()) << settings[i].key << ": shown without a value";
+    EXPECT_EQ(*settings[i].value, table[i].default_text) << settings[i].key;
+  }
+}
+
+TEST(ShippedConfig, IsCleanAsShipped) {
+  const ParsedConfig parsed = parse_config(read_shipped_file(), "etc/acctlock.conf");
+  EXPECT_THAT(diagnostic_texts(parsed), IsEmpty());
+  expect_same_options(parsed.options, Options{});
+}
+
+TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
+  const std::string text = read_shipped_file();
+  std::set<unsigned> setting_lines;
+  std::set<std::string> placeholders;
+  for (const ShippedSetting& s : shipped_settings(text)) {
+    // "<...>" describes a default that has no value to write.
+    if (s.value && s.value->starts_with('<')) {
+      placeholders.insert(s.key);
+    } else {
+      setting_lines.insert(s.line);
+    }
+  }
+  EXPECT_EQ(placeholders, (std::set<std::string>{"admin_group", "root_unlock_time"}));
+
+  std::istringstream lines(text);
+  std::string uncommented;
+  std::string line;
+  unsigned number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    uncommented += setting_lines.count(number) != 0 ? line.substr(2) : line;
+    uncommented += '\n';
+  }
+  ASSERT_NE(uncommented, text);
+
+  // Start from values unlike every default, so a setting line that fails to
+  // take effect shows up as a difference.
+  Options base;
+  base.rules.deny = 9;
+  base.rules.fail_interval = 1h;
+  base.rules.unlock_time = 2h;
+  base.rules.lockout_multiplier = 3.5;
+  base.rules.max_unlock_time = 7 * 24h;
+  base.rules.lockout_memory = 3 * 24h;
+  base.rules.permanent_after = 4;
+  base.rules.even_deny_root = true;
+  base.rules.root_unlock_time = 1h;
+  base.admin_group = "wheel";
+  base.history_retention = 24h;
+  base.event_socket = "/tmp/e.sock";
+  base.admin_socket = "/tmp/a.sock";
+  base.database = "/tmp/db";
+  base.silent = true;
+  base.debug = true;
+  base.timeout = 1ms;
+  base.on_unavailable = UnavailableAction::deny;
+  base.account_deny_locked = true;
+  base.keep_lock_on_password_change = true;
+
+  Options expected;
+  expected.admin_group = base.admin_group;
+  expected.rules.root_unlock_time = base.rules.root_unlock_time;
+
+  const ParsedConfig parsed = parse_config(uncommented, "etc/acctlock.conf", base);
+  EXPECT_THAT(diagnostic_texts(parsed), IsEmpty());
+  expect_same_options(parsed.options, expected);
+}
+
+}  // namespace
+}  // namespace acctlock

@@ -5,14 +5,15 @@
 // The daemon is the only caller; it persists the state the policy leaves.
 //
 // The rules, per user (docs/policy.md tells operators the same):
-// - Failures count while each falls within fail_interval of the previous one;
-//   a failure after a longer gap starts a new count at 1. When the count
-//   reaches deny, the account locks.
+// - Failures count while each falls within fail_interval of the previous one
+//   (exactly fail_interval apart still counts); a failure after a longer gap
+//   starts a new count at 1. When the count reaches deny, the account locks.
 // - The n-th consecutive lockout lasts unlock_time * multiplier^(n-1), capped
 //   at max_unlock_time. unlock_time = 0 means until an admin unlocks.
 //   permanent_after = N makes the N-th consecutive lockout permanent.
 // - The progression (level) forgets after a successful login, or once
-//   lockout_memory has passed since the last lockout ended without a new one.
+//   lockout_memory has passed since the last lockout ended without a new one
+//   (at exactly lockout_memory it is forgotten).
 // - A failure while locked is not counted and does not extend the lock.
 // - A success resets the count, but changes nothing while locked.
 // - root (is_root) is never locked unless even_deny_root; then its lockouts
@@ -50,9 +51,11 @@ class LockoutPolicy {
   const LockoutRules& rules() const { return rules_; }
 
   // Brings `state` up to `now`: ends a failure lock whose time has come
-  // (failures restart from 0, last_lock_end records when it ended) and forgets
-  // a progression older than lockout_memory. Returns true if a lock expired.
-  // Every other member that takes `now` settles first.
+  // (failures restart from 0, last_lock_end records when it was due to end),
+  // forgets a progression older than lockout_memory and a count older than
+  // fail_interval. Returns true if a lock expired (not for the forgetting).
+  // Every other member that takes `now` settles first; status() and is_idle()
+  // settle a copy.
   bool settle(UserState& state, TimePoint now) const;
 
   // Is the user locked at `now`? Does not change the state; a lock whose time
@@ -70,12 +73,14 @@ class LockoutPolicy {
   // An admin's unlock/reset: clears failures, any lock and the progression.
   void unlock(UserState& state) const;
 
-  // An admin's lock; replaces an earlier manual lock's reason.
+  // An admin's lock; replaces an earlier manual lock's reason and admin_uid,
+  // but keeps its `since`: the account has been locked since then.
   void lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
                      TimePoint now) const;
 
-  // How long the lockout at `level` (1 = first) lasts; nullopt = until an
-  // admin unlocks (unlock_time 0, or permanent_after reached).
+  // How long the lockout at `level` (1 = first; 0 reads as 1) lasts, rounded
+  // to the nearest second; nullopt = until an admin unlocks (unlock_time 0,
+  // or permanent_after reached).
   std::optional<Seconds> lockout_duration(std::uint32_t level, bool is_root) const;
 
   // When this state next changes by itself (a lock ends), if ever.

@@ -230,15 +230,9 @@ bool parse_multiplier(std::string_view text, double& out, std::string& error) {
   return true;
 }
 
-bool parse_path(std::string_view text, std::size_t max_length, std::string& out,
-                std::string& error) {
+bool parse_path(std::string_view text, std::string& out, std::string& error) {
   if (text.empty() || text.front() != '/' || has_control_character(text)) {
     error = quoted(text) + " is not an absolute path";
-    return false;
-  }
-  if (text.size() > max_length) {
-    error = quoted(text) + " is longer than " + std::to_string(max_length) +
-            " bytes, the limit for a Unix socket path";
     return false;
   }
   out = std::string(text);
@@ -246,7 +240,14 @@ bool parse_path(std::string_view text, std::size_t max_length, std::string& out,
 }
 
 bool parse_socket_path(std::string_view text, std::string& out, std::string& error) {
-  return parse_path(text, kMaxSocketPathLength, out, error);
+  // Checked here so that the mistake is reported against the key, not later
+  // as a failing bind() or connect().
+  if (text.size() > kMaxSocketPathLength) {
+    error = quoted(text) + " is longer than " + std::to_string(kMaxSocketPathLength) +
+            " bytes, the limit for a Unix socket path";
+    return false;
+  }
+  return parse_path(text, out, error);
 }
 
 bool parse_group_name(std::string_view text, std::string& out, std::string& error) {
@@ -350,8 +351,7 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"database", "PATH", "/var/lib/acctlock/acctlock.db",
                  "SQLite database holding lockout state and login history", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  return parse_path(text, std::numeric_limits<std::size_t>::max(), o.database,
-                                    error);
+                  return parse_path(text, o.database, error);
                 }},
     OptionEntry{{"silent", "", "no", "the PAM module shows no lockout messages to the user", true},
                 [](Options& o, std::string_view text, std::string& error) {
@@ -519,9 +519,7 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
         {severity, std::string(file_name), line, std::string(key), std::move(message)});
   };
 
-  unsigned line_number = 0;
-  while (!text.empty() || line_number == 0) {
-    ++line_number;
+  for (unsigned line_number = 1; !text.empty(); ++line_number) {
     const std::size_t newline = text.find('\n');
     const std::string_view raw = text.substr(0, newline);
     text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
@@ -581,11 +579,11 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
 }
 
 ParsedConfig load_config(const std::string& path, bool missing_ok) {
-  ParsedConfig failed;
+  ParsedConfig result;
   const auto fail = [&](std::string message) {
-    failed.diagnostics.push_back(
+    result.diagnostics.push_back(
         {Diagnostic::Severity::error, path, 0, std::string(), std::move(message)});
-    return failed;
+    return result;
   };
   const auto fail_errno = [&](int err) {
     return fail("cannot read: " + std::generic_category().message(err));
@@ -596,7 +594,7 @@ ParsedConfig load_config(const std::string& path, bool missing_ok) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT && missing_ok) return failed;
+    if (err == ENOENT && missing_ok) return result;
     return fail_errno(err);
   }
   struct FdCloser {

@@ -12,7 +12,9 @@ namespace {
 // one still counts, and the progression is forgotten exactly lockout_memory
 // after the last lockout ended. docs/policy.md states the same boundaries.
 bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) {
-  return now - state.last_failure <= fail_interval;
+  // Strictly less, as pam_faillock: a failure exactly fail_interval old no
+  // longer counts.
+  return now - state.last_failure < fail_interval;
 }
 
 bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {

@@ -154,19 +154,19 @@ TEST(LockoutPolicyCounting, ReachingDenyLocksForUnlockTime) {
   EXPECT_EQ(account.state().failure_lock->since, account.now());
 }
 
-TEST(LockoutPolicyCounting, FailureExactlyFailIntervalAfterThePreviousStillCounts) {
+TEST(LockoutPolicyCounting, FailureOneSecondWithinFailIntervalStillCounts) {
   Account account(Rules().fail_interval(15min));
   account.fail();
-  account.advance(15min);
+  account.advance(15min - 1s);
   account.fail();
   EXPECT_EQ(account.status().failures, 2u);
 }
 
-TEST(LockoutPolicyCounting, FailureOneSecondPastFailIntervalStartsANewCount) {
+TEST(LockoutPolicyCounting, FailureExactlyFailIntervalLaterStartsANewCount) {
   Account account(Rules().fail_interval(15min));
   account.fail();
   account.fail();
-  account.advance(15min + 1s);
+  account.advance(15min);
   const FailureOutcome outcome = account.fail();
   EXPECT_TRUE(outcome.counted);
   EXPECT_EQ(account.status().failures, 1u);
@@ -186,7 +186,7 @@ TEST(LockoutPolicyCounting, SettleKeepsACountUntilFailIntervalHasPassed) {
   account.fail();
   account.fail();
 
-  account.advance(15min);
+  account.advance(15min - 1s);
   EXPECT_FALSE(account.settle());
   EXPECT_EQ(account.state().failures, 2u);
 
@@ -198,7 +198,7 @@ TEST(LockoutPolicyCounting, SettleKeepsACountUntilFailIntervalHasPassed) {
 TEST(LockoutPolicyCounting, StatusHidesAStaleCountWithoutBeingSettled) {
   Account account(Rules().fail_interval(15min));
   account.fail();
-  account.advance(15min);
+  account.advance(15min - 1s);
   EXPECT_EQ(account.status().failures, 1u);
   account.advance(1s);
   EXPECT_EQ(account.status().failures, 0u);
@@ -695,7 +695,7 @@ TEST(LockoutPolicyIdle, AFreshStateIsIdle) {
 TEST(LockoutPolicyIdle, ACountedFailureKeepsTheStateUntilFailIntervalHasPassed) {
   Account account(Rules().fail_interval(15min));
   account.fail();
-  account.advance(15min);
+  account.advance(15min - 1s);
   EXPECT_FALSE(account.is_idle());
   account.advance(1s);
   EXPECT_TRUE(account.is_idle());

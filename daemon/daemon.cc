@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "daemon/admin_server.h"
 #include "daemon/batch_writer.h"
 #include "daemon/event_log.h"
 #include "daemon/event_server.h"
@@ -69,13 +70,18 @@ class Daemon {
     }
     created_sockets_.push_back(config_.options.event_socket);
     event_server_->start();
+    if (!open_admin_socket()) {
+      for (const auto& path : created_sockets_) unlink(path.c_str());
+      return 1;
+    }
     wait_for_signal();
     schedule_expiry();
     prune_history();
 
     log_notice("acctlockd " ACCTLOCK_VERSION " ready: " +
                std::to_string(service_->tracked_users()) + " tracked user(s), event socket " +
-               config_.options.event_socket + ", database " + config_.options.database);
+               config_.options.event_socket + ", admin socket " + config_.options.admin_socket +
+               ", database " + config_.options.database);
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
     writer_->shut_down();
@@ -87,6 +93,28 @@ class Daemon {
   }
 
  private:
+  // admin_group is checked here so that a misspelt group stops the start
+  // instead of silently leaving the admin socket to root alone.
+  bool open_admin_socket() {
+    const std::string& group = config_.options.admin_group;
+    if (!group.empty() && !group_id(group)) {
+      log_error("admin_group \"" + group + "\" is not a group on this system");
+      return false;
+    }
+    try {
+      admin_server_ = std::make_unique<AdminServer>(
+          listen_unix_socket(io_, config_.options.admin_socket, kAdminSocketMode),
+          AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
+                       [this] { return config_.options.admin_group; }});
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot listen on the admin socket: ") + e.what());
+      return false;
+    }
+    created_sockets_.push_back(config_.options.admin_socket);
+    admin_server_->start();
+    return true;
+  }
+
   void wait_for_signal() {
     signals_.async_wait([this](error_code ec, int signal) {
       if (ec) return;
@@ -132,6 +160,7 @@ class Daemon {
     sd_notify(0, "STOPPING=1");
     log_notice("stopping");
     event_server_->stop();
+    admin_server_->stop();
     expiry_timer_.cancel();
     retention_timer_.cancel();
     signals_.cancel();
@@ -190,6 +219,7 @@ class Daemon {
   std::unique_ptr<EventLog> event_log_;
   std::unique_ptr<BatchWriter> writer_;
   std::unique_ptr<EventServer> event_server_;
+  std::unique_ptr<AdminServer> admin_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
   bool stopping_ = false;

@@ -1,0 +1,414 @@
+#include "daemon/admin_commands.h"
+
+#include <grp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <memory>
+#include <stdexcept>
+
+#include "common/user_name.h"
+#include "daemon/log.h"
+
+namespace acctlock {
+namespace {
+
+using admin::Result;
+using nlohmann::json;
+
+// A bad argument: the handler stops and the caller gets an `invalid` answer.
+class InvalidArgument : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string user_argument(const json& arguments) {
+  const auto found = arguments.find("user");
+  if (found == arguments.end() || !found->is_string()) {
+    throw InvalidArgument("argument \"user\" (a string) is required");
+  }
+  const auto& user = found->get_ref<const std::string&>();
+  if (!is_valid_user_name(user)) throw InvalidArgument("\"user\" is not a valid user name");
+  return user;
+}
+
+bool bool_argument(const json& arguments, const char* key) {
+  const auto found = arguments.find(key);
+  if (found == arguments.end() || found->is_null()) return false;
+  if (!found->is_boolean())
+    throw InvalidArgument(std::string("\"") + key + "\" must be true or false");
+  return found->get<bool>();
+}
+
+std::optional<std::int64_t> integer_argument(const json& arguments, const char* key) {
+  const auto found = arguments.find(key);
+  if (found == arguments.end() || found->is_null()) return std::nullopt;
+  if (!found->is_number_integer()) {
+    throw InvalidArgument(std::string("\"") + key + "\" must be an integer");
+  }
+  return found->get<std::int64_t>();
+}
+
+// Reasons end up in terminals and the journal: printable text only.
+std::string reason_argument(const json& arguments) {
+  const auto found = arguments.find("reason");
+  if (found == arguments.end() || found->is_null()) return {};
+  if (!found->is_string()) throw InvalidArgument("\"reason\" must be a string");
+  const auto& reason = found->get_ref<const std::string&>();
+  if (reason.size() > admin::kMaxReasonSize) {
+    throw InvalidArgument("\"reason\" is longer than " + std::to_string(admin::kMaxReasonSize) +
+                          " bytes");
+  }
+  const bool has_control = std::any_of(reason.begin(), reason.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
+  if (has_control) throw InvalidArgument("\"reason\" must not contain control characters");
+  return reason;
+}
+
+const char* lock_kind_name(LockKind kind) {
+  switch (kind) {
+    case LockKind::none:
+      return "none";
+    case LockKind::failures:
+      return "failures";
+    case LockKind::permanent:
+      return "permanent";
+    case LockKind::manual:
+      return "manual";
+  }
+  return "none";
+}
+
+json time_or_null(const std::optional<TimePoint>& time) {
+  return time ? json(to_iso8601(*time)) : json(nullptr);
+}
+
+json report_json(const std::string& user, const LockStatus& status, const UserState& state) {
+  std::optional<TimePoint> locked_since;
+  json reason = nullptr;
+  json locked_by_uid = nullptr;
+  if (status.kind == LockKind::manual && state.manual_lock) {
+    locked_since = state.manual_lock->since;
+    reason = state.manual_lock->reason;
+    locked_by_uid = state.manual_lock->admin_uid;
+  } else if (status.locked() && state.failure_lock) {
+    locked_since = state.failure_lock->since;
+  }
+  std::optional<TimePoint> last_failure;
+  if (state.failures > 0) last_failure = state.last_failure;
+  return json{
+      {"user", user},
+      {"locked", status.locked()},
+      {"lock", lock_kind_name(status.kind)},
+      {"manual", status.kind == LockKind::manual},
+      {"failures", status.failures},
+      {"level", status.level},
+      {"locked_since", time_or_null(locked_since)},
+      {"locked_until", time_or_null(status.until)},
+      {"reason", reason},
+      {"locked_by_uid", locked_by_uid},
+      {"last_failure", time_or_null(last_failure)},
+  };
+}
+
+std::string describe_status(const json& status) {
+  const std::string user = status["user"];
+  if (!status["locked"].get<bool>()) {
+    return user + " is not locked (" + std::to_string(status["failures"].get<std::uint32_t>()) +
+           " failure(s))";
+  }
+  return user + " is locked (" + status["lock"].get<std::string>() + ")";
+}
+
+json history_json(const HistoryEntry& entry) {
+  return json{
+      {"time", to_iso8601(entry.time)},
+      {"user", entry.user},
+      {"event", to_string(entry.event)},
+      {"service", entry.service},
+      {"rhost", entry.rhost},
+      {"tty", entry.tty},
+      {"ruser", entry.ruser},
+      {"admin_uid", entry.admin_uid ? json(*entry.admin_uid) : json(nullptr)},
+      {"detail", entry.detail},
+  };
+}
+
+AdminAnswer answer(Result result, std::string text, json arguments = json::object()) {
+  return AdminAnswer{result, std::move(text), std::move(arguments)};
+}
+
+}  // namespace
+
+json AdminAnswer::to_json() const {
+  return json{{"result", static_cast<int>(result)}, {"text", text}, {"arguments", arguments}};
+}
+
+std::optional<gid_t> group_id(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  const long hint = sysconf(_SC_GETGR_R_SIZE_MAX);
+  std::vector<char> buffer(hint > 0 ? static_cast<std::size_t>(hint) : 16384);
+  for (;;) {
+    group entry{};
+    group* found = nullptr;
+    const int error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (error == ERANGE && buffer.size() < (1u << 22)) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    if (error != 0 || found == nullptr) return std::nullopt;
+    return entry.gr_gid;
+  }
+}
+
+std::string to_iso8601(TimePoint time) {
+  const std::time_t seconds = static_cast<std::time_t>(time.time_since_epoch().count());
+  std::tm parts{};
+  if (gmtime_r(&seconds, &parts) == nullptr) return std::to_string(seconds);
+  char text[32];
+  const std::size_t size = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return std::string(text, size);
+}
+
+AdminCommands::AdminCommands(AdminContext context) : context_(std::move(context)) {
+  register_builtin_commands();
+}
+
+void AdminCommands::add(std::string name, Access access, Handler handler) {
+  commands_.insert_or_assign(std::move(name), Entry{access, std::move(handler)});
+}
+
+void AdminCommands::register_builtin_commands() {
+  add("status", Access::own_account,
+      [this](const AdminCaller&, const json& arguments, Reply reply) { status(arguments, reply); });
+  add("history", Access::own_account,
+      [this](const AdminCaller&, const json& arguments, Reply reply) {
+        history(arguments, reply);
+      });
+  add("list", Access::admin,
+      [this](const AdminCaller&, const json& arguments, Reply reply) { list(arguments, reply); });
+  add("stats", Access::admin,
+      [this](const AdminCaller&, const json&, Reply reply) { stats(reply); });
+  add("lock", Access::admin, [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+    lock(caller, arguments, reply);
+  });
+  add("unlock", Access::admin,
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        unlock(caller, arguments, false, reply);
+      });
+  add("reset", Access::admin,
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        unlock(caller, arguments, true, reply);
+      });
+}
+
+bool AdminCommands::is_admin(const AdminCaller& caller) const {
+  if (caller.uid == 0) return true;
+  const std::string group = context_.admin_group();
+  if (group.empty()) return false;
+  // The kernel's view of the process comes first: it is what file access
+  // checks use too. The group database covers a member whose session
+  // predates their joining the group.
+  if (const auto gid = group_id(group)) {
+    if (caller.gid == *gid) return true;
+    if (std::find(caller.groups.begin(), caller.groups.end(), *gid) != caller.groups.end()) {
+      return true;
+    }
+  }
+  return UserDirectory::is_in_group(caller.uid, group);
+}
+
+void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Reply reply) {
+  // Whatever a handler does (reply, then throw), the client gets one answer.
+  auto once = [reply = std::move(reply),
+               replied = std::make_shared<bool>(false)](AdminAnswer result) {
+    if (*replied) return;
+    *replied = true;
+    reply(std::move(result));
+  };
+
+  const auto command = request.is_object() ? request.find("command") : request.end();
+  if (!request.is_object() || command == request.end() || !command->is_string()) {
+    return once(answer(Result::invalid, "a request is an object with a string \"command\""));
+  }
+  const auto& name = command->get_ref<const std::string&>();
+  json arguments = json::object();
+  if (const auto found = request.find("arguments"); found != request.end() && !found->is_null()) {
+    if (!found->is_object())
+      return once(answer(Result::invalid, "\"arguments\" must be an object"));
+    arguments = *found;
+  }
+  const auto entry = commands_.find(name);
+  if (entry == commands_.end()) {
+    return once(answer(Result::unsupported, "unknown command \"" + name + "\""));
+  }
+
+  if (!is_admin(caller)) {
+    bool allowed = false;
+    if (entry->second.access == Access::own_account) {
+      const auto user = arguments.find("user");
+      allowed = user != arguments.end() && user->is_string() &&
+                context_.users.uid_of(user->get<std::string>()) == caller.uid;
+    }
+    if (!allowed) {
+      log_warning("admin socket: refused \"" + name + "\" to uid " + std::to_string(caller.uid) +
+                  " (pid " + std::to_string(caller.pid) + ")");
+      return once(answer(Result::permission_denied, "permission denied"));
+    }
+  }
+
+  try {
+    entry->second.handler(caller, arguments, once);
+  } catch (const InvalidArgument& e) {
+    once(answer(Result::invalid, e.what()));
+  } catch (const std::exception& e) {
+    log_error("admin socket: \"" + name + "\" failed: " + e.what());
+    once(answer(Result::error, std::string("failed: ") + e.what()));
+  }
+}
+
+bool AdminCommands::user_exists(const std::string& user) {
+  return context_.users.uid_of(user).has_value();
+}
+
+json AdminCommands::status_json(const std::string& user, TimePoint now) const {
+  if (const auto report = context_.service.report(user, now)) {
+    return report_json(user, report->status, report->state);
+  }
+  return report_json(user, LockStatus{}, UserState{});
+}
+
+void AdminCommands::status(const json& arguments, const Reply& reply) {
+  const std::string user = user_argument(arguments);
+  const TimePoint now = context_.now();
+  if (!context_.service.report(user, now) && !user_exists(user)) {
+    return reply(answer(Result::no_such_user, "no such user: " + user));
+  }
+  json status = status_json(user, now);
+  std::string text = describe_status(status);
+  reply(answer(Result::success, std::move(text), std::move(status)));
+}
+
+void AdminCommands::list(const json& arguments, const Reply& reply) {
+  const bool locked_only = bool_argument(arguments, "locked");
+  auto reports = context_.service.reports(context_.now());
+  std::sort(reports.begin(), reports.end(),
+            [](const UserReport& a, const UserReport& b) { return a.user < b.user; });
+  json users = json::array();
+  for (const auto& report : reports) {
+    if (locked_only && !report.status.locked()) continue;
+    users.push_back(report_json(report.user, report.status, report.state));
+  }
+  std::string text = std::to_string(users.size()) + " user(s)";
+  reply(answer(Result::success, std::move(text), json{{"users", std::move(users)}}));
+}
+
+void AdminCommands::lock(const AdminCaller& caller, const json& arguments, const Reply& reply) {
+  const std::string user = user_argument(arguments);
+  std::string reason = reason_argument(arguments);
+  const TimePoint now = context_.now();
+  // A typo must not look like a lock that took effect.
+  if (!context_.service.report(user, now) && !user_exists(user)) {
+    return reply(answer(Result::no_such_user, "no such user: " + user));
+  }
+  context_.service.lock(user, std::move(reason), caller.uid, now, context_.writer.pending());
+  reply_after_commit(user, "locked " + user, reply);
+}
+
+void AdminCommands::unlock(const AdminCaller& caller, const json& arguments, bool reset_only,
+                           const Reply& reply) {
+  const std::string user = user_argument(arguments);
+  const TimePoint now = context_.now();
+  if (context_.service.unlock(user, caller.uid, reset_only, now, context_.writer.pending())) {
+    return reply_after_commit(user, (reset_only ? "reset " : "unlocked ") + user, reply);
+  }
+  // Nothing recorded: the goal (no lock, no failures) already holds, so a
+  // script that unlocks twice succeeds, unless the name is not a user at all.
+  if (!user_exists(user)) return reply(answer(Result::no_such_user, "no such user: " + user));
+  reply(answer(Result::success, user + " has no failures and no lock", status_json(user, now)));
+}
+
+void AdminCommands::reply_after_commit(const std::string& user, std::string text,
+                                       const Reply& reply) {
+  context_.writer.after_commit(
+      [this, user, text = std::move(text), reply](const std::string& error) {
+        if (!error.empty()) {
+          return reply(answer(Result::error, "the change could not be saved: " + error));
+        }
+        reply(answer(Result::success, text, status_json(user, context_.now())));
+      });
+}
+
+void AdminCommands::history(const json& arguments, const Reply& reply) {
+  HistoryQuery query;
+  const std::string user = user_argument(arguments);
+  query.user = user;
+  query.failures_only = bool_argument(arguments, "failed");
+  if (const auto since = integer_argument(arguments, "since"))
+    query.since = TimePoint(Seconds(*since));
+  if (const auto limit = integer_argument(arguments, "limit")) {
+    if (*limit < 1 || static_cast<std::uint64_t>(*limit) > admin::kMaxHistoryLimit) {
+      throw InvalidArgument("\"limit\" must be between 1 and " +
+                            std::to_string(admin::kMaxHistoryLimit));
+    }
+    query.limit = static_cast<std::size_t>(*limit);
+  } else {
+    query.limit = admin::kDefaultHistoryLimit;
+  }
+
+  const auto rows = context_.store.history(query);
+  if (rows.empty() && !context_.service.report(user, context_.now()) && !user_exists(user)) {
+    return reply(answer(Result::no_such_user, "no such user: " + user));
+  }
+  json entries = json::array();
+  for (const auto& row : rows) entries.push_back(history_json(row));
+  std::string text = std::to_string(entries.size()) + " event(s)";
+  reply(answer(Result::success, std::move(text),
+               json{{"user", user}, {"entries", std::move(entries)}}));
+}
+
+void AdminCommands::stats(const Reply& reply) {
+  const TimePoint now = context_.now();
+  const TimePoint hour_ago = now - std::chrono::hours(1);
+  const TimePoint day_ago = now - std::chrono::hours(24);
+  Store& store = context_.store;
+
+  json locked_users = json::array();
+  for (const auto& report : context_.service.reports(now)) {
+    if (report.status.locked()) locked_users.push_back(report.user);
+  }
+  std::sort(locked_users.begin(), locked_users.end());
+
+  // The failure that locks an account is recorded as `locked`, and is a
+  // failure all the same.
+  const auto failures_since = [&](TimePoint since) {
+    return store.count_events(HistoryEvent::failure, since) +
+           store.count_events(HistoryEvent::locked, since);
+  };
+  const auto top = [&](bool by_rhost) {
+    json rows = json::array();
+    for (const auto& [name, count] : store.top_failures(day_ago, by_rhost, 10)) {
+      rows.push_back(json{{by_rhost ? "rhost" : "user", name}, {"failures", count}});
+    }
+    return rows;
+  };
+
+  json stats{
+      {"locked_now", locked_users.size()},
+      {"locked_users", locked_users},
+      {"failures_last_hour", failures_since(hour_ago)},
+      {"failures_last_day", failures_since(day_ago)},
+      {"lockouts_last_hour", store.count_events(HistoryEvent::locked, hour_ago)},
+      {"lockouts_last_day", store.count_events(HistoryEvent::locked, day_ago)},
+      {"top_users", top(false)},
+      {"top_sources", top(true)},
+  };
+  std::string text = std::to_string(locked_users.size()) + " user(s) locked";
+  reply(answer(Result::success, std::move(text), std::move(stats)));
+}
+
+}  // namespace acctlock

@@ -1,0 +1,112 @@
+// What the admin socket can be asked: a registry of named command handlers
+// that takes a parsed request and the caller's kernel credentials and produces
+// an answer. It knows nothing about sockets or framing (daemon/admin_server.h
+// carries the bytes), so it is tested by calling it directly.
+//
+// Authorisation happens here, before a handler reads or changes anything:
+// root, and callers in admin_group (by their process's groups or the group
+// database), may use every command; anyone else may only read their own
+// `status` and `history`, and is told "permission denied" for the rest.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.h"
+#include "daemon/admin_protocol.h"
+#include "daemon/batch_writer.h"
+#include "daemon/lockout_service.h"
+#include "daemon/peer_credentials.h"
+#include "daemon/store.h"
+
+namespace acctlock {
+
+// Who asks, as the kernel reported it for the connection.
+struct AdminCaller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
+  pid_t pid = 0;              // for the log only
+};
+
+struct AdminAnswer {
+  admin::Result result = admin::Result::success;
+  std::string text;
+  nlohmann::json arguments = nlohmann::json::object();
+
+  nlohmann::json to_json() const;
+};
+
+struct AdminContext {
+  LockoutService& service;
+  BatchWriter& writer;
+  Store& store;
+  UserDirectory& users;
+  std::function<TimePoint()> now;
+  // Read per request, so a reload that changes admin_group applies at once.
+  std::function<std::string()> admin_group;
+};
+
+// The gid of group `name` through NSS, or nullopt when there is no such group.
+std::optional<gid_t> group_id(const std::string& name);
+
+// "2024-05-01T12:34:56Z".
+std::string to_iso8601(TimePoint time);
+
+class AdminCommands {
+ public:
+  // Who may run a command.
+  enum class Access {
+    admin,        // root and admin_group only
+    own_account,  // also any caller for the user whose uid is theirs
+  };
+  // Called exactly once per request, possibly later (after a commit).
+  using Reply = std::function<void(AdminAnswer)>;
+  using Handler =
+      std::function<void(const AdminCaller&, const nlohmann::json& arguments, Reply reply)>;
+
+  // Registers status, list, lock, unlock, reset, history and stats.
+  explicit AdminCommands(AdminContext context);
+  AdminCommands(const AdminCommands&) = delete;
+  AdminCommands& operator=(const AdminCommands&) = delete;
+
+  void add(std::string name, Access access, Handler handler);
+
+  // Checks the request's shape and the caller's right to run it, then runs
+  // the handler. Every outcome, including a handler's exception, ends in
+  // exactly one call of `reply`.
+  void dispatch(const AdminCaller& caller, const nlohmann::json& request, Reply reply);
+
+  bool is_admin(const AdminCaller& caller) const;
+
+ private:
+  struct Entry {
+    Access access;
+    Handler handler;
+  };
+
+  void register_builtin_commands();
+  void status(const nlohmann::json& arguments, const Reply& reply);
+  void list(const nlohmann::json& arguments, const Reply& reply);
+  void lock(const AdminCaller& caller, const nlohmann::json& arguments, const Reply& reply);
+  void unlock(const AdminCaller& caller, const nlohmann::json& arguments, bool reset_only,
+              const Reply& reply);
+  void history(const nlohmann::json& arguments, const Reply& reply);
+  void stats(const Reply& reply);
+
+  // Answers after the staged changes are durable, with the user's status then.
+  void reply_after_commit(const std::string& user, std::string text, const Reply& reply);
+  bool user_exists(const std::string& user);
+  nlohmann::json status_json(const std::string& user, TimePoint now) const;
+
+  AdminContext context_;
+  std::map<std::string, Entry, std::less<>> commands_;
+};
+
+}  // namespace acctlock

@@ -1,0 +1,43 @@
+// The admin socket's contract, shared by acctlockd and the acctlock command.
+//
+// Framing: one JSON document per line, each way. A request is
+//   {"command": "status", "arguments": {"user": "alice"}}
+// and its answer
+//   {"result": 0, "text": "alice is not locked", "arguments": {...}}
+// JSON text never holds a raw newline (strings escape it), so a newline ends
+// a message unambiguously and `socat - UNIX-CONNECT:/run/acctlock/admin.sock`
+// is a usable client. A connection may carry any number of requests; each is
+// answered in order. acctlock(8) lists every command, argument and answer key.
+//
+// Header-only and free of JSON types, so the command can use it without
+// linking any of the daemon.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace acctlock::admin {
+
+// The "result" of an answer. Stable: scripts and acctlock's exit codes rely
+// on these numbers.
+enum class Result : int {
+  success = 0,
+  error = 1,              // the daemon could not do it (a database error)
+  unsupported = 2,        // no such command
+  no_such_user = 3,       // no record, and the name is not a user on this host
+  permission_denied = 4,  // the caller may not do this
+  invalid = 5,            // a malformed request or a bad argument
+};
+
+// A longer request line gets an `invalid` answer and the connection is closed:
+// nothing a real command sends comes near it.
+inline constexpr std::size_t kMaxRequestSize = 64 * 1024;
+
+// Longest manual-lock reason the daemon stores.
+inline constexpr std::size_t kMaxReasonSize = 1024;
+
+// Most history rows one request returns.
+inline constexpr std::size_t kMaxHistoryLimit = 10000;
+inline constexpr std::size_t kDefaultHistoryLimit = 100;
+
+}  // namespace acctlock::admin

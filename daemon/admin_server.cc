@@ -1,0 +1,164 @@
+#include "daemon/admin_server.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <string>
+
+#include "daemon/log.h"
+#include "daemon/peer_credentials.h"
+
+namespace acctlock {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// The peer's supplementary groups as the kernel recorded them at connect();
+// empty if the kernel cannot say (before Linux 4.13).
+std::vector<gid_t> peer_groups(int socket_fd) {
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(socket_fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
+      groups.resize(size / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(size / sizeof(gid_t) + 1);
+  }
+  return {};
+}
+
+}  // namespace
+
+class AdminSession : public std::enable_shared_from_this<AdminSession> {
+ public:
+  AdminSession(AdminServer& server, AdminServer::Socket socket, AdminCaller caller)
+      : server_(server),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        caller_(std::move(caller)),
+        input_(admin::kMaxRequestSize + 1) {
+    server_.sessions_.insert(this);
+  }
+  ~AdminSession() { server_.sessions_.erase(this); }
+
+  void start() { read_request(); }
+
+  void close() {
+    error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+ private:
+  void arm_timer(std::chrono::milliseconds timeout) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) self->close();
+    });
+  }
+
+  void read_request() {
+    arm_timer(server_.limits_.idle_timeout);
+    asio::async_read_until(socket_, input_, '\n',
+                           [self = shared_from_this()](error_code ec, std::size_t size) {
+                             self->on_request(ec, size);
+                           });
+  }
+
+  void on_request(error_code ec, std::size_t size) {
+    if (ec == asio::error::not_found) {
+      // The buffer filled without a newline: no way to find the next request.
+      close_after(
+          AdminAnswer{admin::Result::invalid,
+                      "request longer than " + std::to_string(admin::kMaxRequestSize) + " bytes",
+                      nlohmann::json::object()});
+      return;
+    }
+    if (ec) return close();  // EOF, reset, or closed by the idle timer
+    timer_.cancel();
+    std::string line(asio::buffers_begin(input_.data()),
+                     asio::buffers_begin(input_.data()) + static_cast<std::ptrdiff_t>(size - 1));
+    input_.consume(size);
+
+    const auto request = nlohmann::json::parse(line, nullptr, false);
+    if (request.is_discarded()) {
+      return send(AdminAnswer{admin::Result::invalid, "the request is not valid JSON",
+                              nlohmann::json::object()});
+    }
+    server_.commands_.dispatch(
+        caller_, request, [self = shared_from_this()](AdminAnswer answer) { self->send(answer); });
+  }
+
+  void send(const AdminAnswer& answer) { write(answer, true); }
+  void close_after(const AdminAnswer& answer) { write(answer, false); }
+
+  void write(const AdminAnswer& answer, bool keep_open) {
+    if (!socket_.is_open()) return;
+    // Answers carry user-supplied text; replace rather than throw on bad UTF-8.
+    output_ = answer.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    output_ += '\n';
+    arm_timer(server_.limits_.write_timeout);
+    asio::async_write(socket_, asio::buffer(output_),
+                      [self = shared_from_this(), keep_open](error_code ec, std::size_t) {
+                        if (ec || !keep_open) return self->close();
+                        self->read_request();
+                      });
+  }
+
+  AdminServer& server_;
+  AdminServer::Socket socket_;
+  asio::steady_timer timer_;
+  AdminCaller caller_;
+  asio::streambuf input_;
+  std::string output_;
+};
+
+AdminServer::AdminServer(Acceptor acceptor, AdminContext context, AdminServerLimits limits)
+    : acceptor_(std::move(acceptor)), commands_(std::move(context)), limits_(limits) {}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+void AdminServer::start() {
+  do_accept();
+}
+
+void AdminServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  error_code ignored;
+  acceptor_.close(ignored);
+  for (AdminSession* session : std::unordered_set<AdminSession*>(sessions_)) session->close();
+}
+
+void AdminServer::do_accept() {
+  acceptor_.async_accept([this](error_code ec, Socket socket) {
+    if (stopped_) return;
+    if (ec) {
+      if (ec == boost::asio::error::operation_aborted) return;
+      log_error("admin socket: accept failed: " + ec.message());
+      return do_accept();
+    }
+    const auto peer = peer_credentials(socket.native_handle());
+    if (!peer) {
+      log_warning("admin socket: could not read peer credentials; connection closed");
+    } else if (sessions_.size() >= limits_.max_connections) {
+      log_warning("admin socket: " + std::to_string(sessions_.size()) +
+                  " connections open, refusing uid " + std::to_string(peer->uid));
+    } else {
+      AdminCaller caller{peer->uid, peer->gid, peer_groups(socket.native_handle()), peer->pid};
+      std::make_shared<AdminSession>(*this, std::move(socket), std::move(caller))->start();
+    }
+    do_accept();
+  });
+}
+
+}  // namespace acctlock

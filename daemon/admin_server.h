@@ -1,0 +1,67 @@
+// The admin socket: where the acctlock command asks and acts.
+//
+// Transport only. One AdminSession per connection reads newline-ended JSON
+// requests (daemon/admin_protocol.h), takes the caller's credentials from the
+// kernel (SO_PEERCRED, SO_PEERGROUPS) and hands both to AdminCommands, which
+// authorises and answers. Requests on one connection are answered in order,
+// one at a time. A line that is not JSON gets an `invalid` answer and the
+// session goes on; an oversized line, a stalled writer or an idle connection
+// loses that connection only.
+//
+// The socket is world-connectable (0666) like the event socket: who may do
+// what is decided per request by the peer's credentials, so a non-admin is
+// told "permission denied" by the daemon (and may read their own status)
+// rather than getting EACCES from connect().
+#pragma once
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <unordered_set>
+
+#include "daemon/admin_commands.h"
+
+namespace acctlock {
+
+inline constexpr mode_t kAdminSocketMode = 0666;
+
+struct AdminServerLimits {
+  // Between requests, and for a request line to arrive once started.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
+  // For an answer to be taken by the client.
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
+  std::size_t max_connections = 256;
+};
+
+class AdminSession;
+
+class AdminServer {
+ public:
+  using Socket = boost::asio::local::stream_protocol::socket;
+  using Acceptor = boost::asio::local::stream_protocol::acceptor;
+
+  AdminServer(Acceptor acceptor, AdminContext context, AdminServerLimits limits = {});
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  void start();
+  // Stops accepting and closes every connection. An answer waiting for a
+  // commit is then dropped: the change itself still commits.
+  void stop();
+
+  std::size_t connections() const { return sessions_.size(); }
+
+ private:
+  friend class AdminSession;
+  void do_accept();
+
+  Acceptor acceptor_;
+  AdminCommands commands_;
+  AdminServerLimits limits_;
+  std::unordered_set<AdminSession*> sessions_;
+  bool stopped_ = false;
+};
+
+}  // namespace acctlock

@@ -1,0 +1,365 @@
+// acctlock: inspect, lock and unlock accounts through acctlockd's admin
+// socket. faillock's flags (--user, --reset, --conf) keep working; the
+// subcommands do what faillock cannot. See acctlock(8).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/admin_client.h"
+#include "cli/exit_codes.h"
+#include "cli/time_text.h"
+#include "common/options.h"
+
+namespace {
+
+using nlohmann::json;
+using namespace acctlock;
+using namespace acctlock::cli;
+
+constexpr auto kAnswerTimeout = std::chrono::seconds(30);
+constexpr std::size_t kRecentFailures = 10;
+
+const char* const kFooter =
+    R"(Without a subcommand, acctlock lists every user with failures or a lock;
+--user USER shows one user and --user USER --reset clears them (as faillock).
+
+TIME for --since: a duration back from now (2h, 1d, 1h30m, "2h ago"), today,
+yesterday, or a local date and time (2024-05-01, 2024-05-01T08:30,
+"2024-05-01 08:30:15"; append Z for UTC).
+
+Root and members of admin_group may do everything; other users may only read
+their own status and history.
+
+Exit status: 0 success, 1 the daemon could not do it, 2 usage error,
+3 no such user (no record and unknown to the system), 4 permission denied,
+5 acctlockd unreachable.
+
+See acctlock(8).)";
+
+struct Settings {
+  std::string config_path = ACCTLOCK_DEFAULT_CONFIG;
+  std::string socket_path;
+  bool json_output = false;
+};
+
+// The admin socket: --socket, else the config file's admin_socket.
+std::string admin_socket_path(const Settings& settings, bool config_given) {
+  if (!settings.socket_path.empty()) return settings.socket_path;
+  // A missing default file means defaults, as in the daemon; a file named on
+  // the command line must be there. Other problems in the file are the
+  // daemon's to report: this command needs only one key from it.
+  const auto parsed = load_config(settings.config_path, !config_given);
+  for (const auto& diagnostic : parsed.diagnostics) {
+    if (diagnostic.severity == Diagnostic::Severity::error && diagnostic.line == 0) {
+      throw CommandError(kExitUsage, diagnostic.to_string());
+    }
+  }
+  return parsed.options.admin_socket;
+}
+
+// Terminal-safe text: control characters from a remote host name or a PAM
+// tty field must not reach the terminal as escapes.
+std::string printable(std::string text) {
+  for (char& c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) c = '?';
+  }
+  return text;
+}
+
+std::string text_of(const json& value, const char* empty = "-") {
+  if (value.is_null()) return empty;
+  if (value.is_string()) {
+    const auto& text = value.get_ref<const std::string&>();
+    return text.empty() ? std::string(empty) : printable(text);
+  }
+  return value.dump();
+}
+
+std::string local_time_of(const json& value, bool with_zone = false) {
+  if (!value.is_string()) return "-";
+  const auto time = parse_iso8601_utc(value.get<std::string>());
+  return time ? format_local(*time, with_zone) : text_of(value);
+}
+
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) widths[i] = header[i].size();
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  const auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << '\n';
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+// "failures", "manual", ... for a locked user; "-" otherwise.
+std::string lock_column(const json& status) {
+  return status.value("locked", false) ? text_of(status["lock"]) : "-";
+}
+
+std::string until_column(const json& status) {
+  if (!status.value("locked", false)) return "-";
+  if (status["locked_until"].is_null()) return "until unlocked";
+  return local_time_of(status["locked_until"]);
+}
+
+void print_status(const json& status) {
+  const bool locked = status.value("locked", false);
+  std::vector<std::vector<std::string>> lines{
+      {"User:", text_of(status["user"])},
+      {"Locked:", locked ? "yes (" + text_of(status["lock"]) + ")" : "no"},
+      {"Failures:", text_of(status["failures"])},
+      {"Lockout level:", text_of(status["level"])},
+      {"Last failure:", local_time_of(status["last_failure"], true)},
+  };
+  if (locked) {
+    lines.push_back({"Locked since:", local_time_of(status["locked_since"], true)});
+    lines.push_back({"Locked until:", status["locked_until"].is_null()
+                                          ? "until an admin unlocks it"
+                                          : local_time_of(status["locked_until"], true)});
+  }
+  if (status.value("manual", false)) {
+    lines.push_back({"Locked by uid:", text_of(status["locked_by_uid"])});
+    lines.push_back({"Reason:", text_of(status["reason"])});
+  }
+  for (const auto& line : lines) {
+    std::cout << line[0] << std::string(16 - line[0].size(), ' ') << line[1] << '\n';
+  }
+}
+
+void print_users(const json& users, bool locked_only) {
+  if (users.empty()) {
+    std::cout << (locked_only ? "No user is locked.\n" : "No user has failures or a lock.\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& status : users) {
+    rows.push_back({text_of(status["user"]), lock_column(status), text_of(status["failures"]),
+                    text_of(status["level"]), until_column(status), text_of(status["reason"])});
+  }
+  print_table({"USER", "LOCK", "FAILURES", "LEVEL", "LOCKED UNTIL", "REASON"}, rows);
+}
+
+void print_history(const json& entries) {
+  if (entries.empty()) {
+    std::cout << "No matching events.\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& entry : entries) {
+    std::string detail = text_of(entry["detail"], "");
+    if (!entry["admin_uid"].is_null()) {
+      detail = "by uid " + text_of(entry["admin_uid"]) + (detail.empty() ? "" : ": " + detail);
+    }
+    rows.push_back({local_time_of(entry["time"]), text_of(entry["event"]),
+                    text_of(entry["service"]), text_of(entry["rhost"]), text_of(entry["tty"]),
+                    text_of(entry["ruser"]), detail.empty() ? "-" : detail});
+  }
+  print_table({"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"}, rows);
+}
+
+void print_stats(const json& stats) {
+  std::vector<std::string> locked;
+  for (const auto& user : stats["locked_users"]) locked.push_back(text_of(user));
+  std::string locked_text = text_of(stats["locked_now"]);
+  if (!locked.empty()) {
+    locked_text += " (";
+    for (std::size_t i = 0; i < locked.size(); ++i) locked_text += (i ? ", " : "") + locked[i];
+    locked_text += ")";
+  }
+  std::cout << "Locked now:            " << locked_text << '\n'
+            << "Failures, last hour:   " << text_of(stats["failures_last_hour"]) << '\n'
+            << "Failures, last day:    " << text_of(stats["failures_last_day"]) << '\n'
+            << "Lockouts, last hour:   " << text_of(stats["lockouts_last_hour"]) << '\n'
+            << "Lockouts, last day:    " << text_of(stats["lockouts_last_day"]) << '\n';
+  const auto print_top = [](const json& rows, const char* key, const char* title,
+                            const char* column) {
+    std::cout << '\n' << title << '\n';
+    if (rows.empty()) {
+      std::cout << "none\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> table;
+    for (const auto& row : rows) table.push_back({text_of(row[key]), text_of(row["failures"])});
+    print_table({column, "FAILURES"}, table);
+  };
+  print_top(stats["top_users"], "user", "Most failures in the last day, by user:", "USER");
+  print_top(stats["top_sources"], "rhost", "Most failures in the last day, by source:", "RHOST");
+}
+
+void print_json(const json& document) {
+  std::cout << document.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+}
+
+// Sends one request; a refusal or failure becomes a CommandError carrying the
+// daemon's text and the matching exit code.
+json call(AdminClient& client, const std::string& command, const json& arguments) {
+  json answer = client.request(command, arguments);
+  const auto result = static_cast<admin::Result>(answer["result"].get<int>());
+  if (result != admin::Result::success) {
+    throw CommandError(exit_code_for(result), printable(answer["text"].get<std::string>()));
+  }
+  return answer;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"acctlock: inspect, lock and unlock accounts managed by acctlockd", "acctlock"};
+  app.footer(kFooter);
+  // Global flags may come after the subcommand too: `acctlock status alice --json`.
+  app.fallthrough();
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", std::string("acctlock ") + ACCTLOCK_VERSION);
+
+  Settings settings;
+  std::string faillock_user;
+  bool faillock_reset = false;
+  auto* config_option = app.add_option("-c,--config,--conf", settings.config_path,
+                                       "Configuration file that names the admin socket")
+                            ->capture_default_str();
+  app.add_option("--socket", settings.socket_path,
+                 "Admin socket to use instead of the configuration's admin_socket");
+  app.add_flag("--json", settings.json_output, "Print one JSON document instead of tables");
+  auto* user_option =
+      app.add_option("-u,--user", faillock_user, "Show this user's status and recent failures");
+  app.add_flag("-r,--reset", faillock_reset, "With --user: clear the failures and lift any lock")
+      ->needs(user_option);
+
+  std::string user;
+  auto* status_command =
+      app.add_subcommand("status", "Show whether USER is locked, why, until when");
+  status_command->add_option("user", user, "User name")->required();
+
+  std::string reason;
+  auto* lock_command = app.add_subcommand("lock", "Lock USER until an admin unlocks it");
+  lock_command->add_option("user", user, "User name")->required();
+  lock_command->add_option("--reason", reason, "Why; shown to admins and in the history");
+
+  auto* unlock_command =
+      app.add_subcommand("unlock", "Lift any lock on USER and clear its failures");
+  unlock_command->add_option("user", user, "User name")->required();
+
+  bool locked_only = false;
+  auto* list_command = app.add_subcommand("list", "List users with failures or a lock");
+  list_command->add_flag("--locked", locked_only, "Only users that are locked now");
+
+  bool failed_only = false;
+  std::string since_text;
+  std::size_t limit = admin::kDefaultHistoryLimit;
+  auto* history_command =
+      app.add_subcommand("history", "Show USER's logins and lock events, newest first");
+  history_command->add_option("user", user, "User name")->required();
+  history_command->add_flag("--failed", failed_only, "Only failed logins");
+  history_command->add_option("--since", since_text, "Only events at or after TIME");
+  history_command->add_option("--limit", limit, "At most N events")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, admin::kMaxHistoryLimit));
+
+  auto* stats_command =
+      app.add_subcommand("stats", "Locks now, failures and lockouts lately, top users and sources");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "acctlock: " << e.what() << " (see acctlock --help)\n";
+    return kExitUsage;
+  }
+
+  const bool any_subcommand = !app.get_subcommands().empty();
+  if (any_subcommand && !faillock_user.empty()) {
+    std::cerr << "acctlock: --user is faillock's form; it does not combine with a subcommand "
+                 "(see acctlock --help)\n";
+    return kExitUsage;
+  }
+  std::optional<TimePoint> since;
+  if (!since_text.empty()) {
+    since = parse_time(since_text, wall_clock_now());
+    if (!since) {
+      std::cerr << "acctlock: --since: cannot read \"" << since_text
+                << "\" as a time (see acctlock --help)\n";
+      return kExitUsage;
+    }
+  }
+
+  const std::string socket_path = admin_socket_path(settings, config_option->count() > 0);
+  AdminClient client(socket_path, kAnswerTimeout);
+  const bool as_json = settings.json_output;
+
+  if (status_command->parsed()) {
+    const json answer = call(client, "status", {{"user", user}});
+    as_json ? print_json(answer["arguments"]) : print_status(answer["arguments"]);
+  } else if (lock_command->parsed()) {
+    const json answer = call(client, "lock", {{"user", user}, {"reason", reason}});
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (unlock_command->parsed()) {
+    const json answer = call(client, "unlock", {{"user", user}});
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (history_command->parsed()) {
+    json arguments{{"user", user}, {"failed", failed_only}, {"limit", limit}};
+    if (since) arguments["since"] = since->time_since_epoch().count();
+    const json answer = call(client, "history", arguments);
+    as_json ? print_json(answer["arguments"]) : print_history(answer["arguments"]["entries"]);
+  } else if (stats_command->parsed()) {
+    const json answer = call(client, "stats", json::object());
+    as_json ? print_json(answer["arguments"]) : print_stats(answer["arguments"]);
+  } else if (!faillock_user.empty() && faillock_reset) {
+    const json answer = call(client, "reset", {{"user", faillock_user}});
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (!faillock_user.empty()) {
+    json status = call(client, "status", {{"user", faillock_user}})["arguments"];
+    const json failures = call(client, "history",
+                               {{"user", faillock_user},
+                                {"failed", true},
+                                {"limit", kRecentFailures}})["arguments"]["entries"];
+    if (as_json) {
+      status["recent_failures"] = failures;
+      print_json(status);
+    } else {
+      print_status(status);
+      std::cout << "\nRecent failures:\n";
+      print_history(failures);
+    }
+  } else {
+    const bool locked = list_command->parsed() && locked_only;
+    const json answer = call(client, "list", {{"locked", locked}});
+    as_json ? print_json(answer["arguments"]) : print_users(answer["arguments"]["users"], locked);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const CommandError& e) {
+    std::cerr << "acctlock: " << e.what() << '\n';
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::cerr << "acctlock: " << e.what() << '\n';
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,319 @@
+// The acctlock command against a real acctlockd: what an admin types, what
+// the PAM module then hears, and what everyone else is refused.
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/exit_codes.h"
+#include "common/protocol.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace acctlock::test {
+namespace {
+
+using nlohmann::json;
+using protocol::MessageType;
+using protocol::Verdict;
+
+// An existing system group stands in for admin_group, so the host needs no
+// new group; "nobody" is not a member of it.
+constexpr const char* kAdminGroup = "adm";
+// The account the tests lock: it exists on every Debian system.
+constexpr const char* kTarget = "daemon";
+constexpr const char* kNobody = "nobody";
+
+enum class As { root, nobody, nobody_in_admin_group };
+
+gid_t admin_gid() {
+  const group* entry = getgrnam(kAdminGroup);
+  return entry != nullptr ? entry->gr_gid : 0;
+}
+
+class AcctlockCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(getgrnam(kAdminGroup), nullptr) << "the test needs group " << kAdminGroup;
+    ASSERT_TRUE(daemon.start());
+  }
+
+  CommandResult acctlock(std::vector<std::string> arguments, As as = As::root) {
+    std::vector<std::string> argv;
+    if (as != As::root) {
+      argv = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534"};
+      if (as == As::nobody) {
+        argv.push_back("--clear-groups");
+      } else {
+        argv.push_back("--groups=" + std::to_string(admin_gid()));
+      }
+      argv.push_back("--");
+    }
+    argv.push_back(ACCTLOCK_PATH);
+    argv.push_back("--config");
+    argv.push_back(daemon.config_path());
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    return run_command(argv);
+  }
+
+  json status_json(const std::string& user) {
+    const auto result = acctlock({"status", user, "--json"});
+    EXPECT_EQ(result.exit_code, cli::kExitOk) << result.err;
+    return json::parse(result.out);
+  }
+
+  void fail_login(const std::string& user, int times) {
+    for (int i = 0; i < times; ++i) daemon.request(MessageType::failure, user, "sshd", "192.0.2.7");
+  }
+
+  TempDir dir;
+  DaemonProcess daemon{
+      dir, std::string("deny = 3\nunlock_time = 10m\nadmin_group = ") + kAdminGroup + "\n"};
+};
+
+TEST_F(AcctlockCommandTest, LockRefusesTheModuleAndUnlockAllowsIt) {
+  const auto locked = acctlock({"lock", kTarget, "--reason", "left the company"});
+  ASSERT_EQ(locked.exit_code, cli::kExitOk) << locked.err;
+
+  auto answer = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(answer.verdict, Verdict::locked);
+  EXPECT_EQ(answer.lock, LockKind::manual);
+  EXPECT_EQ(answer.reason, "left the company");
+
+  const auto unlocked = acctlock({"unlock", kTarget});
+  ASSERT_EQ(unlocked.exit_code, cli::kExitOk) << unlocked.err;
+  answer = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(answer.verdict, Verdict::allowed);
+}
+
+TEST_F(AcctlockCommandTest, FaillockResetClearsFailuresAndLiftsTheLock) {
+  fail_login(kTarget, 3);
+  ASSERT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::locked);
+
+  const auto reset = acctlock({"--user", kTarget, "--reset"});
+  ASSERT_EQ(reset.exit_code, cli::kExitOk) << reset.err;
+
+  const auto answer = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(answer.verdict, Verdict::allowed);
+  EXPECT_EQ(answer.failures, 0u);
+  EXPECT_EQ(status_json(kTarget)["failures"], 0);
+}
+
+TEST_F(AcctlockCommandTest, StatusJsonCarriesTheDocumentedFields) {
+  fail_login(kTarget, 2);
+  json status = status_json(kTarget);
+  EXPECT_EQ(status["user"], kTarget);
+  EXPECT_EQ(status["locked"], false);
+  EXPECT_EQ(status["manual"], false);
+  EXPECT_EQ(status["failures"], 2);
+  EXPECT_TRUE(status["locked_until"].is_null());
+  EXPECT_TRUE(status["reason"].is_null());
+  EXPECT_EQ(status["lock"], "none");
+
+  fail_login(kTarget, 1);
+  status = status_json(kTarget);
+  EXPECT_EQ(status["locked"], true);
+  EXPECT_EQ(status["lock"], "failures");
+  EXPECT_EQ(status["level"], 1);
+  ASSERT_TRUE(status["locked_until"].is_string());
+  // The daemon's own answer to the module states the same moment.
+  const auto answer = daemon.request(MessageType::check, kTarget);
+  std::tm parts{};
+  ASSERT_NE(
+      strptime(status["locked_until"].get<std::string>().c_str(), "%Y-%m-%dT%H:%M:%SZ", &parts),
+      nullptr);
+  EXPECT_EQ(static_cast<std::int64_t>(timegm(&parts)), answer.locked_until);
+
+  ASSERT_EQ(acctlock({"lock", kTarget, "--reason", "audit"}).exit_code, cli::kExitOk);
+  status = status_json(kTarget);
+  EXPECT_EQ(status["manual"], true);
+  EXPECT_EQ(status["lock"], "manual");
+  EXPECT_EQ(status["reason"], "audit");
+}
+
+TEST_F(AcctlockCommandTest, ListAndHistoryJson) {
+  fail_login(kTarget, 1);
+  daemon.request(MessageType::success, kTarget, "login");
+  ASSERT_EQ(acctlock({"lock", kNobody}).exit_code, cli::kExitOk);
+
+  const auto all = acctlock({"list", "--json"});
+  ASSERT_EQ(all.exit_code, cli::kExitOk) << all.err;
+  const json listed = json::parse(all.out);
+  std::vector<std::string> users;
+  for (const auto& entry : listed["users"]) users.push_back(entry["user"]);
+  // The success reset the counter, so only the locked user is left.
+  EXPECT_EQ(users, std::vector<std::string>{kNobody});
+
+  const auto history = acctlock({"history", kTarget, "--json"});
+  ASSERT_EQ(history.exit_code, cli::kExitOk) << history.err;
+  const json entries = json::parse(history.out)["entries"];
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0]["event"], "success");  // newest first
+  EXPECT_EQ(entries[1]["event"], "failure");
+  EXPECT_EQ(entries[1]["service"], "sshd");
+  EXPECT_EQ(entries[1]["rhost"], "192.0.2.7");
+
+  const auto failed = acctlock({"history", kTarget, "--failed", "--since", "1h ago", "--json"});
+  ASSERT_EQ(failed.exit_code, cli::kExitOk) << failed.err;
+  EXPECT_EQ(json::parse(failed.out)["entries"].size(), 1u);
+
+  const auto future = acctlock({"history", kTarget, "--since", "2999-01-01", "--json"});
+  ASSERT_EQ(future.exit_code, cli::kExitOk) << future.err;
+  EXPECT_TRUE(json::parse(future.out)["entries"].empty());
+
+  const auto stats = acctlock({"stats", "--json"});
+  ASSERT_EQ(stats.exit_code, cli::kExitOk) << stats.err;
+  const json counts = json::parse(stats.out);
+  EXPECT_EQ(counts["locked_now"], 1);
+  EXPECT_EQ(counts["failures_last_hour"], 1);
+  EXPECT_EQ(counts["top_sources"][0]["rhost"], "192.0.2.7");
+}
+
+TEST_F(AcctlockCommandTest, NonAdminIsRefusedEveryChangeAndStateStaysAsItWas) {
+  fail_login(kTarget, 3);
+  const json before = status_json(kTarget);
+  ASSERT_EQ(before["locked"], true);
+
+  const std::vector<std::vector<std::string>> refused{{"lock", kTarget},
+                                                      {"unlock", kTarget},
+                                                      {"--user", kTarget, "--reset"},
+                                                      {"lock", kNobody},
+                                                      {"list"},
+                                                      {"stats"},
+                                                      {"status", kTarget},
+                                                      {"history", kTarget}};
+  for (const auto& arguments : refused) {
+    const auto result = acctlock(arguments, As::nobody);
+    EXPECT_EQ(result.exit_code, cli::kExitPermissionDenied) << arguments[0] << ": " << result.err;
+    EXPECT_NE(result.err.find("permission denied"), std::string::npos) << result.err;
+  }
+  EXPECT_EQ(status_json(kTarget), before);
+  EXPECT_EQ(status_json(kNobody)["locked"], false);
+}
+
+TEST_F(AcctlockCommandTest, NonAdminMayReadTheirOwnStatus) {
+  const auto result = acctlock({"status", kNobody, "--json"}, As::nobody);
+  ASSERT_EQ(result.exit_code, cli::kExitOk) << result.err;
+  EXPECT_EQ(json::parse(result.out)["user"], kNobody);
+}
+
+TEST_F(AcctlockCommandTest, AdminGroupMemberMayLockAndIsRecordedInTheHistory) {
+  const auto result = acctlock({"lock", kTarget}, As::nobody_in_admin_group);
+  ASSERT_EQ(result.exit_code, cli::kExitOk) << result.err;
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::locked);
+
+  const auto history = acctlock({"history", kTarget, "--json"});
+  const json entry = json::parse(history.out)["entries"][0];
+  EXPECT_EQ(entry["event"], "manual_lock");
+  EXPECT_EQ(entry["admin_uid"], 65534);
+
+  EXPECT_EQ(acctlock({"unlock", kTarget}, As::nobody_in_admin_group).exit_code, cli::kExitOk);
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::allowed);
+}
+
+TEST_F(AcctlockCommandTest, UnknownUserGivesNoSuchUser) {
+  for (const char* command : {"status", "lock", "unlock", "history"}) {
+    const auto result = acctlock({command, "no-such-user-acctlock"});
+    EXPECT_EQ(result.exit_code, cli::kExitNoSuchUser) << command << ": " << result.err;
+    EXPECT_NE(result.err.find("no such user"), std::string::npos) << result.err;
+  }
+}
+
+TEST_F(AcctlockCommandTest, UsageErrorsGiveTheUsageCode) {
+  const std::vector<std::vector<std::string>> bad{{"--bogus"},
+                                                  {"--reset"},
+                                                  {"status"},
+                                                  {"history", kTarget, "--limit", "0"},
+                                                  {"history", kTarget, "--since", "soonish"},
+                                                  {"status", kTarget, "--user", kTarget},
+                                                  {"frobnicate"}};
+  for (const auto& arguments : bad) {
+    const auto result = acctlock(arguments);
+    EXPECT_EQ(result.exit_code, cli::kExitUsage) << arguments[0] << ": " << result.err;
+    // One line on stderr, nothing on stdout.
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+    EXPECT_TRUE(result.out.empty()) << result.out;
+  }
+}
+
+TEST_F(AcctlockCommandTest, DaemonDownGivesUnreachable) {
+  daemon.stop();
+  const auto result = acctlock({"status", kTarget});
+  EXPECT_EQ(result.exit_code, cli::kExitUnreachable) << result.err;
+}
+
+TEST_F(AcctlockCommandTest, HelpDocumentsCommandsAndExitCodes) {
+  const auto result = run_command({ACCTLOCK_PATH, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  for (const char* word :
+       {"status", "lock", "unlock", "list", "history", "stats", "--user", "--reset", "--conf",
+        "--socket", "--json", "Exit status", "permission denied", "unreachable"}) {
+    EXPECT_NE(result.out.find(word), std::string::npos) << word;
+  }
+}
+
+// The transport, byte by byte: a bad request costs its sender an error
+// answer, and nobody else anything.
+class AdminSocketTest : public AcctlockCommandTest {
+ protected:
+  int connect_admin() {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, daemon.admin_socket().c_str(), sizeof address.sun_path - 1);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    timeval timeout{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    return fd;
+  }
+
+  static void send_text(int fd, const std::string& text) {
+    ASSERT_EQ(send(fd, text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()));
+  }
+
+  // One answer line, or an empty string at EOF.
+  static std::string read_line(int fd) {
+    std::string line;
+    char byte;
+    while (recv(fd, &byte, 1, 0) == 1) {
+      if (byte == '\n') return line;
+      line += byte;
+    }
+    return line;
+  }
+};
+
+TEST_F(AdminSocketTest, MalformedRequestIsAnsweredAndTheConnectionGoesOn) {
+  const int fd = connect_admin();
+  send_text(fd, "this is not json\n");
+  EXPECT_EQ(json::parse(read_line(fd))["result"], 5);
+  send_text(fd, R"({"command": "status", "arguments": {"user": "daemon"}})"
+                "\n");
+  const json answer = json::parse(read_line(fd));
+  EXPECT_EQ(answer["result"], 0);
+  EXPECT_EQ(answer["arguments"]["user"], "daemon");
+  close(fd);
+}
+
+TEST_F(AdminSocketTest, OversizedRequestClosesOnlyItsConnection) {
+  const int bystander = connect_admin();
+  const int flooder = connect_admin();
+  send_text(flooder, std::string(admin::kMaxRequestSize + 100, 'x'));
+  EXPECT_EQ(json::parse(read_line(flooder))["result"], 5);
+  EXPECT_EQ(read_line(flooder), "");  // closed
+
+  send_text(bystander, R"({"command": "list"})"
+                       "\n");
+  EXPECT_EQ(json::parse(read_line(bystander))["result"], 0);
+  close(flooder);
+  close(bystander);
+}
+
+}  // namespace
+}  // namespace acctlock::test

@@ -78,10 +78,10 @@ class Daemon {
     schedule_expiry();
     prune_history();
 
-    log_notice("acctlockd " ACCTLOCK_VERSION " ready: " +
-               std::to_string(service_->tracked_users()) + " tracked user(s), event socket " +
-               config_.options.event_socket + ", admin socket " + config_.options.admin_socket +
-               ", database " + config_.options.database);
+    log_notice(
+        "acctlockd " ACCTLOCK_VERSION " ready: " + std::to_string(service_->tracked_users()) +
+        " tracked user(s), event socket " + config_.options.event_socket + ", admin socket " +
+        config_.options.admin_socket + ", database " + config_.options.database);
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
     writer_->shut_down();

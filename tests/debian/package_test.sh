@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds the Debian packages from a copy of the source tree and checks them:
 # where the files land, the conffile, the maintainer scripts debhelper
-# generated, and lintian (no error, no warning that is not overridden with a
-# reason in debian/*.lintian-overrides).
+# generated, lintian (no error, no warning that is not overridden with a
+# reason in debian/*.lintian-overrides), and then installs, upgrades, removes
+# and purges them in a sandbox (install_test.sh).
 #
 # One full build (dpkg-buildpackage -b), without the unit tests: the rest of
 # the suite runs those, and CI has two cores. Exit 77 (skip) when the
@@ -48,7 +49,7 @@ jobs=$(nproc)
 [ "$jobs" -gt 2 ] && jobs=2
 echo "== dpkg-buildpackage -b (log: $work_dir/build.log)"
 if ! (cd "$work_dir/src" &&
-  DEB_BUILD_OPTIONS="nocheck parallel=$jobs" dpkg-buildpackage -us -uc -b -P nocheck) \
+  DEB_BUILD_OPTIONS="nocheck parallel=$jobs" dpkg-buildpackage -us -uc -b --build-profiles=nocheck) \
   >"$work_dir/build.log" 2>&1; then
   tail -n 60 "$work_dir/build.log" >&2
   echo "FAIL: dpkg-buildpackage failed; the whole log is $work_dir/build.log" >&2
@@ -80,7 +81,7 @@ for profile in "$source_dir"/debian/pam-configs/*; do
 done
 has acctlockd '^/usr/sbin/acctlockd$' "daemon"
 has acctlockd '^/usr/sbin/acctlock$' "admin command"
-has acctlockd '^/usr/lib/systemd/system/[^/]+\.service$' "service unit"
+has acctlockd '^/usr/lib/systemd/system/acctlockd\.service$' "service unit"
 has acctlockd '^/usr/lib/systemd/system/[^/]+\.socket$' "socket unit"
 has acctlockd '^/usr/lib/systemd/catalog/[^/]+\.catalog$' "journal catalog"
 has acctlockd '^/usr/lib/sysusers\.d/[^/]+\.conf$' "sysusers.d entry"
@@ -93,7 +94,7 @@ done
 # dh_installsystemd (debian/rules) must not be shipped.
 if grep -E '^/lib/' "$work_dir/acctlockd.files"; then fail "acctlockd ships the paths above under /lib"; fi
 # The module is not in the daemon's package and vice versa.
-if grep -E '/security/|/pam-configs/' "$work_dir/acctlockd.files"; then
+if grep -E '^/usr/lib/.*/security/|/pam-configs/' "$work_dir/acctlockd.files"; then
   fail "acctlockd ships the PAM files above"
 fi
 if grep -E '^/usr/sbin/|^/etc/' "$work_dir/libpam-acctlock.files"; then
@@ -114,16 +115,19 @@ script_has() {
   grep -q -E -- "$3" "$work_dir/$1.control/$2" 2>/dev/null || fail "$1.$2 does not $4"
 }
 script_has acctlockd postinst 'systemd-sysusers .*\.conf' "create the system user (systemd-sysusers)"
-script_has acctlockd postinst 'systemd-tmpfiles --create' "create its runtime directories (systemd-tmpfiles)"
+script_has acctlockd postinst 'systemd-tmpfiles .*--create [^ ]+\.conf' "create its runtime directories (systemd-tmpfiles)"
 script_has acctlockd postinst "deb-systemd-helper enable '[^']+\\.socket'" "enable the sockets"
 script_has acctlockd postinst "deb-systemd-invoke start .*\\.socket" "start the sockets"
-script_has acctlockd postinst '_dh_action=restart' "restart the daemon on upgrade"
+script_has acctlockd postinst 'deb-systemd-invoke try-restart acctlockd\.service' "restart the daemon on upgrade"
+if grep -E 'deb-systemd-invoke (\$_dh_action|restart|stop)' "$work_dir/acctlockd.control/postinst" "$work_dir/acctlockd.control/preinst" 2>/dev/null; then
+  fail "the upgrade stops or restarts units (above): the sockets must stay open"
+fi
 script_has acctlockd prerm "deb-systemd-invoke stop .*\\.service" "stop the daemon on removal"
 script_has acctlockd postrm 'rm -rf /var/lib/acctlock' "delete the database on purge"
 script_has libpam-acctlock postinst 'pam-auth-update --package$' "register the profiles"
 profiles=$(cd "$source_dir/debian/pam-configs" && ls)
 for profile in $profiles; do
-  script_has libpam-acctlock prerm "pam-auth-update --package --remove .*(^| )$profile( |\$)" \
+  script_has libpam-acctlock prerm "pam-auth-update --package --remove(.* | )$profile( |\$)" \
     "remove profile $profile before the module goes"
 done
 # The database survives "remove": the rm runs for purge only.
@@ -143,6 +147,15 @@ if ! lintian --fail-on error,warning --info --display-info \
 else
   cat "$work_dir/lintian.log"
 fi
+
+echo "== install, upgrade, remove, purge (in a throw-away overlay of /)"
+install_status=0
+"$(dirname "$0")/install_test.sh" "$daemon_deb" "$module_deb" || install_status=$?
+case $install_status in
+  0) ;;
+  77) echo "note: the install check was skipped (reason above); the packages were still checked" ;;
+  *) fail "the install check failed (see above)" ;;
+esac
 
 [ "$failed" = 0 ] || exit 1
 echo "ok: packages built and checked in $work_dir"

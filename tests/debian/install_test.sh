@@ -1,0 +1,138 @@
+#!/bin/sh
+# Installs, upgrades, removes and purges the built packages with dpkg, and
+# checks what the maintainer scripts did at each step: the system user, the
+# conffile, the pam-auth-update profiles (registered but not enabled; kept
+# across an upgrade; taken out of /etc/pam.d before the module goes), and the
+# database (kept on remove, deleted on purge).
+#
+# It runs in a private mount namespace, chrooted into an overlay of the host's
+# root file system whose changes live in a tmpfs: the host's packages, users
+# and /etc/pam.d are never touched, and everything vanishes on exit. There is
+# no systemd in there, so the unit start/stop parts of the scripts are skipped
+# by their own "[ -d /run/systemd/system ]" tests. Needs root.
+# Exit 77 (skip) when the sandbox cannot be built.
+#
+# Usage: install_test.sh ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB
+set -eu
+
+skip() {
+  echo "SKIP: $*"
+  exit 77
+}
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+daemon_deb=${1:?usage: $0 ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB}
+module_deb=${2:?usage: $0 ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB}
+profiles="acctlock-preauth acctlock-authfail acctlock"
+
+if [ "${ACCTLOCK_IN_INSTALL_SANDBOX:-}" = "" ]; then
+  [ "$(id -u)" = 0 ] || skip "needs root to build an overlay sandbox"
+  command -v unshare >/dev/null 2>&1 || skip "unshare is not installed"
+  ACCTLOCK_IN_INSTALL_SANDBOX=outside exec unshare --mount --propagation private "$0" "$@" ||
+    skip "cannot create a private mount namespace"
+fi
+
+if [ "$ACCTLOCK_IN_INSTALL_SANDBOX" = outside ]; then
+  # In the namespace, not yet in the chroot: build the overlay and enter it.
+  sandbox=$(mktemp -d)
+  mount -t tmpfs tmpfs "$sandbox"
+  mkdir "$sandbox/upper" "$sandbox/work" "$sandbox/root" "$sandbox/root.debs"
+  mount -t overlay overlay -o "lowerdir=/,upperdir=$sandbox/upper,workdir=$sandbox/work" \
+    "$sandbox/root" 2>/dev/null || skip "cannot mount an overlay of / here"
+  mount --rbind /dev "$sandbox/root/dev"
+  mount -t proc proc "$sandbox/root/proc"
+  mount -t tmpfs tmpfs "$sandbox/root/run"
+  mount -t tmpfs tmpfs "$sandbox/root/tmp"
+  cp "$daemon_deb" "$sandbox/root/tmp/acctlockd.deb"
+  cp "$module_deb" "$sandbox/root/tmp/libpam-acctlock.deb"
+  cp "$0" "$sandbox/root/tmp/install_test.sh"
+  ACCTLOCK_IN_INSTALL_SANDBOX=inside exec chroot "$sandbox/root" \
+    /bin/sh /tmp/install_test.sh /tmp/acctlockd.deb /tmp/libpam-acctlock.deb
+fi
+
+# --- Inside the chroot from here on. ----------------------------------------
+export DEBIAN_FRONTEND=noninteractive
+conffile=/etc/security/acctlock.conf
+database_dir=/var/lib/acctlock
+module_dir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)/security
+
+if dpkg-query -W acctlockd libpam-acctlock >/dev/null 2>&1; then
+  skip "acctlock packages are already installed on this host"
+fi
+cp /etc/pam.d/common-auth /tmp/common-auth.before
+
+echo "== install"
+dpkg -i "$daemon_deb" "$module_deb" >/tmp/dpkg.log 2>&1 || {
+  cat /tmp/dpkg.log >&2
+  fail "dpkg -i failed"
+}
+getent passwd acctlock >/dev/null || fail "the system user acctlock was not created"
+[ -f "$conffile" ] || fail "$conffile was not installed"
+dpkg-query -W -f='${Conffiles}\n' acctlockd | grep -q "^ $conffile " ||
+  fail "dpkg does not list $conffile as a conffile"
+[ -f "$module_dir/pam_acctlock.so" ] || fail "pam_acctlock.so is not in $module_dir"
+for profile in $profiles; do
+  grep -qx "$profile" /var/lib/pam/seen || fail "pam-auth-update did not register profile $profile"
+done
+cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
+  fail "installing changed common-auth: the profiles must not be enabled by default"
+echo "ok: installed; user, conffile, module; profiles registered and not enabled"
+
+# shellcheck disable=SC2086 # the profile names are words
+pam-auth-update --enable $profiles 2>/tmp/enable.err
+managed=yes
+if ! grep -q pam_acctlock /etc/pam.d/common-auth; then
+  grep -q "Local modifications" /tmp/enable.err || {
+    cat /tmp/enable.err >&2
+    fail "pam-auth-update --enable did not add pam_acctlock.so"
+  }
+  managed=no
+  echo "note: this host's common-* are locally modified; the pam-auth-update steps are not checked"
+fi
+
+echo "== upgrade (reinstall over the installed version)"
+echo "# changed by the administrator" >>"$conffile"
+mkdir -p "$database_dir"
+echo "state" >"$database_dir/acctlock.db"
+dpkg -i "$daemon_deb" "$module_deb" >/tmp/dpkg.log 2>&1 || {
+  cat /tmp/dpkg.log >&2
+  fail "upgrade with dpkg -i failed"
+}
+grep -q "changed by the administrator" "$conffile" || fail "the upgrade lost a change to $conffile"
+[ "$managed" = no ] || grep -q pam_acctlock /etc/pam.d/common-auth ||
+  fail "the upgrade disabled the profiles the administrator had enabled"
+[ -f "$database_dir/acctlock.db" ] || fail "the upgrade deleted the database"
+echo "ok: upgraded; conffile change, enabled profiles and database kept"
+
+echo "== remove"
+dpkg -r libpam-acctlock >/tmp/dpkg.log 2>&1 || {
+  cat /tmp/dpkg.log >&2
+  fail "dpkg -r libpam-acctlock failed"
+}
+[ ! -e "$module_dir/pam_acctlock.so" ] || fail "pam_acctlock.so is still there"
+if grep -l pam_acctlock /etc/pam.d/common-*; then
+  fail "removing libpam-acctlock left the files above naming the removed module"
+fi
+dpkg -r acctlockd >/tmp/dpkg.log 2>&1 || {
+  cat /tmp/dpkg.log >&2
+  fail "dpkg -r acctlockd failed"
+}
+[ ! -e /usr/sbin/acctlockd ] || fail "/usr/sbin/acctlockd is still there after remove"
+[ -f "$database_dir/acctlock.db" ] || fail "remove deleted the database; only purge may"
+[ -f "$conffile" ] || fail "remove deleted $conffile; only purge may"
+echo "ok: removed; PAM stacks clean, database and conffile kept"
+
+echo "== purge"
+dpkg -P acctlockd libpam-acctlock >/tmp/dpkg.log 2>&1 || {
+  cat /tmp/dpkg.log >&2
+  fail "dpkg -P failed"
+}
+[ ! -e "$database_dir" ] || fail "purge left $database_dir"
+[ ! -e "$conffile" ] || fail "purge left $conffile"
+if dpkg-query -W -f='${db:Status-Status}\n' acctlockd libpam-acctlock 2>/dev/null | grep -v '^not-installed$' | grep -q .; then
+  fail "dpkg still knows the packages after purge"
+fi
+echo "ok: purged; database and conffile gone"

@@ -42,7 +42,7 @@ if git -C "$source_dir" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     (cd "$source_dir" && xargs -0 tar -cf - --no-recursion --ignore-failed-read) |
     tar -xf - -C "$work_dir/src"
 else
-  (cd "$source_dir" && tar -cf - --exclude='./build*' --exclude=./demo .) | tar -xf - -C "$work_dir/src"
+  (cd "$source_dir" && tar -cf - --exclude=./.git --exclude='./build*' --exclude=./demo .) | tar -xf - -C "$work_dir/src"
 fi
 
 jobs=$(nproc)

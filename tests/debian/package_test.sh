@@ -119,6 +119,7 @@ script_has acctlockd postinst 'systemd-tmpfiles .*--create [^ ]+\.conf' "create 
 script_has acctlockd postinst "deb-systemd-helper enable '[^']+\\.socket'" "enable the sockets"
 script_has acctlockd postinst "deb-systemd-invoke start .*\\.socket" "start the sockets"
 script_has acctlockd postinst 'deb-systemd-invoke try-restart acctlockd\.service' "restart the daemon on upgrade"
+# shellcheck disable=SC2016 # a literal $_dh_action is searched for
 if grep -E 'deb-systemd-invoke (\$_dh_action|restart|stop)' "$work_dir/acctlockd.control/postinst" "$work_dir/acctlockd.control/preinst" 2>/dev/null; then
   fail "the upgrade stops or restarts units (above): the sockets must stay open"
 fi
@@ -131,6 +132,7 @@ for profile in $profiles; do
     "remove profile $profile before the module goes"
 done
 # The database survives "remove": the rm runs for purge only.
+# shellcheck disable=SC2016 # a literal "$1" is searched for
 grep -B1 'rm -rf /var/lib/acctlock' "$control/postrm" | grep -q '^if \[ "$1" = purge \]; then$' ||
   fail "acctlockd.postrm deletes the database on something other than purge"
 

@@ -83,7 +83,6 @@ pam_lines() { grep -v -e '^#' -e '^[[:space:]]*$' "/etc/pam.d/common-$1"; }
 line_of() { pam_lines "$1" | grep -n -E -m1 -- "$2" | cut -d: -f1; }
 
 auth_lines=$(pam_lines auth)
-auth_count=$(printf '%s\n' "$auth_lines" | wc -l)
 preauth=$(line_of auth 'pam_acctlock\.so preauth')
 authfail=$(line_of auth 'pam_acctlock\.so authfail')
 authsucc=$(line_of auth 'pam_acctlock\.so authsucc')
@@ -121,13 +120,13 @@ echo "ok: common-auth order and success jumps"
 
 account=$(line_of account 'pam_acctlock\.so')
 account_permit=$(line_of account 'pam_permit\.so')
-[ -n "$account" ] && [ "$account" -gt "$account_permit" ] ||
+{ [ -n "$account" ] && [ "$account" -gt "$account_permit" ]; } ||
   fail "common-account: pam_acctlock.so missing or before pam_permit"
 pam_lines account | sed -n "${account}p" | grep -q -E '^account[[:space:]]+required[[:space:]]' ||
   fail "common-account: pam_acctlock.so is not 'required'"
 password=$(line_of password 'pam_acctlock\.so')
 password_permit=$(line_of password 'pam_permit\.so')
-[ -n "$password" ] && [ "$password" -gt "$password_permit" ] ||
+{ [ -n "$password" ] && [ "$password" -gt "$password_permit" ]; } ||
   fail "common-password: pam_acctlock.so missing or before pam_permit (it must run only after a change)"
 echo "ok: common-account and common-password"
 

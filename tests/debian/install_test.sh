@@ -79,7 +79,11 @@ for profile in $profiles; do
 done
 cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
   fail "installing changed common-auth: the profiles must not be enabled by default"
-echo "ok: installed; user, conffile, module; profiles registered and not enabled"
+/usr/sbin/acctlockd --check-config >/tmp/check.out 2>&1 || {
+  cat /tmp/check.out >&2
+  fail "the installed acctlockd finds problems in the shipped $conffile"
+}
+echo "ok: installed; user, conffile (clean for acctlockd --check-config), module; profiles registered and not enabled"
 
 # shellcheck disable=SC2086 # the profile names are words
 pam-auth-update --enable $profiles 2>/tmp/enable.err

@@ -1,0 +1,575 @@
+#include "daemon/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <limits>
+#include <string_view>
+#include <system_error>
+
+namespace acctlock {
+namespace {
+
+// Each entry takes the schema from version N to N + 1, in one transaction.
+// Never edit a released entry: add a new one, and bump kSchemaVersion.
+constexpr const char* kMigrations[] = {
+    // 1: the first schema. Times are unix seconds. A user_state row exists only
+    // while the policy has something to remember about the user.
+    R"sql(
+CREATE TABLE user_state (
+  user TEXT NOT NULL PRIMARY KEY CHECK (user <> ''),
+  failures INTEGER NOT NULL CHECK (failures >= 0),
+  last_failure INTEGER NOT NULL,
+  level INTEGER NOT NULL CHECK (level >= 0),
+  last_lock_end INTEGER NOT NULL,
+  locked INTEGER NOT NULL CHECK (locked IN (0, 1)),  -- a failure lock is in force
+  lock_since INTEGER CHECK (locked = 0 OR lock_since IS NOT NULL),
+  lock_until INTEGER,                                -- NULL: until an admin unlocks
+  manual INTEGER NOT NULL CHECK (manual IN (0, 1)),  -- an admin's lock is in force
+  manual_reason TEXT CHECK (manual = 0 OR manual_reason IS NOT NULL),
+  manual_since INTEGER CHECK (manual = 0 OR manual_since IS NOT NULL),
+  manual_admin_uid INTEGER CHECK (manual = 0 OR manual_admin_uid IS NOT NULL)
+) WITHOUT ROWID;
+
+CREATE TABLE history (
+  id INTEGER PRIMARY KEY,
+  time INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  event TEXT NOT NULL,
+  service TEXT NOT NULL,
+  rhost TEXT NOT NULL,
+  tty TEXT NOT NULL,
+  ruser TEXT NOT NULL,
+  admin_uid INTEGER,  -- NULL unless an admin did it
+  detail TEXT NOT NULL
+);
+CREATE INDEX history_by_user_time ON history (user, time);
+CREATE INDEX history_by_time ON history (time);
+)sql",
+};
+static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
+
+// Long enough to ride out an admin poking at the file with the sqlite3 shell,
+// short enough that a stuck lock surfaces as an error rather than a hang.
+constexpr int kBusyTimeoutMs = 5000;
+
+std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
+TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
+
+// What went wrong, in words an operator can act on. Built from the connection
+// right after the failing call, before anything else (a ROLLBACK) replaces it.
+std::string describe_error(sqlite3* db, int code) {
+  const int primary = code & 0xff;
+  std::string text;
+  if (primary == SQLITE_FULL) text = "disk full: ";
+  text += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code);
+  if (primary == SQLITE_CANTOPEN || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
+      primary == SQLITE_PERM) {
+    if (const int err = db != nullptr ? sqlite3_system_errno(db) : 0; err != 0) {
+      text += " (";
+      text += std::strerror(err);
+      text += ")";
+    }
+  }
+  if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
+    text += "; acctlockd leaves the file as it is: restore it from a backup, or move it aside "
+            "to start with an empty database";
+  }
+  return text;
+}
+
+class Connection {
+ public:
+  Connection(const std::string& path, int flags) : path_(path) {
+    const int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      // The handle exists even when opening failed, to carry the message.
+      const std::string message = describe_error(db_, rc);
+      sqlite3_close_v2(db_);
+      throw StoreError(path + ": " + message);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    // The file is trusted only as data: no writes to the schema table, no
+    // schema-defined functions running with our privileges.
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  }
+  ~Connection() { sqlite3_close_v2(db_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* get() const { return db_; }
+  const std::string& path() const { return path_; }
+
+  [[noreturn]] void fail(std::string_view doing, int code) const {
+    throw StoreError(path_ + ": " + std::string(doing) + ": " + describe_error(db_, code));
+  }
+
+  void exec(const char* sql, std::string_view doing) const {
+    if (const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+      fail(doing, rc);
+    }
+  }
+
+  // Rolls back whatever transaction is open. Used on error paths only, so it
+  // does not throw: the error being reported matters more.
+  void roll_back() const noexcept {
+    if (sqlite3_get_autocommit(db_) == 0) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+// A statement prepared once and reused; Use resets it after each run so that
+// it holds no read transaction open between calls.
+class Statement {
+ public:
+  Statement(const Connection& db, const std::string& sql) : db_(db) {
+    const int rc = sqlite3_prepare_v3(db.get(), sql.c_str(), static_cast<int>(sql.size() + 1),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    if (rc != SQLITE_OK) db.fail("preparing a statement", rc);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  class Use {
+   public:
+    explicit Use(Statement& statement) : statement_(statement) {}
+    ~Use() { sqlite3_reset(statement_.stmt_); }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+   private:
+    Statement& statement_;
+  };
+
+  void bind(int index, std::int64_t value) { check_bind(sqlite3_bind_int64(stmt_, index, value)); }
+  void bind(int index, TimePoint time) { bind(index, to_unix(time)); }
+  void bind(int index, bool value) { bind(index, std::int64_t{value ? 1 : 0}); }
+  void bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index)); }
+
+  // The text must stay alive until the statement is reset: no copy is made.
+  void bind(int index, std::string_view text) {
+    if (text.size() > static_cast<std::size_t>(INT_MAX)) db_.fail("binding text", SQLITE_TOOBIG);
+    // A null pointer would bind SQL NULL; an empty view may carry one.
+    const char* data = text.data() != nullptr ? text.data() : "";
+    check_bind(sqlite3_bind_text(stmt_, index, data, static_cast<int>(text.size()), SQLITE_STATIC));
+  }
+
+  template <typename T>
+  void bind(int index, const std::optional<T>& value) {
+    if (value) {
+      bind(index, *value);
+    } else {
+      bind_null(index);
+    }
+  }
+  void bind(int index, std::uint32_t value) { bind(index, std::int64_t{value}); }
+
+  // True while there is a row to read; throws on error.
+  bool step(std::string_view doing) {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    db_.fail(doing, rc);
+  }
+
+  void run(std::string_view doing) {
+    Use use(*this);
+    while (step(doing)) {
+    }
+  }
+
+  bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+  TimePoint time(int column) const { return from_unix(int64(column)); }
+  bool boolean(int column) const { return int64(column) != 0; }
+
+  std::uint32_t uint32(int column) const {
+    const std::int64_t value = int64(column);
+    if (value < 0 || value > std::numeric_limits<std::uint32_t>::max()) {
+      throw StoreError(db_.path() + ": value " + std::to_string(value) + " in column " +
+                       sqlite3_column_name(stmt_, column) + " is out of range");
+    }
+    return static_cast<std::uint32_t>(value);
+  }
+
+  std::string text(int column) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+
+ private:
+  void check_bind(int rc) const {
+    if (rc != SQLITE_OK) db_.fail("binding a value", rc);
+  }
+
+  const Connection& db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+std::int64_t sql_limit(std::size_t limit) {
+  return static_cast<std::int64_t>(
+      std::min<std::size_t>(limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
+}
+
+std::int64_t query_int(const Connection& db, const std::string& sql, std::string_view doing) {
+  Statement statement(db, sql);
+  Statement::Use use(statement);
+  if (!statement.step(doing)) db.fail(doing, SQLITE_ERROR);
+  return statement.int64(0);
+}
+
+// The events that count as failures in history(failures_only) and
+// top_failures, as an SQL list built from the names the store writes.
+std::string failure_events_sql() {
+  return std::string("('") + to_string(HistoryEvent::failure) + "', '" +
+         to_string(HistoryEvent::locked) + "')";
+}
+
+void check_directory(const std::string& path) {
+  if (path.empty()) throw StoreError("the database path is empty");
+  if (path == ":memory:") {
+    throw StoreError(path + ": an in-memory database would lose every lock at exit");
+  }
+  std::filesystem::path directory = std::filesystem::path(path).parent_path();
+  if (directory.empty()) directory = ".";
+  std::error_code error;
+  const auto status = std::filesystem::status(directory, error);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    throw StoreError(path + ": directory " + directory.string() + " does not exist");
+  }
+  if (error) throw StoreError(path + ": cannot reach " + directory.string() + ": " + error.message());
+  if (status.type() != std::filesystem::file_type::directory) {
+    throw StoreError(path + ": " + directory.string() + " is not a directory");
+  }
+}
+
+// A full check reads every page; quick_check skips the index-to-table
+// cross-checks and is fast enough to run at every start.
+void check_integrity(const Connection& db) {
+  Statement check(db, "PRAGMA quick_check(5)");
+  Statement::Use use(check);
+  std::string problems;
+  while (check.step("checking the database")) {
+    std::string line = check.text(0);
+    if (line == "ok") return;
+    if (!problems.empty()) problems += "; ";
+    problems += line;
+  }
+  throw StoreError(db.path() + ": " + describe_error(nullptr, SQLITE_CORRUPT) +
+                   " (quick_check: " + problems + ")");
+}
+
+int stored_version(const Connection& db) {
+  return static_cast<int>(query_int(db, "PRAGMA user_version", "reading the schema version"));
+}
+
+void refuse_newer(const Connection& db, int version) {
+  if (version > SqliteStore::kSchemaVersion) {
+    throw StoreError(db.path() + ": created by a newer acctlock (schema version " +
+                     std::to_string(version) + ", this one knows up to " +
+                     std::to_string(SqliteStore::kSchemaVersion) + ")");
+  }
+}
+
+// Settings that live with the connection rather than in the file.
+void configure(const Connection& db) {
+  // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power
+  // loss, and the daemon answers a client as soon as commit() returns.
+  db.exec("PRAGMA synchronous = FULL", "setting synchronous=FULL");
+  db.exec("PRAGMA foreign_keys = ON", "enabling foreign keys");
+}
+
+void migrate(const Connection& db) {
+  for (;;) {
+    // The version is read inside the write transaction, so that two processes
+    // opening one file cannot both apply the same migration.
+    db.exec("BEGIN IMMEDIATE", "starting a schema migration");
+    try {
+      const int version = stored_version(db);
+      refuse_newer(db, version);
+      if (version == SqliteStore::kSchemaVersion) {
+        db.exec("COMMIT", "finishing the schema check");
+        return;
+      }
+      if (version == 0 && query_int(db, "SELECT count(*) FROM sqlite_schema",
+                                    "reading the schema") != 0) {
+        throw StoreError(db.path() +
+                         ": an SQLite database, but not an acctlock one (it has tables and no "
+                         "schema version)");
+      }
+      if (version < 0) {
+        throw StoreError(db.path() + ": invalid schema version " + std::to_string(version));
+      }
+      const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
+      db.exec(kMigrations[version], doing);
+      db.exec(("PRAGMA user_version = " + std::to_string(version + 1)).c_str(), doing);
+      db.exec("COMMIT", doing);
+    } catch (...) {
+      db.roll_back();
+      throw;
+    }
+  }
+}
+
+}  // namespace
+
+struct SqliteStore::WriteSide {
+  explicit WriteSide(const std::string& path)
+      : db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) {}
+
+  void prepare() {
+    begin.emplace(db, "BEGIN IMMEDIATE");
+    commit.emplace(db, "COMMIT");
+    put_state.emplace(db,
+                      "INSERT OR REPLACE INTO user_state (user, failures, last_failure, level, "
+                      "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
+                      "manual_since, manual_admin_uid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, ?12)");
+    delete_state.emplace(db, "DELETE FROM user_state WHERE user = ?1");
+    insert_history.emplace(db,
+                           "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
+                           "admin_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    prune.emplace(db, "DELETE FROM history WHERE time < ?1");
+  }
+
+  Connection db;
+  // Declared after db, so finalized before it closes. Optional because the
+  // tables they name exist only after the migrations ran.
+  std::optional<Statement> begin, commit, put_state, delete_state, insert_history, prune;
+};
+
+struct SqliteStore::ReadSide {
+  explicit ReadSide(const std::string& path) : db(path, SQLITE_OPEN_READWRITE) {
+    db.exec("PRAGMA query_only = ON", "making the read connection read-only");
+  }
+
+  Connection db;
+  Statement load_states{db,
+                        "SELECT user, failures, last_failure, level, last_lock_end, locked, "
+                        "lock_since, lock_until, manual, manual_reason, manual_since, "
+                        "manual_admin_uid FROM user_state"};
+  // Two statements rather than one with "?user IS NULL OR user = ?user": the
+  // planner picks one index per statement, and each case wants its own.
+  Statement history_all{db, history_sql("")};
+  Statement history_of_user{db, history_sql("user = ?4 AND ")};
+  Statement count_events{db, "SELECT count(*) FROM history WHERE event = ?1 AND time >= ?2"};
+  Statement top_users{db,
+                      "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
+                          failure_events_sql() + " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
+  Statement top_rhosts{db, "SELECT rhost, count(*) AS n FROM history WHERE time >= ?1 AND "
+                           "rhost <> '' AND event IN " +
+                               failure_events_sql() +
+                               " GROUP BY rhost ORDER BY n DESC, rhost LIMIT ?2"};
+
+ private:
+  static std::string history_sql(const std::string& user_filter) {
+    return "SELECT id, time, user, event, service, rhost, tty, ruser, admin_uid, detail "
+           "FROM history WHERE " +
+           user_filter + "time >= ?1 AND (?2 = 0 OR event IN " + failure_events_sql() +
+           ") ORDER BY time DESC, id DESC LIMIT ?3";
+  }
+};
+
+SqliteStore::SqliteStore(std::string path) : path_(std::move(path)) {}
+
+SqliteStore::~SqliteStore() = default;
+
+std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
+  check_directory(path);
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path));
+  store->writer_ = std::make_unique<WriteSide>(path);
+  const Connection& db = store->writer_->db;
+  if (sqlite3_db_readonly(db.get(), "main") == 1) {
+    // SQLite falls back to read-only when it may not write; a store that
+    // cannot record a failure must not start.
+    throw StoreError(path + ": not writable");
+  }
+  // Nothing is written before these checks pass, so a file they refuse is
+  // left exactly as it was. The first read also tells a non-database apart.
+  check_integrity(db);
+  refuse_newer(db, stored_version(db));
+
+  {
+    Statement journal(db, "PRAGMA journal_mode = WAL");
+    Statement::Use use(journal);
+    if (!journal.step("switching to WAL mode") || journal.text(0) != "wal") {
+      throw StoreError(path + ": cannot switch to WAL mode (journal mode is " + journal.text(0) +
+                       ")");
+    }
+  }
+  configure(db);
+  migrate(db);
+  store->writer_->prepare();
+
+  store->reader_ = std::make_unique<ReadSide>(path);
+  configure(store->reader_->db);
+  return store;
+}
+
+std::vector<std::pair<std::string, UserState>> SqliteStore::load_states() {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->load_states;
+  Statement::Use use(select);
+  std::vector<std::pair<std::string, UserState>> states;
+  while (select.step("reading user states")) {
+    UserState state;
+    state.failures = select.uint32(1);
+    state.last_failure = select.time(2);
+    state.level = select.uint32(3);
+    state.last_lock_end = select.time(4);
+    if (select.boolean(5)) {
+      FailureLock& failure_lock = state.failure_lock.emplace();
+      failure_lock.since = select.time(6);
+      if (!select.is_null(7)) failure_lock.until = select.time(7);
+    }
+    if (select.boolean(8)) {
+      ManualLock& manual_lock = state.manual_lock.emplace();
+      manual_lock.reason = select.text(9);
+      manual_lock.since = select.time(10);
+      manual_lock.admin_uid = select.uint32(11);
+    }
+    states.emplace_back(select.text(0), std::move(state));
+  }
+  return states;
+}
+
+void SqliteStore::commit(const StoreBatch& batch) {
+  if (batch.empty()) return;
+  std::lock_guard lock(write_mutex_);
+  WriteSide& w = *writer_;
+  constexpr std::string_view doing = "commit";
+  w.begin->run(doing);
+  try {
+    for (const auto& [user, state] : batch.put_states) {
+      Statement& put = *w.put_state;
+      Statement::Use use(put);
+      put.bind(1, user);
+      put.bind(2, state.failures);
+      put.bind(3, state.last_failure);
+      put.bind(4, state.level);
+      put.bind(5, state.last_lock_end);
+      put.bind(6, state.failure_lock.has_value());
+      if (state.failure_lock) {
+        put.bind(7, state.failure_lock->since);
+        put.bind(8, state.failure_lock->until);
+      } else {
+        put.bind_null(7);
+        put.bind_null(8);
+      }
+      put.bind(9, state.manual_lock.has_value());
+      if (state.manual_lock) {
+        put.bind(10, std::string_view(state.manual_lock->reason));
+        put.bind(11, state.manual_lock->since);
+        put.bind(12, state.manual_lock->admin_uid);
+      } else {
+        put.bind_null(10);
+        put.bind_null(11);
+        put.bind_null(12);
+      }
+      put.step(doing);
+    }
+    for (const std::string& user : batch.delete_states) {
+      Statement& remove = *w.delete_state;
+      Statement::Use use(remove);
+      remove.bind(1, std::string_view(user));
+      remove.step(doing);
+    }
+    for (const HistoryEntry& entry : batch.history) {
+      Statement& insert = *w.insert_history;
+      Statement::Use use(insert);
+      insert.bind(1, entry.time);
+      insert.bind(2, std::string_view(entry.user));
+      insert.bind(3, std::string_view(to_string(entry.event)));
+      insert.bind(4, std::string_view(entry.service));
+      insert.bind(5, std::string_view(entry.rhost));
+      insert.bind(6, std::string_view(entry.tty));
+      insert.bind(7, std::string_view(entry.ruser));
+      insert.bind(8, entry.admin_uid);
+      insert.bind(9, std::string_view(entry.detail));
+      insert.step(doing);
+    }
+    w.commit->run(doing);
+  } catch (...) {
+    w.db.roll_back();
+    throw;
+  }
+}
+
+std::vector<HistoryEntry> SqliteStore::history(const HistoryQuery& query) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = query.user ? reader_->history_of_user : reader_->history_all;
+  Statement::Use use(select);
+  select.bind(1, query.since ? to_unix(*query.since) : std::numeric_limits<std::int64_t>::min());
+  select.bind(2, query.failures_only);
+  select.bind(3, sql_limit(query.limit));
+  if (query.user) select.bind(4, std::string_view(*query.user));
+
+  std::vector<HistoryEntry> entries;
+  while (select.step("reading history")) {
+    HistoryEntry& entry = entries.emplace_back();
+    entry.id = select.int64(0);
+    entry.time = select.time(1);
+    entry.user = select.text(2);
+    const std::string event = select.text(3);
+    const auto parsed = history_event_from_string(event);
+    if (!parsed) {
+      throw StoreError(path_ + ": history row " + std::to_string(entry.id) +
+                       " has an unknown event \"" + event + "\"");
+    }
+    entry.event = *parsed;
+    entry.service = select.text(4);
+    entry.rhost = select.text(5);
+    entry.tty = select.text(6);
+    entry.ruser = select.text(7);
+    if (!select.is_null(8)) entry.admin_uid = select.uint32(8);
+    entry.detail = select.text(9);
+  }
+  return entries;
+}
+
+std::uint64_t SqliteStore::count_events(HistoryEvent event, TimePoint since) {
+  std::lock_guard lock(read_mutex_);
+  Statement& count = reader_->count_events;
+  Statement::Use use(count);
+  count.bind(1, std::string_view(to_string(event)));
+  count.bind(2, since);
+  if (!count.step("counting events")) return 0;
+  return static_cast<std::uint64_t>(count.int64(0));
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> SqliteStore::top_failures(TimePoint since,
+                                                                             bool by_rhost,
+                                                                             std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = by_rhost ? reader_->top_rhosts : reader_->top_users;
+  Statement::Use use(select);
+  select.bind(1, since);
+  select.bind(2, sql_limit(limit));
+  std::vector<std::pair<std::string, std::uint64_t>> top;
+  while (select.step("ranking failures")) {
+    top.emplace_back(select.text(0), static_cast<std::uint64_t>(select.int64(1)));
+  }
+  return top;
+}
+
+std::uint64_t SqliteStore::prune_history(TimePoint before) {
+  std::lock_guard lock(write_mutex_);
+  Statement& prune = *writer_->prune;
+  Statement::Use use(prune);
+  prune.bind(1, before);
+  prune.step("pruning history");
+  return static_cast<std::uint64_t>(sqlite3_changes64(writer_->db.get()));
+}
+
+}  // namespace acctlock

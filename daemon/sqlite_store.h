@@ -1,0 +1,80 @@
+// The SQLite backend of Store: one database file holding the per-user lockout
+// state and the login history.
+//
+// Durability: the database runs in WAL mode with synchronous=FULL, so commit()
+// returns only after the WAL has been fsynced; an acknowledged batch survives
+// kill -9 and power loss. A batch is one transaction, hence one fsync however
+// many events it carries: that is what makes the daemon's group commit pay.
+//
+// Threads: the store holds two connections to the same file. Writes (commit,
+// prune_history) use one, reads (load_states, history, count_events,
+// top_failures) the other, each behind its own mutex, so every method may be
+// called from any thread. Two connections rather than one shared one because
+// in WAL mode a reader never waits for a writer: an admin's history query on
+// the event loop does not stall behind a commit's fsync, and a long
+// top_failures scan does not delay the commit that clients are waiting for.
+// A reader sees the last committed batch, never part of one.
+//
+// Start-up is strict: a corrupt database, a file that is not SQLite, or one
+// written by a newer acctlock is a StoreError naming the file, never a silent
+// fresh start. Only the file is created, never its directory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon/store.h"
+
+namespace acctlock {
+
+class SqliteStore final : public Store {
+ public:
+  // The PRAGMA user_version this code writes; migrations bring older files up
+  // to it, and a file with a higher one is refused.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating if absent) the database at `path`, checks it and brings
+  // its schema up to date. Throws StoreError, naming `path`, on any problem.
+  static std::unique_ptr<SqliteStore> open(const std::string& path);
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  std::vector<std::pair<std::string, UserState>> load_states() override;
+
+  // A batch should name each user at most once across put_states and
+  // delete_states: the batch does not record their relative order. When a
+  // user is in both, puts are applied first and the delete wins.
+  void commit(const StoreBatch& batch) override;
+
+  std::vector<HistoryEntry> history(const HistoryQuery& query) override;
+  std::uint64_t count_events(HistoryEvent event, TimePoint since) override;
+  std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since, bool by_rhost,
+                                                                  std::size_t limit) override;
+
+  // Runs as one transaction on the write connection: commits wait for it.
+  std::uint64_t prune_history(TimePoint before) override;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct WriteSide;
+  struct ReadSide;
+
+  explicit SqliteStore(std::string path);
+
+  std::string path_;
+  std::mutex write_mutex_;  // guards writer_
+  std::unique_ptr<WriteSide> writer_;
+  std::mutex read_mutex_;  // guards reader_
+  // Declared last so that it closes first: the last connection to close
+  // checkpoints the WAL into the database file and removes it.
+  std::unique_ptr<ReadSide> reader_;
+};
+
+}  // namespace acctlock

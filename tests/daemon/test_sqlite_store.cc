@@ -1,0 +1,499 @@
+#include "daemon/sqlite_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace acctlock {
+namespace {
+
+using ::testing::HasSubstr;
+
+TimePoint at(std::int64_t unix_seconds) { return TimePoint{Seconds{unix_seconds}}; }
+
+HistoryEntry event(std::int64_t time, std::string user, HistoryEvent kind, std::string rhost = {}) {
+  HistoryEntry entry;
+  entry.time = at(time);
+  entry.user = std::move(user);
+  entry.event = kind;
+  entry.service = "sshd";
+  entry.rhost = std::move(rhost);
+  return entry;
+}
+
+std::string read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Direct access to the file, as an admin with the sqlite3 shell would have,
+// for the things the store deliberately does not expose.
+class RawDatabase {
+ public:
+  explicit RawDatabase(const std::filesystem::path& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path << ": " << sqlite3_errmsg(db_);
+    }
+  }
+  ~RawDatabase() { sqlite3_close(db_); }
+  RawDatabase(const RawDatabase&) = delete;
+  RawDatabase& operator=(const RawDatabase&) = delete;
+
+  void exec(const std::string& sql) {
+    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db_);
+  }
+
+  std::string text(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      result = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    } else {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+    }
+    sqlite3_finalize(stmt);
+    return result;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/acctlock-store-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+    path_ = dir_ / "acctlock.db";
+  }
+
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::unique_ptr<SqliteStore> open_store() { return SqliteStore::open(path_.string()); }
+
+  std::map<std::string, UserState> states_of(SqliteStore& store) {
+    auto loaded = store.load_states();
+    std::map<std::string, UserState> states(loaded.begin(), loaded.end());
+    EXPECT_EQ(states.size(), loaded.size()) << "a user was loaded twice";
+    return states;
+  }
+
+  // Expects open() to refuse the file and returns what it said.
+  std::string open_error(const std::filesystem::path& path) {
+    try {
+      SqliteStore::open(path.string());
+    } catch (const StoreError& error) {
+      return error.what();
+    }
+    ADD_FAILURE() << "open(" << path << ") succeeded";
+    return {};
+  }
+
+  // A database with some content, closed again so that all of it is in the
+  // main file.
+  void make_database_with_history() {
+    auto store = open_store();
+    StoreBatch batch;
+    for (int i = 0; i < 200; ++i) {
+      batch.history.push_back(event(1000 + i, "user" + std::to_string(i), HistoryEvent::failure));
+      batch.put_states.emplace_back("user" + std::to_string(i), UserState{.failures = 1});
+    }
+    store->commit(batch);
+  }
+
+  std::filesystem::path dir_;
+  std::filesystem::path path_;
+};
+
+UserState failure_counted() {
+  UserState state;
+  state.failures = 3;
+  state.last_failure = at(1'700'000'100);
+  state.level = 2;
+  state.last_lock_end = at(1'699'990'000);
+  return state;
+}
+
+UserState timed_lock() {
+  UserState state = failure_counted();
+  state.failure_lock = FailureLock{at(1'700'000'100), at(1'700'000'700)};
+  return state;
+}
+
+UserState permanent_lock() {
+  UserState state = failure_counted();
+  state.failure_lock = FailureLock{at(1'700'000'100), std::nullopt};
+  return state;
+}
+
+UserState manual_lock() {
+  UserState state;
+  state.manual_lock = ManualLock{"left the company", at(1'700'000'200), 1001};
+  return state;
+}
+
+UserState both_locks() {
+  UserState state = timed_lock();
+  state.manual_lock = ManualLock{"", at(1'700'000'300), 0};
+  return state;
+}
+
+TEST_F(SqliteStoreTest, UserStatesRoundTripWithEveryField) {
+  const std::map<std::string, UserState> expected{
+      {"counted", failure_counted()}, {"timed", timed_lock()}, {"permanent", permanent_lock()},
+      {"manual", manual_lock()},      {"both", both_locks()},  {"blank", UserState{}},
+  };
+  auto store = open_store();
+  StoreBatch batch;
+  batch.put_states.assign(expected.begin(), expected.end());
+  store->commit(batch);
+
+  EXPECT_EQ(states_of(*store), expected);
+}
+
+TEST_F(SqliteStoreTest, PutReplacesTheStoredState) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  store->commit(StoreBatch{.put_states = {{"alice", manual_lock()}}});
+
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", manual_lock()}}));
+}
+
+TEST_F(SqliteStoreTest, DeleteInTheSameBatchWinsOverPut) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}, {"bob", failure_counted()}},
+                           .delete_states = {"alice"}});
+
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", failure_counted()}}));
+}
+
+TEST_F(SqliteStoreTest, DeleteInALaterBatchRemovesOnlyThatUser) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}, {"bob", failure_counted()}}});
+  store->commit(StoreBatch{.delete_states = {"alice", "never-stored"}});
+
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", failure_counted()}}));
+}
+
+TEST_F(SqliteStoreTest, HistoryKeepsEveryField) {
+  HistoryEntry by_user = event(100, "alice", HistoryEvent::failure, "203.0.113.7");
+  by_user.tty = "ssh";
+  by_user.ruser = "mallory";
+  HistoryEntry by_admin = event(101, "alice", HistoryEvent::manual_lock);
+  by_admin.service = "";
+  by_admin.admin_uid = 0;
+  by_admin.detail = "ticket 42";
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {by_user, by_admin}});
+
+  auto entries = store->history(HistoryQuery{});
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_GT(entries[1].id, 0);
+  EXPECT_GT(entries[0].id, entries[1].id);
+  by_admin.id = entries[0].id;
+  by_user.id = entries[1].id;
+  EXPECT_EQ(entries[0], by_admin);
+  EXPECT_EQ(entries[1], by_user);
+}
+
+TEST_F(SqliteStoreTest, HistoryIsNewestFirstAndLimited) {
+  auto store = open_store();
+  // Committed out of time order, with two rows sharing a second: those come
+  // back in reverse insertion order.
+  store->commit(StoreBatch{.history = {event(300, "a", HistoryEvent::failure),
+                                       event(100, "b", HistoryEvent::failure),
+                                       event(300, "c", HistoryEvent::success)}});
+  store->commit(StoreBatch{.history = {event(200, "d", HistoryEvent::failure)}});
+
+  auto users = [](const std::vector<HistoryEntry>& entries) {
+    std::vector<std::string> out;
+    for (const auto& entry : entries) out.push_back(entry.user);
+    return out;
+  };
+  EXPECT_EQ(users(store->history(HistoryQuery{})), (std::vector<std::string>{"c", "a", "d", "b"}));
+  EXPECT_EQ(users(store->history(HistoryQuery{.limit = 2})), (std::vector<std::string>{"c", "a"}));
+  EXPECT_TRUE(store->history(HistoryQuery{.limit = 0}).empty());
+}
+
+TEST_F(SqliteStoreTest, HistoryFiltersByUserTimeAndFailures) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(100, "alice", HistoryEvent::failure),
+                               event(110, "bob", HistoryEvent::failure),
+                               event(120, "alice", HistoryEvent::success),
+                               event(130, "alice", HistoryEvent::locked),
+                               event(140, "alice", HistoryEvent::unlocked),
+                               event(150, "bob", HistoryEvent::locked),
+                           }});
+
+  auto times = [&](const HistoryQuery& query) {
+    std::vector<std::int64_t> out;
+    for (const auto& entry : store->history(query)) {
+      out.push_back(entry.time.time_since_epoch().count());
+    }
+    return out;
+  };
+  using Times = std::vector<std::int64_t>;
+  EXPECT_EQ(times({.user = "alice"}), (Times{140, 130, 120, 100}));
+  EXPECT_EQ(times({.since = at(120)}), (Times{150, 140, 130, 120}));
+  EXPECT_EQ(times({.failures_only = true}), (Times{150, 130, 110, 100}));
+  EXPECT_EQ(times({.user = "alice", .since = at(101), .failures_only = true}), (Times{130}));
+  EXPECT_EQ(times({.user = "carol"}), Times{});
+}
+
+TEST_F(SqliteStoreTest, CountEventsCountsOneKindSinceATime) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(100, "alice", HistoryEvent::failure),
+                               event(200, "bob", HistoryEvent::failure),
+                               event(200, "bob", HistoryEvent::locked),
+                               event(300, "carol", HistoryEvent::failure),
+                           }});
+
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(0)), 3u);
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(200)), 2u);
+  EXPECT_EQ(store->count_events(HistoryEvent::locked, at(0)), 1u);
+  EXPECT_EQ(store->count_events(HistoryEvent::reset, at(0)), 0u);
+}
+
+TEST_F(SqliteStoreTest, TopFailuresRanksUsersAndRemoteHosts) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(100, "alice", HistoryEvent::failure, "192.0.2.1"),
+                               event(101, "alice", HistoryEvent::locked, "192.0.2.1"),
+                               event(102, "alice", HistoryEvent::success, "192.0.2.1"),
+                               event(103, "bob", HistoryEvent::failure, "192.0.2.2"),
+                               event(104, "bob", HistoryEvent::failure, ""),
+                               event(105, "bob", HistoryEvent::failure, ""),
+                               event(106, "carol", HistoryEvent::failure, "192.0.2.2"),
+                           }});
+
+  using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
+  EXPECT_EQ(store->top_failures(at(100), false, 10),
+            (Ranking{{"bob", 3}, {"alice", 2}, {"carol", 1}}));
+  EXPECT_EQ(store->top_failures(at(100), false, 1), (Ranking{{"bob", 3}}));
+  EXPECT_EQ(store->top_failures(at(100), true, 10), (Ranking{{"192.0.2.1", 2}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(store->top_failures(at(0), true, 1), (Ranking{{"192.0.2.9", 3}}));
+}
+
+TEST_F(SqliteStoreTest, PruneHistoryDeletesOnlyOlderRows) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {event(100, "a", HistoryEvent::failure),
+                                       event(199, "b", HistoryEvent::failure),
+                                       event(200, "c", HistoryEvent::failure),
+                                       event(300, "d", HistoryEvent::failure)}});
+
+  EXPECT_EQ(store->prune_history(at(200)), 2u);
+  EXPECT_EQ(store->prune_history(at(200)), 0u);
+  auto left = store->history(HistoryQuery{});
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].user, "d");
+  EXPECT_EQ(left[1].user, "c");
+}
+
+TEST_F(SqliteStoreTest, ReopeningKeepsStatesAndHistory) {
+  const std::map<std::string, UserState> states{{"alice", permanent_lock()},
+                                                {"bob", manual_lock()}};
+  std::vector<HistoryEntry> before;
+  {
+    auto store = open_store();
+    StoreBatch batch;
+    batch.put_states.assign(states.begin(), states.end());
+    batch.history = {event(100, "alice", HistoryEvent::locked, "192.0.2.1")};
+    store->commit(batch);
+    before = store->history(HistoryQuery{});
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), states);
+  EXPECT_EQ(store->history(HistoryQuery{}), before);
+}
+
+TEST_F(SqliteStoreTest, AcknowledgedCommitSurvivesKill) {
+  const pid_t child = fork();
+  ASSERT_NE(child, -1) << std::strerror(errno);
+  if (child == 0) {
+    // No destructors run: the WAL is neither checkpointed nor removed, as
+    // after kill -9.
+    try {
+      auto store = open_store();
+      store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+    } catch (...) {
+      _exit(1);
+    }
+    raise(SIGKILL);
+    _exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", timed_lock()}}));
+}
+
+TEST_F(SqliteStoreTest, NewDatabaseRecordsSchemaVersionAndWalMode) {
+  open_store().reset();
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+  EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
+}
+
+TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerVersion) {
+  open_store().reset();
+  {
+    RawDatabase raw(path_);
+    raw.exec("PRAGMA user_version = " + std::to_string(SqliteStore::kSchemaVersion + 1));
+  }
+  EXPECT_THAT(open_error(path_), HasSubstr("created by a newer acctlock"));
+}
+
+TEST_F(SqliteStoreTest, RefusesSomeOtherApplicationsDatabase) {
+  {
+    RawDatabase raw(path_);
+    raw.exec("CREATE TABLE accounts (name TEXT)");
+  }
+  EXPECT_THAT(open_error(path_), HasSubstr("not an acctlock one"));
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema"), "1");
+}
+
+TEST_F(SqliteStoreTest, RefusesATextFileAndLeavesItAlone) {
+  const std::string content = "failures=3\nthis is somebody's notes, not a database\n";
+  std::ofstream(path_, std::ios::binary) << content;
+
+  const std::string error = open_error(path_);
+  EXPECT_THAT(error, HasSubstr(path_.string()));
+  EXPECT_THAT(error, HasSubstr("not a database"));
+  EXPECT_EQ(read_bytes(path_), content);
+}
+
+TEST_F(SqliteStoreTest, RefusesACorruptDatabaseAndLeavesItAlone) {
+  make_database_with_history();
+  std::string bytes = read_bytes(path_);
+  const std::size_t page_size = std::stoul(RawDatabase(path_).text("PRAGMA page_size"));
+  ASSERT_GT(bytes.size(), 3 * page_size);
+  // Page 2 is the root of the first table created; its first byte says what
+  // kind of b-tree page it is, and 0x2f is none of them.
+  bytes.replace(page_size, 8, std::string(8, '\x2f'));
+  std::ofstream(path_, std::ios::binary | std::ios::trunc) << bytes;
+
+  const std::string error = open_error(path_);
+  EXPECT_THAT(error, HasSubstr(path_.string() + ": "));
+  EXPECT_THAT(error, HasSubstr("database disk image is malformed"));
+  EXPECT_EQ(read_bytes(path_), bytes);
+}
+
+TEST_F(SqliteStoreTest, RefusesAMissingDirectoryAndCreatesNothing) {
+  const auto missing = dir_ / "not-there";
+  EXPECT_THAT(open_error(missing / "acctlock.db"),
+              HasSubstr("directory " + missing.string() + " does not exist"));
+  EXPECT_FALSE(std::filesystem::exists(missing));
+}
+
+// Permission bits do not stop root, which runs these tests; a path that
+// cannot be a writable file whoever opens it does.
+TEST_F(SqliteStoreTest, RefusesAPathUnderARegularFile) {
+  const auto file = dir_ / "plain";
+  std::ofstream(file) << "x";
+  EXPECT_THAT(open_error(file / "acctlock.db"), HasSubstr(file.string() + " is not a directory"));
+}
+
+TEST_F(SqliteStoreTest, RefusesADirectoryAsTheDatabase) {
+  std::filesystem::create_directory(path_);
+  EXPECT_THAT(open_error(path_), HasSubstr(path_.string() + ": "));
+}
+
+TEST_F(SqliteStoreTest, RefusesAReadOnlyFile) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes read-only files";
+  open_store().reset();
+  ASSERT_EQ(chmod(path_.c_str(), 0400), 0);
+  EXPECT_THAT(open_error(path_), HasSubstr(path_.string() + ": not writable"));
+}
+
+TEST_F(SqliteStoreTest, EmptyBatchCommits) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  store->commit(StoreBatch{});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", timed_lock()}}));
+}
+
+TEST_F(SqliteStoreTest, FailedCommitChangesNothing) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}},
+                           .history = {event(100, "alice", HistoryEvent::locked)}});
+  const auto history_before = store->history(HistoryQuery{});
+
+  // An empty user name breaks a constraint after the other rows went in.
+  const StoreBatch bad{.put_states = {{"alice", manual_lock()}, {"bob", failure_counted()},
+                                      {"", failure_counted()}},
+                       .delete_states = {},
+                       .history = {event(200, "bob", HistoryEvent::failure)}};
+  try {
+    store->commit(bad);
+    FAIL() << "commit succeeded";
+  } catch (const StoreError& error) {
+    EXPECT_THAT(error.what(), HasSubstr(path_.string() + ": commit: CHECK constraint failed"));
+  }
+
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", timed_lock()}}));
+  EXPECT_EQ(store->history(HistoryQuery{}), history_before);
+  // And the store goes on working.
+  store->commit(StoreBatch{.delete_states = {"alice"}});
+  EXPECT_TRUE(store->load_states().empty());
+}
+
+TEST_F(SqliteStoreTest, ReadersNeverSeePartOfABatch) {
+  auto store = open_store();
+  constexpr int kBatches = 200;
+  constexpr std::uint64_t kBatchSize = 25;
+  std::atomic<bool> writer_done = false;
+  std::thread writer([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      StoreBatch batch;
+      for (std::uint64_t i = 0; i < kBatchSize; ++i) {
+        batch.history.push_back(event(b, "user" + std::to_string(i), HistoryEvent::failure));
+      }
+      store->commit(batch);
+    }
+    writer_done = true;
+  });
+  std::uint64_t last_seen = 0;
+  bool done = false;
+  while (!done) {
+    done = writer_done;  // read before counting: the last count then sees every batch
+    const std::uint64_t seen = store->count_events(HistoryEvent::failure, at(0));
+    EXPECT_EQ(seen % kBatchSize, 0u);
+    EXPECT_GE(seen, last_seen);
+    last_seen = seen;
+  }
+  writer.join();
+  EXPECT_EQ(last_seen, kBatches * kBatchSize);
+}
+
+}  // namespace
+}  // namespace acctlock

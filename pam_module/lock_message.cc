@@ -1,0 +1,62 @@
+#include "pam_module/lock_message.h"
+
+namespace acctlock::pam {
+namespace {
+
+// Rounded up, so that "0 minutes left" is never shown while still locked.
+std::int64_t minutes_left(std::int64_t until, std::int64_t now) {
+  const std::int64_t seconds = until > now ? until - now : 0;
+  return (seconds + 59) / 60;
+}
+
+std::string failed_logins(std::uint32_t failures) {
+  return std::to_string(failures) + (failures == 1 ? " failed login." : " failed logins.");
+}
+
+}  // namespace
+
+std::vector<std::string> lock_message(const protocol::Answer& answer, std::int64_t now) {
+  switch (answer.lock) {
+    case LockKind::manual:
+      return {"The account is locked by an administrator."};
+    case LockKind::permanent:
+      return {"The account is locked due to " + failed_logins(answer.failures),
+              "(an administrator must unlock it)"};
+    case LockKind::failures:
+      if (answer.locked_until == 0) {
+        return {"The account is locked due to " + failed_logins(answer.failures),
+                "(an administrator must unlock it)"};
+      } else {
+        const std::int64_t minutes = minutes_left(answer.locked_until, now);
+        return {"The account is locked due to " + failed_logins(answer.failures),
+                "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
+                    " left to unlock)"};
+      }
+    case LockKind::none:
+      break;
+  }
+  return {"The account is locked."};
+}
+
+std::string lock_log_text(const protocol::Answer& answer, std::int64_t now) {
+  switch (answer.lock) {
+    case LockKind::manual:
+      return "locked by an administrator" +
+             (answer.reason.empty() ? std::string() : " (reason: " + answer.reason + ")");
+    case LockKind::permanent:
+      return "locked until an administrator unlocks it, after " + std::to_string(answer.failures) +
+             " failures (lockout " + std::to_string(answer.level) + ")";
+    case LockKind::failures:
+      return "locked after " + std::to_string(answer.failures) + " failures (lockout " +
+             std::to_string(answer.level) + "), " +
+             (answer.locked_until == 0
+                  ? std::string("until an administrator unlocks it")
+                  : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
+                        "s left");
+    case LockKind::none:
+      break;
+  }
+  return "locked";
+}
+
+}  // namespace acctlock::pam

@@ -1,0 +1,341 @@
+// pam_acctlock.so: reports each login to acctlockd and refuses locked accounts.
+//
+//   auth     required                 pam_acctlock.so preauth
+//   auth     [success=1 default=bad]  pam_unix.so
+//   auth     [default=die]            pam_acctlock.so authfail
+//   auth     sufficient               pam_acctlock.so authsucc
+//   account  required                 pam_acctlock.so
+//   password optional                 pam_acctlock.so   (after the change)
+//
+// The module keeps no state of its own: acctlockd decides, and the module
+// asks. It runs inside sshd, login, su, sudo and screen lockers, so every entry
+// point catches everything (no exception may unwind into a C caller), talks
+// only through pam_syslog and the conversation, and bounds each wait by
+// timeout_ms. One connection serves all phases of a PAM handle: it is kept
+// with pam_set_data and closed by pam_end.
+#include <pwd.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <security/pam_modutil.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <span>
+#include <string>
+
+#include "common/event_client.h"
+#include "common/protocol.h"
+#include "pam_module/lock_message.h"
+#include "pam_module/module_arguments.h"
+
+namespace acctlock::pam {
+namespace {
+
+// pam_set_data keys. The prefix keeps them apart from other modules' data.
+constexpr const char* kClientKey = "acctlock_event_client";
+// Set by the auth phase; the account phase reports a success only then, as
+// pam_faillock resets its tally only when its auth phase ran in this handle.
+constexpr const char* kAuthRanKey = "acctlock_auth_ran";
+// Set once a success was reported, so that the account phase does not record
+// the same login twice.
+constexpr const char* kSuccessReportedKey = "acctlock_success_reported";
+
+// pam_set_data needs a non-null pointer for a flag; the address of this
+// constant is one that needs no cleanup.
+constexpr char kFlagSet = 1;
+
+void delete_client(pam_handle_t*, void* data, int) {
+  delete static_cast<EventClient*>(data);
+}
+
+// The handle's connection, created on first use. nullptr only when memory or
+// libpam failed; the caller treats that as an unreachable daemon.
+EventClient* client_for(pam_handle_t* pamh) {
+  const void* data = nullptr;
+  if (pam_get_data(pamh, kClientKey, &data) == PAM_SUCCESS && data != nullptr) {
+    return static_cast<EventClient*>(const_cast<void*>(data));
+  }
+  auto* client = new (std::nothrow) EventClient();
+  if (client == nullptr) return nullptr;
+  if (pam_set_data(pamh, kClientKey, client, delete_client) != PAM_SUCCESS) {
+    delete client;
+    return nullptr;
+  }
+  return client;
+}
+
+void set_flag(pam_handle_t* pamh, const char* key) {
+  pam_set_data(pamh, key, const_cast<char*>(&kFlagSet), nullptr);
+}
+
+bool flag_is_set(pam_handle_t* pamh, const char* key) {
+  const void* data = nullptr;
+  return pam_get_data(pamh, key, &data) == PAM_SUCCESS && data != nullptr;
+}
+
+// A PAM item as a string, cut to the protocol's limit for that field: a long
+// rhost must not cost the login its record.
+std::string item(pam_handle_t* pamh, int type, std::size_t limit) {
+  const void* value = nullptr;
+  if (pam_get_item(pamh, type, &value) != PAM_SUCCESS || value == nullptr) return {};
+  std::string text(static_cast<const char*>(value));
+  if (text.size() > limit) text.resize(limit);
+  return text;
+}
+
+// One invocation of an entry point: the settings, the user and the talk with
+// the daemon, so that each pam_sm_* reads as its policy.
+class Invocation {
+ public:
+  Invocation(pam_handle_t* pamh, int flags, int argc, const char** argv)
+      : pamh_(pamh),
+        quiet_(flags & PAM_SILENT),
+        settings_(
+            resolve_settings(std::span<const char* const>(argv, static_cast<std::size_t>(argc)),
+                             ACCTLOCK_DEFAULT_CONFIG)) {
+    for (const std::string& warning : settings_.warnings) {
+      pam_syslog(pamh_, settings_.config_has_errors ? LOG_ERR : LOG_WARNING, "%s", warning.c_str());
+    }
+    quiet_ = quiet_ || settings_.options.silent;
+  }
+
+  const Settings& settings() const { return settings_; }
+  const std::string& user() const { return user_; }
+
+  // Looks up the user. PAM_SUCCESS, PAM_USER_UNKNOWN for a name NSS does not
+  // know (not tracked, as with pam_faillock: a stream of made-up names must
+  // not fill the database), or the error of pam_get_user.
+  int find_user() {
+    const char* name = nullptr;
+    const int rc = pam_get_user(pamh_, &name, nullptr);
+    if (rc != PAM_SUCCESS) {
+      pam_syslog(pamh_, LOG_ERR, "cannot determine the user name: %s", pam_strerror(pamh_, rc));
+      return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : rc;
+    }
+    if (name == nullptr || *name == '\0') return PAM_USER_UNKNOWN;
+    user_ = name;
+    const struct passwd* account = pam_modutil_getpwnam(pamh_, name);
+    if (account == nullptr) {
+      debug("user " + user_ + " is unknown to NSS; not tracked");
+      return PAM_USER_UNKNOWN;
+    }
+    user_is_root_ = account->pw_uid == 0;
+    return PAM_SUCCESS;
+  }
+
+  // Sends one request. False when no trustworthy answer came back; the reason
+  // is logged.
+  bool ask(protocol::MessageType type, protocol::Answer& answer) {
+    protocol::Request request;
+    request.type = type;
+    request.user_is_root = user_is_root_;
+    request.user = user_;
+    request.service = item(pamh_, PAM_SERVICE, protocol::kMaxService);
+    request.rhost = item(pamh_, PAM_RHOST, protocol::kMaxRhost);
+    request.tty = item(pamh_, PAM_TTY, protocol::kMaxTty);
+    request.ruser = item(pamh_, PAM_RUSER, protocol::kMaxRuser);
+
+    EventClient* client = client_for(pamh_);
+    if (client == nullptr) {
+      pam_syslog(pamh_, LOG_ERR, "out of memory");
+      return false;
+    }
+    const std::string& socket = settings_.options.event_socket;
+    const ClientStatus status =
+        client->exchange(socket, request, answer, settings_.options.timeout);
+    if (status != ClientStatus::ok) {
+      const int error = client->last_errno();
+      pam_syslog(pamh_, LOG_WARNING, "acctlockd at %s: %s%s%s", socket.c_str(), describe(status),
+                 error != 0 ? ": " : "", error != 0 ? std::strerror(error) : "");
+      return false;
+    }
+    switch (answer.verdict) {
+      case protocol::Verdict::allowed:
+      case protocol::Verdict::locked:
+        return true;
+      case protocol::Verdict::refused:
+        pam_syslog(pamh_, LOG_WARNING,
+                   "acctlockd refused to take a report for user %s from uid %lu: a process may "
+                   "speak only for its own user unless it runs as root",
+                   user_.c_str(), static_cast<unsigned long>(getuid()));
+        return false;
+      case protocol::Verdict::invalid:
+        pam_syslog(pamh_, LOG_WARNING, "acctlockd: \"%s\" is not a valid user name", user_.c_str());
+        return false;
+      case protocol::Verdict::failed:
+        pam_syslog(pamh_, LOG_ERR, "acctlockd could not record the event for user %s (see its log)",
+                   user_.c_str());
+        return false;
+    }
+    return false;
+  }
+
+  // What to return when the daemon gave no answer: on_unavailable decides.
+  int unavailable(int deny_code) {
+    if (settings_.options.on_unavailable == UnavailableAction::deny) {
+      pam_syslog(pamh_, LOG_ERR, "refusing user %s: acctlockd is unavailable (on_unavailable=deny)",
+                 user_.c_str());
+      return deny_code;
+    }
+    pam_syslog(pamh_, LOG_WARNING,
+               "not checking user %s against acctlockd, which is unavailable "
+               "(on_unavailable=allow)",
+               user_.c_str());
+    return PAM_IGNORE;
+  }
+
+  // Logs the refusal and tells the user why, unless asked to be quiet.
+  void report_locked(const protocol::Answer& answer) {
+    const std::int64_t now = std::time(nullptr);
+    pam_syslog(pamh_, LOG_NOTICE, "refusing user %s: %s", user_.c_str(),
+               lock_log_text(answer, now).c_str());
+    if (quiet_) return;
+    for (const std::string& line : lock_message(answer, now)) {
+      // A conversation failure only loses the explanation, not the refusal.
+      pam_info(pamh_, "%s", line.c_str());
+    }
+  }
+
+  void debug(const std::string& message) {
+    if (settings_.options.debug) pam_syslog(pamh_, LOG_DEBUG, "%s", message.c_str());
+  }
+
+ private:
+  pam_handle_t* pamh_;
+  bool quiet_;
+  Settings settings_;
+  std::string user_;
+  bool user_is_root_ = false;
+};
+
+int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  Invocation call(pamh, flags, argc, argv);
+  const AuthMode mode = call.settings().mode;
+  if (mode == AuthMode::none) {
+    pam_syslog(pamh, LOG_ERR, "in the auth phase, give one of preauth, authfail or authsucc");
+    return PAM_SERVICE_ERR;
+  }
+  // authfail is reached only after the password failed: whatever happens
+  // here, the answer stays a failure.
+  const int failed = PAM_AUTH_ERR;
+  if (const int rc = call.find_user(); rc != PAM_SUCCESS) {
+    return mode == AuthMode::authfail ? failed : rc == PAM_USER_UNKNOWN ? PAM_IGNORE : rc;
+  }
+  set_flag(pamh, kAuthRanKey);
+
+  protocol::Answer answer;
+  switch (mode) {
+    case AuthMode::preauth:
+      if (!call.ask(protocol::MessageType::check, answer))
+        return call.unavailable(PAM_AUTHINFO_UNAVAIL);
+      if (answer.verdict == protocol::Verdict::locked) {
+        call.report_locked(answer);
+        return PAM_AUTH_ERR;
+      }
+      call.debug("user " + call.user() + " may try to log in");
+      return PAM_SUCCESS;
+    case AuthMode::authfail:
+      if (call.ask(protocol::MessageType::failure, answer)) {
+        call.debug("failure of user " + call.user() + " recorded (" +
+                   std::to_string(answer.failures) + " counted)");
+      }
+      return failed;
+    case AuthMode::authsucc:
+      if (!call.ask(protocol::MessageType::success, answer))
+        return call.unavailable(PAM_AUTHINFO_UNAVAIL);
+      set_flag(pamh, kSuccessReportedKey);
+      // The right password typed during a lock changes nothing: the lock
+      // stands, and this line refuses too, in case preauth is missing.
+      if (answer.verdict == protocol::Verdict::locked) {
+        call.report_locked(answer);
+        return PAM_AUTH_ERR;
+      }
+      call.debug("success of user " + call.user() + " recorded");
+      return PAM_SUCCESS;
+    case AuthMode::none:
+      break;
+  }
+  return PAM_SERVICE_ERR;
+}
+
+int account(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  Invocation call(pamh, flags, argc, argv);
+  if (const int rc = call.find_user(); rc != PAM_SUCCESS) {
+    return rc == PAM_USER_UNKNOWN ? PAM_IGNORE : rc;
+  }
+  // After this module's own auth phase, the account phase completes the
+  // login: a success clears the failure count (a no-op when authsucc already
+  // reported it). Without it (an SSH key, su from root) it only checks.
+  const bool report_success =
+      flag_is_set(pamh, kAuthRanKey) && !flag_is_set(pamh, kSuccessReportedKey);
+  protocol::Answer answer;
+  if (!call.ask(report_success ? protocol::MessageType::success : protocol::MessageType::check,
+                answer)) {
+    return call.unavailable(PAM_AUTH_ERR);
+  }
+  if (report_success) set_flag(pamh, kSuccessReportedKey);
+  if (answer.verdict == protocol::Verdict::locked &&
+      (answer.lock == LockKind::manual || call.settings().options.account_deny_locked)) {
+    call.report_locked(answer);
+    return PAM_PERM_DENIED;
+  }
+  return PAM_SUCCESS;
+}
+
+int change_password(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  // The first pass only checks whether a change may start; the lock is
+  // lifted only once the new password is in place.
+  if ((flags & PAM_UPDATE_AUTHTOK) == 0) return PAM_IGNORE;
+  Invocation call(pamh, flags, argc, argv);
+  if (call.settings().options.keep_lock_on_password_change) return PAM_IGNORE;
+  if (call.find_user() != PAM_SUCCESS) return PAM_IGNORE;
+  protocol::Answer answer;
+  // The password is already changed: an unreachable daemon must not make
+  // the change look failed, so it is logged and passed over.
+  if (!call.ask(protocol::MessageType::password_changed, answer)) return PAM_IGNORE;
+  call.debug("password of user " + call.user() + " changed: failure lock lifted");
+  return PAM_SUCCESS;
+}
+
+// Runs an entry point with nothing allowed to escape into libpam's C frames.
+template <typename EntryPoint>
+int guarded(pam_handle_t* pamh, EntryPoint entry_point) noexcept {
+  try {
+    return entry_point();
+  } catch (const std::bad_alloc&) {
+    pam_syslog(pamh, LOG_CRIT, "out of memory");
+  } catch (const std::exception& error) {
+    pam_syslog(pamh, LOG_ERR, "internal error: %s", error.what());
+  } catch (...) {
+    pam_syslog(pamh, LOG_ERR, "internal error");
+  }
+  return PAM_SERVICE_ERR;
+}
+
+}  // namespace
+}  // namespace acctlock::pam
+
+using acctlock::pam::guarded;
+
+extern "C" {
+
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  return guarded(pamh, [&] { return acctlock::pam::authenticate(pamh, flags, argc, argv); });
+}
+
+PAM_EXTERN int pam_sm_setcred(pam_handle_t*, int, int, const char**) {
+  return PAM_SUCCESS;
+}
+
+PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  return guarded(pamh, [&] { return acctlock::pam::account(pamh, flags, argc, argv); });
+}
+
+PAM_EXTERN int pam_sm_chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  return guarded(pamh, [&] { return acctlock::pam::change_password(pamh, flags, argc, argv); });
+}
+
+}  // extern "C"

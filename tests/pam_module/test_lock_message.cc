@@ -1,0 +1,54 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "pam_module/lock_message.h"
+
+namespace acctlock::pam {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+protocol::Answer locked(LockKind kind, std::uint32_t failures, std::int64_t until) {
+  protocol::Answer answer;
+  answer.verdict = protocol::Verdict::locked;
+  answer.lock = kind;
+  answer.failures = failures;
+  answer.level = 1;
+  answer.locked_until = until;
+  return answer;
+}
+
+TEST(LockMessageTest, ATimedLockSaysHowManyFailuresAndMinutesLeftRoundedUp) {
+  EXPECT_THAT(
+      lock_message(locked(LockKind::failures, 3, 1000 + 14 * 60), 1000),
+      ElementsAre("The account is locked due to 3 failed logins.", "(14 minutes left to unlock)"));
+  EXPECT_THAT(lock_message(locked(LockKind::failures, 3, 1000 + 13 * 60 + 1), 1000),
+              ElementsAre(HasSubstr("3 failed logins"), "(14 minutes left to unlock)"));
+  EXPECT_THAT(
+      lock_message(locked(LockKind::failures, 1, 1001), 1000),
+      ElementsAre("The account is locked due to 1 failed login.", "(1 minute left to unlock)"));
+}
+
+TEST(LockMessageTest, LocksWithoutAnEndSayAnAdministratorMustUnlock) {
+  EXPECT_THAT(lock_message(locked(LockKind::permanent, 3, 0), 1000),
+              ElementsAre(HasSubstr("3 failed logins"), "(an administrator must unlock it)"));
+  EXPECT_THAT(lock_message(locked(LockKind::failures, 3, 0), 1000),
+              ElementsAre(HasSubstr("3 failed logins"), "(an administrator must unlock it)"));
+}
+
+TEST(LockMessageTest, AManualLockNamesTheAdministratorButNotTheReason) {
+  protocol::Answer answer = locked(LockKind::manual, 0, 0);
+  answer.reason = "incident 42";
+  EXPECT_THAT(lock_message(answer, 1000),
+              ElementsAre("The account is locked by an administrator."));
+  EXPECT_THAT(lock_log_text(answer, 1000), HasSubstr("reason: incident 42"));
+}
+
+TEST(LockMessageTest, TheLogLineCarriesLevelAndSecondsLeft) {
+  EXPECT_EQ(lock_log_text(locked(LockKind::failures, 4, 1090), 1000),
+            "locked after 4 failures (lockout 1), 90s left");
+}
+
+}  // namespace
+}  // namespace acctlock::pam

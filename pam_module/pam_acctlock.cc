@@ -43,6 +43,10 @@ constexpr const char* kAuthRanKey = "acctlock_auth_ran";
 // the same login twice.
 constexpr const char* kSuccessReportedKey = "acctlock_success_reported";
 
+// Set once the user was told about a lock: with preauth `required`, the stack
+// goes on to authsucc, which must not say it again.
+constexpr const char* kLockReportedKey = "acctlock_lock_reported";
+
 // pam_set_data needs a non-null pointer for a flag; the address of this
 // constant is one that needs no cleanup.
 constexpr char kFlagSet = 1;
@@ -187,8 +191,11 @@ class Invocation {
     return PAM_IGNORE;
   }
 
-  // Logs the refusal and tells the user why, unless asked to be quiet.
+  // Logs the refusal and tells the user why, unless asked to be quiet; once
+  // per PAM transaction.
   void report_locked(const protocol::Answer& answer) {
+    if (flag_is_set(pamh_, kLockReportedKey)) return;
+    set_flag(pamh_, kLockReportedKey);
     const std::int64_t now = std::time(nullptr);
     pam_syslog(pamh_, LOG_NOTICE, "refusing user %s: %s", user_.c_str(),
                lock_log_text(answer, now).c_str());

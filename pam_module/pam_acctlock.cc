@@ -229,7 +229,11 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   // here, the answer stays a failure.
   const int failed = PAM_AUTH_ERR;
   if (const int rc = call.find_user(); rc != PAM_SUCCESS) {
-    return mode == AuthMode::authfail ? failed : rc == PAM_USER_UNKNOWN ? PAM_IGNORE : rc;
+    if (mode == AuthMode::authfail) return failed;
+    // authsucc is reached only when the password was right: a user this
+    // module cannot track must not turn that into a failure.
+    if (rc == PAM_USER_UNKNOWN) return mode == AuthMode::authsucc ? PAM_SUCCESS : PAM_IGNORE;
+    return rc;
   }
   set_flag(pamh, kAuthRanKey);
 
@@ -251,8 +255,13 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
       }
       return failed;
     case AuthMode::authsucc:
-      if (!call.ask(protocol::MessageType::success, answer))
-        return call.unavailable(PAM_AUTHINFO_UNAVAIL);
+      if (!call.ask(protocol::MessageType::success, answer)) {
+        // Allowed, this line's "no opinion" is the password module's success:
+        // PAM_IGNORE on a `sufficient` line would fail a stack that relies on
+        // it, as the documented one does.
+        const int rc = call.unavailable(PAM_AUTHINFO_UNAVAIL);
+        return rc == PAM_IGNORE ? PAM_SUCCESS : rc;
+      }
       set_flag(pamh, kSuccessReportedKey);
       // The right password typed during a lock changes nothing: the lock
       // stands, and this line refuses too, in case preauth is missing.

@@ -12,7 +12,9 @@ BatchWriter::BatchWriter(boost::asio::io_context& io, Store& store, EventLog& ev
   thread_ = std::thread([this] { run_thread(); });
 }
 
-BatchWriter::~BatchWriter() { shut_down(); }
+BatchWriter::~BatchWriter() {
+  shut_down();
+}
 
 void BatchWriter::after_commit(Completion done) {
   next_.completions.push_back(std::move(done));

@@ -1,8 +1,8 @@
 #include "daemon/daemon.h"
 
 #include <grp.h>
-#include <unistd.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -16,9 +16,11 @@
 #include "daemon/batch_writer.h"
 #include "daemon/event_log.h"
 #include "daemon/event_server.h"
+#include "daemon/journal_event_log.h"
 #include "daemon/lockout_service.h"
 #include "daemon/log.h"
 #include "daemon/peer_credentials.h"
+#include "daemon/socket_activation.h"
 #include "daemon/sqlite_store.h"
 #include "daemon/unix_socket.h"
 
@@ -39,18 +41,29 @@ class Daemon {
       : config_(std::move(config)),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         expiry_timer_(io_),
-        retention_timer_(io_) {}
+        retention_timer_(io_),
+        watchdog_timer_(io_) {}
 
   int run() {
     try {
       store_ = SqliteStore::open(config_.options.database);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
       service_->load_from_store();
+      service_->on_new_expiry([this](TimePoint expiry) {
+        if (!expiry_due_ || expiry < *expiry_due_) schedule_expiry();
+      });
     } catch (const std::exception& e) {
       log_error(std::string("cannot open the database: ") + e.what());
       return 1;
     }
-    event_log_ = std::make_unique<StderrEventLog>();
+    const bool to_journal =
+        config_.log_target == LogTarget::journal ||
+        (config_.log_target == LogTarget::automatic && stderr_is_journal_stream());
+    if (to_journal) {
+      event_log_ = std::make_unique<JournalEventLog>();
+    } else {
+      event_log_ = std::make_unique<StderrEventLog>();
+    }
     writer_ = std::make_unique<BatchWriter>(io_, *store_, *event_log_, [this] {
       log_warning("reloading state from the database after a failed commit");
       try {
@@ -61,27 +74,27 @@ class Daemon {
     });
 
     try {
-      event_server_ = std::make_unique<EventServer>(
-          listen_unix_socket(io_, config_.options.event_socket, 0666),
-          EventServerContext{*service_, *writer_, users_, wall_clock_now, {}});
+      inherited_ =
+          take_inherited_sockets(config_.options.event_socket, config_.options.admin_socket);
     } catch (const std::exception& e) {
-      log_error(std::string("cannot listen on the event socket: ") + e.what());
+      log_error(e.what());
       return 1;
     }
-    created_sockets_.push_back(config_.options.event_socket);
-    event_server_->start();
-    if (!open_admin_socket()) {
+    if (!open_event_socket() || !open_admin_socket()) {
       for (const auto& path : created_sockets_) unlink(path.c_str());
       return 1;
     }
     wait_for_signal();
     schedule_expiry();
     prune_history();
+    start_watchdog();
 
     log_notice(
         "acctlockd " ACCTLOCK_VERSION " ready: " + std::to_string(service_->tracked_users()) +
-        " tracked user(s), event socket " + config_.options.event_socket + ", admin socket " +
-        config_.options.admin_socket + ", database " + config_.options.database);
+        " tracked user(s), event socket " + config_.options.event_socket +
+        (inherited_.event ? " (from systemd)" : "") + ", admin socket " +
+        config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") + ", database " +
+        config_.options.database + ", lock events to " + (to_journal ? "the journal" : "stderr"));
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
     writer_->shut_down();
@@ -93,6 +106,29 @@ class Daemon {
   }
 
  private:
+  // A socket from systemd is used as it is (systemd owns its file and mode);
+  // otherwise this process creates it, and removes it on exit.
+  UnixAcceptor socket_for(const std::optional<int>& inherited, const std::string& path,
+                          mode_t mode) {
+    if (inherited) return adopt_unix_socket(io_, *inherited);
+    UnixAcceptor acceptor = listen_unix_socket(io_, path, mode);
+    created_sockets_.push_back(path);
+    return acceptor;
+  }
+
+  bool open_event_socket() {
+    try {
+      event_server_ = std::make_unique<EventServer>(
+          socket_for(inherited_.event, config_.options.event_socket, 0666),
+          EventServerContext{*service_, *writer_, users_, wall_clock_now, {}});
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot listen on the event socket: ") + e.what());
+      return false;
+    }
+    event_server_->start();
+    return true;
+  }
+
   // admin_group is checked here so that a misspelt group stops the start
   // instead of silently leaving the admin socket to root alone.
   bool open_admin_socket() {
@@ -103,16 +139,33 @@ class Daemon {
     }
     try {
       admin_server_ = std::make_unique<AdminServer>(
-          listen_unix_socket(io_, config_.options.admin_socket, kAdminSocketMode),
+          socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
                        [this] { return config_.options.admin_group; }});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;
     }
-    created_sockets_.push_back(config_.options.admin_socket);
     admin_server_->start();
     return true;
+  }
+
+  // Pinged from the event loop itself, at half the interval systemd allows:
+  // a loop that hangs stops pinging, and systemd restarts the daemon.
+  void start_watchdog() {
+    std::uint64_t interval_usec = 0;
+    if (sd_watchdog_enabled(/*unset_environment=*/0, &interval_usec) <= 0) return;
+    watchdog_interval_ = std::chrono::microseconds(interval_usec / 2);
+    ping_watchdog();
+  }
+
+  void ping_watchdog() {
+    if (stopping_) return;
+    sd_notify(0, "WATCHDOG=1");
+    watchdog_timer_.expires_after(watchdog_interval_);
+    watchdog_timer_.async_wait([this](error_code ec) {
+      if (!ec) ping_watchdog();
+    });
   }
 
   void wait_for_signal() {
@@ -134,7 +187,8 @@ class Daemon {
           diagnostic.to_string());
     }
     if (parsed.has_errors()) {
-      log_error("reload: " + config_.config_path + " has errors; keeping the running configuration");
+      log_error("reload: " + config_.config_path +
+                " has errors; keeping the running configuration");
     } else {
       const Options& fresh = parsed.options;
       if (fresh.event_socket != config_.options.event_socket ||
@@ -163,6 +217,7 @@ class Daemon {
     admin_server_->stop();
     expiry_timer_.cancel();
     retention_timer_.cancel();
+    watchdog_timer_.cancel();
     signals_.cancel();
     finish_when_idle();
   }
@@ -182,7 +237,9 @@ class Daemon {
     if (stopping_) return;
     const TimePoint now = wall_clock_now();
     auto wait = std::chrono::duration_cast<std::chrono::steady_clock::duration>(kExpiryRecheck);
+    expiry_due_.reset();
     if (const auto next = service_->next_expiry()) {
+      expiry_due_ = *next;
       wait = std::min(wait, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                 std::max(*next - now, Seconds(0))));
     }
@@ -198,8 +255,10 @@ class Daemon {
   void prune_history() {
     if (stopping_) return;
     try {
-      const auto removed = store_->prune_history(wall_clock_now() - config_.options.history_retention);
-      if (removed > 0) log_info("removed " + std::to_string(removed) + " history row(s) past retention");
+      const auto removed =
+          store_->prune_history(wall_clock_now() - config_.options.history_retention);
+      if (removed > 0)
+        log_info("removed " + std::to_string(removed) + " history row(s) past retention");
     } catch (const std::exception& e) {
       log_error(std::string("cannot prune history: ") + e.what());
     }
@@ -213,7 +272,11 @@ class Daemon {
   asio::io_context io_;
   asio::signal_set signals_;
   asio::steady_timer expiry_timer_;
+  std::optional<TimePoint> expiry_due_;  // the lock end the expiry timer waits for
   asio::steady_timer retention_timer_;
+  asio::steady_timer watchdog_timer_;
+  std::chrono::microseconds watchdog_interval_{0};
+  InheritedSockets inherited_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<LockoutService> service_;
   std::unique_ptr<EventLog> event_log_;

@@ -8,10 +8,18 @@
 
 namespace acctlock {
 
+// Where lock events go (--log-target).
+enum class LogTarget {
+  automatic,  // the journal when stderr is systemd's journal stream, else stderr
+  journal,    // structured records through sd_journal_send
+  stderr,     // readable lines (a test, a container, the demo)
+};
+
 struct DaemonConfig {
   Options options;
   std::string config_path;  // re-read on SIGHUP
   bool config_missing_ok = false;
+  LogTarget log_target = LogTarget::automatic;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Start-up

@@ -42,10 +42,9 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   void read_length() {
     buffer_.resize(protocol::kLengthSize);
     arm_timer(context().limits.idle_timeout);
-    asio::async_read(socket_, asio::buffer(buffer_),
-                     [self = shared_from_this()](error_code ec, std::size_t) {
-                       self->on_length(ec);
-                     });
+    asio::async_read(
+        socket_, asio::buffer(buffer_),
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_length(ec); });
   }
 
   void on_length(error_code ec) {
@@ -80,8 +79,8 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   }
 
   void reject(const char* why) {
-    log_warning("event socket: closing connection from pid " + std::to_string(peer_.pid) +
-                " uid " + std::to_string(peer_.uid) + ": " + why);
+    log_warning("event socket: closing connection from pid " + std::to_string(peer_.pid) + " uid " +
+                std::to_string(peer_.uid) + ": " + why);
     close();
   }
 
@@ -142,9 +141,13 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
 EventServer::EventServer(Acceptor acceptor, EventServerContext context)
     : acceptor_(std::move(acceptor)), context_(std::move(context)) {}
 
-EventServer::~EventServer() { stop(); }
+EventServer::~EventServer() {
+  stop();
+}
 
-void EventServer::start() { do_accept(); }
+void EventServer::start() {
+  do_accept();
+}
 
 void EventServer::stop() {
   if (stopped_) return;

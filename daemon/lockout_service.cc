@@ -30,7 +30,9 @@ void LockoutService::load_from_store() {
   expiries_ = std::move(expiries);
 }
 
-void LockoutService::set_rules(const LockoutRules& rules) { policy_ = LockoutPolicy(rules); }
+void LockoutService::set_rules(const LockoutRules& rules) {
+  policy_ = LockoutPolicy(rules);
+}
 
 protocol::Answer LockoutService::answer_for(const LockStatus& status,
                                             const UserState& state) const {
@@ -185,7 +187,10 @@ void LockoutService::stage(const std::string& user, const std::optional<TimePoin
     states_.erase(user);  // `state` refers into the map: nothing may use it after this
     return;
   }
-  if (auto expiry = policy_.next_expiry(state)) expiries_.emplace(*expiry, user);
+  if (auto expiry = policy_.next_expiry(state)) {
+    expiries_.emplace(*expiry, user);
+    if (on_new_expiry_) on_new_expiry_(*expiry);
+  }
   work.states.insert_or_assign(user, state);
 }
 

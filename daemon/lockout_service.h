@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -72,6 +73,10 @@ class LockoutService {
   // Ends every lock that is due at `now`.
   void expire_due(TimePoint now, PendingWork& work);
   std::optional<TimePoint> next_expiry() const;
+  // Called with each new lock end as it is indexed, so that the owner of the
+  // expiry timer can bring it forward: a lock must be announced as expired
+  // when it ends, not at the next periodic check.
+  void on_new_expiry(std::function<void(TimePoint)> hook) { on_new_expiry_ = std::move(hook); }
 
   // Admin actions. `admin_uid` is the peer's uid, for the history. They
   // return false, changing nothing, when the user has nothing to act on
@@ -91,6 +96,8 @@ class LockoutService {
   protocol::Answer answer_for(const LockStatus& status, const UserState& state) const;
 
  private:
+  std::function<void(TimePoint)> on_new_expiry_;
+
   // Stages `state` (after a change) for the store: a put, or a delete once it
   // is idle, and keeps the expiry index in step.
   void stage(const std::string& user, const std::optional<TimePoint>& old_expiry,

@@ -1,5 +1,8 @@
 #include "daemon/log.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -7,27 +10,44 @@
 namespace acctlock {
 namespace {
 
-bool stderr_is_journal() {
-  static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
-  return journal;
-}
-
 const char* level_word(LogLevel level) {
   switch (level) {
-    case LogLevel::error: return "error";
-    case LogLevel::warning: return "warning";
-    case LogLevel::notice: return "notice";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
+    case LogLevel::error:
+      return "error";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::notice:
+      return "notice";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::debug:
+      return "debug";
   }
   return "info";
 }
 
 }  // namespace
 
+// JOURNAL_STREAM alone is not enough: it is inherited by children whose
+// stderr was redirected (a test harness, a shell under a unit), so the
+// device and inode it names must be those of our stderr.
+bool stderr_is_journal_stream() {
+  static const bool journal = [] {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (stream == nullptr) return false;
+    unsigned long long device = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+    struct stat info {};
+    if (fstat(STDERR_FILENO, &info) != 0) return false;
+    return info.st_dev == device && info.st_ino == inode;
+  }();
+  return journal;
+}
+
 void log(LogLevel level, std::string_view message) {
   std::string line;
-  if (stderr_is_journal()) {
+  if (stderr_is_journal_stream()) {
     line = "<" + std::to_string(static_cast<int>(level)) + ">";
   } else {
     line = "acctlockd: ";

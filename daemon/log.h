@@ -13,9 +13,21 @@ enum class LogLevel { error = 3, warning = 4, notice = 5, info = 6, debug = 7 };
 
 void log(LogLevel level, std::string_view message);
 
-inline void log_error(std::string_view message) { log(LogLevel::error, message); }
-inline void log_warning(std::string_view message) { log(LogLevel::warning, message); }
-inline void log_notice(std::string_view message) { log(LogLevel::notice, message); }
-inline void log_info(std::string_view message) { log(LogLevel::info, message); }
+// True when stderr is the journal stream systemd connected (JOURNAL_STREAM
+// names its device and inode).
+bool stderr_is_journal_stream();
+
+inline void log_error(std::string_view message) {
+  log(LogLevel::error, message);
+}
+inline void log_warning(std::string_view message) {
+  log(LogLevel::warning, message);
+}
+inline void log_notice(std::string_view message) {
+  log(LogLevel::notice, message);
+}
+inline void log_info(std::string_view message) {
+  log(LogLevel::info, message);
+}
 
 }  // namespace acctlock

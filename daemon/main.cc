@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <string>
 
 #include "common/options.h"
 #include "daemon/daemon.h"
@@ -19,9 +21,19 @@ int main(int argc, char** argv) {
   CLI::App app{"acctlockd: account lockout daemon"};
   std::string config_path = ACCTLOCK_DEFAULT_CONFIG;
   bool check_config = false;
+  acctlock::LogTarget log_target = acctlock::LogTarget::automatic;
+  const std::map<std::string, acctlock::LogTarget> log_targets{
+      {"auto", acctlock::LogTarget::automatic},
+      {"journal", acctlock::LogTarget::journal},
+      {"stderr", acctlock::LogTarget::stderr}};
   app.add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
   app.add_flag("--check-config", check_config,
                "Check the configuration file, print every problem and exit");
+  app.add_option("--log-target", log_target,
+                 "Where lock events go: journal, stderr, or auto (the journal when stderr is "
+                 "systemd's journal stream)")
+      ->transform(CLI::CheckedTransformer(log_targets, CLI::ignore_case))
+      ->default_str("auto");
   app.set_version_flag("--version", std::string("acctlockd ") + ACCTLOCK_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -42,5 +54,5 @@ int main(int argc, char** argv) {
     std::cerr << "acctlockd: not starting: " << config_path << " has errors\n";
     return 1;
   }
-  return acctlock::run_daemon({parsed.options, config_path, missing_ok});
+  return acctlock::run_daemon({parsed.options, config_path, missing_ok, log_target});
 }

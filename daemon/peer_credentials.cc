@@ -64,7 +64,7 @@ bool UserDirectory::is_in_group(uid_t uid, const std::string& group_name) {
   if (group_name.empty()) return false;
 
   std::vector<char> buffer(static_cast<std::size_t>(initial_buffer_size(_SC_GETGR_R_SIZE_MAX)));
-  struct group entry{};
+  struct group entry {};
   struct group* found = nullptr;
   for (;;) {
     const int error = getgrnam_r(group_name.c_str(), &entry, buffer.data(), buffer.size(), &found);

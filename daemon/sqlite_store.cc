@@ -57,8 +57,12 @@ static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 // short enough that a stuck lock surfaces as an error rather than a hang.
 constexpr int kBusyTimeoutMs = 5000;
 
-std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
-TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
+std::int64_t to_unix(TimePoint time) {
+  return time.time_since_epoch().count();
+}
+TimePoint from_unix(std::int64_t seconds) {
+  return TimePoint{Seconds{seconds}};
+}
 
 // What went wrong, in words an operator can act on. Built from the connection
 // right after the failing call, before anything else (a ROLLBACK) replaces it.
@@ -76,8 +80,9 @@ std::string describe_error(sqlite3* db, int code) {
     }
   }
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
-    text += "; acctlockd leaves the file as it is: restore it from a backup, or move it aside "
-            "to start with an empty database";
+    text +=
+        "; acctlockd leaves the file as it is: restore it from a backup, or move it aside "
+        "to start with an empty database";
   }
   return text;
 }
@@ -218,8 +223,8 @@ class Statement {
 };
 
 std::int64_t sql_limit(std::size_t limit) {
-  return static_cast<std::int64_t>(
-      std::min<std::size_t>(limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
+  return static_cast<std::int64_t>(std::min<std::size_t>(
+      limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
 }
 
 std::int64_t query_int(const Connection& db, const std::string& sql, std::string_view doing) {
@@ -248,7 +253,8 @@ void check_directory(const std::string& path) {
   if (status.type() == std::filesystem::file_type::not_found) {
     throw StoreError(path + ": directory " + directory.string() + " does not exist");
   }
-  if (error) throw StoreError(path + ": cannot reach " + directory.string() + ": " + error.message());
+  if (error)
+    throw StoreError(path + ": cannot reach " + directory.string() + ": " + error.message());
   if (status.type() != std::filesystem::file_type::directory) {
     throw StoreError(path + ": " + directory.string() + " is not a directory");
   }
@@ -302,8 +308,8 @@ void migrate(const Connection& db) {
         db.exec("COMMIT", "finishing the schema check");
         return;
       }
-      if (version == 0 && query_int(db, "SELECT count(*) FROM sqlite_schema",
-                                    "reading the schema") != 0) {
+      if (version == 0 &&
+          query_int(db, "SELECT count(*) FROM sqlite_schema", "reading the schema") != 0) {
         throw StoreError(db.path() +
                          ": an SQLite database, but not an acctlock one (it has tables and no "
                          "schema version)");
@@ -364,13 +370,14 @@ struct SqliteStore::ReadSide {
   Statement history_all{db, history_sql("")};
   Statement history_of_user{db, history_sql("user = ?4 AND ")};
   Statement count_events{db, "SELECT count(*) FROM history WHERE event = ?1 AND time >= ?2"};
-  Statement top_users{db,
-                      "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
-                          failure_events_sql() + " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
-  Statement top_rhosts{db, "SELECT rhost, count(*) AS n FROM history WHERE time >= ?1 AND "
-                           "rhost <> '' AND event IN " +
-                               failure_events_sql() +
-                               " GROUP BY rhost ORDER BY n DESC, rhost LIMIT ?2"};
+  Statement top_users{db, "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
+                              failure_events_sql() +
+                              " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
+  Statement top_rhosts{db,
+                       "SELECT rhost, count(*) AS n FROM history WHERE time >= ?1 AND "
+                       "rhost <> '' AND event IN " +
+                           failure_events_sql() +
+                           " GROUP BY rhost ORDER BY n DESC, rhost LIMIT ?2"};
 
  private:
   static std::string history_sql(const std::string& user_filter) {

@@ -24,8 +24,7 @@ bool someone_listens(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  const bool live =
-      connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  const bool live = connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
   close(fd);
   return live;
 }
@@ -43,7 +42,7 @@ UnixAcceptor listen_unix_socket(boost::asio::io_context& io, const std::string& 
     throw socket_error(parent.string(), "cannot create directory", errno);
   }
 
-  struct stat info{};
+  struct stat info {};
   if (lstat(path.c_str(), &info) == 0) {
     if (!S_ISSOCK(info.st_mode)) {
       throw std::runtime_error(path + ": exists and is not a socket; refusing to replace it");

@@ -55,22 +55,27 @@ DaemonProcess::DaemonProcess(const TempDir& dir, std::string extra_config)
 }
 
 DaemonProcess::~DaemonProcess() {
+  if (notify_fd_ >= 0) close(notify_fd_);
   if (pid_ > 0) stop();
 }
 
 void DaemonProcess::rewrite_config(const std::string& extra_config) {
-  write_file(config_path_, "event_socket = " + event_socket_ + "\nadmin_socket = " +
-                               admin_socket_ + "\ndatabase = " + database_ + "\n" + extra_config +
-                               "\n");
+  write_file(config_path_, "event_socket = " + event_socket_ + "\nadmin_socket = " + admin_socket_ +
+                               "\ndatabase = " + database_ + "\n" + extra_config + "\n");
 }
 
-bool DaemonProcess::start() { return launch(true); }
-bool DaemonProcess::start_quietly() { return launch(false); }
+bool DaemonProcess::start() {
+  return launch(true);
+}
+bool DaemonProcess::start_quietly() {
+  return launch(false);
+}
 
 bool DaemonProcess::launch(bool report_failure) {
   const std::string notify_path = dir_ + "/notify.sock";
   unlink(notify_path.c_str());
-  const int notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (notify_fd_ >= 0) close(notify_fd_);
+  const int notify = notify_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, notify_path.c_str(), sizeof address.sun_path - 1);
@@ -86,7 +91,11 @@ bool DaemonProcess::launch(bool report_failure) {
     dup2(log_fd, STDOUT_FILENO);
     setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
     unsetenv("JOURNAL_STREAM");
-    execl(ACCTLOCKD_PATH, "acctlockd", "--config", config_path_.c_str(), nullptr);
+    for (const std::string& entry : extra_environment_) putenv(strdup(entry.c_str()));
+    std::vector<std::string> words{ACCTLOCKD_PATH, "--config", config_path_};
+    words.insert(words.end(), extra_arguments_.begin(), extra_arguments_.end());
+    auto argv = as_argv(words);
+    execv(argv[0], argv.data());
     _exit(127);
   }
   close(log_fd);
@@ -107,13 +116,30 @@ bool DaemonProcess::launch(bool report_failure) {
       if (report_failure) {
         ADD_FAILURE() << "acctlockd exited during start-up (status " << status << "):\n" << log();
       }
-      close(notify);
       return false;
     }
   }
-  close(notify);
   if (!ready && report_failure) ADD_FAILURE() << "acctlockd did not report READY=1:\n" << log();
   return ready;
+}
+
+void DaemonProcess::set_launch_extras(std::vector<std::string> arguments,
+                                      std::vector<std::string> environment) {
+  extra_arguments_ = std::move(arguments);
+  extra_environment_ = std::move(environment);
+}
+
+bool DaemonProcess::wait_for_notification(const std::string& text,
+                                          std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (notify_fd_ >= 0 && Clock::now() < deadline) {
+    pollfd entry{notify_fd_, POLLIN, 0};
+    if (poll(&entry, 1, remaining_ms(deadline)) <= 0) continue;
+    char message[512] = {};
+    const ssize_t n = recv(notify_fd_, message, sizeof message - 1, 0);
+    if (n > 0 && std::strstr(message, text.c_str()) != nullptr) return true;
+  }
+  return false;
 }
 
 void DaemonProcess::signal(int number) const {
@@ -148,14 +174,17 @@ void DaemonProcess::kill_hard() {
   pid_ = -1;
 }
 
-std::string DaemonProcess::log() const { return read_file(log_path_); }
+std::string DaemonProcess::log() const {
+  return read_file(log_path_);
+}
 
 protocol::Answer DaemonProcess::request(protocol::MessageType type, const std::string& user,
                                         const std::string& service, const std::string& rhost) {
   EventClient client;
   protocol::Answer answer;
-  const auto status = client.exchange(event_socket_, {type, false, user, service, rhost, "pts/1", ""},
-                                      answer, std::chrono::seconds(10));
+  const auto status =
+      client.exchange(event_socket_, {type, false, user, service, rhost, "pts/1", ""}, answer,
+                      std::chrono::seconds(10));
   EXPECT_EQ(status, ClientStatus::ok) << describe(status);
   return answer;
 }

@@ -48,6 +48,14 @@ class DaemonProcess {
   // Everything the daemon wrote to stderr so far.
   std::string log() const;
 
+  // Extra command-line arguments and environment entries ("NAME=value") for
+  // the next start.
+  void set_launch_extras(std::vector<std::string> arguments, std::vector<std::string> environment);
+
+  // Waits for an sd_notify message containing `text` that arrives after
+  // READY=1 (WATCHDOG=1, STOPPING=1, ...). False on timeout.
+  bool wait_for_notification(const std::string& text, std::chrono::milliseconds timeout);
+
   // Rewrites the config file (for reload tests).
   void rewrite_config(const std::string& extra_config);
 
@@ -63,6 +71,9 @@ class DaemonProcess {
   std::string database_;
   std::string log_path_;
   pid_t pid_ = -1;
+  int notify_fd_ = -1;  // our end of the daemon's NOTIFY_SOCKET
+  std::vector<std::string> extra_arguments_;
+  std::vector<std::string> extra_environment_;
 
   bool launch(bool report_failure);
 };

@@ -10,16 +10,22 @@
 int main(int argc, char** argv) {
   using namespace acctlock;
   if (argc != 4) {
-    std::fprintf(stderr, "usage: event_request SOCKET check|failure|success|password_changed USER\n");
+    std::fprintf(stderr,
+                 "usage: event_request SOCKET check|failure|success|password_changed USER\n");
     return 2;
   }
   protocol::Request request;
   const std::string type = argv[2];
-  if (type == "check") request.type = protocol::MessageType::check;
-  else if (type == "failure") request.type = protocol::MessageType::failure;
-  else if (type == "success") request.type = protocol::MessageType::success;
-  else if (type == "password_changed") request.type = protocol::MessageType::password_changed;
-  else return 2;
+  if (type == "check")
+    request.type = protocol::MessageType::check;
+  else if (type == "failure")
+    request.type = protocol::MessageType::failure;
+  else if (type == "success")
+    request.type = protocol::MessageType::success;
+  else if (type == "password_changed")
+    request.type = protocol::MessageType::password_changed;
+  else
+    return 2;
   request.user = argv[3];
   request.service = "event_request";
 

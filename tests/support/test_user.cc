@@ -13,7 +13,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <utility>
 
 #include "tests/support/temp_dir.h"
 
@@ -69,6 +68,14 @@ std::string hash_password(const std::string& password, std::string* why_not) {
   return hash;
 }
 
+// The host's root, opened before the first unshare: lookups through it walk
+// the host's mount tree, which the bind mounts never reach.
+int host_root_fd = -1;
+// Set once this process has put copies over the files. Those copies are
+// unlinked, and the kernel refuses to mount over an unlinked file, so a
+// later call first detaches them.
+bool files_replaced = false;
+
 }  // namespace
 
 bool add_test_users(const std::vector<TestUser>& users, std::string* why_not) {
@@ -78,11 +85,12 @@ bool add_test_users(const std::vector<TestUser>& users, std::string* why_not) {
   }
   for (const TestUser& user : users) {
     if (getpwnam(user.name.c_str()) != nullptr || getpwuid(user.uid) != nullptr ||
-        getgrgid(user.gid) != nullptr) {
-      *why_not = "test user " + user.name + " or its ids already exist on this host";
+        getgrnam(user.name.c_str()) != nullptr || getgrgid(user.gid) != nullptr) {
+      *why_not = "test user " + user.name + " or its ids already exist here";
       return false;
     }
   }
+  if (host_root_fd < 0) host_root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (unshare(CLONE_NEWNS) != 0) {
     *why_not =
         std::string("cannot make a private mount namespace: unshare: ") + std::strerror(errno);
@@ -109,28 +117,48 @@ bool add_test_users(const std::vector<TestUser>& users, std::string* why_not) {
     group = with_line(group, user.name + ":x:" + gid + ":");
   }
 
-  // The copies are removed when the process exits, and the namespace with
-  // its mounts ends with it.
-  static const TempDir copies;
+  // A mount holds its source's inode, so each copy is unlinked as soon as it
+  // is mounted: the shadow copy, with the host's real hashes, does not stay
+  // in the temp dir, and a later call starts from an empty one.
+  const TempDir copies;
   struct Copy {
     const char* name;
     const std::string& text;
-    mode_t mode;
   };
-  for (const Copy& file :
-       {Copy{"passwd", passwd, 0644}, Copy{"shadow", shadow, 0600}, Copy{"group", group, 0644}}) {
+  for (const Copy& file : {Copy{"passwd", passwd}, Copy{"shadow", shadow}, Copy{"group", group}}) {
     const std::string copy = copies / file.name;
     const std::string original = std::string("/etc/") + file.name;
     if (!write_copy(copy, file.text, original)) {
       *why_not = "cannot write " + copy;
       return false;
     }
-    if (mount(copy.c_str(), original.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      *why_not = "bind-mounting " + copy + " over " + original + ": " + std::strerror(errno);
+    if (files_replaced) umount2(original.c_str(), MNT_DETACH);
+    const bool mounted = mount(copy.c_str(), original.c_str(), nullptr, MS_BIND, nullptr) == 0;
+    const int mount_errno = errno;
+    unlink(copy.c_str());
+    if (!mounted) {
+      *why_not = "bind-mounting " + copy + " over " + original + ": " + std::strerror(mount_errno);
       return false;
     }
   }
+  files_replaced = true;
   return true;
+}
+
+std::string read_host_file(const std::string& absolute_path) {
+  if (host_root_fd < 0 || absolute_path.empty() || absolute_path[0] != '/') return {};
+  const int fd = openat(host_root_fd, absolute_path.c_str() + 1, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return text;
 }
 
 }  // namespace acctlock::test

@@ -24,10 +24,17 @@ struct TestUser {
   std::string password;
 };
 
-// Adds `users` (whose names and ids must be free on the host). Call it once
-// per process, before any thread starts. False, with the reason in
-// `*why_not` (for GTEST_SKIP), when the process cannot do it: not root, or no
-// mount namespaces here (a build chroot).
+// Adds `users`, whose names and ids must be free. Call it before any thread
+// starts (unshare(CLONE_NEWNS) refuses a multithreaded process); a later call
+// adds more users on top of the earlier ones. False, with the reason in
+// `*why_not` (for GTEST_SKIP), when the process cannot do it: not root, no
+// mount namespaces here (a build chroot), or a name or id already taken.
 bool add_test_users(const std::vector<TestUser>& users, std::string* why_not);
+
+// `absolute_path` as the host sees it, outside the namespace: for tests that
+// show the host's files were not touched. Empty when it cannot be read, or
+// before add_test_users ran. (/proc/1/root would do the same where PID 1 may
+// be inspected; in some sandboxes it may not.)
+std::string read_host_file(const std::string& absolute_path);
 
 }  // namespace acctlock::test

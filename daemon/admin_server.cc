@@ -40,13 +40,14 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
  public:
   AdminSession(AdminServer& server, AdminServer::Socket socket, AdminCaller caller)
       : server_(server),
+        sessions_(server.sessions_),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         caller_(std::move(caller)),
         input_(admin::kMaxRequestSize + 1) {
-    server_.sessions_.insert(this);
+    sessions_->insert(this);
   }
-  ~AdminSession() { server_.sessions_.erase(this); }
+  ~AdminSession() { sessions_->erase(this); }
 
   void start() { read_request(); }
 
@@ -113,6 +114,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   }
 
   AdminServer& server_;
+  std::shared_ptr<std::unordered_set<AdminSession*>> sessions_;  // the server's, kept alive
   AdminServer::Socket socket_;
   asio::steady_timer timer_;
   AdminCaller caller_;
@@ -136,7 +138,7 @@ void AdminServer::stop() {
   stopped_ = true;
   error_code ignored;
   acceptor_.close(ignored);
-  for (AdminSession* session : std::unordered_set<AdminSession*>(sessions_)) session->close();
+  for (AdminSession* session : std::unordered_set<AdminSession*>(*sessions_)) session->close();
 }
 
 void AdminServer::do_accept() {
@@ -150,8 +152,8 @@ void AdminServer::do_accept() {
     const auto peer = peer_credentials(socket.native_handle());
     if (!peer) {
       log_warning("admin socket: could not read peer credentials; connection closed");
-    } else if (sessions_.size() >= limits_.max_connections) {
-      log_warning("admin socket: " + std::to_string(sessions_.size()) +
+    } else if (sessions_->size() >= limits_.max_connections) {
+      log_warning("admin socket: " + std::to_string(sessions_->size()) +
                   " connections open, refusing uid " + std::to_string(peer->uid));
     } else {
       AdminCaller caller{peer->uid, peer->gid, peer_groups(socket.native_handle()), peer->pid};

@@ -51,7 +51,7 @@ class AdminServer {
   // commit is then dropped: the change itself still commits.
   void stop();
 
-  std::size_t connections() const { return sessions_.size(); }
+  std::size_t connections() const { return sessions_->size(); }
 
  private:
   friend class AdminSession;
@@ -60,7 +60,10 @@ class AdminServer {
   Acceptor acceptor_;
   AdminCommands commands_;
   AdminServerLimits limits_;
-  std::unordered_set<AdminSession*> sessions_;
+  // Shared with the sessions: a session can outlive the server, when the
+  // io_context destroys its last handlers after the server is gone.
+  std::shared_ptr<std::unordered_set<AdminSession*>> sessions_ =
+      std::make_shared<std::unordered_set<AdminSession*>>();
   bool stopped_ = false;
 };
 

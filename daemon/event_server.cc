@@ -16,10 +16,14 @@ using boost::system::error_code;
 class EventSession : public std::enable_shared_from_this<EventSession> {
  public:
   EventSession(EventServer& server, EventServer::Socket socket, PeerCredentials peer)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()), peer_(peer) {
-    server_.sessions_.insert(this);
+      : server_(server),
+        sessions_(server.sessions_),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        peer_(peer) {
+    sessions_->insert(this);
   }
-  ~EventSession() { server_.sessions_.erase(this); }
+  ~EventSession() { sessions_->erase(this); }
 
   void start() { read_length(); }
 
@@ -131,6 +135,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   }
 
   EventServer& server_;
+  std::shared_ptr<std::unordered_set<EventSession*>> sessions_;  // the server's, kept alive
   EventServer::Socket socket_;
   asio::steady_timer timer_;
   PeerCredentials peer_;
@@ -155,7 +160,7 @@ void EventServer::stop() {
   error_code ignored;
   acceptor_.close(ignored);
   // close() lets each session's pending handlers run and release it.
-  for (EventSession* session : std::unordered_set<EventSession*>(sessions_)) session->close();
+  for (EventSession* session : std::unordered_set<EventSession*>(*sessions_)) session->close();
 }
 
 void EventServer::do_accept() {
@@ -170,8 +175,8 @@ void EventServer::do_accept() {
     const auto peer = peer_credentials(socket.native_handle());
     if (!peer) {
       log_warning("event socket: could not read peer credentials; connection closed");
-    } else if (sessions_.size() >= context_.limits.max_connections) {
-      log_warning("event socket: " + std::to_string(sessions_.size()) +
+    } else if (sessions_->size() >= context_.limits.max_connections) {
+      log_warning("event socket: " + std::to_string(sessions_->size()) +
                   " connections open, refusing uid " + std::to_string(peer->uid));
     } else {
       std::make_shared<EventSession>(*this, std::move(socket), *peer)->start();

@@ -53,7 +53,7 @@ class EventServer {
   // Stops accepting and closes every connection.
   void stop();
 
-  std::size_t connections() const { return sessions_.size(); }
+  std::size_t connections() const { return sessions_->size(); }
 
  private:
   friend class EventSession;
@@ -61,7 +61,10 @@ class EventServer {
 
   Acceptor acceptor_;
   EventServerContext context_;
-  std::unordered_set<EventSession*> sessions_;
+  // Shared with the sessions: a session can outlive the server, when the
+  // io_context destroys its last handlers after the server is gone.
+  std::shared_ptr<std::unordered_set<EventSession*>> sessions_ =
+      std::make_shared<std::unordered_set<EventSession*>>();
   bool stopped_ = false;
 };
 

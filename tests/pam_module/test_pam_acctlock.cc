@@ -186,7 +186,7 @@ TEST_F(PamAcctlockTest, ARestartOfTheDaemonKeepsTheLock) {
   start("deny = 2\nunlock_time = 1h\n");
   login(kAlice, "wrong");
   login(kAlice, "wrong");
-  ASSERT_EQ(daemon_->stop(), 0);
+  ASSERT_EQ(daemon_->stop(), 0) << daemon_->log();
   ASSERT_TRUE(daemon_->start());
   const PamOutcome refused = login(kAlice, kAlice.password);
   EXPECT_EQ(refused.status, PAM_AUTH_ERR);

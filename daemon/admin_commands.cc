@@ -323,7 +323,7 @@ void AdminCommands::unlock(const AdminCaller& caller, const json& arguments, boo
                            const Reply& reply) {
   const std::string user = user_argument(arguments);
   const TimePoint now = context_.now();
-  if (context_.service.unlock(user, caller.uid, reset_only, now, context_.writer.pending())) {
+  if (context_.service.unlock(user, caller.uid, now, context_.writer.pending())) {
     return reply_after_commit(user, (reset_only ? "reset " : "unlocked ") + user, reply);
   }
   // Nothing recorded: the goal (no lock, no failures) already holds, so a

@@ -136,16 +136,18 @@ std::optional<TimePoint> LockoutService::next_expiry() const {
   return expiries_.begin()->first;
 }
 
-bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, bool reset_only,
-                            TimePoint now, PendingWork& work) {
+bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, TimePoint now,
+                            PendingWork& work) {
   auto found = states_.find(user);
   if (found == states_.end()) return false;
   UserState& state = found->second;
   const auto old_expiry = policy_.next_expiry(state);
   const bool was_locked = policy_.status(state, now).locked();
   policy_.unlock(state);
-  add_event(work, user, was_locked && !reset_only ? HistoryEvent::unlocked : HistoryEvent::reset,
-            EventOrigin{}, state, now, admin_uid);
+  // The event says what happened to the account, whichever command did it:
+  // a consumer watching for lifted locks must see a --reset that lifted one.
+  add_event(work, user, was_locked ? HistoryEvent::unlocked : HistoryEvent::reset, EventOrigin{},
+            state, now, admin_uid);
   stage(user, old_expiry, state, now, work);
   return true;
 }

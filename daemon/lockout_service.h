@@ -81,8 +81,7 @@ class LockoutService {
   // Admin actions. `admin_uid` is the peer's uid, for the history. They
   // return false, changing nothing, when the user has nothing to act on
   // (unlock/reset only).
-  bool unlock(const std::string& user, std::uint32_t admin_uid, bool reset_only, TimePoint now,
-              PendingWork& work);
+  bool unlock(const std::string& user, std::uint32_t admin_uid, TimePoint now, PendingWork& work);
   void lock(const std::string& user, std::string reason, std::uint32_t admin_uid, TimePoint now,
             PendingWork& work);
 

@@ -416,6 +416,11 @@ TEST_F(SystemdDaemonTest, LockEventsReachTheJournalWithTheirIdsAndFields) {
   EXPECT_EQ(unlocked.at("ACCTLOCK_ADMIN_UID"), "0");
   EXPECT_EQ(unlocked.at("PRIORITY"), "5");
   EXPECT_THAT(daemon.log(), HasSubstr("lock events to the journal"));
+
+  // faillock's --reset that lifts a lock is announced as a lifted lock.
+  ASSERT_EQ(acctlock(daemon.admin_socket(), {"lock", kCarol.name}).exit_code, 0);
+  ASSERT_EQ(acctlock(daemon.admin_socket(), {"--user", kCarol.name, "--reset"}).exit_code, 0);
+  EXPECT_TRUE(eventually([] { return PrivateJournald::events("unlocked").size() == 2; }, 20s));
 }
 
 TEST_F(SystemdDaemonTest, WithoutAJournalLockEventsAreReadableLinesOnStderr) {

@@ -220,6 +220,28 @@ TEST_F(SystemdDaemonTest, PingsTheWatchdogWhenSystemdAsks) {
   EXPECT_TRUE(daemon.wait_for_notification("WATCHDOG=1", 10s));
 }
 
+// Runs acctlockd under systemd-socket-activate, which binds the sockets that
+// `listen` describes and execs the daemon, in the same process, on the first
+// connection. Its output goes to `log_path`.
+pid_t socket_activate(const std::vector<std::string>& listen, const std::string& config,
+                      const std::string& log_path) {
+  std::vector<std::string> words{"/usr/bin/systemd-socket-activate"};
+  words.insert(words.end(), listen.begin(), listen.end());
+  words.insert(words.end(), {ACCTLOCKD_PATH, "--config", config, "--log-target=stderr"});
+  std::vector<char*> argv;
+  for (std::string& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
 // systemd-socket-activate binds both sockets, names the descriptors as the
 // socket units do, and starts the daemon on the first connection.
 TEST_F(SystemdDaemonTest, SocketActivatedTheModuleAndTheCommandUseTheInheritedSockets) {
@@ -229,16 +251,9 @@ TEST_F(SystemdDaemonTest, SocketActivatedTheModuleAndTheCommandUseTheInheritedSo
   // The config names other paths: the daemon must serve what it was given.
   DaemonProcess paths(dir_);
   const std::string log_path = dir_ / "activated.log";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    execl("/usr/bin/systemd-socket-activate", "systemd-socket-activate", "-l", event_socket.c_str(),
-          "-l", admin_socket.c_str(), "--fdname=event:admin", ACCTLOCKD_PATH, "--config",
-          paths.config_path().c_str(), "--log-target=stderr", nullptr);
-    _exit(127);
-  }
+  const pid_t pid =
+      socket_activate({"-l", event_socket, "-l", admin_socket, "--fdname=event:admin"},
+                      paths.config_path(), log_path);
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(eventually([&] { return std::filesystem::exists(admin_socket); }, 10s));
 
@@ -268,16 +283,8 @@ TEST_F(SystemdDaemonTest, SocketActivatedTheModuleAndTheCommandUseTheInheritedSo
 TEST_F(SystemdDaemonTest, AnUnnamedDescriptorIsMatchedByItsAddress) {
   DaemonProcess daemon(dir_);
   const std::string log_path = dir_ / "activated.log";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(log_fd, STDERR_FILENO);
-    // Only the admin socket, unnamed, at the configured admin path.
-    execl("/usr/bin/systemd-socket-activate", "systemd-socket-activate", "-l",
-          daemon.admin_socket().c_str(), ACCTLOCKD_PATH, "--config", daemon.config_path().c_str(),
-          nullptr);
-    _exit(127);
-  }
+  // Only the admin socket, unnamed, at the configured admin path.
+  const pid_t pid = socket_activate({"-l", daemon.admin_socket()}, daemon.config_path(), log_path);
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(eventually([&] { return std::filesystem::exists(daemon.admin_socket()); }, 10s));
   const CommandResult list = acctlock(daemon.admin_socket(), {"list"});

@@ -232,11 +232,6 @@ int main(int argc, char** argv) {
   }
   daemon.stop();
 
-  // Other work on the machine shows up in acctlock's figures more than in
-  // faillock's: each login waits for another process (acctlockd) to be
-  // scheduled, and for the disk.
-  std::printf("load average at the end: %s", acctlock::test::read_file("/proc/loadavg").c_str());
-
   std::printf("pam_vs_faillock: %d rounds after %d warm-up rounds, auth + account phases\n",
               settings.rounds, settings.warmup);
   std::printf("password module: %s\n", settings.unix_passwords ? "pam_unix nodelay, a yescrypt hash"
@@ -244,7 +239,12 @@ int main(int argc, char** argv) {
   std::printf("temp dir: %s on %s\n", dir.path().c_str(), file_system_name(dir.path().string()));
   std::printf(
       "pam_acctlock: acctlockd answers each failure after its SQLite commit (synchronous=FULL)\n"
-      "pam_faillock: tally file written with write(), never fsync()ed\n\n");
+      "pam_faillock: tally file written with write(), never fsync()ed\n");
+  // Other work on the machine shows up in acctlock's figures more than in
+  // faillock's: each login waits for another process (acctlockd) to be
+  // scheduled, and for the disk.
+  std::printf("load average at the end: %s\n", acctlock::test::read_file("/proc/loadavg").c_str());
+
   std::printf("%-11s %-13s %9s %9s %9s\n", "path", "module", "p50 ms", "p99 ms", "mean ms");
   for (const Path path : kPaths) {
     for (const Module module : {Module::acctlock, Module::faillock}) {

@@ -110,6 +110,14 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     const bool is_root = peer_.uid == 0 && request.user_is_root;
     answer = server_.context_.service.apply(request, is_root, server_.context_.now(), work);
     if (work.size() == staged_before) return send(answer);
+    // Only a failure must be on disk before its answer leaves. A success or a
+    // password change lost in a crash leaves the account with more failures
+    // or locked, never the reverse; answering those at once keeps the fsync
+    // out of every good login. They are committed with the next batch.
+    if (request.type != protocol::MessageType::failure) {
+      writer.flush();
+      return send(answer);
+    }
 
     // Answer only once the change is on disk.
     writer.after_commit([self = shared_from_this(), answer](const std::string& error) {

@@ -99,11 +99,15 @@ class PamAcctlockTest : public ::testing::Test {
 };
 
 // The test users are real for this process and its children, and absent
-// from the host: /proc/1/root resolves through PID 1's mount namespace.
+// from the host's files.
 TEST_F(PamAcctlockTest, TestUsersExistHereButNotOnTheHost) {
   EXPECT_THAT(read_file("/etc/passwd"), HasSubstr(kAlice.name + ":x:"));
-  EXPECT_THAT(read_file("/proc/1/root/etc/passwd"), ::testing::Not(HasSubstr(kAlice.name)));
-  EXPECT_THAT(read_file("/proc/1/root/etc/shadow"), ::testing::Not(HasSubstr(kAlice.name)));
+  const std::string host_passwd = read_host_file("/etc/passwd");
+  const std::string host_shadow = read_host_file("/etc/shadow");
+  ASSERT_THAT(host_passwd, HasSubstr("root:"));
+  ASSERT_THAT(host_shadow, HasSubstr("root:"));
+  EXPECT_THAT(host_passwd, ::testing::Not(HasSubstr(kAlice.name)));
+  EXPECT_THAT(host_shadow, ::testing::Not(HasSubstr(kAlice.name)));
 }
 
 TEST_F(PamAcctlockTest, TheRightPasswordLogsIn) {

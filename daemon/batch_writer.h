@@ -3,8 +3,9 @@
 // The event loop stages changes into pending(); a writer thread commits them
 // while the loop goes on collecting the next batch. When a commit returns, the
 // waiting clients are answered and the batch's events published, on the loop
-// thread. So every acknowledged event is on disk before its answer leaves,
-// and one fsync serves every client that was waiting for it.
+// thread. So every event whose answer waits for the commit (every failure;
+// see EventSession::handle) is on disk before its answer leaves, and one
+// fsync serves every client that was waiting for it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

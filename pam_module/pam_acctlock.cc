@@ -272,6 +272,9 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
       call.debug("user " + call.user() + " may try to log in");
       return PAM_SUCCESS;
     case AuthMode::authfail:
+      // A program that goes on to pam_acct_mgmt after a failed password
+      // must not have the account phase clear the failure just counted.
+      pam_set_data(pamh, kAuthRanKey, nullptr, nullptr);
       if (call.ask(protocol::MessageType::failure, answer)) {
         call.debug("failure of user " + call.user() + " recorded (" +
                    std::to_string(answer.failures) + " counted)");

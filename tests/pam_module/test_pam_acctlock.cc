@@ -349,6 +349,35 @@ TEST_F(PamAcctlockTest, TheAccountPhaseClearsFailuresOnlyAfterThisModulesAuthPha
   EXPECT_EQ(check(kAlice).failures, 0u);
 }
 
+// pam_login goes on to the account phase only after a successful auth
+// phase; a careless program might not. The failure must stay counted.
+TEST_F(PamAcctlockTest, TheAccountPhaseAfterAFailedPasswordKeepsTheFailure) {
+  start("deny = 3\nunlock_time = 1h\n");
+  const std::string module = std::string(PAM_ACCTLOCK_PATH) + " conf=" + daemon_->config_path();
+  // auth fails but the stack's result is ignored, as a careless program would.
+  write_service("careless", "auth required " + module + " preauth\n" +
+                                "auth [success=1 default=bad] pam_unix.so nodelay\n" +
+                                "auth [default=die] " + module + " authfail\n" +
+                                "account required " + module + "\n");
+  struct Conversation {
+    static int reply(int count, const pam_message**, pam_response** responses, void*) {
+      auto* replies =
+          static_cast<pam_response*>(calloc(static_cast<size_t>(count), sizeof(pam_response)));
+      for (int i = 0; i < count; ++i) replies[i].resp = strdup("wrong");
+      *responses = replies;
+      return PAM_SUCCESS;
+    }
+  };
+  const pam_conv conv{Conversation::reply, nullptr};
+  pam_handle_t* pamh = nullptr;
+  ASSERT_EQ(pam_start_confdir("careless", kAlice.name.c_str(), &conv, confdir_.c_str(), &pamh),
+            PAM_SUCCESS);
+  EXPECT_EQ(pam_authenticate(pamh, 0), PAM_AUTH_ERR);
+  EXPECT_EQ(pam_acct_mgmt(pamh, 0), PAM_SUCCESS);
+  pam_end(pamh, PAM_SUCCESS);
+  EXPECT_EQ(check(kAlice).failures, 1u);
+}
+
 TEST_F(PamAcctlockTest, AChangedPasswordLiftsAFailureLockButNotAnAdminLock) {
   start("deny = 2\nunlock_time = 1h\n");
   login(kAlice, "wrong");

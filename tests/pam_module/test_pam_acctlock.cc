@@ -37,6 +37,16 @@ using namespace std::chrono_literals;
 const TestUser kAlice{"acctlock-alice", 60401, 60401, "alice's right password"};
 const TestUser kBob{"acctlock-bob", 60402, 60402, "bob's right password"};
 
+// A conversation for tests that drive the PAM handle themselves: every
+// prompt gets a wrong password.
+int answer_wrong_password(int count, const pam_message**, pam_response** responses, void*) {
+  auto* replies =
+      static_cast<pam_response*>(calloc(static_cast<size_t>(count), sizeof(pam_response)));
+  for (int i = 0; i < count; ++i) replies[i].resp = strdup("wrong");
+  *responses = replies;
+  return PAM_SUCCESS;
+}
+
 // The stack pam_acctlock(8) documents, with the module by absolute path and
 // its settings from the daemon's own config file.
 std::string documented_stack(const std::string& conf, const std::string& extra_arguments = {}) {
@@ -201,16 +211,7 @@ TEST_F(PamAcctlockTest, ServiceRhostTtyAndRuserReachTheHistory) {
   start("deny = 3\n");
   write_service("sshd", documented_stack(daemon_->config_path()));
   // pam_set_item needs the handle, so this transaction is spelled out.
-  struct Conversation {
-    static int reply(int count, const pam_message**, pam_response** responses, void*) {
-      auto* replies =
-          static_cast<pam_response*>(calloc(static_cast<size_t>(count), sizeof(pam_response)));
-      for (int i = 0; i < count; ++i) replies[i].resp = strdup("wrong");
-      *responses = replies;
-      return PAM_SUCCESS;
-    }
-  };
-  const pam_conv conv{Conversation::reply, nullptr};
+  const pam_conv conv{answer_wrong_password, nullptr};
   pam_handle_t* pamh = nullptr;
   ASSERT_EQ(pam_start_confdir("sshd", kAlice.name.c_str(), &conv, confdir_.c_str(), &pamh),
             PAM_SUCCESS);
@@ -359,16 +360,7 @@ TEST_F(PamAcctlockTest, TheAccountPhaseAfterAFailedPasswordKeepsTheFailure) {
                                 "auth [success=1 default=bad] pam_unix.so nodelay\n" +
                                 "auth [default=die] " + module + " authfail\n" +
                                 "account required " + module + "\n");
-  struct Conversation {
-    static int reply(int count, const pam_message**, pam_response** responses, void*) {
-      auto* replies =
-          static_cast<pam_response*>(calloc(static_cast<size_t>(count), sizeof(pam_response)));
-      for (int i = 0; i < count; ++i) replies[i].resp = strdup("wrong");
-      *responses = replies;
-      return PAM_SUCCESS;
-    }
-  };
-  const pam_conv conv{Conversation::reply, nullptr};
+  const pam_conv conv{answer_wrong_password, nullptr};
   pam_handle_t* pamh = nullptr;
   ASSERT_EQ(pam_start_confdir("careless", kAlice.name.c_str(), &conv, confdir_.c_str(), &pamh),
             PAM_SUCCESS);

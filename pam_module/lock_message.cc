@@ -20,18 +20,17 @@ std::vector<std::string> lock_message(const protocol::Answer& answer, std::int64
     case LockKind::manual:
       return {"The account is locked by an administrator."};
     case LockKind::permanent:
-      return {"The account is locked due to " + failed_logins(answer.failures),
-              "(an administrator must unlock it)"};
-    case LockKind::failures:
-      if (answer.locked_until == 0) {
-        return {"The account is locked due to " + failed_logins(answer.failures),
-                "(an administrator must unlock it)"};
-      } else {
+    case LockKind::failures: {
+      // A lock without an end (permanent, or unlock_time = never) waits for
+      // an administrator; a timed one says how long is left.
+      std::string until = "(an administrator must unlock it)";
+      if (answer.lock == LockKind::failures && answer.locked_until != 0) {
         const std::int64_t minutes = minutes_left(answer.locked_until, now);
-        return {"The account is locked due to " + failed_logins(answer.failures),
-                "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
-                    " left to unlock)"};
+        until = "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
+                " left to unlock)";
       }
+      return {"The account is locked due to " + failed_logins(answer.failures), until};
+    }
     case LockKind::none:
       break;
   }

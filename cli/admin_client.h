@@ -1,4 +1,4 @@
-// The command's side of the admin socket (daemon/admin_protocol.h): a blocking
+// The command's side of the admin socket (common/admin_protocol.h): a blocking
 // connection that sends one JSON line and reads one back.
 #pragma once
 

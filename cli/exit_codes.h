@@ -2,7 +2,7 @@
 // them, so the numbers never change meaning.
 #pragma once
 
-#include "daemon/admin_protocol.h"
+#include "common/admin_protocol.h"
 
 namespace acctlock::cli {
 

@@ -35,7 +35,7 @@ struct FailureLock {
   bool operator==(const FailureLock&) const = default;
 };
 
-// Everything remembered about one user. The policy (daemon/lockout_policy.h)
+// Everything remembered about one user. The policy (daemon/policy/lockout_policy.h)
 // is the only code that changes it; the store persists it as it is.
 struct UserState {
   std::uint32_t failures = 0;              // counted failures in the current window

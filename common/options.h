@@ -20,7 +20,7 @@
 
 namespace acctlock {
 
-// The lockout rules the daemon's policy enforces (daemon/lockout_policy.h).
+// The lockout rules the daemon's policy enforces (daemon/policy/lockout_policy.h).
 struct LockoutRules {
   std::uint32_t deny = 3;                 // failures that lock the account
   Seconds fail_interval{900};             // failures further apart start a new count

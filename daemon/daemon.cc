@@ -12,17 +12,17 @@
 #include <memory>
 #include <optional>
 
-#include "daemon/admin_server.h"
-#include "daemon/batch_writer.h"
-#include "daemon/event_log.h"
-#include "daemon/event_server.h"
-#include "daemon/journal_event_log.h"
+#include "daemon/admin/admin_server.h"
+#include "daemon/events/batch_writer.h"
+#include "daemon/journal/event_log.h"
+#include "daemon/events/event_server.h"
+#include "daemon/journal/journal_event_log.h"
 #include "daemon/lockout_service.h"
 #include "daemon/log.h"
-#include "daemon/peer_credentials.h"
-#include "daemon/socket_activation.h"
-#include "daemon/sqlite_store.h"
-#include "daemon/unix_socket.h"
+#include "daemon/sockets/peer_credentials.h"
+#include "daemon/sockets/socket_activation.h"
+#include "daemon/store/sqlite/sqlite_store.h"
+#include "daemon/sockets/unix_socket.h"
 
 namespace acctlock {
 namespace {

@@ -4,7 +4,7 @@
 // All state lives in memory so that "is this user locked?" never waits for the
 // disk; only users with something worth remembering are kept (idle ones are
 // deleted, see LockoutPolicy::is_idle). Every change is staged into a
-// PendingWork; the caller commits it (daemon/batch_writer.h) and only then
+// PendingWork; the caller commits it (daemon/events/batch_writer.h) and only then
 // answers the client and publishes the events. Runs on the event loop thread
 // only.
 #pragma once
@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "common/protocol.h"
-#include "daemon/event_log.h"
-#include "daemon/lockout_policy.h"
-#include "daemon/store.h"
+#include "daemon/journal/event_log.h"
+#include "daemon/policy/lockout_policy.h"
+#include "daemon/store/store.h"
 
 namespace acctlock {
 

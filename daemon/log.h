@@ -2,7 +2,7 @@
 //
 // Under systemd stderr is a journal stream (JOURNAL_STREAM is set); lines then
 // carry the sd-daemon "<N>" priority prefix so journalctl -p works. Structured
-// lock events go through daemon/event_log.h instead.
+// lock events go through daemon/journal/event_log.h instead.
 #pragma once
 
 #include <string_view>

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/options.h"
-#include "daemon/journal_event_log.h"
+#include "daemon/journal/journal_event_log.h"
 #include "tests/pam_module/pam_transaction.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/event_log.h"
+#include "daemon/journal/event_log.h"
 #include "daemon/lockout_service.h"
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 namespace acctlock {
 

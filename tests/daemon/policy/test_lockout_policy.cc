@@ -1,4 +1,4 @@
-// The lockout rules of daemon/lockout_policy.h, one edge at a time. Time is a
+// The lockout rules of daemon/policy/lockout_policy.h, one edge at a time. Time is a
 // fixed start moved forward (or back) by hand: no clock, no sleeps.
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 #include <optional>
 
-#include "daemon/lockout_policy.h"
+#include "daemon/policy/lockout_policy.h"
 
 namespace acctlock {
 namespace {

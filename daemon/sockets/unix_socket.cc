@@ -1,4 +1,4 @@
-#include "daemon/unix_socket.h"
+#include "daemon/sockets/unix_socket.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>

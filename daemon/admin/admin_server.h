@@ -1,7 +1,7 @@
 // The admin socket: where the acctlock command asks and acts.
 //
 // Transport only. One AdminSession per connection reads newline-ended JSON
-// requests (daemon/admin_protocol.h), takes the caller's credentials from the
+// requests (common/admin_protocol.h), takes the caller's credentials from the
 // kernel (SO_PEERCRED, SO_PEERGROUPS) and hands both to AdminCommands, which
 // authorises and answers. Requests on one connection are answered in order,
 // one at a time. A line that is not JSON gets an `invalid` answer and the
@@ -20,7 +20,7 @@
 #include <memory>
 #include <unordered_set>
 
-#include "daemon/admin_commands.h"
+#include "daemon/admin/admin_commands.h"
 
 namespace acctlock {
 

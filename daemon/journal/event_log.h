@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "common/time.h"
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 namespace acctlock {
 

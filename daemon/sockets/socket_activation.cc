@@ -1,4 +1,4 @@
-#include "daemon/socket_activation.h"
+#include "daemon/sockets/socket_activation.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -1,6 +1,6 @@
 // What the admin socket can be asked: a registry of named command handlers
 // that takes a parsed request and the caller's kernel credentials and produces
-// an answer. It knows nothing about sockets or framing (daemon/admin_server.h
+// an answer. It knows nothing about sockets or framing (daemon/admin/admin_server.h
 // carries the bytes), so it is tested by calling it directly.
 //
 // Authorisation happens here, before a handler reads or changes anything:
@@ -19,11 +19,11 @@
 #include <vector>
 
 #include "common/time.h"
-#include "daemon/admin_protocol.h"
-#include "daemon/batch_writer.h"
+#include "common/admin_protocol.h"
+#include "daemon/events/batch_writer.h"
 #include "daemon/lockout_service.h"
-#include "daemon/peer_credentials.h"
-#include "daemon/store.h"
+#include "daemon/sockets/peer_credentials.h"
+#include "daemon/store/store.h"
 
 namespace acctlock {
 

@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 namespace acctlock {
 

@@ -1,4 +1,4 @@
-#include "daemon/lockout_policy.h"
+#include "daemon/policy/lockout_policy.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "daemon/sqlite_store.h"
+#include "daemon/store/sqlite/sqlite_store.h"
 
 #include <sqlite3.h>
 

@@ -1,4 +1,4 @@
-#include "daemon/sqlite_store.h"
+#include "daemon/store/sqlite/sqlite_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

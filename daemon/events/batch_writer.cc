@@ -1,4 +1,4 @@
-#include "daemon/batch_writer.h"
+#include "daemon/events/batch_writer.h"
 
 #include <boost/asio/post.hpp>
 

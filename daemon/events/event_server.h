@@ -16,9 +16,9 @@
 #include <unordered_set>
 
 #include "common/time.h"
-#include "daemon/batch_writer.h"
+#include "daemon/events/batch_writer.h"
 #include "daemon/lockout_service.h"
-#include "daemon/peer_credentials.h"
+#include "daemon/sockets/peer_credentials.h"
 
 namespace acctlock {
 

@@ -1,4 +1,4 @@
-#include "daemon/event_server.h"
+#include "daemon/events/event_server.h"
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>

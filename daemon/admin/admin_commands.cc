@@ -1,4 +1,4 @@
-#include "daemon/admin_commands.h"
+#include "daemon/admin/admin_commands.h"
 
 #include <grp.h>
 #include <unistd.h>

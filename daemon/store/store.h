@@ -1,6 +1,6 @@
 // Where acctlockd keeps its state: the per-user lockout state and the login
 // history. An interface, so the policy and the servers never see SQL; SQLite
-// (daemon/sqlite_store.h) is the first backend. Errors are StoreError
+// (daemon/store/sqlite/sqlite_store.h) is the first backend. Errors are StoreError
 // exceptions: the daemon reports them and answers `failed`, never pretends.
 #pragma once
 

@@ -7,7 +7,7 @@
 #include <span>
 #include <string_view>
 
-#include "daemon/event_log.h"
+#include "daemon/journal/event_log.h"
 
 namespace acctlock {
 

@@ -9,8 +9,8 @@
 #include <boost/asio/io_context.hpp>
 #include <optional>
 
-#include "daemon/admin_commands.h"
-#include "daemon/sqlite_store.h"
+#include "daemon/admin/admin_commands.h"
+#include "daemon/store/sqlite/sqlite_store.h"
 #include "tests/support/temp_dir.h"
 
 namespace acctlock {

@@ -1,4 +1,4 @@
-#include "daemon/journal_event_log.h"
+#include "daemon/journal/journal_event_log.h"
 
 #include <sys/uio.h>
 #include <syslog.h>

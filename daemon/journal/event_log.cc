@@ -1,4 +1,4 @@
-#include "daemon/event_log.h"
+#include "daemon/journal/event_log.h"
 
 #include <ctime>
 #include <string>

@@ -1,4 +1,4 @@
-#include "daemon/peer_credentials.h"
+#include "daemon/sockets/peer_credentials.h"
 
 #include <grp.h>
 #include <pwd.h>

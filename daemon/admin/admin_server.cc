@@ -1,4 +1,4 @@
-#include "daemon/admin_server.h"
+#include "daemon/admin/admin_server.h"
 
 #include <sys/socket.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 
 #include "daemon/log.h"
-#include "daemon/peer_credentials.h"
+#include "daemon/sockets/peer_credentials.h"
 
 namespace acctlock {
 namespace {

@@ -2,10 +2,10 @@
 //
 // The event loop stages changes into pending(); a writer thread commits them
 // while the loop goes on collecting the next batch. When a commit returns, the
-// waiting clients are answered and the batch's events published, on the loop
-// thread. So every event whose answer waits for the commit (every failure;
-// see EventSession::handle) is on disk before its answer leaves, and one
-// fsync serves every client that was waiting for it.
+// writer thread publishes the batch's events to the EventLog, then the waiting
+// clients are answered on the loop thread. So every event whose answer waits for the commit (every
+// failure; see EventSession::handle) is on disk before its answer leaves, and one fsync serves
+// every client that was waiting for it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -64,6 +64,8 @@ class BatchWriter {
   void start_commit();
   void finish_commit(Batch batch, std::string error);
   void run_thread();
+  // Writer thread: the EventLog is only ever called from there.
+  void publish(const std::vector<LockEvent>& events) noexcept;
 
   boost::asio::io_context& io_;
   Store& store_;

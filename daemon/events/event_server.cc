@@ -1,9 +1,11 @@
 #include "daemon/events/event_server.h"
 
-#include <boost/asio/read.hpp>
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <string>
+#include <string_view>
 
 #include "common/user_name.h"
 #include "daemon/log.h"
@@ -25,7 +27,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   }
   ~EventSession() { sessions_->erase(this); }
 
-  void start() { read_length(); }
+  void start() { next_request(); }
 
   void close() {
     error_code ignored;
@@ -34,41 +36,73 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   const EventServerContext& context() const { return server_.context_; }
 
-  void arm_timer(std::chrono::milliseconds timeout) {
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (!ec) self->close();  // idle or stalled: drop this connection only
-    });
+  // One timer per session, armed at most once at a time: moving the
+  // deadline is a store to deadline_, not a cancel and a new wait on the
+  // reactor's timer queue for each step of each request.
+  void set_deadline(std::chrono::milliseconds timeout) {
+    paused_ = false;
+    deadline_ = Clock::now() + timeout;
+    if (!timer_armed_) arm_timer(deadline_);
   }
 
-  void read_length() {
-    buffer_.resize(protocol::kLengthSize);
-    arm_timer(context().limits.idle_timeout);
-    asio::async_read(
-        socket_, asio::buffer(buffer_),
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_length(ec); });
+  // While a request waits for its commit, no deadline runs: a slow disk is
+  // not the client's fault.
+  void pause_deadline() { paused_ = true; }
+
+  void arm_timer(Clock::time_point when) {
+    timer_armed_ = true;
+    timer_.expires_at(when);
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
   }
 
-  void on_length(error_code ec) {
+  void on_timer(error_code ec) {
+    timer_armed_ = false;
+    if (ec || !socket_.is_open()) return;
+    const auto now = Clock::now();
+    if (paused_) return arm_timer(now + context().limits.frame_timeout);
+    if (now >= deadline_) return close();  // idle or stalled: drop this connection only
+    arm_timer(deadline_);
+  }
+
+  // Handles the next request: one already buffered (a client that sent
+  // more than one frame), or the one a read brings. A read asks for as much
+  // as the buffer holds, so a frame costs one read, not one for its length
+  // and one for its payload.
+  void next_request() {
+    if (in_size_ == 0) {
+      set_deadline(context().limits.idle_timeout);
+    } else {
+      const std::string_view bytes(in_.data(), in_size_);
+      const auto size = protocol::frame_size(bytes);
+      if (!size.message && size.error != protocol::DecodeError::incomplete) {
+        return reject(protocol::describe(size.error));
+      }
+      if (size.message && in_size_ >= *size.message) return handle_frame(*size.message);
+    }
+    socket_.async_read_some(
+        asio::buffer(in_.data() + in_size_, in_.size() - in_size_),
+        [self = shared_from_this()](error_code ec, std::size_t read) { self->on_read(ec, read); });
+  }
+
+  void on_read(error_code ec, std::size_t read) {
     if (ec) return close();  // EOF, reset or timeout: nothing to answer
-    const auto size = protocol::frame_size(buffer_);
-    if (!size.message) return reject(protocol::describe(size.error));
-    buffer_.resize(*size.message);
-    arm_timer(context().limits.frame_timeout);
-    asio::async_read(socket_,
-                     asio::buffer(buffer_.data() + protocol::kLengthSize,
-                                  buffer_.size() - protocol::kLengthSize),
-                     [self = shared_from_this()](error_code read_ec, std::size_t) {
-                       self->on_payload(read_ec);
-                     });
+    // frame_timeout runs from a frame's first byte to its last, however
+    // the peer splits it: a trickle of bytes does not keep it alive.
+    if (in_size_ == 0) set_deadline(context().limits.frame_timeout);
+    in_size_ += read;
+    next_request();
   }
 
-  void on_payload(error_code ec) {
-    if (ec) return close();
-    timer_.cancel();
-    auto decoded = protocol::decode_request(buffer_);
+  void handle_frame(std::size_t frame_size) {
+    pause_deadline();
+    auto decoded = protocol::decode_request(std::string_view(in_.data(), frame_size));
+    // The frame's bytes are no longer needed: keep what follows it.
+    std::memmove(in_.data(), in_.data() + frame_size, in_size_ - frame_size);
+    in_size_ -= frame_size;
     if (!decoded.message) return reject(protocol::describe(decoded.error));
     try {
       handle(std::move(*decoded.message));
@@ -134,11 +168,14 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     if (!socket_.is_open()) return;
     out_.clear();
     protocol::encode_answer(answer, out_);
-    arm_timer(context().limits.frame_timeout);
+    set_deadline(context().limits.frame_timeout);
     asio::async_write(socket_, asio::buffer(out_),
                       [self = shared_from_this()](error_code ec, std::size_t) {
                         if (ec) return self->close();
-                        self->read_length();
+                        // Bytes already buffered start the next frame now.
+                        if (self->in_size_ > 0)
+                          self->set_deadline(self->context().limits.frame_timeout);
+                        self->next_request();
                       });
   }
 
@@ -147,7 +184,12 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   EventServer::Socket socket_;
   asio::steady_timer timer_;
   PeerCredentials peer_;
-  std::string buffer_;
+  // Room for one whole frame of the largest size, and bytes of the next.
+  std::array<char, protocol::kLengthSize + protocol::kMaxPayload> in_{};
+  std::size_t in_size_ = 0;
+  Clock::time_point deadline_{};
+  bool timer_armed_ = false;
+  bool paused_ = false;
   std::string out_;
 };
 

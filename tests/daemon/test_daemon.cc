@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "common/event_client.h"
@@ -232,6 +234,56 @@ TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
             ClientStatus::ok);
   EXPECT_EQ(answer.failures, 1u);
   EXPECT_NE(daemon.log().find("closing connection"), std::string::npos);
+}
+
+// The daemon reads as much as a read brings: frames that arrive together
+// are each answered in order, and a frame split over many writes is put
+// together. The frames come from the module's own encoder.
+TEST_F(DaemonTest, FramesAreAnsweredWhateverWritesCarryThem) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const auto frame = [](MessageType type) {
+    protocol::Request request;
+    request.type = type;
+    request.user = "dave";
+    request.service = "test";
+    std::string bytes;
+    EXPECT_TRUE(protocol::encode_request(request, bytes));
+    return bytes;
+  };
+  const int fd = raw_connect(daemon.event_socket());
+  std::string buffer;
+  const auto next_answer = [&]() -> std::optional<Answer> {
+    for (;;) {
+      const auto decoded = protocol::decode_answer(buffer);
+      if (decoded.message) {
+        buffer.erase(0, decoded.consumed);
+        return decoded.message;
+      }
+      if (decoded.error != protocol::DecodeError::incomplete) return std::nullopt;
+      char chunk[256];
+      const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return std::nullopt;
+      buffer.append(chunk, static_cast<std::size_t>(n));
+    }
+  };
+
+  // Two failures in one write.
+  const std::string two = frame(MessageType::failure) + frame(MessageType::failure);
+  ASSERT_EQ(send(fd, two.data(), two.size(), MSG_NOSIGNAL), static_cast<ssize_t>(two.size()));
+  auto first = next_answer();
+  auto second = next_answer();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->failures, 1u);
+  EXPECT_EQ(second->failures, 2u);
+
+  // A check, one byte per write.
+  const std::string check = frame(MessageType::check);
+  for (char byte : check) ASSERT_EQ(send(fd, &byte, 1, MSG_NOSIGNAL), 1);
+  auto third = next_answer();
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->failures, 2u);
+  close(fd);
 }
 
 TEST_F(DaemonTest, InvalidUserNameIsAnErrorAndNotStored) {

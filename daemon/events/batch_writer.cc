@@ -38,6 +38,7 @@ void BatchWriter::schedule() {
 
 void BatchWriter::start_commit() {
   if (in_flight_ || (next_.work.empty() && next_.completions.empty())) return;
+  if (next_.completions.size() == 1) return commit_inline();
   in_flight_ = true;
   {
     std::lock_guard lock(mutex_);
@@ -45,6 +46,29 @@ void BatchWriter::start_commit() {
   }
   next_ = Batch{};
   wake_.notify_one();
+}
+
+void BatchWriter::commit_inline() {
+  Batch batch = std::move(next_);
+  next_ = Batch{};
+  in_flight_ = true;  // nothing else may start a commit meanwhile
+  const std::string error = commit(batch);
+  finish_commit(std::move(batch), error);
+}
+
+std::string BatchWriter::commit(const Batch& batch) {
+  std::string error;
+  try {
+    if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
+  } catch (const std::exception& e) {
+    error = e.what();
+    if (error.empty()) error = "unknown storage error";
+  }
+  // Published after the commit and before any answer leaves; from the
+  // writer thread for a handed-over batch, so that a journal datagram or a
+  // stderr line per event does not cost the loop a syscall per event.
+  if (error.empty()) publish(batch.work.events);
+  return error;
 }
 
 void BatchWriter::run_thread() {
@@ -57,17 +81,7 @@ void BatchWriter::run_thread() {
       batch = std::move(*handed_over_);
       handed_over_.reset();
     }
-    std::string error;
-    try {
-      if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "unknown storage error";
-    }
-    // Published here, on the writer thread, not on the loop: a journal
-    // datagram or a stderr line per event would otherwise cost the loop a
-    // syscall per event. Still after the commit and before any answer leaves.
-    if (error.empty()) publish(batch.work.events);
+    std::string error = commit(batch);
     boost::asio::post(io_, [this, batch = std::move(batch), error = std::move(error)]() mutable {
       finish_commit(std::move(batch), std::move(error));
     });

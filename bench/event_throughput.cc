@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/event_client.h"
+#include "common/event_id.h"
 
 namespace {
 
@@ -69,11 +70,12 @@ int main(int argc, char** argv) {
       acctlock::EventClient client;
       auto& mine = latencies[static_cast<std::size_t>(c)];
       mine.reserve(200000);
-      acctlock::protocol::Request request{acctlock::protocol::MessageType::failure, false, "", "bench",
-                                          "192.0.2.1", "ssh", ""};
+      acctlock::protocol::Request request{acctlock::protocol::MessageType::failure, false, 1, "",
+                                          "bench", "192.0.2.1", "ssh", ""};
       acctlock::protocol::Answer answer;
       for (long i = c; !stop.load(std::memory_order_relaxed); i += settings.clients) {
         request.user = "bench-" + std::to_string(i % settings.users);
+        request.event_id = acctlock::new_event_id();
         const auto begin = Clock::now();
         const auto status = client.exchange(settings.socket, request, answer,
                                             std::chrono::seconds(10));

@@ -187,22 +187,22 @@ ClientStatus EventClient::exchange(const std::string& socket_path,
   if (!protocol::encode_request(request, frame)) return ClientStatus::bad_request;
   const Deadline deadline = std::chrono::steady_clock::now() + timeout;
 
-  // The daemon closes idle connections; a reused one may be gone. Then, and
-  // only then, try once more on a fresh connection: the request never arrived.
+  // A broken connection (an idle one the daemon closed, or a daemon that
+  // stopped between commit and answer) is retried once on a fresh one with
+  // the very same frame: the event id makes the resend count once.
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (fd_ < 0) {
       if (auto status = connect_until(socket_path, deadline); status != ClientStatus::ok) {
         return status;
       }
     }
-    const bool reused = used_;
     used_ = true;
     auto status = send_all(frame, deadline);
     bool nothing_read = true;
     if (status == ClientStatus::ok) status = receive_answer(answer, deadline, nothing_read);
     if (status == ClientStatus::ok) return status;
     close();
-    if (!(reused && status == ClientStatus::io_error && nothing_read)) return status;
+    if (status != ClientStatus::io_error) return status;
   }
   return ClientStatus::io_error;
 }

@@ -43,8 +43,12 @@ class EventClient {
   // Connects to `socket_path` unless already connected there.
   ClientStatus connect(const std::string& socket_path, std::chrono::milliseconds timeout);
 
-  // Sends `request` and waits for its answer, within `timeout` in all. A
-  // connection the daemon closed while idle is reopened once, transparently.
+  // Sends `request` and waits for its answer, within `timeout` in all. When
+  // the connection breaks before the answer (the daemon closed it while idle,
+  // or stopped mid-request), the same frame, with the same event id, is sent
+  // once more on a fresh connection: the daemon answers a repeated id with
+  // its first answer, so the event counts once whether or not the first
+  // attempt reached it. The caller sets request.event_id (new_event_id()).
   ClientStatus exchange(const std::string& socket_path, const protocol::Request& request,
                         protocol::Answer& answer, std::chrono::milliseconds timeout);
 

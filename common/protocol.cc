@@ -96,8 +96,46 @@ Decoded<Message> open_frame(std::string_view bytes, std::string_view& payload, s
     return result;
   }
   type = static_cast<std::uint8_t>(bytes[kLengthSize + 1]);
-  result.consumed = *size.message;
   return result;
+}
+
+// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
+// U+10FFFF. A name that is not UTF-8 cannot be typed to `acctlock`, so it
+// must not be locked either.
+bool is_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t extra = 0;
+    std::uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+      code = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+      code = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (text.size() - i <= extra) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3f);
+    }
+    if ((extra == 2 && (code < 0x800 || (code >= 0xd800 && code <= 0xdfff))) ||
+        (extra == 3 && (code < 0x10000 || code > 0x10ffff))) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
 }
 
 // Appends the frame whose payload `write_body` produces after version and type.
@@ -167,17 +205,19 @@ Decoded<Request> decode_request(std::string_view bytes) noexcept {
     const std::uint8_t flags = reader.u8();
     if ((flags & ~kFlagUserIsRoot) != 0) reader.fail(DecodeError::bad_value);
     request.user_is_root = (flags & kFlagUserIsRoot) != 0;
+    request.event_id = reader.big_endian(8);
     request.user = reader.string(kMaxUser);
     request.service = reader.string(kMaxService);
     request.rhost = reader.string(kMaxRhost);
     request.tty = reader.string(kMaxTty);
     request.ruser = reader.string(kMaxRuser);
+    if (request.event_id == 0 || !is_utf8(request.user)) reader.fail(DecodeError::bad_value);
     result.error = reader.finish();
     if (result.error == DecodeError::none) result.message = std::move(request);
   } catch (...) {  // std::bad_alloc: decoding must stay noexcept for the module
     result.error = DecodeError::oversized;
   }
-  if (!result.message) result.consumed = 0;
+  if (result.message) result.consumed = kLengthSize + payload.size() + 2;
   return result;
 }
 
@@ -199,7 +239,7 @@ Decoded<Answer> decode_answer(std::string_view bytes) noexcept {
     answer.level = static_cast<std::uint32_t>(reader.big_endian(4));
     answer.locked_until = static_cast<std::int64_t>(reader.big_endian(8));
     answer.reason = reader.string(kMaxReason);
-    if (verdict > static_cast<std::uint8_t>(Verdict::failed) ||
+    if (verdict > static_cast<std::uint8_t>(Verdict::busy) ||
         lock > static_cast<std::uint8_t>(LockKind::manual)) {
       reader.fail(DecodeError::bad_value);
     }
@@ -210,7 +250,7 @@ Decoded<Answer> decode_answer(std::string_view bytes) noexcept {
   } catch (...) {
     result.error = DecodeError::oversized;
   }
-  if (!result.message) result.consumed = 0;
+  if (result.message) result.consumed = kLengthSize + payload.size() + 2;
   return result;
 }
 
@@ -218,11 +258,12 @@ bool encode_request(const Request& request, std::string& out) {
   if (!is_request_type(static_cast<std::uint8_t>(request.type)) ||
       request.user.size() > kMaxUser || request.service.size() > kMaxService ||
       request.rhost.size() > kMaxRhost || request.tty.size() > kMaxTty ||
-      request.ruser.size() > kMaxRuser) {
+      request.ruser.size() > kMaxRuser || request.event_id == 0 || !is_utf8(request.user)) {
     return false;
   }
   append_frame(out, request.type, [&] {
     out.push_back(static_cast<char>(request.user_is_root ? kFlagUserIsRoot : 0));
+    put_big_endian(out, request.event_id, 8);
     put_string(out, request.user);
     put_string(out, request.service);
     put_string(out, request.rhost);

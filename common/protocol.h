@@ -15,8 +15,12 @@
 //   string   = size:u16 bytes                (no NUL terminator)
 //
 //   request body  (types check, failure, success, password_changed)
-//            = flags:u8 user:string service:string rhost:string tty:string
-//              ruser:string
+//            = flags:u8 event_id:u64 user:string service:string rhost:string
+//              tty:string ruser:string
+//   event_id = chosen at random by the client for each event (not per
+//              attempt): a resend of the same event carries the same id, and
+//              the daemon answers it with the first answer instead of
+//              counting it again. Never 0.
 //   flags    = bit 0: the user is uid 0 (see Request::user_is_root); other
 //              bits must be 0
 //   answer body   (type answer)
@@ -26,6 +30,9 @@
 // Integers are big-endian. A connection carries any number of request/answer
 // pairs, one at a time: the client waits for each answer before the next
 // request. A frame that does not decode closes the connection.
+//
+// Version 2 added event_id and the `busy` verdict; a version 1 frame is
+// refused as bad_version.
 #pragma once
 
 #include <cstddef>
@@ -38,7 +45,7 @@
 
 namespace acctlock::protocol {
 
-inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::uint8_t kVersion = 2;
 inline constexpr std::size_t kLengthSize = 4;
 inline constexpr std::size_t kMaxPayload = 4096;
 
@@ -65,6 +72,9 @@ struct Request {
   // lookup per event. From any other peer the user cannot be root (its uid
   // must equal the peer's), so the daemon ignores it.
   bool user_is_root = false;
+  // Identifies this event across resends (see the frame comment). 0 is not
+  // a valid id: the encoder and the decoder refuse it.
+  std::uint64_t event_id = 0;
   std::string user;
   std::string service;  // PAM_SERVICE: sshd, login, sudo, ...
   std::string rhost;    // PAM_RHOST, empty when local
@@ -82,6 +92,8 @@ enum class Verdict : std::uint8_t {
   refused = 2,   // the peer may not speak for this user
   invalid = 3,   // the request names an invalid user
   failed = 4,    // the daemon could not do it (storage error); nothing was recorded
+  busy = 5,      // the peer's uid is over its share (connections or requests);
+                 // nothing was recorded. Never sent to a root peer.
 };
 
 struct Answer {
@@ -103,7 +115,8 @@ enum class DecodeError : std::uint8_t {
   bad_version,
   bad_type,        // unknown type, or a request where an answer was expected
   bad_field,       // a string too long for its field or running past the frame
-  bad_value,       // an enum byte out of range
+  bad_value,       // an enum byte out of range, a zero event id, or a user
+                   // name that is not UTF-8
   trailing_bytes,  // bytes left in the payload after the last field
 };
 
@@ -113,7 +126,8 @@ template <class Message>
 struct Decoded {
   std::optional<Message> message;
   DecodeError error = DecodeError::none;
-  std::size_t consumed = 0;  // bytes of the frame, when a message was decoded
+  // Bytes of the frame when a message was decoded; 0 with any error.
+  std::size_t consumed = 0;
 };
 
 // How many bytes the frame starting at `bytes` occupies in all, or why not.
@@ -126,7 +140,8 @@ Decoded<Request> decode_request(std::string_view bytes) noexcept;
 Decoded<Answer> decode_answer(std::string_view bytes) noexcept;
 
 // Append one frame to `out`. Returns false, leaving `out` unchanged, when a
-// field exceeds its bound or the type does not fit the message.
+// field exceeds its bound, the type does not fit the message or (for a
+// request) the event id is 0 or the user name is not UTF-8.
 bool encode_request(const Request& request, std::string& out);
 bool encode_answer(const Answer& answer, std::string& out);
 

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "common/event_client.h"
+#include "common/event_id.h"
 #include "common/protocol.h"
 #include "pam_module/lock_message.h"
 #include "pam_module/module_arguments.h"
@@ -159,6 +160,7 @@ class Invocation {
     protocol::Request request;
     request.type = type;
     request.user_is_root = user_is_root_;
+    request.event_id = new_event_id();  // one per event; a resend keeps it
     request.user = user_;
     request.service = item(pamh_, PAM_SERVICE, protocol::kMaxService);
     request.rhost = item(pamh_, PAM_RHOST, protocol::kMaxRhost);
@@ -195,6 +197,12 @@ class Invocation {
       case protocol::Verdict::failed:
         pam_syslog(pamh_, LOG_ERR, "acctlockd could not record the event for user %s (see its log)",
                    user_.c_str());
+        return false;
+      case protocol::Verdict::busy:
+        pam_syslog(pamh_, LOG_WARNING,
+                   "acctlockd is refusing uid %lu, which is over its share of connections or "
+                   "requests (see acctlock.conf(5), max_connections_per_uid)",
+                   static_cast<unsigned long>(getuid()));
         return false;
     }
     return false;

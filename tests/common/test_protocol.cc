@@ -8,7 +8,7 @@ namespace acctlock::protocol {
 namespace {
 
 Request full_request(MessageType type) {
-  return Request{type, false, "alice", "sshd", "2001:db8::7", "ssh", "bob"};
+  return Request{type, false, 0x0123456789abcdefULL, "alice", "sshd", "2001:db8::7", "ssh", "bob"};
 }
 
 std::string frame_of(const Request& request) {
@@ -55,6 +55,7 @@ TEST(Protocol, NegativeTimeSurvivesTheUnsignedWireForm) {
 
 TEST(Protocol, EmptyStringsAndMaximalFieldsRoundTrip) {
   Request request{MessageType::failure,         true,
+                  ~std::uint64_t{0},
                   std::string(kMaxUser, 'u'),   std::string(kMaxService, 's'),
                   std::string(kMaxRhost, 'r'),  std::string(kMaxTty, 't'),
                   ""};
@@ -112,7 +113,7 @@ TEST(Protocol, LengthTooSmallForVersionAndTypeIsRefused) {
 
 TEST(Protocol, WrongVersionIsRefused) {
   std::string bytes = frame_of(full_request(MessageType::check));
-  bytes[4] = 2;
+  bytes[4] = 3;
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_version);
 }
 
@@ -138,13 +139,15 @@ TEST(Protocol, RootFlagRoundTripsAndUnknownFlagsAreRefused) {
 }
 
 TEST(Protocol, StringRunningPastTheFrameIsRefused) {
-  // version, type, flags, then a user whose declared size exceeds what follows.
-  const std::string bytes = raw_frame(std::string("\x01\x02\x00\x00\x09" "abc", 8));
+  // version, type, flags, event id, then a user whose declared size exceeds
+  // what follows.
+  const std::string bytes =
+      raw_frame(std::string("\x02\x02\x00" "\0\0\0\0\0\0\0\x01" "\x00\x09" "abc", 16));
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_field);
 }
 
 TEST(Protocol, StringLongerThanItsFieldAllowsIsRefused) {
-  std::string payload("\x01\x02\x00", 3);
+  std::string payload("\x02\x02\x00" "\0\0\0\0\0\0\0\x01", 11);
   payload += std::string("\x01\x00", 2) + std::string(256, 'u');  // user of 256 > kMaxUser
   for (int i = 0; i < 4; ++i) payload += std::string("\0\0", 2);
   EXPECT_EQ(decode_request(raw_frame(payload)).error, DecodeError::bad_field);
@@ -207,6 +210,81 @@ TEST(Protocol, GarbageNeverDecodesIntoAMessageWithAWrongSize) {
       EXPECT_NE(decoded.error, DecodeError::none);
     }
   }
+}
+
+TEST(Protocol, EventIdRoundTripsAndZeroIsRefusedByBothEnds) {
+  Request request = full_request(MessageType::failure);
+  request.event_id = 0x8000000000000001ULL;
+  const std::string bytes = frame_of(request);
+  ASSERT_TRUE(decode_request(bytes).message);
+  EXPECT_EQ(decode_request(bytes).message->event_id, 0x8000000000000001ULL);
+  // The id sits right after the flags byte, big-endian.
+  EXPECT_EQ(static_cast<unsigned char>(bytes[7]), 0x80);
+  EXPECT_EQ(static_cast<unsigned char>(bytes[14]), 0x01);
+
+  std::string zeroed = bytes;
+  for (std::size_t i = 7; i < 15; ++i) zeroed[i] = 0;
+  const auto decoded = decode_request(zeroed);
+  EXPECT_FALSE(decoded.message);
+  EXPECT_EQ(decoded.error, DecodeError::bad_value);
+  EXPECT_EQ(decoded.consumed, 0u);
+  request.event_id = 0;
+  std::string out;
+  EXPECT_FALSE(encode_request(request, out));
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(Protocol, VersionOneFramesAreRefused) {
+  // A v1 client (no event id) must be told apart, not misread: its frame is
+  // bad_version, never a request with the name's bytes taken for an id.
+  std::string bytes = frame_of(full_request(MessageType::failure));
+  bytes[4] = 1;
+  EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_version);
+  EXPECT_EQ(kVersion, 2);
+}
+
+TEST(Protocol, UserNamesThatAreNotUtf8AreRefused) {
+  for (const std::string& name : {std::string("caf\xe9"), std::string("\xc0\xae"),
+                                 std::string("a\xed\xa0\x80"), std::string("\xf4\x90\x80\x80"),
+                                 std::string("\xe2\x82")}) {
+    Request request = full_request(MessageType::failure);
+    request.user = name;
+    std::string out;
+    EXPECT_FALSE(encode_request(request, out)) << name;
+    // Patch a valid frame's name bytes to the same length, to test the decoder.
+    Request same_length = full_request(MessageType::failure);
+    same_length.user = std::string(name.size(), 'x');
+    std::string bytes = frame_of(same_length);
+    bytes.replace(17, name.size(), name);
+    EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_value) << name;
+  }
+  Request request = full_request(MessageType::failure);
+  request.user = "jos\xc3\xa9";  // josé, valid UTF-8
+  ASSERT_TRUE(decode_request(frame_of(request)).message);
+}
+
+TEST(Protocol, ConsumedIsZeroOnEveryError) {
+  // protocol.h: consumed counts bytes only when a message was decoded.
+  std::string answer;
+  ASSERT_TRUE(encode_answer(Answer{}, answer));
+  EXPECT_EQ(decode_request(answer).error, DecodeError::bad_type);
+  EXPECT_EQ(decode_request(answer).consumed, 0u);
+  const std::string request = frame_of(full_request(MessageType::check));
+  EXPECT_EQ(decode_answer(request).error, DecodeError::bad_type);
+  EXPECT_EQ(decode_answer(request).consumed, 0u);
+  std::string wrong_version = request;
+  wrong_version[4] = 9;
+  EXPECT_EQ(decode_request(wrong_version).consumed, 0u);
+}
+
+TEST(Protocol, BusyVerdictRoundTripsAndLaterValuesAreRefused) {
+  const Answer answer{Verdict::busy, LockKind::none, 0, 0, 0, ""};
+  std::string bytes;
+  ASSERT_TRUE(encode_answer(answer, bytes));
+  ASSERT_TRUE(decode_answer(bytes).message);
+  EXPECT_EQ(decode_answer(bytes).message->verdict, Verdict::busy);
+  bytes[6] = 6;
+  EXPECT_EQ(decode_answer(bytes).error, DecodeError::bad_value);
 }
 
 }  // namespace

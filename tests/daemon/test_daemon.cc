@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/event_client.h"
+#include "common/event_id.h"
 #include "common/protocol.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
@@ -160,8 +161,8 @@ TEST_F(DaemonTest, KillNineLosesNoAcknowledgedFailure) {
       EventClient client;
       for (int i = 0; i < kFailures; ++i) {
         Answer answer;
-        const protocol::Request request{MessageType::failure, false, "user" + std::to_string(c), "test",
-                                        "", "", ""};
+        const protocol::Request request{MessageType::failure, false, new_event_id(),
+                                        "user" + std::to_string(c), "test", "", "", ""};
         if (client.exchange(daemon.event_socket(), request, answer, 10s) == ClientStatus::ok &&
             answer.verdict == Verdict::allowed) {
           ++acknowledged;

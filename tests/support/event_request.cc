@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/event_client.h"
+#include "common/event_id.h"
 
 int main(int argc, char** argv) {
   using namespace acctlock;
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
     request.type = protocol::MessageType::password_changed;
   else
     return 2;
+  request.event_id = new_event_id();
   request.user = argv[3];
   request.service = "event_request";
 
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
                  std::strerror(client.last_errno()));
     return 1;
   }
-  static const char* const verdicts[] = {"allowed", "locked", "refused", "invalid", "failed"};
+  static const char* const verdicts[] = {"allowed", "locked", "refused", "invalid", "failed", "busy"};
   std::printf("verdict=%s lock=%d failures=%u level=%u\n",
               verdicts[static_cast<int>(answer.verdict)], static_cast<int>(answer.lock),
               answer.failures, answer.level);

@@ -243,9 +243,11 @@ TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
 TEST_F(DaemonTest, FramesAreAnsweredWhateverWritesCarryThem) {
   DaemonProcess daemon(dir);
   ASSERT_TRUE(daemon.start());
-  const auto frame = [](MessageType type) {
+  std::uint64_t next_event_id = 1;
+  const auto frame = [&](MessageType type) {
     protocol::Request request;
     request.type = type;
+    request.event_id = next_event_id++;
     request.user = "dave";
     request.service = "test";
     std::string bytes;

@@ -13,6 +13,8 @@ StoreBatch PendingWork::to_store_batch() const {
   }
   batch.history.reserve(events.size());
   for (const auto& event : events) batch.history.push_back(event.entry);
+  batch.answered = answered;
+  batch.forget_answered_before = forget_answered_before;
   return batch;
 }
 
@@ -26,8 +28,20 @@ void LockoutService::load_from_store() {
     if (auto expiry = policy_.next_expiry(state)) expiries.emplace(*expiry, user);
     states.emplace(std::move(user), std::move(state));
   }
+  // Ids answered before a failed commit are not in the store: forgetting
+  // them here makes their resend count, which is right, since the event was
+  // not recorded.
+  const auto answered = store_.load_answered(wall_clock_now() - kAnsweredEventRetention);
   states_ = std::move(states);
   expiries_ = std::move(expiries);
+  answered_.replace(answered);
+}
+
+void LockoutService::remember_answer(std::uint32_t peer_uid, const protocol::Request& request,
+                                     const protocol::Answer& answer, TimePoint now,
+                                     PendingWork& work) {
+  work.answered.push_back(answered_.remember(request.event_id, peer_uid, request, answer, now));
+  work.forget_answered_before = now - kAnsweredEventRetention;
 }
 
 void LockoutService::set_rules(const LockoutRules& rules) {
@@ -49,7 +63,7 @@ protocol::Answer LockoutService::answer_for(const LockStatus& status,
 }
 
 protocol::Answer LockoutService::apply(const protocol::Request& request, bool is_root,
-                                       TimePoint now, PendingWork& work) {
+                                       TimePoint now, PendingWork& work, bool may_reset) {
   using protocol::MessageType;
   const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser};
 
@@ -59,7 +73,8 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
     // beyond the history line.
     if (request.type != MessageType::failure) {
       if (request.type == MessageType::success) {
-        add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now);
+        add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now, {},
+                  may_reset ? std::string() : "reported by the user's own process: resets nothing");
       }
       return answer_for(LockStatus{}, UserState{});
     }
@@ -83,6 +98,11 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       break;
     }
     case MessageType::success: {
+      if (!may_reset) {
+        add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
+                  "reported by the user's own process: resets nothing");
+        break;
+      }
       const auto outcome = policy_.record_success(state, now);
       add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
                 outcome.ignored_while_locked ? std::string("while locked") : std::string());

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "daemon/events/answered_events.h"
 #include "daemon/journal/event_log.h"
 #include "daemon/policy/lockout_policy.h"
 #include "daemon/store/store.h"
@@ -31,9 +32,11 @@ namespace acctlock {
 struct PendingWork {
   std::unordered_map<std::string, std::optional<UserState>> states;
   std::vector<LockEvent> events;  // each also becomes a history row
+  std::vector<AnsweredEvent> answered;  // event ids and their answers
+  std::optional<TimePoint> forget_answered_before;
 
-  bool empty() const { return states.empty() && events.empty(); }
-  std::size_t size() const { return states.size() + events.size(); }
+  bool empty() const { return states.empty() && events.empty() && answered.empty(); }
+  std::size_t size() const { return states.size() + events.size() + answered.size(); }
 
   // The store's view of this work.
   StoreBatch to_store_batch() const;
@@ -66,9 +69,23 @@ class LockoutService {
   void set_rules(const LockoutRules& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
-  // Applies one request the caller has validated and authorised.
+  // Applies one request the caller has validated and authorised for its
+  // user. `may_reset` is false for an unprivileged peer (not root): its
+  // `success` is recorded in the history but resets nothing, since a user
+  // who has a shell but not the password must not clear their own lock or
+  // count (issue 9; docs/protocol.md, "Authorisation").
   protocol::Answer apply(const protocol::Request& request, bool is_root, TimePoint now,
-                         PendingWork& work);
+                         PendingWork& work, bool may_reset = true);
+
+  // Event ids (docs/protocol.md, "Exactly once"): the first answer to a
+  // repeated id, and remembering one, staged with its event into `work`.
+  std::optional<protocol::Answer> answered(std::uint64_t id, std::uint32_t peer_uid,
+                                           const protocol::Request& request) const {
+    return answered_.find(id, peer_uid, request);
+  }
+  void remember_answer(std::uint32_t peer_uid, const protocol::Request& request,
+                       const protocol::Answer& answer, TimePoint now, PendingWork& work);
+  std::size_t answered_events() const { return answered_.size(); }
 
   // Ends every lock that is due at `now`.
   void expire_due(TimePoint now, PendingWork& work);
@@ -109,6 +126,7 @@ class LockoutService {
   Store& store_;
   std::unordered_map<std::string, UserState> states_;
   std::set<std::pair<TimePoint, std::string>> expiries_;
+  AnsweredEvents answered_;
 };
 
 }  // namespace acctlock

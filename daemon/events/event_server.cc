@@ -137,13 +137,46 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }
+    // A password change lifts even a permanent lock: only root's word (passwd
+    // runs its PAM stack as root) is taken for it. A user's own process
+    // could otherwise clear its lock without knowing the password.
+    if (peer_.uid != 0 && request.type == protocol::MessageType::password_changed) {
+      log_warning("event socket: refused password_changed for user \"" + request.user +
+                  "\" from uid " + std::to_string(peer_.uid) + " (pid " +
+                  std::to_string(peer_.pid) + "): accepted from root only");
+      answer.verdict = protocol::Verdict::refused;
+      return send(answer);
+    }
 
+    auto& service = server_.context_.service;
     auto& writer = server_.context_.writer;
+    // A resend of an event already applied gets the first answer, once the
+    // commit that holds the event is done, and changes nothing.
+    if (request.type != protocol::MessageType::check) {
+      if (auto first = service.answered(request.event_id, peer_.uid, request)) {
+        if (!writer.busy()) return send(*first);
+        writer.after_commit([self = shared_from_this(), request](const std::string& error) {
+          // Looked up again: a failed commit in between forgot the first.
+          auto again = self->server_.context_.service.answered(request.event_id,
+                                                               self->peer_.uid, request);
+          if (!error.empty() || !again) {
+            protocol::Answer failed;
+            failed.verdict = protocol::Verdict::failed;
+            return self->send(failed);
+          }
+          self->send(*again);
+        });
+        return;
+      }
+    }
+
     PendingWork& work = writer.pending();
     const std::size_t staged_before = work.size();
     const bool is_root = peer_.uid == 0 && request.user_is_root;
-    answer = server_.context_.service.apply(request, is_root, server_.context_.now(), work);
+    const TimePoint now = server_.context_.now();
+    answer = service.apply(request, is_root, now, work, peer_.uid == 0);
     if (work.size() == staged_before) return send(answer);
+    service.remember_answer(peer_.uid, request, answer, now, work);
     // Only a failure must be on disk before its answer leaves. A success or a
     // password change lost in a crash leaves the account with more failures
     // or locked, never the reverse; answering those at once keeps the fsync

@@ -4,6 +4,7 @@
 // exceptions: the daemon reports them and answers `failed`, never pretends.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -59,13 +60,37 @@ struct HistoryQuery {
   std::size_t limit = 100;     // newest first
 };
 
+// An event id and the answer it was given (common/protocol.h, event_id):
+// stored with its event, so that a resend after a restart gets the same
+// answer instead of counting again.
+struct AnsweredEvent {
+  std::uint64_t id = 0;
+  std::uint32_t peer_uid = 0;
+  std::string user;
+  std::uint8_t type = 0;     // protocol::MessageType
+  TimePoint time{};
+  std::string answer_frame;  // the answer, as protocol::encode_answer wrote it
+
+  bool operator==(const AnsweredEvent&) const = default;
+};
+
+// How long and how many answered event ids are kept (docs/protocol.md):
+// far longer than any client's timeout, and bounded whatever the load.
+inline constexpr std::chrono::seconds kAnsweredEventRetention{600};
+inline constexpr std::size_t kMaxAnsweredEvents = 100'000;
+
 // Changes that become durable together, or not at all.
 struct StoreBatch {
   std::vector<std::pair<std::string, UserState>> put_states;  // insert or replace
   std::vector<std::string> delete_states;
   std::vector<HistoryEntry> history;
+  std::vector<AnsweredEvent> answered;
+  // Answered events older than this are deleted in the same transaction.
+  std::optional<TimePoint> forget_answered_before;
 
-  bool empty() const { return put_states.empty() && delete_states.empty() && history.empty(); }
+  bool empty() const {
+    return put_states.empty() && delete_states.empty() && history.empty() && answered.empty();
+  }
 };
 
 class Store {
@@ -74,6 +99,10 @@ class Store {
 
   // Every stored user state, for the daemon to load at start-up.
   virtual std::vector<std::pair<std::string, UserState>> load_states() = 0;
+
+  // The answered events kept (at most kMaxAnsweredEvents, those at or after
+  // `since`), oldest first.
+  virtual std::vector<AnsweredEvent> load_answered(TimePoint since) = 0;
 
   // Applies the batch in one transaction; when it returns, the batch is on
   // disk (survives kill -9 and power loss as far as fsync does).

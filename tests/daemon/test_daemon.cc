@@ -208,13 +208,119 @@ TEST_F(DaemonTest, UnprivilegedPeerSpeaksOnlyForItself) {
   EXPECT_EQ(daemon.request(MessageType::check, "nobody").failures, 1u);
 }
 
+// The bytes of one request frame, to resend exactly as the client would.
+std::string request_frame(MessageType type, const std::string& user, std::uint64_t id) {
+  std::string frame;
+  EXPECT_TRUE(protocol::encode_request({type, false, id, user, "sshd", "192.0.2.9", "", ""}, frame));
+  return frame;
+}
+
+// Sends `frame` on a fresh connection and reads the answer.
+std::optional<Answer> send_frame(const std::string& socket, const std::string& frame) {
+  const int fd = raw_connect(socket);
+  if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+    close(fd);
+    return std::nullopt;
+  }
+  std::string in;
+  char chunk[256];
+  for (;;) {
+    const auto decoded = protocol::decode_answer(in);
+    if (decoded.message) {
+      close(fd);
+      return decoded.message;
+    }
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    in.append(chunk, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return std::nullopt;
+}
+
+TEST_F(DaemonTest, ResentFailureWithTheSameIdCountsOnce) {
+  DaemonProcess daemon(dir, "deny = 5\n");
+  ASSERT_TRUE(daemon.start());
+  const std::string frame = request_frame(MessageType::failure, "alice", 0x1234'5678'9abc'def0ULL);
+  const auto first = send_frame(daemon.event_socket(), frame);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->failures, 1u);
+  const auto again = send_frame(daemon.event_socket(), frame);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").failures, 1u);
+  // A new id is a new event.
+  const auto other = send_frame(daemon.event_socket(),
+                                request_frame(MessageType::failure, "alice", 0x42));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->failures, 2u);
+  // The same id for another user (or type) is not a repeat of the first.
+  const auto bob = send_frame(daemon.event_socket(),
+                              request_frame(MessageType::failure, "bob", 0x1234'5678'9abc'def0ULL));
+  ASSERT_TRUE(bob);
+  EXPECT_EQ(bob->failures, 1u);
+}
+
+TEST_F(DaemonTest, RetriedFailureCountsOnceAfterKill9BetweenCommitAndAnswer) {
+  // The daemon acknowledged (so committed) the failure, then died; the
+  // client, which never saw the answer, resends the same frame to the new
+  // daemon. The first answer comes back and nothing is counted twice.
+  DaemonProcess daemon(dir, "deny = 3\n");
+  ASSERT_TRUE(daemon.start());
+  const std::string second = request_frame(MessageType::failure, "alice", 0xfeed);
+  ASSERT_TRUE(send_frame(daemon.event_socket(), request_frame(MessageType::failure, "alice", 0xbeef)));
+  const auto first_answer = send_frame(daemon.event_socket(), second);
+  ASSERT_TRUE(first_answer);
+  ASSERT_EQ(first_answer->failures, 2u);
+  daemon.kill_hard();
+  ASSERT_TRUE(daemon.start());
+  const auto resent = send_frame(daemon.event_socket(), second);
+  ASSERT_TRUE(resent);
+  EXPECT_EQ(*resent, *first_answer);
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").failures, 2u);
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::allowed);
+}
+
+TEST_F(DaemonTest, UnprivilegedPeerCannotResetItsOwnLock) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user with setpriv";
+  DaemonProcess daemon(dir, "deny = 2\nunlock_time = 10m\n");
+  ASSERT_TRUE(daemon.start());
+  auto run_as_nobody = [&](const std::string& type) {
+    return run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        EVENT_REQUEST_PATH, daemon.event_socket(), type, "nobody"});
+  };
+  // A failure for itself counts.
+  const auto failure = run_as_nobody("failure");
+  ASSERT_EQ(failure.exit_code, 0) << failure.err;
+  EXPECT_NE(failure.out.find("verdict=allowed"), std::string::npos) << failure.out;
+  // Its success is recorded but resets nothing.
+  const auto success = run_as_nobody("success");
+  ASSERT_EQ(success.exit_code, 0) << success.err;
+  EXPECT_NE(success.out.find("failures=1"), std::string::npos) << success.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").failures, 1u);
+  // Locked by root's count of its failures, it cannot lift the lock with a
+  // password change nor a success.
+  ASSERT_EQ(daemon.request(MessageType::failure, "nobody").verdict, Verdict::locked);
+  const auto changed = run_as_nobody("password_changed");
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_NE(changed.out.find("verdict=refused"), std::string::npos) << changed.out;
+  const auto success_while_locked = run_as_nobody("success");
+  EXPECT_NE(success_while_locked.out.find("verdict=locked"), std::string::npos)
+      << success_while_locked.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").verdict, Verdict::locked);
+  EXPECT_NE(daemon.log().find("refused password_changed"), std::string::npos);
+  // Root's password change (passwd runs as root) still lifts it.
+  EXPECT_EQ(daemon.request(MessageType::password_changed, "nobody").verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").verdict, Verdict::allowed);
+}
+
 TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
   DaemonProcess daemon(dir);
   ASSERT_TRUE(daemon.start());
   EventClient bystander;
   Answer answer;
   ASSERT_EQ(bystander.exchange(daemon.event_socket(),
-                               {MessageType::failure, false, "carol", "test", "", "", ""}, answer, 10s),
+                               {MessageType::failure, false, new_event_id(), "carol", "test", "", "", ""}, answer, 10s),
             ClientStatus::ok);
 
   const int garbage = raw_connect(daemon.event_socket());
@@ -231,7 +337,7 @@ TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
 
   // The bystander's connection and state are untouched.
   ASSERT_EQ(bystander.exchange(daemon.event_socket(),
-                               {MessageType::check, false, "carol", "test", "", "", ""}, answer, 10s),
+                               {MessageType::check, false, new_event_id(), "carol", "test", "", "", ""}, answer, 10s),
             ClientStatus::ok);
   EXPECT_EQ(answer.failures, 1u);
   EXPECT_NE(daemon.log().find("closing connection"), std::string::npos);

@@ -11,6 +11,8 @@
 
 #include <cstring>
 
+#include "common/event_id.h"
+
 namespace acctlock::test {
 namespace {
 
@@ -183,7 +185,7 @@ protocol::Answer DaemonProcess::request(protocol::MessageType type, const std::s
   EventClient client;
   protocol::Answer answer;
   const auto status =
-      client.exchange(event_socket_, {type, false, user, service, rhost, "pts/1", ""}, answer,
+      client.exchange(event_socket_, {type, false, new_event_id(), user, service, rhost, "pts/1", ""}, answer,
                       std::chrono::seconds(10));
   EXPECT_EQ(status, ClientStatus::ok) << describe(status);
   return answer;

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -49,6 +50,21 @@ CREATE TABLE history (
 );
 CREATE INDEX history_by_user_time ON history (user, time);
 CREATE INDEX history_by_time ON history (time);
+)sql",
+    // 2: answered event ids (protocol v2), so that a client's resend gets
+    // the first answer even after a restart. `seq` orders rows by arrival
+    // for the count bound; the id is the client's.
+    R"sql(
+CREATE TABLE answered_event (
+  seq INTEGER PRIMARY KEY,
+  event_id INTEGER NOT NULL,
+  peer_uid INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  type INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  answer BLOB NOT NULL
+);
+CREATE INDEX answered_event_by_time ON answered_event (time);
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
@@ -169,6 +185,12 @@ class Statement {
     check_bind(sqlite3_bind_text(stmt_, index, data, static_cast<int>(text.size()), SQLITE_STATIC));
   }
 
+  void bind_blob(int index, std::string_view bytes) {
+    if (bytes.size() > static_cast<std::size_t>(INT_MAX)) db_.fail("binding a blob", SQLITE_TOOBIG);
+    const char* data = bytes.data() != nullptr ? bytes.data() : "";
+    check_bind(sqlite3_bind_blob(stmt_, index, data, static_cast<int>(bytes.size()), SQLITE_STATIC));
+  }
+
   template <typename T>
   void bind(int index, const std::optional<T>& value) {
     if (value) {
@@ -205,6 +227,12 @@ class Statement {
                        sqlite3_column_name(stmt_, column) + " is out of range");
     }
     return static_cast<std::uint32_t>(value);
+  }
+
+  std::string blob(int column) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
   }
 
   std::string text(int column) const {
@@ -347,12 +375,19 @@ struct SqliteStore::WriteSide {
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
                            "admin_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     prune.emplace(db, "DELETE FROM history WHERE time < ?1");
+    insert_answered.emplace(db,
+                            "INSERT INTO answered_event (event_id, peer_uid, user, type, time, "
+                            "answer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    forget_answered.emplace(db,
+                            "DELETE FROM answered_event WHERE time < ?1 OR seq <= "
+                            "(SELECT max(seq) FROM answered_event) - ?2");
   }
 
   Connection db;
   // Declared after db, so finalized before it closes. Optional because the
   // tables they name exist only after the migrations ran.
-  std::optional<Statement> begin, commit, put_state, delete_state, insert_history, prune;
+  std::optional<Statement> begin, commit, put_state, delete_state, insert_history, prune,
+      insert_answered, forget_answered;
 };
 
 struct SqliteStore::ReadSide {
@@ -370,6 +405,9 @@ struct SqliteStore::ReadSide {
   Statement history_all{db, history_sql("")};
   Statement history_of_user{db, history_sql("user = ?4 AND ")};
   Statement count_events{db, "SELECT count(*) FROM history WHERE event = ?1 AND time >= ?2"};
+  Statement load_answered{db,
+                          "SELECT event_id, peer_uid, user, type, time, answer FROM answered_event "
+                          "WHERE time >= ?1 ORDER BY seq DESC LIMIT ?2"};
   Statement top_users{db, "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
                               failure_events_sql() +
                               " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
@@ -506,11 +544,50 @@ void SqliteStore::commit(const StoreBatch& batch) {
       insert.bind(9, std::string_view(entry.detail));
       insert.step(doing);
     }
+    for (const AnsweredEvent& answered : batch.answered) {
+      Statement& insert = *w.insert_answered;
+      Statement::Use use(insert);
+      insert.bind(1, static_cast<std::int64_t>(answered.id));  // SQLite integers are signed
+      insert.bind(2, answered.peer_uid);
+      insert.bind(3, std::string_view(answered.user));
+      insert.bind(4, std::int64_t{answered.type});
+      insert.bind(5, answered.time);
+      insert.bind_blob(6, answered.answer_frame);
+      insert.step(doing);
+    }
+    if (batch.forget_answered_before) {
+      Statement& forget = *w.forget_answered;
+      Statement::Use use(forget);
+      forget.bind(1, *batch.forget_answered_before);
+      forget.bind(2, static_cast<std::int64_t>(kMaxAnsweredEvents));
+      forget.step(doing);
+    }
     w.commit->run(doing);
   } catch (...) {
     w.db.roll_back();
     throw;
   }
+}
+
+std::vector<AnsweredEvent> SqliteStore::load_answered(TimePoint since) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->load_answered;
+  Statement::Use use(select);
+  select.bind(1, since);
+  select.bind(2, static_cast<std::int64_t>(kMaxAnsweredEvents));
+  std::vector<AnsweredEvent> out;
+  while (select.step("reading answered events")) {
+    AnsweredEvent answered;
+    answered.id = static_cast<std::uint64_t>(select.int64(0));
+    answered.peer_uid = select.uint32(1);
+    answered.user = select.text(2);
+    answered.type = static_cast<std::uint8_t>(select.uint32(3));
+    answered.time = select.time(4);
+    answered.answer_frame = select.blob(5);
+    out.push_back(std::move(answered));
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
 }
 
 std::vector<HistoryEntry> SqliteStore::history(const HistoryQuery& query) {

@@ -35,7 +35,7 @@ class SqliteStore final : public Store {
  public:
   // The PRAGMA user_version this code writes; migrations bring older files up
   // to it, and a file with a higher one is refused.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.
@@ -51,6 +51,7 @@ class SqliteStore final : public Store {
   // delete_states: the batch does not record their relative order. When a
   // user is in both, puts are applied first and the delete wins.
   void commit(const StoreBatch& batch) override;
+  std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;
   std::uint64_t count_events(HistoryEvent event, TimePoint since) override;

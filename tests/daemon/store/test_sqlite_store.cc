@@ -363,6 +363,63 @@ TEST_F(SqliteStoreTest, NewDatabaseRecordsSchemaVersionAndWalMode) {
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
 }
 
+TEST_F(SqliteStoreTest, MigratesASchemaVersion1DatabaseKeepingItsData) {
+  // A database as acctlock 0.x (protocol v1, schema 1) left it.
+  {
+    RawDatabase raw(path_);
+    raw.exec(R"sql(
+CREATE TABLE user_state (
+  user TEXT NOT NULL PRIMARY KEY CHECK (user <> ''),
+  failures INTEGER NOT NULL CHECK (failures >= 0),
+  last_failure INTEGER NOT NULL,
+  level INTEGER NOT NULL CHECK (level >= 0),
+  last_lock_end INTEGER NOT NULL,
+  locked INTEGER NOT NULL CHECK (locked IN (0, 1)),
+  lock_since INTEGER CHECK (locked = 0 OR lock_since IS NOT NULL),
+  lock_until INTEGER,
+  manual INTEGER NOT NULL CHECK (manual IN (0, 1)),
+  manual_reason TEXT CHECK (manual = 0 OR manual_reason IS NOT NULL),
+  manual_since INTEGER CHECK (manual = 0 OR manual_since IS NOT NULL),
+  manual_admin_uid INTEGER CHECK (manual = 0 OR manual_admin_uid IS NOT NULL)
+) WITHOUT ROWID;
+CREATE TABLE history (
+  id INTEGER PRIMARY KEY, time INTEGER NOT NULL, user TEXT NOT NULL, event TEXT NOT NULL,
+  service TEXT NOT NULL, rhost TEXT NOT NULL, tty TEXT NOT NULL, ruser TEXT NOT NULL,
+  admin_uid INTEGER, detail TEXT NOT NULL
+);
+CREATE INDEX history_by_user_time ON history (user, time);
+CREATE INDEX history_by_time ON history (time);
+INSERT INTO user_state VALUES ('alice', 2, 1700000000, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL);
+PRAGMA user_version = 1;
+)sql");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store).at("alice").failures, 2u);
+  EXPECT_TRUE(store->load_answered(TimePoint{}).empty());
+  store.reset();
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.text("SELECT count(*) FROM answered_event"), "0");
+}
+
+TEST_F(SqliteStoreTest, AnsweredEventsRoundTripAndStayBounded) {
+  auto store = open_store();
+  const TimePoint now{std::chrono::seconds(1'800'000'000)};
+  AnsweredEvent old_one{0xffff'ffff'ffff'fff0ULL, 1000, "alice", 2, now - std::chrono::hours(1),
+                        std::string("\0\x01answer", 8)};
+  AnsweredEvent recent{7, 0, "bob", 3, now, "frame"};
+  store->commit(StoreBatch{.answered = {old_one}});
+  store->commit(StoreBatch{.answered = {recent},
+                           .forget_answered_before = now - kAnsweredEventRetention});
+  // The hour-old one went in the second commit; the id's top bit survived
+  // SQLite's signed integers, and the bytes their BLOB.
+  EXPECT_EQ(store->load_answered(TimePoint{}), std::vector<AnsweredEvent>{recent});
+  store->commit(StoreBatch{.answered = {old_one}});
+  EXPECT_EQ(store->load_answered(now - std::chrono::hours(2)),
+            (std::vector<AnsweredEvent>{recent, old_one}));
+  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)), std::vector<AnsweredEvent>{recent});
+}
+
 TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerVersion) {
   open_store().reset();
   {

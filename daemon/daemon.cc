@@ -224,6 +224,8 @@ class Daemon {
           fresh.database != config_.options.database) {
         log_warning("reload: socket and database paths change only on restart");
       }
+      const bool retention_changed =
+          fresh.history_retention != config_.options.history_retention;
       Options applied = fresh;
       applied.event_socket = config_.options.event_socket;
       applied.admin_socket = config_.options.admin_socket;
@@ -232,6 +234,8 @@ class Daemon {
       service_->set_rules(applied.rules);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
+      // A shorter retention applies now, not at the next hourly prune.
+      if (retention_changed) prune_soon();
     }
     sd_notify(0, "READY=1");
   }
@@ -284,7 +288,8 @@ class Daemon {
   // History past retention is deleted on the maintenance thread, a slice at
   // a time; the loop only schedules the slices.
   void prune_history() {
-    if (stopping_) return;
+    if (stopping_ || pruning_) return;
+    pruning_ = true;
     prune_slice(wall_clock_now() - config_.options.history_retention, 0);
   }
 
@@ -315,8 +320,23 @@ class Daemon {
     if (!queued) schedule_prune(kRetentionInterval);
   }
 
+  // Starts a prune now, or right after the one in progress.
+  void prune_soon() {
+    if (pruning_) {
+      prune_again_ = true;
+      return;
+    }
+    retention_timer_.cancel();
+    asio::post(io_, [this] { prune_history(); });
+  }
+
   void schedule_prune(std::chrono::steady_clock::duration wait) {
+    pruning_ = false;
     if (stopping_) return;
+    if (prune_again_) {
+      prune_again_ = false;
+      wait = std::chrono::steady_clock::duration::zero();
+    }
     retention_timer_.expires_after(wait);
     retention_timer_.async_wait([this](error_code ec) {
       if (!ec) prune_history();
@@ -378,6 +398,8 @@ class Daemon {
   std::unique_ptr<AdminServer> admin_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
+  bool pruning_ = false;     // a prune's slices are under way
+  bool prune_again_ = false;  // retention changed meanwhile: prune again after it
   bool stopping_ = false;
   int exit_code_ = 0;
 };

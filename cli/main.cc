@@ -142,18 +142,68 @@ void print_status(const json& status) {
   }
 }
 
-void print_users(const json& users, bool locked_only) {
-  if (users.empty()) {
-    std::cout << (locked_only ? "No user is locked.\n" : "No user has failures or a lock.\n");
-    return;
+// `list` pages through the daemon's answers (admin protocol 2) and prints
+// each page as it comes, so that a million users cost the command one page
+// of memory. The table's columns are as wide as the first page needs; a
+// longer value later only shifts its own line. --json prints the same single
+// document {"users": [...]} as before paging, written out as it arrives.
+class UserListPrinter {
+ public:
+  UserListPrinter(bool as_json, bool locked_only) : as_json_(as_json), locked_only_(locked_only) {}
+
+  void add_page(const json& users) {
+    for (const auto& status : users) {
+      if (as_json_) {
+        std::cout << (printed_ == 0 ? "{\n  \"users\": [\n    " : ",\n    ")
+                  << status.dump(-1, ' ', false, json::error_handler_t::replace);
+      } else {
+        add_row({text_of(status["user"]), lock_column(status), text_of(status["failures"]),
+                 text_of(status["level"]), until_column(status), text_of(status["reason"])});
+      }
+      ++printed_;
+    }
+    std::cout.flush();
   }
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& status : users) {
-    rows.push_back({text_of(status["user"]), lock_column(status), text_of(status["failures"]),
-                    text_of(status["level"]), until_column(status), text_of(status["reason"])});
+
+  void finish() {
+    if (as_json_) {
+      std::cout << (printed_ == 0 ? "{\n  \"users\": []\n}\n" : "\n  ]\n}\n");
+    } else if (printed_ == 0) {
+      std::cout << (locked_only_ ? "No user is locked.\n" : "No user has failures or a lock.\n");
+    }
   }
-  print_table({"USER", "LOCK", "FAILURES", "LEVEL", "LOCKED UNTIL", "REASON"}, rows);
-}
+
+ private:
+  void add_row(const std::vector<std::string>& row) {
+    static const std::vector<std::string> header{"USER",  "LOCK",         "FAILURES",
+                                                 "LEVEL", "LOCKED UNTIL", "REASON"};
+    if (widths_.empty()) {
+      // Room for the longest user name Linux allows.
+      widths_ = {32, 9, 8, 5, 19, 6};
+      for (std::size_t i = 0; i < header.size(); ++i) {
+        widths_[i] = std::max(widths_[i], header[i].size());
+      }
+      print_row(header);
+    }
+    print_row(row);
+  }
+
+  void print_row(const std::vector<std::string>& row) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) {
+        line += std::string(row[i].size() < widths_[i] ? widths_[i] - row[i].size() + 2 : 2, ' ');
+      }
+    }
+    std::cout << line << '\n';
+  }
+
+  bool as_json_;
+  bool locked_only_;
+  std::size_t printed_ = 0;
+  std::vector<std::size_t> widths_;
+};
 
 void print_history(const json& entries) {
   if (entries.empty()) {
@@ -254,8 +304,13 @@ int run(int argc, char** argv) {
   unlock_command->add_option("user", user, "User name")->required();
 
   bool locked_only = false;
+  std::size_t list_limit = 0;
+  std::string list_after;
   auto* list_command = app.add_subcommand("list", "List users with failures or a lock");
   list_command->add_flag("--locked", locked_only, "Only users that are locked now");
+  list_command->add_option("--limit", list_limit, "At most N users (default: all)")
+      ->check(CLI::PositiveNumber);
+  list_command->add_option("--after", list_after, "Only users whose names sort after NAME");
 
   bool failed_only = false;
   std::string since_text;
@@ -344,8 +399,22 @@ int run(int argc, char** argv) {
     }
   } else {
     const bool locked = list_command->parsed() && locked_only;
-    const json answer = call(client, "list", {{"locked", locked}});
-    as_json ? print_json(answer["arguments"]) : print_users(answer["arguments"]["users"], locked);
+    UserListPrinter printer(as_json, locked);
+    std::optional<std::string> after = list_after;
+    std::size_t left = list_limit;  // 0: no limit
+    while (after) {
+      const std::size_t page = left == 0 ? admin::kMaxListLimit
+                                         : std::min<std::size_t>(left, admin::kMaxListLimit);
+      const json answer =
+          call(client, "list", {{"locked", locked}, {"limit", page}, {"after", *after}});
+      const json& users = answer["arguments"]["users"];
+      printer.add_page(users);
+      if (left != 0) left -= std::min(left, users.size());
+      const json& next = answer["arguments"]["next"];
+      after.reset();
+      if (next.is_string() && !users.empty() && (list_limit == 0 || left > 0)) after = next;
+    }
+    printer.finish();
   }
   return kExitOk;
 }

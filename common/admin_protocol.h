@@ -18,6 +18,12 @@
 
 namespace acctlock::admin {
 
+// Version 2 pages `list`: at most `limit` users an answer, in name order
+// after the name `after`, and `next` to ask for the page that follows. (In
+// version 1 one answer held every tracked user, which fails at a few hundred
+// thousand.) docs/protocol.md lists what each version changed.
+inline constexpr int kProtocolVersion = 2;
+
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.
 enum class Result : int {
@@ -39,5 +45,14 @@ inline constexpr std::size_t kMaxReasonSize = 1024;
 // Most history rows one request returns.
 inline constexpr std::size_t kMaxHistoryLimit = 10000;
 inline constexpr std::size_t kDefaultHistoryLimit = 100;
+
+// Most users one `list` answer holds, and the default: about 300 KB of JSON,
+// a few milliseconds of the daemon's loop.
+inline constexpr std::size_t kMaxListLimit = 1000;
+inline constexpr std::size_t kDefaultListLimit = 1000;
+
+// `stats` names at most this many locked users (the first by name);
+// `locked_now` counts them all and `list --locked` pages through them.
+inline constexpr std::size_t kMaxStatsLockedUsers = 100;
 
 }  // namespace acctlock::admin

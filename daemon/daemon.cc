@@ -1,11 +1,13 @@
 #include "daemon/daemon.h"
 
 #include <grp.h>
+#include <malloc.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
@@ -23,6 +25,7 @@
 #include "daemon/sockets/socket_activation.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "daemon/sockets/unix_socket.h"
+#include "daemon/worker_thread.h"
 
 namespace acctlock {
 namespace {
@@ -35,6 +38,24 @@ using boost::system::error_code;
 constexpr auto kExpiryRecheck = std::chrono::seconds(60);
 constexpr auto kRetentionInterval = std::chrono::hours(1);
 
+// History past retention goes in slices of this many rows, one transaction
+// each, with a pause between them in which the waiting commits go first.
+constexpr std::size_t kPruneSlice = 5000;
+constexpr auto kPrunePause = std::chrono::milliseconds(20);
+
+// The idle sweep looks at this many users per turn of the loop (well under a
+// millisecond), and a pass over every user starts this often: a quarter of
+// fail_interval, between 1 s and 60 s.
+constexpr std::size_t kSweepSlice = 1000;
+constexpr auto kMinSweepInterval = std::chrono::seconds(1);
+constexpr auto kMaxSweepInterval = std::chrono::seconds(60);
+// A pass that removed at least this many users hands the freed memory back
+// to the system: after a spray of a million names, that is 130 MB.
+constexpr std::size_t kTrimAfterRemoved = 10000;
+
+// Admin reads waiting for the reader thread; more get "busy".
+constexpr std::size_t kMaxQueuedReads = 64;
+
 class Daemon {
  public:
   explicit Daemon(DaemonConfig config)
@@ -42,11 +63,14 @@ class Daemon {
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         expiry_timer_(io_),
         retention_timer_(io_),
+        sweep_timer_(io_),
         watchdog_timer_(io_) {}
 
   int run() {
     try {
       store_ = SqliteStore::open(config_.options.database);
+      reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
+      maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
       service_->load_from_store();
       service_->on_new_expiry([this](TimePoint expiry) {
@@ -86,7 +110,9 @@ class Daemon {
     }
     wait_for_signal();
     schedule_expiry();
-    prune_history();
+    // Pruning and the sweep start from the loop, hence after "ready".
+    asio::post(io_, [this] { prune_history(); });
+    schedule_sweep();
     start_watchdog();
 
     log_notice(
@@ -97,6 +123,8 @@ class Daemon {
         config_.options.database + ", lock events to " + (to_journal ? "the journal" : "stderr"));
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
+    reader_->stop();
+    maintenance_->stop();
     writer_->shut_down();
     // Sockets this process created go with it, so clients fail fast instead of
     // connecting to nothing. (Sockets from systemd are systemd's to remove.)
@@ -141,7 +169,7 @@ class Daemon {
       admin_server_ = std::make_unique<AdminServer>(
           socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
-                       [this] { return config_.options.admin_group; }});
+                       [this] { return config_.options.admin_group; }, reader_.get()});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;
@@ -196,6 +224,8 @@ class Daemon {
           fresh.database != config_.options.database) {
         log_warning("reload: socket and database paths change only on restart");
       }
+      const bool retention_changed =
+          fresh.history_retention != config_.options.history_retention;
       Options applied = fresh;
       applied.event_socket = config_.options.event_socket;
       applied.admin_socket = config_.options.admin_socket;
@@ -204,6 +234,8 @@ class Daemon {
       service_->set_rules(applied.rules);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
+      // A shorter retention applies now, not at the next hourly prune.
+      if (retention_changed) prune_soon();
     }
     sd_notify(0, "READY=1");
   }
@@ -217,6 +249,7 @@ class Daemon {
     admin_server_->stop();
     expiry_timer_.cancel();
     retention_timer_.cancel();
+    sweep_timer_.cancel();
     watchdog_timer_.cancel();
     signals_.cancel();
     finish_when_idle();
@@ -252,20 +285,96 @@ class Daemon {
     });
   }
 
+  // History past retention is deleted on the maintenance thread, a slice at
+  // a time; the loop only schedules the slices.
   void prune_history() {
+    if (stopping_ || pruning_) return;
+    pruning_ = true;
+    prune_slice(wall_clock_now() - config_.options.history_retention, 0);
+  }
+
+  void prune_slice(TimePoint before, std::uint64_t removed_so_far) {
     if (stopping_) return;
-    try {
-      const auto removed =
-          store_->prune_history(wall_clock_now() - config_.options.history_retention);
-      if (removed > 0)
-        log_info("removed " + std::to_string(removed) + " history row(s) past retention");
-    } catch (const std::exception& e) {
-      log_error(std::string("cannot prune history: ") + e.what());
+    Store& store = *store_;
+    const bool queued = maintenance_->run(
+        [&store, before] { return store.prune_history_slice(before, kPruneSlice); },
+        [this, before, removed_so_far](std::optional<std::uint64_t> removed,
+                                       const std::string& error) {
+          if (!removed) {
+            log_error("cannot prune history: " + error);
+            return schedule_prune(kRetentionInterval);
+          }
+          const std::uint64_t total = removed_so_far + *removed;
+          if (*removed >= kPruneSlice) {
+            retention_timer_.expires_after(kPrunePause);
+            retention_timer_.async_wait([this, before, total](error_code ec) {
+              if (!ec) prune_slice(before, total);
+            });
+            return;
+          }
+          if (total > 0) {
+            log_info("removed " + std::to_string(total) + " history row(s) past retention");
+          }
+          schedule_prune(kRetentionInterval);
+        });
+    if (!queued) schedule_prune(kRetentionInterval);
+  }
+
+  // Starts a prune now, or right after the one in progress.
+  void prune_soon() {
+    if (pruning_) {
+      prune_again_ = true;
+      return;
     }
-    retention_timer_.expires_after(kRetentionInterval);
+    retention_timer_.cancel();
+    asio::post(io_, [this] { prune_history(); });
+  }
+
+  void schedule_prune(std::chrono::steady_clock::duration wait) {
+    pruning_ = false;
+    if (stopping_) return;
+    if (prune_again_) {
+      prune_again_ = false;
+      wait = std::chrono::steady_clock::duration::zero();
+    }
+    retention_timer_.expires_after(wait);
     retention_timer_.async_wait([this](error_code ec) {
       if (!ec) prune_history();
     });
+  }
+
+  // Idle users (nothing left to remember: LockoutPolicy::is_idle) leave
+  // memory and the database in passes of small slices, each its own turn of
+  // the loop, so that a login waits for one slice at most.
+  std::chrono::steady_clock::duration sweep_interval() const {
+    const auto quarter = std::chrono::duration_cast<std::chrono::seconds>(
+        config_.options.rules.fail_interval / 4);
+    return std::clamp<std::chrono::seconds>(quarter, kMinSweepInterval, kMaxSweepInterval);
+  }
+
+  void schedule_sweep() {
+    if (stopping_) return;
+    sweep_timer_.expires_after(sweep_interval());
+    sweep_timer_.async_wait([this](error_code ec) {
+      if (!ec) sweep_slice(0);
+    });
+  }
+
+  void sweep_slice(std::size_t removed_so_far) {
+    if (stopping_) return;
+    const auto progress = service_->sweep_slice(wall_clock_now(), kSweepSlice, writer_->pending());
+    writer_->flush();
+    const std::size_t removed = removed_so_far + progress.removed;
+    if (!progress.pass_done) {
+      asio::post(io_, [this, removed] { sweep_slice(removed); });
+      return;
+    }
+    if (removed > 0) {
+      log_info("swept " + std::to_string(removed) + " idle user(s); " +
+               std::to_string(service_->tracked_users()) + " tracked");
+    }
+    if (removed >= kTrimAfterRemoved) malloc_trim(0);
+    schedule_sweep();
   }
 
   DaemonConfig config_;
@@ -274,10 +383,14 @@ class Daemon {
   asio::steady_timer expiry_timer_;
   std::optional<TimePoint> expiry_due_;  // the lock end the expiry timer waits for
   asio::steady_timer retention_timer_;
+  asio::steady_timer sweep_timer_;
   asio::steady_timer watchdog_timer_;
   std::chrono::microseconds watchdog_interval_{0};
   InheritedSockets inherited_;
   std::unique_ptr<Store> store_;
+  // After the store, so they stop before it closes.
+  std::unique_ptr<WorkerThread> reader_;       // admin reads
+  std::unique_ptr<WorkerThread> maintenance_;  // history pruning
   std::unique_ptr<LockoutService> service_;
   std::unique_ptr<EventLog> event_log_;
   std::unique_ptr<BatchWriter> writer_;
@@ -285,6 +398,8 @@ class Daemon {
   std::unique_ptr<AdminServer> admin_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
+  bool pruning_ = false;     // a prune's slices are under way
+  bool prune_again_ = false;  // retention changed meanwhile: prune again after it
   bool stopping_ = false;
   int exit_code_ = 0;
 };

@@ -21,20 +21,93 @@ StoreBatch PendingWork::to_store_batch() const {
 LockoutService::LockoutService(const LockoutRules& rules, Store& store)
     : policy_(rules), store_(store) {}
 
-void LockoutService::load_from_store() {
-  std::unordered_map<std::string, UserState> states;
-  std::set<std::pair<TimePoint, std::string>> expiries;
-  for (auto& [user, state] : store_.load_states()) {
-    if (auto expiry = policy_.next_expiry(state)) expiries.emplace(*expiry, user);
-    states.emplace(std::move(user), std::move(state));
+UserState LockoutService::unpack(const StateMap::value_type& entry) const {
+  const MemoryState& m = entry.second;
+  UserState state;
+  state.failures = m.failures;
+  state.last_failure = TimePoint(Seconds(m.last_failure));
+  state.level = m.level;
+  state.last_lock_end = TimePoint(Seconds(m.last_lock_end));
+  if (m.failure_lock) {
+    FailureLock& lock = state.failure_lock.emplace();
+    lock.since = TimePoint(Seconds(m.lock_since));
+    if (m.lock_has_end) lock.until = TimePoint(Seconds(m.lock_until));
   }
+  if (m.manual_lock) {
+    if (const auto found = manual_locks_.find(entry.first); found != manual_locks_.end()) {
+      state.manual_lock = found->second;
+    }
+  }
+  return state;
+}
+
+LockoutService::MemoryState LockoutService::pack(const UserState& state) const {
+  MemoryState m;
+  m.failures = state.failures;
+  m.last_failure = state.last_failure.time_since_epoch().count();
+  m.level = state.level;
+  m.last_lock_end = state.last_lock_end.time_since_epoch().count();
+  if (state.failure_lock) {
+    m.failure_lock = true;
+    m.lock_since = state.failure_lock->since.time_since_epoch().count();
+    if (state.failure_lock->until) {
+      m.lock_has_end = true;
+      m.lock_until = state.failure_lock->until->time_since_epoch().count();
+    }
+  }
+  m.manual_lock = state.manual_lock.has_value();
+  return m;
+}
+
+void LockoutService::put_in_memory(const std::string& user, const UserState& state,
+                                   StateMap::iterator hint) {
+  states_.insert_or_assign(hint, user, pack(state));
+  if (state.manual_lock) {
+    manual_locks_.insert_or_assign(user, *state.manual_lock);
+  } else if (const auto found = manual_locks_.find(user); found != manual_locks_.end()) {
+    manual_locks_.erase(found);
+  }
+  const auto indexed = locked_.find(user);
+  if (state.failure_lock || state.manual_lock) {
+    if (indexed == locked_.end()) locked_.insert(user);
+  } else if (indexed != locked_.end()) {
+    locked_.erase(indexed);
+  }
+}
+
+LockoutService::StateMap::iterator LockoutService::erase_from_memory(StateMap::iterator found) {
+  if (found->second.manual_lock) {
+    if (const auto manual = manual_locks_.find(found->first); manual != manual_locks_.end()) {
+      manual_locks_.erase(manual);
+    }
+  }
+  if (found->second.failure_lock || found->second.manual_lock) {
+    if (const auto indexed = locked_.find(found->first); indexed != locked_.end()) {
+      locked_.erase(indexed);
+    }
+  }
+  return states_.erase(found);
+}
+
+void LockoutService::load_from_store() {
+  // Built aside and swapped in, so a failed read leaves the running state.
+  // The store hands states over one by one, in name order where it can, so
+  // each is appended at the end of the tree and memory never holds two
+  // copies of a million users.
+  LockoutService loaded(policy_.rules(), store_);
+  store_.for_each_state([&](std::string user, UserState state) {
+    if (auto expiry = policy_.next_expiry(state)) loaded.expiries_.emplace(*expiry, user);
+    loaded.put_in_memory(user, state, loaded.states_.end());
+  });
+  states_ = std::move(loaded.states_);
+  manual_locks_ = std::move(loaded.manual_locks_);
+  locked_ = std::move(loaded.locked_);
+  expiries_ = std::move(loaded.expiries_);
+  sweep_cursor_.clear();
   // Ids answered before a failed commit are not in the store: forgetting
   // them here makes their resend count, which is right, since the event was
   // not recorded.
-  const auto answered = store_.load_answered(wall_clock_now() - kAnsweredEventRetention);
-  states_ = std::move(states);
-  expiries_ = std::move(expiries);
-  answered_.replace(answered);
+  answered_.replace(store_.load_answered(wall_clock_now() - kAnsweredEventRetention));
 }
 
 void LockoutService::remember_answer(std::uint32_t peer_uid, const protocol::Request& request,
@@ -67,21 +140,21 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   using protocol::MessageType;
   const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser};
 
-  auto found = states_.find(request.user);
-  if (found == states_.end()) {
+  const auto found = states_.find(request.user);
+  if (found == states_.end() && request.type != MessageType::failure) {
     // Nothing known: a check or a success has nothing to change or record
     // beyond the history line.
-    if (request.type != MessageType::failure) {
-      if (request.type == MessageType::success) {
-        add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now, {},
-                  may_reset ? std::string() : "reported by the user's own process: resets nothing");
-      }
-      return answer_for(LockStatus{}, UserState{});
+    if (request.type == MessageType::success) {
+      add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now, {},
+                may_reset ? std::string() : "reported by the user's own process: resets nothing");
     }
-    found = states_.emplace(request.user, UserState{}).first;
+    return answer_for(LockStatus{}, UserState{});
   }
 
-  UserState& state = found->second;
+  // Worked on as a copy and written back by stage() only when it changed:
+  // a request that changes nothing (root's failure without even_deny_root)
+  // leaves nothing behind.
+  UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   const UserState before = state;
   if (policy_.settle(state, now)) {
@@ -127,12 +200,12 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
 void LockoutService::expire_due(TimePoint now, PendingWork& work) {
   while (!expiries_.empty() && expiries_.begin()->first <= now) {
     const std::string user = expiries_.begin()->second;
-    auto found = states_.find(user);
+    const auto found = states_.find(user);
     if (found == states_.end()) {
       expiries_.erase(expiries_.begin());
       continue;
     }
-    UserState& state = found->second;
+    UserState state = unpack(*found);
     const auto old_expiry = policy_.next_expiry(state);
     const UserState before = state;
     if (policy_.settle(state, now)) {
@@ -158,9 +231,9 @@ std::optional<TimePoint> LockoutService::next_expiry() const {
 
 bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, TimePoint now,
                             PendingWork& work) {
-  auto found = states_.find(user);
+  const auto found = states_.find(user);
   if (found == states_.end()) return false;
-  UserState& state = found->second;
+  UserState state = unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   const bool was_locked = policy_.status(state, now).locked();
   policy_.unlock(state);
@@ -174,7 +247,8 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
 
 void LockoutService::lock(const std::string& user, std::string reason, std::uint32_t admin_uid,
                           TimePoint now, PendingWork& work) {
-  UserState& state = states_[user];
+  const auto found = states_.find(user);
+  UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   policy_.lock_manually(state, reason, admin_uid, now);
   add_event(work, user, HistoryEvent::manual_lock, EventOrigin{}, state, now, admin_uid,
@@ -185,34 +259,80 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
 std::optional<UserReport> LockoutService::report(const std::string& user, TimePoint now) const {
   const auto found = states_.find(user);
   if (found == states_.end()) return std::nullopt;
-  UserState state = found->second;
+  UserState state = unpack(*found);
   policy_.settle(state, now);
   return UserReport{user, policy_.status(state, now), state};
 }
 
-std::vector<UserReport> LockoutService::reports(TimePoint now) const {
+std::vector<UserReport> LockoutService::page(std::string_view after, std::size_t limit,
+                                             bool locked_only, TimePoint now) const {
   std::vector<UserReport> out;
-  out.reserve(states_.size());
-  for (const auto& [user, stored] : states_) {
-    UserState state = stored;
+  const auto add = [&](const StateMap::value_type& entry) {
+    UserState state = unpack(entry);
     policy_.settle(state, now);
-    out.push_back(UserReport{user, policy_.status(state, now), state});
+    const LockStatus status = policy_.status(state, now);
+    if (locked_only && !status.locked()) return;
+    out.push_back(UserReport{entry.first, status, std::move(state)});
+  };
+  if (locked_only) {
+    for (auto it = locked_.upper_bound(after); it != locked_.end() && out.size() < limit; ++it) {
+      if (const auto found = states_.find(*it); found != states_.end()) add(*found);
+    }
+  } else {
+    for (auto it = states_.upper_bound(after); it != states_.end() && out.size() < limit; ++it) {
+      add(*it);
+    }
   }
   return out;
+}
+
+std::vector<std::string> LockoutService::locked_names(std::size_t limit) const {
+  std::vector<std::string> names;
+  for (auto it = locked_.begin(); it != locked_.end() && names.size() < limit; ++it) {
+    names.push_back(*it);
+  }
+  return names;
+}
+
+LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::size_t budget,
+                                                          PendingWork& work) {
+  SweepProgress progress;
+  auto it = states_.lower_bound(sweep_cursor_);
+  while (it != states_.end() && progress.examined < budget) {
+    ++progress.examined;
+    const MemoryState& m = it->second;
+    // A lock is never swept: its end is the expiry timer's to announce.
+    if (!m.failure_lock && !m.manual_lock && policy_.is_idle(unpack(*it), now)) {
+      work.states.insert_or_assign(it->first, std::nullopt);
+      it = erase_from_memory(it);
+      ++progress.removed;
+      continue;
+    }
+    ++it;
+  }
+  if (it == states_.end()) {
+    sweep_cursor_.clear();
+    progress.pass_done = true;
+  } else {
+    sweep_cursor_ = it->first;
+  }
+  return progress;
 }
 
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
                            const UserState& state, TimePoint now, PendingWork& work) {
   if (old_expiry) expiries_.erase({*old_expiry, user});
+  const auto found = states_.find(user);
   if (policy_.is_idle(state, now)) {
     work.states.insert_or_assign(user, std::nullopt);
-    states_.erase(user);  // `state` refers into the map: nothing may use it after this
+    if (found != states_.end()) erase_from_memory(found);
     return;
   }
   if (auto expiry = policy_.next_expiry(state)) {
     expiries_.emplace(*expiry, user);
     if (on_new_expiry_) on_new_expiry_(*expiry);
   }
+  put_in_memory(user, state, found);
   work.states.insert_or_assign(user, state);
 }
 

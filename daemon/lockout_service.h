@@ -7,13 +7,25 @@
 // PendingWork; the caller commits it (daemon/events/batch_writer.h) and only then
 // answers the client and publishes the events. Runs on the event loop thread
 // only.
+//
+// Sized for an attack: a spray of a million names must not stall a login.
+// Users are kept in a name-ordered tree (no rehash of a million entries in one
+// go, and pages and sweeps walk it by name from a cursor) in a compact form
+// (MemoryState, about 128 bytes a user with the tree node); the rare manual
+// locks, which carry a reason, are kept apart. Indexes of locked users and of
+// lock ends make `list --locked`, `stats` and the expiry timer cost the number
+// of locked users, not of tracked ones. Idle users are swept by sweep_slice()
+// in bounded slices, so a spray's names leave memory and disk once
+// fail_interval has passed, not when each name happens to come up again.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -105,17 +117,60 @@ class LockoutService {
   // Read-only views: what an admin sees. Settles a copy, never the stored
   // state, so reading never writes.
   std::optional<UserReport> report(const std::string& user, TimePoint now) const;
-  std::vector<UserReport> reports(TimePoint now) const;
+  // Up to `limit` users whose names sort after `after` ("" = from the first),
+  // in name order; with locked_only, only users locked at `now`. Costs
+  // O(limit + log n) (locked_only: walks the locked index only).
+  std::vector<UserReport> page(std::string_view after, std::size_t limit, bool locked_only,
+                               TimePoint now) const;
+
+  // Users that may be locked at `now`, from the index: a lock that ran out
+  // stays in it until the expiry timer settles it (expire_due).
+  std::size_t locked_users() const { return locked_.size(); }
+  // Names in the locked index, in name order, at most `limit` of them.
+  std::vector<std::string> locked_names(std::size_t limit) const;
 
   std::size_t tracked_users() const { return states_.size(); }
+
+  // Looks at up to `budget` users after the sweep cursor and deletes the idle
+  // ones (staged into `work`, as any other change). Returns true when the
+  // cursor wrapped: a whole pass is done. No history row or event: an idle
+  // user is one with nothing left to record.
+  struct SweepProgress {
+    std::size_t examined = 0;
+    std::size_t removed = 0;
+    bool pass_done = false;
+  };
+  SweepProgress sweep_slice(TimePoint now, std::size_t budget, PendingWork& work);
 
   protocol::Answer answer_for(const LockStatus& status, const UserState& state) const;
 
  private:
   std::function<void(TimePoint)> on_new_expiry_;
 
+  // One user's state as kept in memory: UserState with times as plain
+  // seconds and without the manual lock (in manual_locks_, keyed by name).
+  struct MemoryState {
+    std::int64_t last_failure = 0;
+    std::int64_t last_lock_end = 0;
+    std::int64_t lock_since = 0;
+    std::int64_t lock_until = 0;
+    std::uint32_t failures = 0;
+    std::uint32_t level = 0;
+    bool failure_lock = false;
+    bool lock_has_end = false;
+    bool manual_lock = false;
+  };
+  using StateMap = std::map<std::string, MemoryState, std::less<>>;
+
+  UserState unpack(const StateMap::value_type& entry) const;
+  MemoryState pack(const UserState& state) const;
+  // Inserts or replaces `user`'s state in memory and in the indexes.
+  void put_in_memory(const std::string& user, const UserState& state, StateMap::iterator hint);
+  // Removes `user` from memory and from every index.
+  StateMap::iterator erase_from_memory(StateMap::iterator found);
+
   // Stages `state` (after a change) for the store: a put, or a delete once it
-  // is idle, and keeps the expiry index in step.
+  // is idle, and keeps memory and the indexes in step.
   void stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
              const UserState& state, TimePoint now, PendingWork& work);
   void add_event(PendingWork& work, const std::string& user, HistoryEvent event,
@@ -124,9 +179,12 @@ class LockoutService {
 
   LockoutPolicy policy_;
   Store& store_;
-  std::unordered_map<std::string, UserState> states_;
+  StateMap states_;
+  std::map<std::string, ManualLock, std::less<>> manual_locks_;
+  std::set<std::string, std::less<>> locked_;  // users with a failure or manual lock
   std::set<std::pair<TimePoint, std::string>> expiries_;
   AnsweredEvents answered_;
+  std::string sweep_cursor_;  // the last name the sweep looked at; "" = start
 };
 
 }  // namespace acctlock

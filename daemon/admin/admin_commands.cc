@@ -142,6 +142,28 @@ AdminAnswer answer(Result result, std::string text, json arguments = json::objec
   return AdminAnswer{result, std::move(text), std::move(arguments)};
 }
 
+// Runs `read` on the reader thread and `then` with its result on the loop;
+// inline without a reader. A full queue is the caller's answer, not a wait.
+template <class Read, class Then>
+void read_off_loop(WorkerThread* reader, const AdminCommands::Reply& reply, Read read, Then then) {
+  if (reader == nullptr) return then(read());
+  const bool queued = reader->run(
+      std::move(read), [reply, then = std::move(then)](auto result, const std::string& error) {
+        if (!result) {
+          log_error("admin socket: reading the database failed: " + error);
+          return reply(answer(Result::error, "failed: " + error));
+        }
+        try {
+          then(std::move(*result));
+        } catch (const std::exception& e) {
+          reply(answer(Result::error, std::string("failed: ") + e.what()));
+        }
+      });
+  if (!queued) {
+    reply(answer(Result::error, "busy: too many admin requests are waiting; try again"));
+  }
+}
+
 }  // namespace
 
 json AdminAnswer::to_json() const {
@@ -295,16 +317,35 @@ void AdminCommands::status(const json& arguments, const Reply& reply) {
 
 void AdminCommands::list(const json& arguments, const Reply& reply) {
   const bool locked_only = bool_argument(arguments, "locked");
-  auto reports = context_.service.reports(context_.now());
-  std::sort(reports.begin(), reports.end(),
-            [](const UserReport& a, const UserReport& b) { return a.user < b.user; });
+  std::size_t limit = admin::kDefaultListLimit;
+  if (const auto given = integer_argument(arguments, "limit")) {
+    if (*given < 1 || static_cast<std::uint64_t>(*given) > admin::kMaxListLimit) {
+      throw InvalidArgument("\"limit\" must be between 1 and " +
+                            std::to_string(admin::kMaxListLimit));
+    }
+    limit = static_cast<std::size_t>(*given);
+  }
+  std::string after;
+  if (const auto found = arguments.find("after"); found != arguments.end() && !found->is_null()) {
+    if (!found->is_string()) throw InvalidArgument("\"after\" must be a string");
+    after = found->get<std::string>();
+    if (!after.empty() && !is_valid_user_name(after)) {
+      throw InvalidArgument("\"after\" is not a valid user name");
+    }
+  }
+  // One more than asked, to tell whether a next page exists.
+  auto reports = context_.service.page(after, limit + 1, locked_only, context_.now());
+  const bool more = reports.size() > limit;
+  if (more) reports.pop_back();
   json users = json::array();
   for (const auto& report : reports) {
-    if (locked_only && !report.status.locked()) continue;
     users.push_back(report_json(report.user, report.status, report.state));
   }
+  json next = more ? json(reports.back().user) : json(nullptr);
   std::string text = std::to_string(users.size()) + " user(s)";
-  reply(answer(Result::success, std::move(text), json{{"users", std::move(users)}}));
+  if (more) text += "; more after " + reports.back().user;
+  reply(answer(Result::success, std::move(text),
+               json{{"users", std::move(users)}, {"next", std::move(next)}}));
 }
 
 void AdminCommands::lock(const AdminCaller& caller, const json& arguments, const Reply& reply) {
@@ -360,55 +401,84 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
     query.limit = admin::kDefaultHistoryLimit;
   }
 
-  const auto rows = context_.store.history(query);
-  if (rows.empty() && !context_.service.report(user, context_.now()) && !user_exists(user)) {
-    return reply(answer(Result::no_such_user, "no such user: " + user));
-  }
-  json entries = json::array();
-  for (const auto& row : rows) entries.push_back(history_json(row));
-  std::string text = std::to_string(entries.size()) + " event(s)";
-  reply(answer(Result::success, std::move(text),
-               json{{"user", user}, {"entries", std::move(entries)}}));
+  Store& store = context_.store;
+  read_off_loop(
+      context_.reader, reply, [&store, query] { return store.history(query); },
+      [this, user, reply](std::vector<HistoryEntry> rows) {
+        if (rows.empty() && !context_.service.report(user, context_.now()) &&
+            !user_exists(user)) {
+          return reply(answer(Result::no_such_user, "no such user: " + user));
+        }
+        json entries = json::array();
+        for (const auto& row : rows) entries.push_back(history_json(row));
+        std::string text = std::to_string(entries.size()) + " event(s)";
+        reply(answer(Result::success, std::move(text),
+                     json{{"user", user}, {"entries", std::move(entries)}}));
+      });
 }
 
 void AdminCommands::stats(const Reply& reply) {
   const TimePoint now = context_.now();
   const TimePoint hour_ago = now - std::chrono::hours(1);
   const TimePoint day_ago = now - std::chrono::hours(24);
-  Store& store = context_.store;
 
+  // From the index of locked users: its size, and the first names in it.
+  // A lock that ran out leaves the index when the expiry timer announces it,
+  // within a second.
+  const std::size_t locked_now = context_.service.locked_users();
   json locked_users = json::array();
-  for (const auto& report : context_.service.reports(now)) {
-    if (report.status.locked()) locked_users.push_back(report.user);
+  for (const auto& user : context_.service.locked_names(admin::kMaxStatsLockedUsers)) {
+    locked_users.push_back(user);
   }
-  std::sort(locked_users.begin(), locked_users.end());
 
-  // The failure that locks an account is recorded as `locked`, and is a
-  // failure all the same.
-  const auto failures_since = [&](TimePoint since) {
-    return store.count_events(HistoryEvent::failure, since) +
-           store.count_events(HistoryEvent::locked, since);
+  struct Counts {
+    std::uint64_t failures_last_hour = 0;
+    std::uint64_t failures_last_day = 0;
+    std::uint64_t lockouts_last_hour = 0;
+    std::uint64_t lockouts_last_day = 0;
+    std::vector<std::pair<std::string, std::uint64_t>> top_users;
+    std::vector<std::pair<std::string, std::uint64_t>> top_sources;
   };
-  const auto top = [&](bool by_rhost) {
-    json rows = json::array();
-    for (const auto& [name, count] : store.top_failures(day_ago, by_rhost, 10)) {
-      rows.push_back(json{{by_rhost ? "rhost" : "user", name}, {"failures", count}});
-    }
-    return rows;
+  Store& store = context_.store;
+  const auto count = [&store, hour_ago, day_ago] {
+    // The failure that locks an account is recorded as `locked`, and is a
+    // failure all the same.
+    const auto failures_since = [&](TimePoint since) {
+      return store.count_events(HistoryEvent::failure, since) +
+             store.count_events(HistoryEvent::locked, since);
+    };
+    Counts counts;
+    counts.failures_last_hour = failures_since(hour_ago);
+    counts.failures_last_day = failures_since(day_ago);
+    counts.lockouts_last_hour = store.count_events(HistoryEvent::locked, hour_ago);
+    counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago);
+    counts.top_users = store.top_failures(day_ago, false, 10);
+    counts.top_sources = store.top_failures(day_ago, true, 10);
+    return counts;
   };
-
-  json stats{
-      {"locked_now", locked_users.size()},
-      {"locked_users", locked_users},
-      {"failures_last_hour", failures_since(hour_ago)},
-      {"failures_last_day", failures_since(day_ago)},
-      {"lockouts_last_hour", store.count_events(HistoryEvent::locked, hour_ago)},
-      {"lockouts_last_day", store.count_events(HistoryEvent::locked, day_ago)},
-      {"top_users", top(false)},
-      {"top_sources", top(true)},
-  };
-  std::string text = std::to_string(locked_users.size()) + " user(s) locked";
-  reply(answer(Result::success, std::move(text), std::move(stats)));
+  read_off_loop(
+      context_.reader, reply, count,
+      [reply, locked_now, locked_users = std::move(locked_users)](Counts counts) {
+        const auto top = [](const auto& ranked, bool by_rhost) {
+          json rows = json::array();
+          for (const auto& [name, failures] : ranked) {
+            rows.push_back(json{{by_rhost ? "rhost" : "user", name}, {"failures", failures}});
+          }
+          return rows;
+        };
+        json stats{
+            {"locked_now", locked_now},
+            {"locked_users", locked_users},
+            {"failures_last_hour", counts.failures_last_hour},
+            {"failures_last_day", counts.failures_last_day},
+            {"lockouts_last_hour", counts.lockouts_last_hour},
+            {"lockouts_last_day", counts.lockouts_last_day},
+            {"top_users", top(counts.top_users, false)},
+            {"top_sources", top(counts.top_sources, true)},
+        };
+        std::string text = std::to_string(locked_now) + " user(s) locked";
+        reply(answer(Result::success, std::move(text), std::move(stats)));
+      });
 }
 
 }  // namespace acctlock

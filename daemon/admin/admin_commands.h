@@ -3,6 +3,11 @@
 // an answer. It knows nothing about sockets or framing (daemon/admin/admin_server.h
 // carries the bytes), so it is tested by calling it directly.
 //
+// Nothing here walks every tracked user or every history row on the event
+// loop: `list` is paged over the service's name-ordered state (and its index
+// of locked users), and the store reads of `history` and `stats` run on the
+// reader thread (AdminContext::reader), their answers built back on the loop.
+//
 // Authorisation happens here, before a handler reads or changes anything:
 // root, and callers in admin_group (by their process's groups or the group
 // database), may use every command; anyone else may only read their own
@@ -24,6 +29,7 @@
 #include "daemon/lockout_service.h"
 #include "daemon/sockets/peer_credentials.h"
 #include "daemon/store/store.h"
+#include "daemon/worker_thread.h"
 
 namespace acctlock {
 
@@ -51,6 +57,9 @@ struct AdminContext {
   std::function<TimePoint()> now;
   // Read per request, so a reload that changes admin_group applies at once.
   std::function<std::string()> admin_group;
+  // Where store reads (history, stats) run, off the event loop; without one
+  // they run inline, on the caller's thread.
+  WorkerThread* reader = nullptr;
 };
 
 // The gid of group `name` through NSS, or nullopt when there is no such group.

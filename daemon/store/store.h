@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -103,6 +104,12 @@ class Store {
   // The answered events kept (at most kMaxAnsweredEvents, those at or after
   // `since`), oldest first.
   virtual std::vector<AnsweredEvent> load_answered(TimePoint since) = 0;
+  // The same states handed to `visit` one at a time, in name order where the
+  // backend can, so that the caller never holds two copies of a million
+  // users. The default goes through load_states().
+  virtual void for_each_state(const std::function<void(std::string, UserState)>& visit) {
+    for (auto& [user, state] : load_states()) visit(std::move(user), std::move(state));
+  }
 
   // Applies the batch in one transaction; when it returns, the batch is on
   // disk (survives kill -9 and power loss as far as fsync does).
@@ -120,6 +127,15 @@ class Store {
 
   // Deletes history older than `before`; returns how many rows went.
   virtual std::uint64_t prune_history(TimePoint before) = 0;
+
+  // Deletes at most `limit` of the oldest rows older than `before`, in one
+  // short transaction, so that the commits clients wait for are held up by
+  // one slice at most; returns how many went (fewer than `limit`: done). The
+  // default deletes everything at once.
+  virtual std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) {
+    (void)limit;
+    return prune_history(before);
+  }
 };
 
 }  // namespace acctlock

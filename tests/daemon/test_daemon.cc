@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -70,6 +71,53 @@ class DaemonTest : public ::testing::Test {
  protected:
   TempDir dir;
 };
+
+// A connection of the test's own to the daemon's database, as an admin with
+// the sqlite3 shell would have: to look at rows, and to hold the write lock.
+class Database {
+ public:
+  explicit Database(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    sqlite3_busy_timeout(db_, 10000);
+  }
+  ~Database() { sqlite3_close(db_); }
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void exec(const std::string& sql) {
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+        << sql << ": " << (error ? error : "");
+    sqlite3_free(error);
+  }
+
+  std::int64_t count(const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    std::int64_t value = -1;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+      value = sqlite3_column_int64(statement, 0);
+    }
+    sqlite3_finalize(statement);
+    return value;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// A check through the module's client with a deadline well under the
+// store's busy timeout (5 s): an event loop that waited for the database
+// would miss it.
+Verdict quick_check(const DaemonProcess& daemon, const std::string& user) {
+  EventClient client;
+  protocol::Answer answer;
+  const auto status = client.exchange(daemon.event_socket(),
+                                      {MessageType::check, false, user, "test", "", "", ""},
+                                      answer, std::chrono::seconds(2));
+  EXPECT_EQ(status, ClientStatus::ok) << describe(status);
+  return status == ClientStatus::ok ? answer.verdict : Verdict::failed;
+}
 
 TEST_F(DaemonTest, UnknownUserIsAllowedAndLeavesNoRecord) {
   DaemonProcess daemon(dir);
@@ -423,6 +471,58 @@ TEST_F(DaemonTest, ReloadAppliesANewConfigAndKeepsTheOldOneOnErrors) {
   daemon.request(MessageType::failure, "bob");
   daemon.request(MessageType::failure, "bob");
   EXPECT_EQ(daemon.request(MessageType::failure, "bob").verdict, Verdict::allowed);
+}
+
+// Pruning runs on its own thread: while it waits for a database that
+// someone else holds (here the test, in the middle of a write transaction),
+// checks are answered.
+TEST_F(DaemonTest, PruningWaitingForTheDatabaseDoesNotHoldUpAcheck) {
+  DaemonProcess daemon(dir, "deny = 10\n");
+  ASSERT_TRUE(daemon.start());
+  for (int i = 0; i < 3; ++i) daemon.request(MessageType::failure, "alice");
+  Database database(daemon.database());
+  // Ten days old: kept by the default retention of 30 days.
+  database.exec("UPDATE history SET time = time - 10 * 86400");
+  ASSERT_EQ(database.count("SELECT count(*) FROM history"), 3);
+
+  database.exec("BEGIN IMMEDIATE");
+  daemon.rewrite_config("deny = 10\nhistory_retention = 1d\n");
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return daemon.log().find("reloaded") != std::string::npos; }));
+  // The reload started a prune, which now waits for the write lock.
+  EXPECT_EQ(quick_check(daemon, "alice"), Verdict::allowed);
+  EXPECT_EQ(quick_check(daemon, "bob"), Verdict::allowed);
+  EXPECT_EQ(database.count("SELECT count(*) FROM history"), 3) << "pruned under a held lock?";
+  database.exec("COMMIT");
+
+  EXPECT_TRUE(eventually([&] { return database.count("SELECT count(*) FROM history") == 0; }))
+      << daemon.log();
+  EXPECT_NE(daemon.log().find("removed 3 history row(s) past retention"), std::string::npos)
+      << daemon.log();
+}
+
+// A spray of names leaves memory and the database once fail_interval has
+// passed, by the sweep's timer, without any of the names coming up again.
+TEST_F(DaemonTest, SweepRemovesIdleUsersFromMemoryAndDisk) {
+  DaemonProcess daemon(dir, "fail_interval = 2s\n");
+  ASSERT_TRUE(daemon.start());
+  constexpr int kNames = 200;
+  for (int i = 0; i < kNames; ++i) {
+    daemon.request(MessageType::failure, "spray" + std::to_string(i));
+  }
+  for (int i = 0; i < 3; ++i) daemon.request(MessageType::failure, "victim");
+  Database database(daemon.database());
+  ASSERT_EQ(database.count("SELECT count(*) FROM user_state"), kNames + 1);
+
+  EXPECT_TRUE(eventually([&] { return database.count("SELECT count(*) FROM user_state") == 1; }))
+      << daemon.log();
+  // Memory: the pass that removed the last of them (names may fall into two
+  // passes) reports what is left tracked.
+  EXPECT_TRUE(eventually(
+      [&] { return daemon.log().find(" idle user(s); 1 tracked") != std::string::npos; }))
+      << daemon.log();
+  // The locked account stays, in memory too.
+  EXPECT_EQ(quick_check(daemon, "victim"), Verdict::locked);
 }
 
 TEST_F(DaemonTest, SigtermStopsCleanly) {

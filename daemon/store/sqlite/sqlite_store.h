@@ -17,7 +17,10 @@
 //
 // Start-up is strict: a corrupt database, a file that is not SQLite, or one
 // written by a newer acctlock is a StoreError naming the file, never a silent
-// fresh start. Only the file is created, never its directory.
+// fresh start. Only the file is created, never its directory. The whole-file
+// check (quick_check) runs when the previous run did not stop cleanly (its
+// WAL file is still there); after a clean stop only the header and schema are
+// checked, so that a database of ten million rows is ready in a second.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +49,8 @@ class SqliteStore final : public Store {
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   std::vector<std::pair<std::string, UserState>> load_states() override;
+  // In name order (the table's key).
+  void for_each_state(const std::function<void(std::string, UserState)>& visit) override;
 
   // A batch should name each user at most once across put_states and
   // delete_states: the batch does not record their relative order. When a
@@ -60,6 +65,9 @@ class SqliteStore final : public Store {
 
   // Runs as one transaction on the write connection: commits wait for it.
   std::uint64_t prune_history(TimePoint before) override;
+  // Also on the write connection, but one slice of the oldest rows (by the
+  // time index) per transaction: commits wait for one slice at most.
+  std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
 
   const std::string& path() const { return path_; }
 

@@ -7,6 +7,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <future>
 #include <optional>
 
 #include "daemon/admin/admin_commands.h"
@@ -37,8 +38,9 @@ class AdminCommandsTest : public ::testing::Test {
       : store(SqliteStore::open(dir / "acctlock.db")),
         service(rules(), *store),
         writer(io, *store, events, [] {}),
+        reader(io, 8),
         commands(AdminContext{service, writer, *store, users, [this] { return now; },
-                              [this] { return admin_group; }}) {}
+                              [this] { return admin_group; }, &reader}) {}
 
   static LockoutRules rules() {
     LockoutRules rules;
@@ -99,6 +101,7 @@ class AdminCommandsTest : public ::testing::Test {
   RecordingEventLog events;
   LockoutService service;
   BatchWriter writer;
+  WorkerThread reader;  // history and stats read the store here, off the loop
   UserDirectory users;
   TimePoint now{Seconds(1714564800)};
   std::string admin_group;
@@ -268,6 +271,92 @@ TEST_F(AdminCommandsTest, AHandlerThatThrowsAnswersOnceWithAnError) {
   EXPECT_EQ(failed.result, Result::error);
   EXPECT_NE(failed.text.find("disk on fire"), std::string::npos);
   EXPECT_EQ(call(root, "replies_then_throws").result, Result::success);  // call() checks once
+}
+
+TEST_F(AdminCommandsTest, ListPagesInNameOrderWithLimitAndAfter) {
+  for (const char* user : {"user4", "user2", "user5", "user1", "user3"}) fail_login(user);
+
+  const auto first = call(root, "list", {{"limit", 2}});
+  ASSERT_EQ(first.result, Result::success) << first.text;
+  ASSERT_EQ(first.arguments["users"].size(), 2u);
+  EXPECT_EQ(first.arguments["users"][0]["user"], "user1");
+  EXPECT_EQ(first.arguments["users"][1]["user"], "user2");
+  EXPECT_EQ(first.arguments["next"], "user2");
+
+  const auto second = call(root, "list", {{"limit", 2}, {"after", "user2"}});
+  ASSERT_EQ(second.arguments["users"].size(), 2u);
+  EXPECT_EQ(second.arguments["users"][0]["user"], "user3");
+  EXPECT_EQ(second.arguments["next"], "user4");
+
+  const auto last = call(root, "list", {{"limit", 2}, {"after", "user4"}});
+  ASSERT_EQ(last.arguments["users"].size(), 1u);
+  EXPECT_EQ(last.arguments["users"][0]["user"], "user5");
+  EXPECT_TRUE(last.arguments["next"].is_null());
+
+  // Without a limit: one page of up to kDefaultListLimit, here all of them.
+  const auto all = call(root, "list");
+  EXPECT_EQ(all.arguments["users"].size(), 5u);
+  EXPECT_TRUE(all.arguments["next"].is_null());
+
+  EXPECT_EQ(call(root, "list", {{"limit", 0}}).result, Result::invalid);
+  EXPECT_EQ(call(root, "list", {{"limit", admin::kMaxListLimit + 1}}).result, Result::invalid);
+  EXPECT_EQ(call(root, "list", {{"after", 3}}).result, Result::invalid);
+  EXPECT_EQ(call(root, "list", {{"after", "two\nlines"}}).result, Result::invalid);
+}
+
+// The store reads of history and stats wait on the reader thread, not on the
+// loop: while the reader is held up, the loop goes on running handlers (the
+// event socket's, in the daemon), and the answer comes once the read is done.
+TEST_F(AdminCommandsTest, StoreReadsDoNotHoldUpTheLoop) {
+  fail_login("daemon");
+  for (const char* command : {"history", "stats"}) {
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    ASSERT_TRUE(reader.run(
+        [released] {
+          released.wait();
+          return 0;
+        },
+        [](std::optional<int>, const std::string&) {}));
+    std::optional<AdminAnswer> answer;
+    commands.dispatch(root, {{"command", command}, {"arguments", {{"user", "daemon"}}}},
+                      [&](AdminAnswer given) { answer = std::move(given); });
+    bool loop_ran = false;
+    boost::asio::post(io, [&] { loop_ran = true; });
+    run_until([&] { return loop_ran; });
+    EXPECT_TRUE(loop_ran) << command;
+    EXPECT_FALSE(answer.has_value()) << command << " answered while the reader was held up";
+    // A check on the loop is answered meanwhile, from memory.
+    protocol::Request check;
+    check.type = protocol::MessageType::check;
+    check.user = "daemon";
+    EXPECT_EQ(service.apply(check, false, now, writer.pending()).failures, 1u);
+
+    release.set_value();
+    run_until([&] { return answer.has_value(); });
+    ASSERT_TRUE(answer.has_value()) << command;
+    EXPECT_EQ(answer->result, Result::success) << answer->text;
+  }
+}
+
+TEST_F(AdminCommandsTest, AFullReaderQueueAnswersBusy) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  // One job running and eight queued fill the reader of this fixture.
+  for (int i = 0; i < 9; ++i) {
+    reader.run(
+        [released] {
+          released.wait();
+          return 0;
+        },
+        [](std::optional<int>, const std::string&) {});
+  }
+  const auto busy = call(root, "history", {{"user", "daemon"}});
+  EXPECT_EQ(busy.result, Result::error);
+  EXPECT_NE(busy.text.find("busy"), std::string::npos) << busy.text;
+  release.set_value();
+  run_until([&] { return reader.queued() == 0; });
+  EXPECT_EQ(call(root, "history", {{"user", "daemon"}}).result, Result::success);
 }
 
 TEST(AdminTime, Iso8601IsUtcWithSeconds) {

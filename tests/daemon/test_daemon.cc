@@ -113,7 +113,7 @@ Verdict quick_check(const DaemonProcess& daemon, const std::string& user) {
   EventClient client;
   protocol::Answer answer;
   const auto status = client.exchange(daemon.event_socket(),
-                                      {MessageType::check, false, user, "test", "", "", ""},
+                                      {MessageType::check, false, new_event_id(), user, "test", "", "", ""},
                                       answer, std::chrono::seconds(2));
   EXPECT_EQ(status, ClientStatus::ok) << describe(status);
   return status == ClientStatus::ok ? answer.verdict : Verdict::failed;

@@ -69,7 +69,8 @@ class Writer {
 
   void big_endian(std::uint64_t value, std::size_t size) {
     if (!room(size)) return;
-    for (std::size_t i = size; i-- > 0;) out_[pos_++] = static_cast<char>((value >> (8 * i)) & 0xff);
+    for (std::size_t i = size; i-- > 0;)
+      out_[pos_++] = static_cast<char>((value >> (8 * i)) & 0xff);
   }
   void u8(std::uint8_t value) { big_endian(value, 1); }
   void string(Text text) {
@@ -244,12 +245,10 @@ DecodeError decode_answer(const char* bytes, std::size_t size, AnswerFields& out
   return DecodeError::none;
 }
 
-std::size_t encode_request(const RequestFields& request, char* out,
-                           std::size_t capacity) noexcept {
-  if (!is_request_type(static_cast<std::uint8_t>(request.type)) ||
-      request.user.size > kMaxUser || request.service.size > kMaxService ||
-      request.rhost.size > kMaxRhost || request.tty.size > kMaxTty ||
-      request.ruser.size > kMaxRuser || request.event_id == 0 ||
+std::size_t encode_request(const RequestFields& request, char* out, std::size_t capacity) noexcept {
+  if (!is_request_type(static_cast<std::uint8_t>(request.type)) || request.user.size > kMaxUser ||
+      request.service.size > kMaxService || request.rhost.size > kMaxRhost ||
+      request.tty.size > kMaxTty || request.ruser.size > kMaxRuser || request.event_id == 0 ||
       !is_utf8(request.user.data, request.user.size)) {
     return 0;
   }

@@ -41,12 +41,13 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   const EventServerContext& context() const { return server_.context_; }
 
   // One timer per session, armed at most once at a time: moving the
-  // deadline is a store to deadline_, not a cancel and a new wait on the
-  // reactor's timer queue for each step of each request.
+  // deadline later is a store to deadline_, not a cancel and a new wait on
+  // the reactor's timer queue for each step of each request. Only a deadline
+  // earlier than the armed one (a frame's start after an idle wait) re-arms.
   void set_deadline(std::chrono::milliseconds timeout) {
     paused_ = false;
     deadline_ = Clock::now() + timeout;
-    if (!timer_armed_) arm_timer(deadline_);
+    if (!timer_armed_ || deadline_ < armed_at_) arm_timer(deadline_);
   }
 
   // While a request waits for its commit, no deadline runs: a slow disk is
@@ -55,13 +56,15 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
 
   void arm_timer(Clock::time_point when) {
     timer_armed_ = true;
-    timer_.expires_at(when);
+    armed_at_ = when;
+    timer_.expires_at(when);  // a wait already pending ends with operation_aborted
     timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
   }
 
   void on_timer(error_code ec) {
+    if (ec) return;  // superseded by a newer wait, or the session closed
     timer_armed_ = false;
-    if (ec || !socket_.is_open()) return;
+    if (!socket_.is_open()) return;
     const auto now = Clock::now();
     if (paused_) return arm_timer(now + context().limits.frame_timeout);
     if (now >= deadline_) return close();  // idle or stalled: drop this connection only
@@ -221,6 +224,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   std::array<char, protocol::kLengthSize + protocol::kMaxPayload> in_{};
   std::size_t in_size_ = 0;
   Clock::time_point deadline_{};
+  Clock::time_point armed_at_{};
   bool timer_armed_ = false;
   bool paused_ = false;
   std::string out_;

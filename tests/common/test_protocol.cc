@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
+
+#include "common/wire.h"
 
 namespace acctlock::protocol {
 namespace {
@@ -285,6 +288,40 @@ TEST(Protocol, BusyVerdictRoundTripsAndLaterValuesAreRefused) {
   EXPECT_EQ(decode_answer(bytes).message->verdict, Verdict::busy);
   bytes[6] = 6;
   EXPECT_EQ(decode_answer(bytes).error, DecodeError::bad_value);
+}
+
+// common/wire.h, the core every frame goes through, writes into a caller's
+// buffer: a buffer too small gets nothing past its end and the call says 0.
+TEST(Wire, EncodingIntoATooSmallBufferWritesNothingPastItsEnd) {
+  const std::string full = frame_of(full_request(MessageType::failure));
+  wire::RequestFields fields;
+  fields.type = MessageType::failure;
+  fields.event_id = 0x0123456789abcdefULL;
+  fields.user = {"alice", 5};
+  fields.service = {"sshd", 4};
+  fields.rhost = {"2001:db8::7", 11};
+  fields.tty = {"ssh", 3};
+  fields.ruser = {"bob", 3};
+  char buffer[wire::kMaxFrame + 1];
+  ASSERT_EQ(wire::encode_request(fields, buffer, sizeof buffer), full.size());
+  EXPECT_EQ(std::string(buffer, full.size()), full);
+  for (std::size_t capacity : {std::size_t{0}, std::size_t{4}, full.size() - 1}) {
+    std::memset(buffer, 0x5a, sizeof buffer);
+    EXPECT_EQ(wire::encode_request(fields, buffer, capacity), 0u) << capacity;
+    EXPECT_EQ(buffer[capacity], 0x5a) << capacity;
+  }
+}
+
+// The decoder's texts point into the frame it was given, not into a copy.
+TEST(Wire, DecodedTextsPointIntoTheFrame) {
+  const std::string bytes = frame_of(full_request(MessageType::check));
+  wire::RequestFields fields;
+  std::size_t consumed = 0;
+  ASSERT_EQ(wire::decode_request(bytes.data(), bytes.size(), fields, consumed), DecodeError::none);
+  EXPECT_EQ(consumed, bytes.size());
+  EXPECT_GE(fields.user.data, bytes.data());
+  EXPECT_LT(fields.ruser.data, bytes.data() + bytes.size());
+  EXPECT_EQ(std::string(fields.rhost.data, fields.rhost.size), "2001:db8::7");
 }
 
 }  // namespace

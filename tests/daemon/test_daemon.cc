@@ -443,6 +443,32 @@ TEST_F(DaemonTest, FramesAreAnsweredWhateverWritesCarryThem) {
   close(fd);
 }
 
+// frame_timeout (5 s) runs from a frame's first byte to its last: a peer
+// that trickles a byte a second, each one resetting nothing, loses its
+// connection 5 s after it began, not whenever it stops.
+TEST_F(DaemonTest, ATrickledFrameIsDroppedAfterFrameTimeout) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const int fd = raw_connect(daemon.event_socket());
+  const char length[] = {0, 0, 1, 0};  // a 256-byte payload follows
+  const auto began = std::chrono::steady_clock::now();
+  ASSERT_EQ(send(fd, length, sizeof length, MSG_NOSIGNAL), 4);
+  const timeval one_second{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &one_second, sizeof one_second);
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - began < 12s) {
+    char byte;
+    const ssize_t n = recv(fd, &byte, 1, 0);  // waits up to 1 s: the trickle's pace
+    closed = n == 0 || (n < 0 && errno == ECONNRESET);
+    if (!closed) closed = send(fd, "x", 1, MSG_NOSIGNAL) < 0;
+  }
+  const auto lasted = std::chrono::steady_clock::now() - began;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(lasted, 4s);
+  EXPECT_LT(lasted, 9s);
+  close(fd);
+}
+
 TEST_F(DaemonTest, InvalidUserNameIsAnErrorAndNotStored) {
   DaemonProcess daemon(dir, "deny = 1\n");
   ASSERT_TRUE(daemon.start());

@@ -38,7 +38,6 @@ void BatchWriter::schedule() {
 
 void BatchWriter::start_commit() {
   if (in_flight_ || (next_.work.empty() && next_.completions.empty())) return;
-  if (next_.completions.size() == 1) return commit_inline();
   in_flight_ = true;
   {
     std::lock_guard lock(mutex_);
@@ -46,14 +45,6 @@ void BatchWriter::start_commit() {
   }
   next_ = Batch{};
   wake_.notify_one();
-}
-
-void BatchWriter::commit_inline() {
-  Batch batch = std::move(next_);
-  next_ = Batch{};
-  in_flight_ = true;  // nothing else may start a commit meanwhile
-  const std::string error = commit(batch);
-  finish_commit(std::move(batch), error);
 }
 
 std::string BatchWriter::commit(const Batch& batch) {

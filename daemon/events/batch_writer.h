@@ -64,13 +64,6 @@ class BatchWriter {
   void start_commit();
   void finish_commit(Batch batch, std::string error);
   void run_thread();
-  // A batch that exactly one client waits for (one failed login), while the
-  // writer thread is idle, is committed on the loop: handing it to the
-  // thread and its answer back costs two wake-ups (0.1 to 0.2 ms on this
-  // project's VM) on every failed login. Batches that many wait for, which
-  // form under load, and those nobody waits for (successes) go to the
-  // thread, so the loop keeps reading while they are committed.
-  void commit_inline();
   std::string commit(const Batch& batch);
   // Writer thread: the EventLog is only ever called from there.
   void publish(const std::vector<LockEvent>& events) noexcept;

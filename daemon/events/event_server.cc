@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <string>
 
+#include "common/escaped_text.h"
 #include "common/user_name.h"
 #include "daemon/log.h"
 
@@ -111,7 +112,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     // their own uid, which is then not root.
     if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
-                  std::to_string(peer_.pid) + ") speaking for user \"" + request.user + "\"");
+                  std::to_string(peer_.pid) + ") speaking for user \"" + escaped(request.user) + "\"");
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }
@@ -119,7 +120,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     // runs its PAM stack as root) is taken for it. A user's own process
     // could otherwise clear its lock without knowing the password.
     if (peer_.uid != 0 && request.type == protocol::MessageType::password_changed) {
-      log_warning("event socket: refused password_changed for user \"" + request.user +
+      log_warning("event socket: refused password_changed for user \"" + escaped(request.user) +
                   "\" from uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + "): accepted from root only");
       answer.verdict = protocol::Verdict::refused;

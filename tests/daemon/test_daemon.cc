@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -423,6 +424,38 @@ TEST_F(DaemonTest, UserOverItsConnectionShareIsToldBusyNotDisconnected) {
   waitpid(child, nullptr, 0);
   close(ready[0]);
   close(ready[1]);
+}
+
+TEST_F(DaemonTest, HostileFieldValuesComeOutEscapedInTheLog) {
+  DaemonProcess daemon(dir, "deny = 5\n");
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice", "sshd\x1b]0;owned\x07",
+                 "198.51.100.4\nlocked user=root failures=99 \xe2\x80\xae");
+  ASSERT_TRUE(eventually([&] { return daemon.log().find("user=alice") != std::string::npos; }));
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("rhost=198.51.100.4\\x0alocked user=root failures=99 \\u{202e}"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("service=sshd\\x1b]0;owned\\x07"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\nlocked user=root"), std::string::npos) << log;
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << log;
+}
+
+TEST_F(DaemonTest, SocketsGetTheirModeWhateverTheUmask) {
+  DaemonProcess daemon(dir);
+  const mode_t old_umask = umask(022);
+  const bool started = daemon.start();
+  umask(old_umask);
+  ASSERT_TRUE(started);
+  struct stat info {};
+  ASSERT_EQ(lstat(daemon.event_socket().c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0666u);
+  ASSERT_EQ(lstat(daemon.admin_socket().c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0666u);  // authorised by SO_PEERCRED, not by mode
+  ASSERT_EQ(lstat(daemon.database().c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
 }
 
 TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {

@@ -458,6 +458,29 @@ TEST_F(DaemonTest, SocketsGetTheirModeWhateverTheUmask) {
   EXPECT_EQ(info.st_mode & 0777, 0600u);
 }
 
+TEST_F(DaemonTest, DeeplyNestedAdminRequestIsRefusedBeforeParsing) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const int fd = raw_connect(daemon.admin_socket());
+  // Under the admin protocol's size limit, but 32,000 levels deep.
+  std::string request = "{\"command\":\"list\",\"arguments\":" + std::string(32000, '[') +
+                        std::string(32000, ']') + "}\n";
+  request.resize(std::min<std::size_t>(request.size(), 60000));
+  request.back() = '\n';
+  ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char chunk[512];
+  while (answer.find('\n') == std::string::npos) {
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    answer.append(chunk, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  EXPECT_NE(answer.find("nested deeper than"), std::string::npos) << answer;
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::allowed);
+}
+
 TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {
   DaemonProcess daemon(dir);
   ASSERT_TRUE(daemon.start());

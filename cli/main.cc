@@ -12,6 +12,7 @@
 #include "cli/admin_client.h"
 #include "cli/exit_codes.h"
 #include "cli/time_text.h"
+#include "common/escaped_text.h"
 #include "common/options.h"
 
 namespace {
@@ -63,13 +64,9 @@ std::string admin_socket_path(const Settings& settings, bool config_given) {
 
 // Terminal-safe text: control characters from a remote host name or a PAM
 // tty field must not reach the terminal as escapes.
-std::string printable(std::string text) {
-  for (char& c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) c = '?';
-  }
-  return text;
-}
+// C0 and C1 controls, bidi overrides and non-UTF-8 bytes as visible escapes
+// (common/escaped_text.h): a name or reason must not drive the terminal.
+std::string printable(const std::string& text) { return escaped(text); }
 
 std::string text_of(const json& value, const char* empty = "-") {
   if (value.is_null()) return empty;

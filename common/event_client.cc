@@ -199,7 +199,17 @@ ClientStatus EventClient::exchange(const std::string& socket_path,
     used_ = true;
     auto status = send_all(frame, deadline);
     bool nothing_read = true;
-    if (status == ClientStatus::ok) status = receive_answer(answer, deadline, nothing_read);
+    if (status == ClientStatus::ok) {
+      status = receive_answer(answer, deadline, nothing_read);
+    } else if (status == ClientStatus::io_error) {
+      // A daemon that refuses a connection (its uid is over its share)
+      // answers `busy` before reading and closes: the answer is there.
+      protocol::Answer early;
+      if (receive_answer(early, deadline, nothing_read) == ClientStatus::ok) {
+        answer = early;
+        return ClientStatus::ok;
+      }
+    }
     if (status == ClientStatus::ok) return status;
     close();
     if (status != ClientStatus::io_error) return status;

@@ -396,6 +396,29 @@ constexpr std::array kOptionEntries{
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_flag(text, o.keep_lock_on_password_change, error);
                 }},
+    OptionEntry{{"max_connections", "N", "4096",
+                 "event socket connections acctlockd serves at once, root's included", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_count(text, 2, "a whole number >= 2", o.max_connections, error);
+                }},
+    OptionEntry{{"root_reserved_connections", "N", "1024",
+                 "of max_connections, how many only root's PAM stacks may use", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_count(text, 1, "a whole number >= 1", o.root_reserved_connections,
+                                     error);
+                }},
+    OptionEntry{{"max_connections_per_uid", "N", "64",
+                 "event socket connections one non-root user may hold at once", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_count(text, 1, "a whole number >= 1", o.max_connections_per_uid,
+                                     error);
+                }},
+    OptionEntry{{"max_requests_per_uid", "N", "20",
+                 "requests per second one non-root user may send to the event socket", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_count(text, 1, "a whole number >= 1", o.max_requests_per_uid,
+                                     error);
+                }},
 };
 
 // The public, documentation-only view of the same entries, so that a name
@@ -452,6 +475,22 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
   };
   warn_if_capped("unlock_time", rules.unlock_time);
   if (rules.root_unlock_time) warn_if_capped("root_unlock_time", *rules.root_unlock_time);
+
+  // Non-root peers get what root's reserve leaves; none left would lock out
+  // every screen locker, so it is an error, not a guess.
+  const Options& o = parsed.options;
+  if (o.root_reserved_connections >= o.max_connections) {
+    Diagnostic error;
+    error.file = std::string(file_name);
+    error.line = line_of[option_index("root_reserved_connections")];
+    error.key = "root_reserved_connections";
+    error.message = "root_reserved_connections (" + std::to_string(o.root_reserved_connections) +
+                    ") must be below max_connections (" + std::to_string(o.max_connections) +
+                    ")";
+    parsed.diagnostics.push_back(std::move(error));
+    parsed.options.root_reserved_connections = Options{}.root_reserved_connections;
+    parsed.options.max_connections = Options{}.max_connections;
+  }
 }
 
 }  // namespace

@@ -46,6 +46,12 @@ struct Options {
   std::string admin_socket = "/run/acctlock/admin.sock";
   std::string database = "/var/lib/acctlock/acctlock.db";
 
+  // Fair shares on the event socket (daemon/events/uid_limits.h).
+  std::uint32_t max_connections = 4096;           // in all
+  std::uint32_t root_reserved_connections = 1024;  // of those, for root peers only
+  std::uint32_t max_connections_per_uid = 64;      // one non-root uid
+  std::uint32_t max_requests_per_uid = 20;         // per second, one non-root uid
+
   // Read by the PAM module; also valid as module arguments.
   bool silent = false;                    // no messages to the user through the conversation
   bool debug = false;                     // log each decision through syslog

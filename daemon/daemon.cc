@@ -145,10 +145,26 @@ class Daemon {
   }
 
   bool open_event_socket() {
+    const Options& o = config_.options;
+    EventServerLimits limits;
+    std::string report;
+    bool shortened = false;
+    // Beyond the event connections: the admin socket's, and a margin for
+    // the database, WAL, journal and listening sockets.
+    constexpr std::size_t kOtherDescriptors = AdminServerLimits{}.max_connections + 64;
+    limits.shares = fit_to_file_limit(
+        UidLimitSettings{o.max_connections, o.root_reserved_connections, o.max_connections_per_uid,
+                         o.max_requests_per_uid},
+        kOtherDescriptors, report, shortened);
+    if (shortened) {
+      log_warning(report);
+    } else {
+      log_notice(report);
+    }
     try {
       event_server_ = std::make_unique<EventServer>(
           socket_for(inherited_.event, config_.options.event_socket, 0666),
-          EventServerContext{*service_, *writer_, users_, wall_clock_now, {}});
+          EventServerContext{*service_, *writer_, users_, wall_clock_now, limits});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the event socket: ") + e.what());
       return false;

@@ -15,6 +15,39 @@
 namespace acctlock {
 namespace {
 
+// No admin request needs more than a few levels ({"arguments": {...}}).
+constexpr std::size_t kMaxRequestDepth = 16;
+
+// Whether the JSON text nests objects and arrays at most `limit` deep,
+// counting brackets outside strings. Malformed text is left to the parser.
+bool json_depth_within(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped_char = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped_char) {
+        escaped_char = false;
+      } else if (c == '\\') {
+        escaped_char = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > limit) return false;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+namespace {
+
 namespace asio = boost::asio;
 using boost::system::error_code;
 
@@ -88,6 +121,14 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
                      asio::buffers_begin(input_.data()) + static_cast<std::ptrdiff_t>(size - 1));
     input_.consume(size);
 
+    // Depth first, before any parse or copy: a 32,000-deep request would
+    // otherwise be built, copied and destroyed recursively on a 1 MB stack.
+    if (!json_depth_within(line, kMaxRequestDepth)) {
+      return send(AdminAnswer{admin::Result::invalid,
+                              "request nested deeper than " + std::to_string(kMaxRequestDepth) +
+                                  " levels",
+                              nlohmann::json::object()});
+    }
     const auto request = nlohmann::json::parse(line, nullptr, false);
     if (request.is_discarded()) {
       return send(AdminAnswer{admin::Result::invalid, "the request is not valid JSON",

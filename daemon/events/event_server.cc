@@ -3,10 +3,13 @@
 #include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <sys/socket.h>
+
 #include <cstring>
 #include <string>
 #include <string_view>
 
+#include "common/escaped_text.h"
 #include "common/user_name.h"
 #include "daemon/log.h"
 
@@ -20,12 +23,16 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   EventSession(EventServer& server, EventServer::Socket socket, PeerCredentials peer)
       : server_(server),
         sessions_(server.sessions_),
+        limits_(server.limits_),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         peer_(peer) {
     sessions_->insert(this);
   }
-  ~EventSession() { sessions_->erase(this); }
+  ~EventSession() {
+    sessions_->erase(this);
+    limits_->release_connection(peer_.uid);
+  }
 
   void start() { next_request(); }
 
@@ -127,6 +134,13 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
 
   void handle(protocol::Request request) {
     protocol::Answer answer;
+    if (!limits_->admit_request(peer_.uid, UidLimits::Clock::now())) {
+      server_.log_refusal(peer_.uid, "requests over max_requests_per_uid=" +
+                                         std::to_string(limits_->settings().requests_per_second) +
+                                         " per second");
+      answer.verdict = protocol::Verdict::busy;
+      return send(answer);
+    }
     if (!is_valid_user_name(request.user)) {
       answer.verdict = protocol::Verdict::invalid;
       return send(answer);
@@ -136,7 +150,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     // their own uid, which is then not root.
     if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
-                  std::to_string(peer_.pid) + ") speaking for user \"" + request.user + "\"");
+                  std::to_string(peer_.pid) + ") speaking for user \"" + escaped(request.user) + "\"");
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }
@@ -144,7 +158,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     // runs its PAM stack as root) is taken for it. A user's own process
     // could otherwise clear its lock without knowing the password.
     if (peer_.uid != 0 && request.type == protocol::MessageType::password_changed) {
-      log_warning("event socket: refused password_changed for user \"" + request.user +
+      log_warning("event socket: refused password_changed for user \"" + escaped(request.user) +
                   "\" from uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + "): accepted from root only");
       answer.verdict = protocol::Verdict::refused;
@@ -217,6 +231,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
 
   EventServer& server_;
   std::shared_ptr<std::unordered_set<EventSession*>> sessions_;  // the server's, kept alive
+  std::shared_ptr<UidLimits> limits_;                            // likewise
   EventServer::Socket socket_;
   asio::steady_timer timer_;
   PeerCredentials peer_;
@@ -231,7 +246,10 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
 };
 
 EventServer::EventServer(Acceptor acceptor, EventServerContext context)
-    : acceptor_(std::move(acceptor)), context_(std::move(context)) {}
+    : acceptor_(std::move(acceptor)),
+      context_(std::move(context)),
+      limits_(std::make_shared<UidLimits>(context_.limits.shares)),
+      accept_pause_(acceptor_.get_executor()) {}
 
 EventServer::~EventServer() {
   stop();
@@ -245,6 +263,7 @@ void EventServer::stop() {
   if (stopped_) return;
   stopped_ = true;
   error_code ignored;
+  accept_pause_.cancel();
   acceptor_.close(ignored);
   // close() lets each session's pending handlers run and release it.
   for (EventSession* session : std::unordered_set<EventSession*>(*sessions_)) session->close();
@@ -255,21 +274,71 @@ void EventServer::do_accept() {
     if (stopped_) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
-      // EMFILE and friends: log and keep accepting; the loop must not die.
-      log_error("event socket: accept failed: " + ec.message());
-      return do_accept();
+      // EMFILE and friends: the loop must not die, nor spin and flood the
+      // log while the condition lasts. Pause, log once per interval.
+      const auto now = UidLimits::Clock::now();
+      if (now - accept_error_logged_ >= UidLimits::kLogInterval) {
+        log_error("event socket: accept failed: " + ec.message() +
+                  (accept_errors_unlogged_ > 0
+                       ? " (" + std::to_string(accept_errors_unlogged_) + " more since the last report)"
+                       : std::string()) +
+                  "; pausing accepts for 100 ms");
+        accept_error_logged_ = now;
+        accept_errors_unlogged_ = 0;
+      } else {
+        ++accept_errors_unlogged_;
+      }
+      accept_pause_.expires_after(std::chrono::milliseconds(100));
+      accept_pause_.async_wait([this](error_code wait_ec) {
+        if (!wait_ec && !stopped_) do_accept();
+      });
+      return;
     }
     const auto peer = peer_credentials(socket.native_handle());
     if (!peer) {
       log_warning("event socket: could not read peer credentials; connection closed");
-    } else if (sessions_->size() >= context_.limits.max_connections) {
-      log_warning("event socket: " + std::to_string(sessions_->size()) +
-                  " connections open, refusing uid " + std::to_string(peer->uid));
+    } else if (!limits_->admit_connection(peer->uid)) {
+      refuse_busy(socket, peer->uid, "connections");
     } else {
       std::make_shared<EventSession>(*this, std::move(socket), *peer)->start();
     }
     do_accept();
   });
+}
+
+void EventServer::refuse_busy(Socket& socket, uid_t uid, const char* why) {
+  const auto& shares = limits_->settings();
+  std::string what = std::string(why) + ": ";
+  if (limits_->connections() >= shares.max_connections) {
+    what += "all max_connections=" + std::to_string(shares.max_connections) + " in use";
+  } else if (limits_->connections_of(uid) >= shares.per_uid) {
+    what += "max_connections_per_uid=" + std::to_string(shares.per_uid) + " in use";
+  } else {
+    what += "the share of non-root peers is in use (root_reserved_connections=" +
+            std::to_string(shares.root_reserved) + ")";
+  }
+  log_refusal(uid, what);
+  // The answer goes before any request is read: the client finds it when it
+  // reads (common/event_client.cc reads even after its send failed). A fresh
+  // socket's buffer always has room for it, so the send never blocks.
+  std::string frame;
+  protocol::encode_answer(protocol::Answer{protocol::Verdict::busy, LockKind::none, 0, 0, 0, ""},
+                          frame);
+  ::send(socket.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  error_code ignored;
+  socket.shutdown(Socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+void EventServer::log_refusal(uid_t uid, const std::string& what) {
+  std::uint64_t suppressed = 0;
+  if (!limits_->should_log_refusal(uid, UidLimits::Clock::now(), suppressed)) return;
+  log_warning("event socket: uid " + std::to_string(uid) + " is over its share, answered busy (" +
+              what + ")" +
+              (suppressed > 0 ? "; " + std::to_string(suppressed) +
+                                    " more refusal(s) of this uid in the last " +
+                                    std::to_string(UidLimits::kLogInterval.count()) + " s"
+                              : std::string()));
 }
 
 }  // namespace acctlock

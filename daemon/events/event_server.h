@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -17,6 +18,7 @@
 
 #include "common/time.h"
 #include "daemon/events/batch_writer.h"
+#include "daemon/events/uid_limits.h"
 #include "daemon/lockout_service.h"
 #include "daemon/sockets/peer_credentials.h"
 
@@ -28,7 +30,11 @@ struct EventServerLimits {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};
   // From a frame's first byte to its last: a stalled writer is dropped.
   std::chrono::milliseconds frame_timeout{std::chrono::seconds(5)};
-  std::size_t max_connections = 4096;
+  // Connections in all, root's reserve and each non-root uid's share, and
+  // its request rate (daemon/events/uid_limits.h; acctlock.conf keys
+  // max_connections, root_reserved_connections, max_connections_per_uid,
+  // max_requests_per_uid).
+  UidLimitSettings shares;
 };
 
 struct EventServerContext {
@@ -58,6 +64,9 @@ class EventServer {
  private:
   friend class EventSession;
   void do_accept();
+  // Answers `busy` on a connection over its uid's share, and closes it.
+  void refuse_busy(Socket& socket, uid_t uid, const char* why);
+  void log_refusal(uid_t uid, const std::string& what);
 
   Acceptor acceptor_;
   EventServerContext context_;
@@ -65,6 +74,13 @@ class EventServer {
   // io_context destroys its last handlers after the server is gone.
   std::shared_ptr<std::unordered_set<EventSession*>> sessions_ =
       std::make_shared<std::unordered_set<EventSession*>>();
+  // Shared with the sessions for the same reason as sessions_.
+  std::shared_ptr<UidLimits> limits_;
+  // After an accept error (EMFILE, ENFILE, ENOMEM) accepting pauses briefly
+  // instead of spinning, and the error is logged at most once per interval.
+  boost::asio::steady_timer accept_pause_;
+  UidLimits::Clock::time_point accept_error_logged_{};
+  std::uint64_t accept_errors_unlogged_ = 0;
   bool stopped_ = false;
 };
 

@@ -3,6 +3,7 @@
 #include <ctime>
 #include <string>
 
+#include "common/escaped_text.h"
 #include "daemon/log.h"
 
 namespace acctlock {
@@ -22,15 +23,17 @@ std::string format_time(TimePoint time) {
 void StderrEventLog::record(const LockEvent& event) {
   const HistoryEntry& e = event.entry;
   if (e.event == HistoryEvent::success) return;
-  std::string line = std::string(to_string(e.event)) + " user=" + e.user;
-  if (!e.service.empty()) line += " service=" + e.service;
-  if (!e.rhost.empty()) line += " rhost=" + e.rhost;
-  if (!e.tty.empty()) line += " tty=" + e.tty;
+  // Every peer-supplied field is escaped: a newline in rhost must not forge
+  // a line, an escape sequence must not reach an admin's terminal.
+  std::string line = std::string(to_string(e.event)) + " user=" + escaped(e.user);
+  if (!e.service.empty()) line += " service=" + escaped(e.service);
+  if (!e.rhost.empty()) line += " rhost=" + escaped(e.rhost);
+  if (!e.tty.empty()) line += " tty=" + escaped(e.tty);
   line += " failures=" + std::to_string(event.failures);
   line += " level=" + std::to_string(event.level);
   if (event.locked_until) line += " locked_until=\"" + format_time(*event.locked_until) + "\"";
   if (e.admin_uid) line += " admin_uid=" + std::to_string(*e.admin_uid);
-  if (!e.detail.empty()) line += " detail=\"" + e.detail + "\"";
+  if (!e.detail.empty()) line += " detail=\"" + escaped(e.detail) + "\"";
   const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock;
   log(warning ? LogLevel::warning : LogLevel::info, line);
 }

@@ -58,16 +58,21 @@ UnixAcceptor listen_unix_socket(boost::asio::io_context& io, const std::string& 
   boost::system::error_code ec;
   acceptor.open(Protocol(), ec);
   if (ec) throw std::runtime_error(path + ": cannot create socket: " + ec.message());
-  // Bind under a restrictive umask so the socket is never briefly wider open
-  // than `mode`.
-  const mode_t old_umask = umask(0177);
+  // The mode is set on the socket before bind (Linux gives the new file the
+  // socket inode's mode, less the umask), never by path afterwards: a chmod
+  // by path would follow a symlink swapped in after bind. The umask keeps
+  // exactly `mode` whatever the process's own umask.
+  if (fchmod(acceptor.native_handle(), mode) != 0) {
+    throw socket_error(path, "cannot set mode", errno);
+  }
+  const mode_t old_umask = umask(static_cast<mode_t>(~mode & 0777));
   acceptor.bind(Protocol::endpoint(path), ec);
   umask(old_umask);
   if (ec) throw std::runtime_error(path + ": cannot bind: " + ec.message());
-  if (gid != static_cast<gid_t>(-1) && chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0) {
+  // lchown: the group, too, goes to the socket we made or to nothing.
+  if (gid != static_cast<gid_t>(-1) && lchown(path.c_str(), static_cast<uid_t>(-1), gid) != 0) {
     throw socket_error(path, "cannot set group", errno);
   }
-  if (chmod(path.c_str(), mode) != 0) throw socket_error(path, "cannot set mode", errno);
   acceptor.listen(SOMAXCONN, ec);
   if (ec) throw std::runtime_error(path + ": cannot listen: " + ec.message());
   return acceptor;

@@ -43,6 +43,10 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(actual.event_socket, expected.event_socket);
   EXPECT_EQ(actual.admin_socket, expected.admin_socket);
   EXPECT_EQ(actual.database, expected.database);
+  EXPECT_EQ(actual.max_connections, expected.max_connections);
+  EXPECT_EQ(actual.root_reserved_connections, expected.root_reserved_connections);
+  EXPECT_EQ(actual.max_connections_per_uid, expected.max_connections_per_uid);
+  EXPECT_EQ(actual.max_requests_per_uid, expected.max_requests_per_uid);
   EXPECT_EQ(actual.silent, expected.silent);
   EXPECT_EQ(actual.debug, expected.debug);
   EXPECT_EQ(actual.timeout, expected.timeout);

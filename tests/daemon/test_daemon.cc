@@ -2,7 +2,9 @@
 // a real SQLite file, driven through the same client code the PAM module uses.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sqlite3.h>
@@ -360,6 +362,173 @@ TEST_F(DaemonTest, UnprivilegedPeerCannotResetItsOwnLock) {
   // Root's password change (passwd runs as root) still lifts it.
   EXPECT_EQ(daemon.request(MessageType::password_changed, "nobody").verdict, Verdict::allowed);
   EXPECT_EQ(daemon.request(MessageType::check, "nobody").verdict, Verdict::allowed);
+}
+
+TEST_F(DaemonTest, ConnectionFloodByOneUserLeavesRootsLoginsCounted) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a flooding client as another uid";
+  DaemonProcess daemon(dir,
+                       "deny = 3\nmax_connections = 1100\nroot_reserved_connections = 100\n"
+                       "max_connections_per_uid = 5000\nmax_requests_per_uid = 100000\n");
+  ASSERT_TRUE(daemon.start());
+  constexpr int kFlood = 2000;
+  int report[2];
+  int release[2];
+  ASSERT_EQ(pipe(report), 0);
+  ASSERT_EQ(pipe(release), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The attacker: uid 65534 holds every connection it can get.
+    close(release[1]);
+    close(report[0]);
+    rlimit files{kFlood + 64, kFlood + 64};
+    if (setrlimit(RLIMIT_NOFILE, &files) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    int served = 0;
+    int busy = 0;
+    std::vector<int> held;
+    for (int i = 0; i < kFlood; ++i) {
+      const int fd = raw_connect(daemon.event_socket());
+      held.push_back(fd);
+      const std::string frame = request_frame(MessageType::check, "nobody", 1000 + i);
+      if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) < 0 && errno != EPIPE) _exit(4);
+      std::string in;
+      char chunk[64];
+      for (;;) {
+        const auto decoded = protocol::decode_answer(in);
+        if (decoded.message) {
+          if (decoded.message->verdict == Verdict::busy) ++busy;
+          if (decoded.message->verdict == Verdict::allowed) ++served;
+          break;
+        }
+        const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) break;
+        in.append(chunk, static_cast<std::size_t>(n));
+      }
+    }
+    const int counts[2] = {served, busy};
+    if (write(report[1], counts, sizeof counts) != sizeof counts) _exit(5);
+    char byte;
+    (void)!read(release[0], &byte, 1);  // hold the connections until released
+    _exit(0);
+  }
+  close(report[1]);
+  close(release[0]);
+  int counts[2] = {0, 0};
+  ASSERT_EQ(read(report[0], counts, sizeof counts), static_cast<ssize_t>(sizeof counts));
+  // Non-root peers share max_connections - root_reserved_connections.
+  EXPECT_EQ(counts[0], 1000);
+  EXPECT_EQ(counts[1], kFlood - 1000);
+  // Meanwhile root's logins are served and counted: the third failure locks.
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  const Answer locked = daemon.request(MessageType::failure, "alice");
+  EXPECT_EQ(locked.verdict, Verdict::locked);
+  EXPECT_EQ(locked.failures, 3u);
+  close(release[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(report[0]);
+  // A thousand refusals, logged once (per 10 s), with the reason.
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("uid 65534 is over its share, answered busy"), std::string::npos) << log;
+  std::size_t lines = 0;
+  for (auto at = log.find("is over its share"); at != std::string::npos;
+       at = log.find("is over its share", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, 3u);
+}
+
+TEST_F(DaemonTest, UserOverItsConnectionShareIsToldBusyNotDisconnected) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user with setpriv";
+  DaemonProcess daemon(dir, "max_connections_per_uid = 1\n");
+  ASSERT_TRUE(daemon.start());
+  // nobody holds its one connection...
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    const int fd = raw_connect(daemon.event_socket());
+    const std::string frame = request_frame(MessageType::check, "nobody", 7);
+    if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) < 0) _exit(4);
+    char answer[64];
+    if (recv(fd, answer, sizeof answer, 0) <= 0) _exit(5);  // served: the connection is held
+    if (write(ready[1], "x", 1) != 1) _exit(6);
+    pause();
+    _exit(0);
+  }
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  // ...so its second gets a clear answer, through the real client.
+  const auto second =
+      run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   EVENT_REQUEST_PATH, daemon.event_socket(), "check", "nobody"});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.out.find("verdict=busy"), std::string::npos) << second.out << second.err;
+  // Root is not limited by a non-root uid's share.
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").verdict, Verdict::allowed);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
+}
+
+TEST_F(DaemonTest, HostileFieldValuesComeOutEscapedInTheLog) {
+  DaemonProcess daemon(dir, "deny = 5\n");
+  ASSERT_TRUE(daemon.start());
+  daemon.request(MessageType::failure, "alice", "sshd\x1b]0;owned\x07",
+                 "198.51.100.4\nlocked user=root failures=99 \xe2\x80\xae");
+  ASSERT_TRUE(eventually([&] { return daemon.log().find("user=alice") != std::string::npos; }));
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("rhost=198.51.100.4\\x0alocked user=root failures=99 \\u{202e}"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("service=sshd\\x1b]0;owned\\x07"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\nlocked user=root"), std::string::npos) << log;
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << log;
+}
+
+TEST_F(DaemonTest, SocketsGetTheirModeWhateverTheUmask) {
+  DaemonProcess daemon(dir);
+  const mode_t old_umask = umask(022);
+  const bool started = daemon.start();
+  umask(old_umask);
+  ASSERT_TRUE(started);
+  struct stat info {};
+  ASSERT_EQ(lstat(daemon.event_socket().c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0666u);
+  ASSERT_EQ(lstat(daemon.admin_socket().c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0666u);  // authorised by SO_PEERCRED, not by mode
+  ASSERT_EQ(lstat(daemon.database().c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+}
+
+TEST_F(DaemonTest, DeeplyNestedAdminRequestIsRefusedBeforeParsing) {
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  const int fd = raw_connect(daemon.admin_socket());
+  // Under the admin protocol's size limit, but 32,000 levels deep.
+  std::string request = "{\"command\":\"list\",\"arguments\":" + std::string(32000, '[') +
+                        std::string(32000, ']') + "}\n";
+  request.resize(std::min<std::size_t>(request.size(), 60000));
+  request.back() = '\n';
+  ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char chunk[512];
+  while (answer.find('\n') == std::string::npos) {
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    answer.append(chunk, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  EXPECT_NE(answer.find("nested deeper than"), std::string::npos) << answer;
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::allowed);
 }
 
 TEST_F(DaemonTest, MalformedFrameClosesOnlyThatConnection) {

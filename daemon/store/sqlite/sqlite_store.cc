@@ -1,6 +1,9 @@
 #include "daemon/store/sqlite/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -466,6 +469,21 @@ SqliteStore::~SqliteStore() = default;
 
 std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   check_directory(path);
+  // A new database is created 0600 whatever the umask (a daemon started by
+  // hand under umask 022 must not leave login history world-readable); SQLite
+  // gives its -wal and -shm files the database file's mode. O_EXCL: an
+  // existing file is not touched here.
+  const int created = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (created >= 0) {
+    if (fchmod(created, 0600) != 0) {
+      const int error = errno;
+      ::close(created);
+      throw StoreError(path + ": cannot set mode 0600: " + std::strerror(error));
+    }
+    ::close(created);
+  } else if (errno != EEXIST) {
+    throw StoreError(path + ": cannot create: " + std::strerror(errno));
+  }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
   store->writer_ = std::make_unique<WriteSide>(path);
   const Connection& db = store->writer_->db;

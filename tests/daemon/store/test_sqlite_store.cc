@@ -420,6 +420,20 @@ TEST_F(SqliteStoreTest, AnsweredEventsRoundTripAndStayBounded) {
   EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)), std::vector<AnsweredEvent>{recent});
 }
 
+TEST_F(SqliteStoreTest, NewFilesAre0600WhateverTheUmask) {
+  const mode_t old_umask = umask(022);
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+    for (const std::string suffix : {"", "-wal", "-shm"}) {
+      struct stat info {};
+      ASSERT_EQ(stat((path_.string() + suffix).c_str(), &info), 0) << suffix;
+      EXPECT_EQ(info.st_mode & 0777, 0600u) << suffix;
+    }
+  }
+  umask(old_umask);
+}
+
 TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerVersion) {
   open_store().reset();
   {

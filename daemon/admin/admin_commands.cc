@@ -170,6 +170,12 @@ json AdminAnswer::to_json() const {
   return json{{"result", static_cast<int>(result)}, {"text", text}, {"arguments", arguments}};
 }
 
+std::string AdminAnswer::to_line() const {
+  if (!serialized.empty()) return serialized;
+  // Answers carry user-supplied text; replace rather than throw on bad UTF-8.
+  return to_json().dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
+}
+
 std::optional<gid_t> group_id(const std::string& name) {
   if (name.empty()) return std::nullopt;
   const long hint = sysconf(_SC_GETGR_R_SIZE_MAX);
@@ -333,19 +339,27 @@ void AdminCommands::list(const json& arguments, const Reply& reply) {
       throw InvalidArgument("\"after\" is not a valid user name");
     }
   }
-  // One more than asked, to tell whether a next page exists.
+  // One more than asked, to tell whether a next page exists. Only this copy
+  // is made on the loop; the JSON is built and written out on the reader.
   auto reports = context_.service.page(after, limit + 1, locked_only, context_.now());
   const bool more = reports.size() > limit;
   if (more) reports.pop_back();
-  json users = json::array();
-  for (const auto& report : reports) {
-    users.push_back(report_json(report.user, report.status, report.state));
-  }
-  json next = more ? json(reports.back().user) : json(nullptr);
-  std::string text = std::to_string(users.size()) + " user(s)";
-  if (more) text += "; more after " + reports.back().user;
-  reply(answer(Result::success, std::move(text),
-               json{{"users", std::move(users)}, {"next", std::move(next)}}));
+  read_off_loop(
+      context_.reader, reply,
+      [reports = std::move(reports), more] {
+        json users = json::array();
+        for (const auto& report : reports) {
+          users.push_back(report_json(report.user, report.status, report.state));
+        }
+        json next = more ? json(reports.back().user) : json(nullptr);
+        std::string text = std::to_string(users.size()) + " user(s)";
+        if (more) text += "; more after " + reports.back().user;
+        AdminAnswer page = answer(Result::success, std::move(text),
+                                  json{{"users", std::move(users)}, {"next", std::move(next)}});
+        page.serialized = page.to_line();
+        return page;
+      },
+      [reply](AdminAnswer page) { reply(std::move(page)); });
 }
 
 void AdminCommands::lock(const AdminCaller& caller, const json& arguments, const Reply& reply) {

@@ -45,8 +45,12 @@ struct AdminAnswer {
   admin::Result result = admin::Result::success;
   std::string text;
   nlohmann::json arguments = nlohmann::json::object();
+  // The answer line as sent, when a handler made it off the loop (a `list`
+  // page runs to 300 KB); empty: the transport makes it from the fields.
+  std::string serialized;
 
   nlohmann::json to_json() const;
+  std::string to_line() const;
 };
 
 struct AdminContext {

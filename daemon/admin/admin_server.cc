@@ -143,9 +143,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void write(const AdminAnswer& answer, bool keep_open) {
     if (!socket_.is_open()) return;
-    // Answers carry user-supplied text; replace rather than throw on bad UTF-8.
-    output_ = answer.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    output_ += '\n';
+    output_ = answer.to_line();
     arm_timer(server_.limits_.write_timeout);
     asio::async_write(socket_, asio::buffer(output_),
                       [self = shared_from_this(), keep_open](error_code ec, std::size_t) {

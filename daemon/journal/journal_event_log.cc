@@ -16,8 +16,15 @@ namespace acctlock {
 namespace {
 
 // Fixed forever: consumers filter on them and the catalog is keyed by them.
+//
+// A failure is a debug record: journald rate-limits each service per
+// priority class (emergency to critical, error, warning, notice and info,
+// debug), so a flood of failures during an attack fills only the debug
+// class and can never push out a state change (locked, manual_lock:
+// warning; expired, unlocked, reset, password_changed: notice). The unit
+// raises the service's limit so that a mass lockout is recorded in full.
 constexpr std::array<JournalMessage, 7> kJournalMessages{{
-    {HistoryEvent::failure, "350a71c68abd45c185c99fdbe5ba25ad", LOG_INFO},
+    {HistoryEvent::failure, "350a71c68abd45c185c99fdbe5ba25ad", LOG_DEBUG},
     {HistoryEvent::locked, "ac30e5a38ec54c1786b0b040cf6c0bd9", LOG_WARNING},
     {HistoryEvent::expired, "ab6d8dc38fa44074a9d4cfaa4ecf7413", LOG_NOTICE},
     {HistoryEvent::manual_lock, "74efde24d74c49688bc754d820577978", LOG_WARNING},

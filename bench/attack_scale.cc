@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common/event_client.h"
+#include "common/event_id.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 
 namespace {
@@ -120,8 +121,9 @@ std::atomic<bool> g_stop_checks{false};
 
 void check_loop(const std::string& socket, Latencies& latencies) {
   EventClient client;
-  protocol::Request request{protocol::MessageType::check, false, "u0000001", "sshd", "", "", ""};
+  protocol::Request request{protocol::MessageType::check, false, 0, "u0000001", "sshd", "", "", ""};
   while (!g_stop_checks) {
+    request.event_id = new_event_id();
     protocol::Answer answer;
     const auto start = Clock::now();
     const auto status = client.exchange(socket, request, answer, std::chrono::seconds(30));
@@ -391,7 +393,7 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
         for (;;) {
           const std::int64_t i = next++;
           if (i >= spray) return;
-          protocol::Request request{protocol::MessageType::failure, false,
+          protocol::Request request{protocol::MessageType::failure, false, new_event_id(),
                                     "s" + std::to_string(i), "sshd", "203.0.113.66", "", ""};
           protocol::Answer answer;
           if (client.exchange(event_socket, request, answer, std::chrono::seconds(30)) !=

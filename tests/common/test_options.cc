@@ -102,7 +102,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 20u);
+  EXPECT_EQ(names.size(), 24u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {

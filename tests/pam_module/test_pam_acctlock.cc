@@ -425,7 +425,9 @@ TEST_F(PamAcctlockTest, AnUnprivilegedCallerReportsOnlyForItself) {
   EXPECT_EQ(check(kAlice).failures, 1u);
   const CommandResult own = as_alice(kAlice, kAlice.password);
   EXPECT_EQ(own.exit_code, 0) << own.out << own.err;
-  EXPECT_EQ(check(kAlice).failures, 0u);
+  // Its own success is recorded but resets nothing (issue 9): a user with a
+  // shell must not be able to clear their count or lock.
+  EXPECT_EQ(check(kAlice).failures, 1u);
 
   EXPECT_NE(as_alice(kBob, "wrong").exit_code, 0);
   EXPECT_NE(as_alice(kBob, "wrong").exit_code, 0);

@@ -154,8 +154,7 @@ std::string check_figures(Latencies& latencies) {
   };
   char text[160];
   std::snprintf(text, sizeof text, "checks %zu: p50 %.2f ms, p99 %.2f ms, max %.1f ms%s",
-                samples.size(), at(0.5), at(0.99), samples.back(),
-                failed ? " (SOME FAILED)" : "");
+                samples.size(), at(0.5), at(0.99), samples.back(), failed ? " (SOME FAILED)" : "");
   return text;
 }
 
@@ -223,7 +222,8 @@ long long disk_in_use(const std::string& database) {
                               "' 'PRAGMA page_count; PRAGMA freelist_count; PRAGMA page_size;'";
   FILE* pipe = popen(command.c_str(), "r");
   long long pages = 0, free_pages = 0, page_size = 0;
-  if (pipe == nullptr || std::fscanf(pipe, "%lld %lld %lld", &pages, &free_pages, &page_size) != 3) {
+  if (pipe == nullptr ||
+      std::fscanf(pipe, "%lld %lld %lld", &pages, &free_pages, &page_size) != 3) {
     if (pipe) pclose(pipe);
     return -1;
   }
@@ -279,8 +279,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     }
     char message[4096];
     const ssize_t n = recv(notify, message, sizeof message - 1, 0);
-    if (n > 0 && std::string(message, static_cast<std::size_t>(n)).find("READY=1") !=
-                     std::string::npos) {
+    if (n > 0 &&
+        std::string(message, static_cast<std::size_t>(n)).find("READY=1") != std::string::npos) {
       break;
     }
   }
@@ -319,9 +319,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     std::size_t users = 0, pages = 0;
     json after = "";
     while (after.is_string()) {
-      const json answer = timed({{"command", "list"},
-                                 {"arguments", {{"limit", 1000}, {"after", after}}}},
-                                took);
+      const json answer =
+          timed({{"command", "list"}, {"arguments", {{"limit", 1000}, {"after", after}}}}, took);
       longest = std::max(longest, took);
       total += took;
       users += answer["arguments"]["users"].size();
@@ -329,8 +328,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
       after = answer["arguments"]["next"];
     }
     char text[160];
-    std::snprintf(text, sizeof text, "%zu users, %zu pages, %.1f s, page max %.0f ms", users,
-                  pages, total / 1000, longest);
+    std::snprintf(text, sizeof text, "%zu users, %zu pages, %.1f s, page max %.0f ms", users, pages,
+                  total / 1000, longest);
     return std::string(text);
   });
   phase("list --locked (first page)", [&] {
@@ -391,8 +390,13 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
         for (;;) {
           const std::int64_t i = next++;
           if (i >= spray) return;
-          protocol::Request request{protocol::MessageType::failure, false,
-                                    "s" + std::to_string(i), "sshd", "203.0.113.66", "", ""};
+          protocol::Request request{protocol::MessageType::failure,
+                                    false,
+                                    "s" + std::to_string(i),
+                                    "sshd",
+                                    "203.0.113.66",
+                                    "",
+                                    ""};
           protocol::Answer answer;
           if (client.exchange(event_socket, request, answer, std::chrono::seconds(30)) !=
               ClientStatus::ok) {
@@ -434,12 +438,12 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
   std::this_thread::sleep_for(std::chrono::seconds(3));
   const long rss_after = rss_kb(pid);
   const long long disk_after = disk_in_use(database);
-  std::printf("after the sweep: RSS %.0f MB (%+.1f %%), database in use %.0f MB (%+.1f %%)\n",
-              static_cast<double>(rss_after) / 1024,
-              100.0 * static_cast<double>(rss_after - rss_before) / static_cast<double>(rss_before),
-              static_cast<double>(disk_after) / 1e6,
-              100.0 * static_cast<double>(disk_after - disk_before) /
-                  static_cast<double>(disk_before));
+  std::printf(
+      "after the sweep: RSS %.0f MB (%+.1f %%), database in use %.0f MB (%+.1f %%)\n",
+      static_cast<double>(rss_after) / 1024,
+      100.0 * static_cast<double>(rss_after - rss_before) / static_cast<double>(rss_before),
+      static_cast<double>(disk_after) / 1e6,
+      100.0 * static_cast<double>(disk_after - disk_before) / static_cast<double>(disk_before));
   const std::string states = "sqlite3 -readonly '" + database +
                              "' \"SELECT 'user_state pages in use: ' || sum(pgsize) / 1000000 || "
                              "' MB' FROM dbstat WHERE name = 'user_state'\"";
@@ -474,8 +478,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
       if (poll(&poll_fd, 1, 60000) <= 0) break;
       char message[4096];
       const ssize_t n = recv(notify, message, sizeof message - 1, 0);
-      if (n > 0 && std::string(message, static_cast<std::size_t>(n)).find("READY=1") !=
-                       std::string::npos) {
+      if (n > 0 &&
+          std::string(message, static_cast<std::size_t>(n)).find("READY=1") != std::string::npos) {
         break;
       }
     }

@@ -2,10 +2,10 @@
 // a real SQLite file, driven through the same client code the PAM module uses.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -109,9 +109,9 @@ class Database {
 Verdict quick_check(const DaemonProcess& daemon, const std::string& user) {
   EventClient client;
   protocol::Answer answer;
-  const auto status = client.exchange(daemon.event_socket(),
-                                      {MessageType::check, false, user, "test", "", "", ""},
-                                      answer, std::chrono::seconds(2));
+  const auto status =
+      client.exchange(daemon.event_socket(), {MessageType::check, false, user, "test", "", "", ""},
+                      answer, std::chrono::seconds(2));
   EXPECT_EQ(status, ClientStatus::ok) << describe(status);
   return status == ClientStatus::ok ? answer.verdict : Verdict::failed;
 }
@@ -357,9 +357,9 @@ TEST_F(DaemonTest, SweepRemovesIdleUsersFromMemoryAndDisk) {
       << daemon.log();
   // Memory: the pass that removed the last of them (names may fall into two
   // passes) reports what is left tracked.
-  EXPECT_TRUE(eventually(
-      [&] { return daemon.log().find(" idle user(s); 1 tracked") != std::string::npos; }))
-      << daemon.log();
+  EXPECT_TRUE(eventually([&] {
+    return daemon.log().find(" idle user(s); 1 tracked") != std::string::npos;
+  })) << daemon.log();
   // The locked account stays, in memory too.
   EXPECT_EQ(quick_check(daemon, "victim"), Verdict::locked);
 }

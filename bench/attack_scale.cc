@@ -156,8 +156,7 @@ std::string check_figures(Latencies& latencies) {
   };
   char text[160];
   std::snprintf(text, sizeof text, "checks %zu: p50 %.2f ms, p99 %.2f ms, max %.1f ms%s",
-                samples.size(), at(0.5), at(0.99), samples.back(),
-                failed ? " (SOME FAILED)" : "");
+                samples.size(), at(0.5), at(0.99), samples.back(), failed ? " (SOME FAILED)" : "");
   return text;
 }
 
@@ -225,7 +224,8 @@ long long disk_in_use(const std::string& database) {
                               "' 'PRAGMA page_count; PRAGMA freelist_count; PRAGMA page_size;'";
   FILE* pipe = popen(command.c_str(), "r");
   long long pages = 0, free_pages = 0, page_size = 0;
-  if (pipe == nullptr || std::fscanf(pipe, "%lld %lld %lld", &pages, &free_pages, &page_size) != 3) {
+  if (pipe == nullptr ||
+      std::fscanf(pipe, "%lld %lld %lld", &pages, &free_pages, &page_size) != 3) {
     if (pipe) pclose(pipe);
     return -1;
   }
@@ -281,8 +281,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     }
     char message[4096];
     const ssize_t n = recv(notify, message, sizeof message - 1, 0);
-    if (n > 0 && std::string(message, static_cast<std::size_t>(n)).find("READY=1") !=
-                     std::string::npos) {
+    if (n > 0 &&
+        std::string(message, static_cast<std::size_t>(n)).find("READY=1") != std::string::npos) {
       break;
     }
   }
@@ -321,9 +321,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     std::size_t users = 0, pages = 0;
     json after = "";
     while (after.is_string()) {
-      const json answer = timed({{"command", "list"},
-                                 {"arguments", {{"limit", 1000}, {"after", after}}}},
-                                took);
+      const json answer =
+          timed({{"command", "list"}, {"arguments", {{"limit", 1000}, {"after", after}}}}, took);
       longest = std::max(longest, took);
       total += took;
       users += answer["arguments"]["users"].size();
@@ -331,8 +330,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
       after = answer["arguments"]["next"];
     }
     char text[160];
-    std::snprintf(text, sizeof text, "%zu users, %zu pages, %.1f s, page max %.0f ms", users,
-                  pages, total / 1000, longest);
+    std::snprintf(text, sizeof text, "%zu users, %zu pages, %.1f s, page max %.0f ms", users, pages,
+                  total / 1000, longest);
     return std::string(text);
   });
   phase("list --locked (first page)", [&] {
@@ -436,12 +435,12 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
   std::this_thread::sleep_for(std::chrono::seconds(3));
   const long rss_after = rss_kb(pid);
   const long long disk_after = disk_in_use(database);
-  std::printf("after the sweep: RSS %.0f MB (%+.1f %%), database in use %.0f MB (%+.1f %%)\n",
-              static_cast<double>(rss_after) / 1024,
-              100.0 * static_cast<double>(rss_after - rss_before) / static_cast<double>(rss_before),
-              static_cast<double>(disk_after) / 1e6,
-              100.0 * static_cast<double>(disk_after - disk_before) /
-                  static_cast<double>(disk_before));
+  std::printf(
+      "after the sweep: RSS %.0f MB (%+.1f %%), database in use %.0f MB (%+.1f %%)\n",
+      static_cast<double>(rss_after) / 1024,
+      100.0 * static_cast<double>(rss_after - rss_before) / static_cast<double>(rss_before),
+      static_cast<double>(disk_after) / 1e6,
+      100.0 * static_cast<double>(disk_after - disk_before) / static_cast<double>(disk_before));
   const std::string states = "sqlite3 -readonly '" + database +
                              "' \"SELECT 'user_state pages in use: ' || sum(pgsize) / 1000000 || "
                              "' MB' FROM dbstat WHERE name = 'user_state'\"";
@@ -476,8 +475,8 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
       if (poll(&poll_fd, 1, 60000) <= 0) break;
       char message[4096];
       const ssize_t n = recv(notify, message, sizeof message - 1, 0);
-      if (n > 0 && std::string(message, static_cast<std::size_t>(n)).find("READY=1") !=
-                       std::string::npos) {
+      if (n > 0 &&
+          std::string(message, static_cast<std::size_t>(n)).find("READY=1") != std::string::npos) {
         break;
       }
     }

@@ -400,8 +400,8 @@ int run(int argc, char** argv) {
     std::optional<std::string> after = list_after;
     std::size_t left = list_limit;  // 0: no limit
     while (after) {
-      const std::size_t page = left == 0 ? admin::kMaxListLimit
-                                         : std::min<std::size_t>(left, admin::kMaxListLimit);
+      const std::size_t page =
+          left == 0 ? admin::kMaxListLimit : std::min<std::size_t>(left, admin::kMaxListLimit);
       const json answer =
           call(client, "list", {{"locked", locked}, {"limit", page}, {"after", *after}});
       const json& users = answer["arguments"]["users"];

@@ -240,8 +240,7 @@ class Daemon {
           fresh.database != config_.options.database) {
         log_warning("reload: socket and database paths change only on restart");
       }
-      const bool retention_changed =
-          fresh.history_retention != config_.options.history_retention;
+      const bool retention_changed = fresh.history_retention != config_.options.history_retention;
       Options applied = fresh;
       applied.event_socket = config_.options.event_socket;
       applied.admin_socket = config_.options.admin_socket;
@@ -363,8 +362,8 @@ class Daemon {
   // memory and the database in passes of small slices, each its own turn of
   // the loop, so that a login waits for one slice at most.
   std::chrono::steady_clock::duration sweep_interval() const {
-    const auto quarter = std::chrono::duration_cast<std::chrono::seconds>(
-        config_.options.rules.fail_interval / 4);
+    const auto quarter =
+        std::chrono::duration_cast<std::chrono::seconds>(config_.options.rules.fail_interval / 4);
     return std::clamp<std::chrono::seconds>(quarter, kMinSweepInterval, kMaxSweepInterval);
   }
 
@@ -414,7 +413,7 @@ class Daemon {
   std::unique_ptr<AdminServer> admin_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
-  bool pruning_ = false;     // a prune's slices are under way
+  bool pruning_ = false;      // a prune's slices are under way
   bool prune_again_ = false;  // retention changed meanwhile: prune again after it
   bool stopping_ = false;
   int exit_code_ = 0;

@@ -46,10 +46,9 @@ class WorkerThread {
         error = e.what();
         if (error.empty()) error = "unknown error";
       }
-      boost::asio::post(io_, [done = std::move(done), result = std::move(result),
-                              error = std::move(error)]() mutable {
-        done(std::move(result), error);
-      });
+      boost::asio::post(io_,
+                        [done = std::move(done), result = std::move(result),
+                         error = std::move(error)]() mutable { done(std::move(result), error); });
     });
   }
 

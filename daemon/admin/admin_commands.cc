@@ -419,8 +419,7 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
   read_off_loop(
       context_.reader, reply, [&store, query] { return store.history(query); },
       [this, user, reply](std::vector<HistoryEntry> rows) {
-        if (rows.empty() && !context_.service.report(user, context_.now()) &&
-            !user_exists(user)) {
+        if (rows.empty() && !context_.service.report(user, context_.now()) && !user_exists(user)) {
           return reply(answer(Result::no_such_user, "no such user: " + user));
         }
         json entries = json::array();

@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -713,9 +713,9 @@ TEST_F(DaemonTest, SweepRemovesIdleUsersFromMemoryAndDisk) {
       << daemon.log();
   // Memory: the pass that removed the last of them (names may fall into two
   // passes) reports what is left tracked.
-  EXPECT_TRUE(eventually(
-      [&] { return daemon.log().find(" idle user(s); 1 tracked") != std::string::npos; }))
-      << daemon.log();
+  EXPECT_TRUE(eventually([&] {
+    return daemon.log().find(" idle user(s); 1 tracked") != std::string::npos;
+  })) << daemon.log();
   // The locked account stays, in memory too.
   EXPECT_EQ(quick_check(daemon, "victim"), Verdict::locked);
 }

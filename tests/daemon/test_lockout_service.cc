@@ -2,13 +2,12 @@
 // injected clock: the idle sweep, paging in name order and the index of
 // locked users, at small sizes. (bench/attack_scale measures the same code at
 // a million users.)
-#include "daemon/lockout_service.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
+#include "daemon/lockout_service.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "tests/support/temp_dir.h"
 

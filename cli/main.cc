@@ -11,6 +11,7 @@
 
 #include "cli/admin_client.h"
 #include "cli/exit_codes.h"
+#include "cli/faillock_format.h"
 #include "cli/time_text.h"
 #include "common/options.h"
 
@@ -155,7 +156,7 @@ void print_users(const json& users, bool locked_only) {
   print_table({"USER", "LOCK", "FAILURES", "LEVEL", "LOCKED UNTIL", "REASON"}, rows);
 }
 
-void print_history(const json& entries) {
+void print_history(const json& entries, bool with_user = false) {
   if (entries.empty()) {
     std::cout << "No matching events.\n";
     return;
@@ -169,8 +170,11 @@ void print_history(const json& entries) {
     rows.push_back({local_time_of(entry["time"]), text_of(entry["event"]),
                     text_of(entry["service"]), text_of(entry["rhost"]), text_of(entry["tty"]),
                     text_of(entry["ruser"]), detail.empty() ? "-" : detail});
+    if (with_user) rows.back().insert(rows.back().begin() + 1, text_of(entry["user"]));
   }
-  print_table({"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"}, rows);
+  std::vector<std::string> header{"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"};
+  if (with_user) header.insert(header.begin() + 1, "USER");
+  print_table(header, rows);
 }
 
 void print_stats(const json& stats) {
@@ -217,7 +221,25 @@ json call(AdminClient& client, const std::string& command, const json& arguments
   return answer;
 }
 
+// Run as `faillock` (a symlink), a bare invocation prints every user's table
+// in faillock's format, as faillock does.
+bool invoked_as_faillock(const char* argv0) {
+  const std::string name = argv0 == nullptr ? "" : argv0;
+  const auto slash = name.rfind('/');
+  return name.substr(slash == std::string::npos ? 0 : slash + 1) == "faillock";
+}
+
+// faillock --user USER: its table, from the user's status and history.
+void print_faillock_user(AdminClient& client, const std::string& user) {
+  const json status = call(client, "status", {{"user", user}})["arguments"];
+  const json history =
+      call(client, "history",
+           {{"user", user}, {"limit", admin::kDefaultHistoryLimit}})["arguments"]["entries"];
+  std::cout << faillock_table(user, history, status.value("failures", 0u));
+}
+
 int run(int argc, char** argv) {
+  const bool as_faillock = argc > 0 && invoked_as_faillock(argv[0]);
   CLI::App app{"acctlock: inspect, lock and unlock accounts managed by acctlockd", "acctlock"};
   app.footer(kFooter);
   // Global flags may come after the subcommand too: `acctlock status alice --json`.
@@ -234,10 +256,12 @@ int run(int argc, char** argv) {
   app.add_option("--socket", settings.socket_path,
                  "Admin socket to use instead of the configuration's admin_socket");
   app.add_flag("--json", settings.json_output, "Print one JSON document instead of tables");
-  auto* user_option =
-      app.add_option("-u,--user", faillock_user, "Show this user's status and recent failures");
-  app.add_flag("-r,--reset", faillock_reset, "With --user: clear the failures and lift any lock")
-      ->needs(user_option);
+  app.add_option("-u,--user", faillock_user, "Show this user's status and recent failures");
+  app.add_flag("-r,--reset", faillock_reset,
+               "Clear the failures and lift any lock of --user USER, or of every user");
+  std::string faillock_dir;
+  app.add_option("--dir", faillock_dir,
+                 "faillock's tally directory: accepted and ignored (acctlockd holds the state)");
 
   std::string user;
   auto* status_command =
@@ -249,9 +273,12 @@ int run(int argc, char** argv) {
   lock_command->add_option("user", user, "User name")->required();
   lock_command->add_option("--reason", reason, "Why; shown to admins and in the history");
 
+  bool unlock_all = false;
   auto* unlock_command =
-      app.add_subcommand("unlock", "Lift any lock on USER and clear its failures");
-  unlock_command->add_option("user", user, "User name")->required();
+      app.add_subcommand("unlock", "Lift any lock on USER (or --all) and clear its failures");
+  auto* unlock_user = unlock_command->add_option("user", user, "User name");
+  unlock_command->add_flag("--all", unlock_all, "Every user with failures or a lock")
+      ->excludes(unlock_user);
 
   bool locked_only = false;
   auto* list_command = app.add_subcommand("list", "List users with failures or a lock");
@@ -260,9 +287,9 @@ int run(int argc, char** argv) {
   bool failed_only = false;
   std::string since_text;
   std::size_t limit = admin::kDefaultHistoryLimit;
-  auto* history_command =
-      app.add_subcommand("history", "Show USER's logins and lock events, newest first");
-  history_command->add_option("user", user, "User name")->required();
+  auto* history_command = app.add_subcommand(
+      "history", "Show USER's (or everyone's) logins and lock events, newest first");
+  history_command->add_option("user", user, "User name; without it, every user");
   history_command->add_flag("--failed", failed_only, "Only failed logins");
   history_command->add_option("--since", since_text, "Only events at or after TIME");
   history_command->add_option("--limit", limit, "At most N events")
@@ -286,7 +313,11 @@ int run(int argc, char** argv) {
   }
 
   const bool any_subcommand = !app.get_subcommands().empty();
-  if (any_subcommand && !faillock_user.empty()) {
+  if (unlock_command->parsed() && user.empty() && !unlock_all) {
+    std::cerr << "acctlock: unlock needs a USER or --all (see acctlock unlock --help)\n";
+    return kExitUsage;
+  }
+  if (any_subcommand && (!faillock_user.empty() || faillock_reset)) {
     std::cerr << "acctlock: --user is faillock's form; it does not combine with a subcommand "
                  "(see acctlock --help)\n";
     return kExitUsage;
@@ -312,15 +343,22 @@ int run(int argc, char** argv) {
     const json answer = call(client, "lock", {{"user", user}, {"reason", reason}});
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if ((unlock_command->parsed() && unlock_all) ||
+             (faillock_reset && faillock_user.empty())) {
+    const json answer = call(client, "unlock_all", json::object());
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (unlock_command->parsed()) {
     const json answer = call(client, "unlock", {{"user", user}});
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (history_command->parsed()) {
-    json arguments{{"user", user}, {"failed", failed_only}, {"limit", limit}};
+    json arguments{{"failed", failed_only}, {"limit", limit}};
+    if (!user.empty()) arguments["user"] = user;
     if (since) arguments["since"] = since->time_since_epoch().count();
     const json answer = call(client, "history", arguments);
-    as_json ? print_json(answer["arguments"]) : print_history(answer["arguments"]["entries"]);
+    as_json ? print_json(answer["arguments"])
+            : print_history(answer["arguments"]["entries"], user.empty());
   } else if (stats_command->parsed()) {
     const json answer = call(client, "stats", json::object());
     as_json ? print_json(answer["arguments"]) : print_stats(answer["arguments"]);
@@ -338,9 +376,12 @@ int run(int argc, char** argv) {
       status["recent_failures"] = failures;
       print_json(status);
     } else {
-      print_status(status);
-      std::cout << "\nRecent failures:\n";
-      print_history(failures);
+      print_faillock_user(client, faillock_user);
+    }
+  } else if (as_faillock && !as_json) {
+    const json list = call(client, "list", {{"locked", false}});
+    for (const auto& status : list["arguments"]["users"]) {
+      print_faillock_user(client, status["user"].get<std::string>());
     }
   } else {
     const bool locked = list_command->parsed() && locked_only;

@@ -328,8 +328,10 @@ constexpr std::array kOptionEntries{
                   o.rules.root_unlock_time = value;
                   return true;
                 }},
-    OptionEntry{{"admin_group", "GROUP", "<none: only root>",
-                 "members of this group may use the admin socket besides root", false},
+    OptionEntry{{"admin_group", "GROUP", "<none>",
+                 "members are treated like root, as in faillock.conf: never locked unless "
+                 "even_deny_root",
+                 false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_group_name(text, o.admin_group, error);
                 }},
@@ -395,6 +397,42 @@ constexpr std::array kOptionEntries{
                  "a password change does not lift a lock caused by failures", true},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_flag(text, o.keep_lock_on_password_change, error);
+                }},
+    OptionEntry{{"admin_socket_group", "GROUP", "<none: only root>",
+                 "members of this group may use the admin socket besides root", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_group_name(text, o.admin_socket_group, error);
+                }},
+    OptionEntry{{"exempt_group", "GROUP", "<none>",
+                 "members are never locked by failures, not even with even_deny_root", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_group_name(text, o.exempt_group, error);
+                }},
+    OptionEntry{{"dir", "PATH", "/var/run/faillock",
+                 "pam_faillock's tally directory, read by acctlock import-faillock", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_path(text, o.faillock_dir, error);
+                }},
+    OptionEntry{{"local_users_only", "", "no",
+                 "only users listed in /etc/passwd are tracked, as in faillock.conf", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.local_users_only, error);
+                }},
+    OptionEntry{{"nodelay", "", "no",
+                 "faillock's: no delay after a failure; acctlock never adds one", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.nodelay, error);
+                }},
+    OptionEntry{
+        {"audit", "", "no",
+         "the PAM module logs the name given for an unknown user, as in faillock.conf", true},
+        [](Options& o, std::string_view text, std::string& error) {
+          return parse_flag(text, o.audit, error);
+        }},
+    OptionEntry{{"no_log_info", "", "no",
+                 "the PAM module logs nothing at info level, as in faillock.conf", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.no_log_info, error);
                 }},
 };
 
@@ -622,6 +660,19 @@ ParsedConfig load_config(const std::string& path, bool missing_ok) {
     text.append(buffer.data(), static_cast<std::size_t>(n));
   }
   return parse_config(text, path);
+}
+
+std::vector<std::string> migration_notes(const Options& options) {
+  std::vector<std::string> notes;
+  if (!options.admin_group.empty() && options.admin_socket_group.empty()) {
+    notes.push_back(
+        "admin_group = " + options.admin_group +
+        ": its members are treated like root, as in faillock.conf (not locked unless "
+        "even_deny_root). It no longer lets them use the acctlock command, as it did in "
+        "acctlock 0.1: if that is what it was meant for, write admin_socket_group = " +
+        options.admin_group + " instead (or as well)");
+  }
+  return notes;
 }
 
 std::optional<Seconds> parse_duration(std::string_view text) {

@@ -34,6 +34,11 @@ void LockoutService::set_rules(const LockoutRules& rules) {
   policy_ = LockoutPolicy(rules);
 }
 
+void LockoutService::set_groups(std::string admin_group, std::string exempt_group) {
+  admin_group_ = std::move(admin_group);
+  exempt_group_ = std::move(exempt_group);
+}
+
 protocol::Answer LockoutService::answer_for(const LockStatus& status,
                                             const UserState& state) const {
   protocol::Answer answer;
@@ -76,7 +81,13 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
 
   switch (request.type) {
     case MessageType::failure: {
-      const auto outcome = policy_.record_failure(state, is_root, now);
+      bool treated_like_root = is_root;
+      bool never_lock = false;
+      if (policy_.failure_would_lock(state, now)) {
+        never_lock = in_group(request.user, exempt_group_);
+        treated_like_root = treated_like_root || in_group(request.user, admin_group_);
+      }
+      const auto outcome = policy_.record_failure(state, treated_like_root, now, never_lock);
       add_event(work, request.user,
                 outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, state,
                 now, {}, outcome.counted ? std::string() : std::string("while locked"));

@@ -66,6 +66,15 @@ class LockoutService {
   void set_rules(const LockoutRules& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
+  // admin_group (treated like root) and exempt_group (never locked); empty
+  // names turn them off. `check` answers whether a user is in a group; it
+  // may ask NSS, so it is called only for a failure that would lock.
+  void set_groups(std::string admin_group, std::string exempt_group);
+  void on_group_check(
+      std::function<bool(const std::string& user, const std::string& group)> check) {
+    group_check_ = std::move(check);
+  }
+
   // Applies one request the caller has validated and authorised.
   protocol::Answer apply(const protocol::Request& request, bool is_root, TimePoint now,
                          PendingWork& work);
@@ -96,6 +105,12 @@ class LockoutService {
 
  private:
   std::function<void(TimePoint)> on_new_expiry_;
+  std::function<bool(const std::string&, const std::string&)> group_check_;
+  std::string admin_group_;
+  std::string exempt_group_;
+  bool in_group(const std::string& user, const std::string& group) const {
+    return !group.empty() && group_check_ && group_check_(user, group);
+  }
 
   // Stages `state` (after a change) for the store: a put, or a delete once it
   // is idle, and keeps the expiry index in step.

@@ -204,6 +204,28 @@ void AdminCommands::register_builtin_commands() {
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, true, reply);
       });
+  add("unlock_all", Access::admin,
+      [this](const AdminCaller& caller, const json&, Reply reply) { unlock_all(caller, reply); });
+}
+
+void AdminCommands::unlock_all(const AdminCaller& caller, const Reply& reply) {
+  const TimePoint now = context_.now();
+  json users = json::array();
+  for (const auto& report : context_.service.reports(now)) {
+    if (context_.service.unlock(report.user, caller.uid, now, context_.writer.pending())) {
+      users.push_back(report.user);
+    }
+  }
+  std::sort(users.begin(), users.end());
+  std::string text = "unlocked and reset " + std::to_string(users.size()) + " user(s)";
+  if (users.empty()) return reply(answer(Result::success, std::move(text), json{{"users", users}}));
+  context_.writer.after_commit(
+      [text = std::move(text), users = std::move(users), reply](const std::string& error) {
+        if (!error.empty()) {
+          return reply(answer(Result::error, "the change could not be saved: " + error));
+        }
+        reply(answer(Result::success, text, json{{"users", users}}));
+      });
 }
 
 bool AdminCommands::is_admin(const AdminCaller& caller) const {
@@ -345,8 +367,11 @@ void AdminCommands::reply_after_commit(const std::string& user, std::string text
 
 void AdminCommands::history(const json& arguments, const Reply& reply) {
   HistoryQuery query;
-  const std::string user = user_argument(arguments);
-  query.user = user;
+  // Without "user", every user's history (admins only: dispatch lets a
+  // non-admin through only for their own user name).
+  const bool all_users = arguments.find("user") == arguments.end();
+  const std::string user = all_users ? std::string() : user_argument(arguments);
+  if (!all_users) query.user = user;
   query.failures_only = bool_argument(arguments, "failed");
   if (const auto since = integer_argument(arguments, "since"))
     query.since = TimePoint(Seconds(*since));
@@ -361,14 +386,16 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
   }
 
   const auto rows = context_.store.history(query);
-  if (rows.empty() && !context_.service.report(user, context_.now()) && !user_exists(user)) {
+  if (!all_users && rows.empty() && !context_.service.report(user, context_.now()) &&
+      !user_exists(user)) {
     return reply(answer(Result::no_such_user, "no such user: " + user));
   }
   json entries = json::array();
   for (const auto& row : rows) entries.push_back(history_json(row));
   std::string text = std::to_string(entries.size()) + " event(s)";
-  reply(answer(Result::success, std::move(text),
-               json{{"user", user}, {"entries", std::move(entries)}}));
+  reply(answer(
+      Result::success, std::move(text),
+      json{{"user", all_users ? json(nullptr) : json(user)}, {"entries", std::move(entries)}}));
 }
 
 void AdminCommands::stats(const Reply& reply) {

@@ -99,6 +99,8 @@ class AdminCommands {
               const Reply& reply);
   void history(const nlohmann::json& arguments, const Reply& reply);
   void stats(const Reply& reply);
+  // faillock --reset without --user, acctlock unlock --all: every tracked user.
+  void unlock_all(const AdminCaller& caller, const Reply& reply);
 
   // Answers after the staged changes are durable, with the user's status then.
   void reply_after_commit(const std::string& user, std::string text, const Reply& reply);

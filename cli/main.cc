@@ -32,7 +32,7 @@ TIME for --since: a duration back from now (2h, 1d, 1h30m, "2h ago"), today,
 yesterday, or a local date and time (2024-05-01, 2024-05-01T08:30,
 "2024-05-01 08:30:15"; append Z for UTC).
 
-Root and members of admin_group may do everything; other users may only read
+Root and members of admin_socket_group may do everything; other users may only read
 their own status and history.
 
 Exit status: 0 success, 1 the daemon could not do it, 2 usage error,

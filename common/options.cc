@@ -414,7 +414,7 @@ constexpr std::array kOptionEntries{
                   return parse_path(text, o.faillock_dir, error);
                 }},
     OptionEntry{{"local_users_only", "", "no",
-                 "only users listed in /etc/passwd are tracked, as in faillock.conf", true},
+                 "faillock.conf's: track only /etc/passwd users; accepted, not acted on yet", true},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_flag(text, o.local_users_only, error);
                 }},
@@ -425,12 +425,12 @@ constexpr std::array kOptionEntries{
                 }},
     OptionEntry{
         {"audit", "", "no",
-         "the PAM module logs the name given for an unknown user, as in faillock.conf", true},
+         "faillock.conf's: log unknown user names; accepted, not acted on yet", true},
         [](Options& o, std::string_view text, std::string& error) {
           return parse_flag(text, o.audit, error);
         }},
     OptionEntry{{"no_log_info", "", "no",
-                 "the PAM module logs nothing at info level, as in faillock.conf", true},
+                 "faillock.conf's: no info-level logs; accepted, not acted on yet", true},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_flag(text, o.no_log_info, error);
                 }},

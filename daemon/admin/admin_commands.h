@@ -4,7 +4,7 @@
 // carries the bytes), so it is tested by calling it directly.
 //
 // Authorisation happens here, before a handler reads or changes anything:
-// root, and callers in admin_group (by their process's groups or the group
+// root, and callers in admin_socket_group (by their process's groups or the group
 // database), may use every command; anyone else may only read their own
 // `status` and `history`, and is told "permission denied" for the rest.
 #pragma once
@@ -49,8 +49,8 @@ struct AdminContext {
   Store& store;
   UserDirectory& users;
   std::function<TimePoint()> now;
-  // Read per request, so a reload that changes admin_group applies at once.
-  std::function<std::string()> admin_group;
+  // Read per request, so a reload that changes admin_socket_group applies at once.
+  std::function<std::string()> admin_socket_group;
 };
 
 // The gid of group `name` through NSS, or nullopt when there is no such group.
@@ -63,7 +63,7 @@ class AdminCommands {
  public:
   // Who may run a command.
   enum class Access {
-    admin,        // root and admin_group only
+    admin,        // root and admin_socket_group only
     own_account,  // also any caller for the user whose uid is theirs
   };
   // Called exactly once per request, possibly later (after a commit).

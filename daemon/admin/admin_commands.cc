@@ -93,7 +93,8 @@ json report_json(const std::string& user, const LockStatus& status, const UserSt
   json locked_by_uid = nullptr;
   if (status.kind == LockKind::manual && state.manual_lock) {
     locked_since = state.manual_lock->since;
-    reason = state.manual_lock->reason;
+    // A lock given without a reason has none: null, as for every other lock.
+    if (!state.manual_lock->reason.empty()) reason = state.manual_lock->reason;
     locked_by_uid = state.manual_lock->admin_uid;
   } else if (status.locked() && state.failure_lock) {
     locked_since = state.failure_lock->since;
@@ -230,7 +231,7 @@ void AdminCommands::unlock_all(const AdminCaller& caller, const Reply& reply) {
 
 bool AdminCommands::is_admin(const AdminCaller& caller) const {
   if (caller.uid == 0) return true;
-  const std::string group = context_.admin_group();
+  const std::string group = context_.admin_socket_group();
   if (group.empty()) return false;
   // The kernel's view of the process comes first: it is what file access
   // checks use too. The group database covers a member whose session

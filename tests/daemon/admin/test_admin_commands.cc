@@ -108,6 +108,12 @@ class AdminCommandsTest : public ::testing::Test {
   const AdminCaller nobody{65534, 65534, {}, 2};
 };
 
+TEST_F(AdminCommandsTest, ALockWithoutAReasonHasReasonNull) {
+  const auto answer = call(root, "lock", {{"user", "daemon"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_TRUE(answer.arguments["reason"].is_null()) << answer.arguments.dump();
+}
+
 TEST_F(AdminCommandsTest, LockIsDurableRecordedWithTheAdminAndPublished) {
   const auto answer = call(root, "lock", {{"user", "daemon"}, {"reason", "audit"}});
   ASSERT_EQ(answer.result, Result::success) << answer.text;

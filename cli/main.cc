@@ -12,6 +12,7 @@
 #include "cli/admin_client.h"
 #include "cli/exit_codes.h"
 #include "cli/faillock_format.h"
+#include "cli/faillock_tally.h"
 #include "cli/time_text.h"
 #include "common/options.h"
 
@@ -221,6 +222,69 @@ json call(AdminClient& client, const std::string& command, const json& arguments
   return answer;
 }
 
+// Records per request: each is ~150 bytes of JSON, well inside the admin
+// socket's request limit.
+constexpr std::size_t kImportBatch = 200;
+
+int import_faillock(const Settings& settings, bool config_given, const std::string& dir,
+                    bool dry_run) {
+  const TallyDirectory tallies = read_tally_directory(dir);
+  for (const std::string& problem : tallies.problems) {
+    std::cerr << "acctlock: import-faillock: " << printable(problem) << '\n';
+  }
+  std::size_t valid = 0;
+  std::vector<std::string> users;
+  for (const auto& record : tallies.records) {
+    valid += record.valid ? 1 : 0;
+    if (std::find(users.begin(), users.end(), record.user) == users.end()) {
+      users.push_back(record.user);
+    }
+  }
+  const std::string summary = std::to_string(tallies.records.size()) + " record(s) (" +
+                              std::to_string(valid) + " still counted) of " +
+                              std::to_string(users.size()) + " user(s) from " +
+                              std::to_string(tallies.files) + " tally file(s) in " + dir;
+  if (dry_run || tallies.records.empty()) {
+    if (settings.json_output) {
+      print_json(json{{"dry_run", dry_run},
+                      {"records", tallies.records.size()},
+                      {"valid", valid},
+                      {"users", users},
+                      {"problems", tallies.problems}});
+    } else {
+      std::cout << (dry_run ? "Would import " : "Nothing to import: ") << summary << '\n';
+    }
+    return tallies.problems.empty() ? kExitOk : kExitFailure;
+  }
+
+  AdminClient client(admin_socket_path(settings, config_given), kAnswerTimeout);
+  for (std::size_t at = 0; at < tallies.records.size(); at += kImportBatch) {
+    json batch = json::array();
+    for (std::size_t i = at; i < std::min(at + kImportBatch, tallies.records.size()); ++i) {
+      const auto& record = tallies.records[i];
+      const char* kind = record.kind == TallyRecord::SourceKind::rhost ? "rhost"
+                         : record.kind == TallyRecord::SourceKind::tty ? "tty"
+                                                                       : "service";
+      batch.push_back(json{{"user", record.user},
+                           {"time", record.time},
+                           {"source", record.source},
+                           {"kind", kind},
+                           {"valid", record.valid}});
+    }
+    call(client, "import_faillock", {{"records", std::move(batch)}});
+  }
+  if (settings.json_output) {
+    print_json(json{{"dry_run", false},
+                    {"records", tallies.records.size()},
+                    {"valid", valid},
+                    {"users", users},
+                    {"problems", tallies.problems}});
+  } else {
+    std::cout << "Imported " << summary << '\n';
+  }
+  return tallies.problems.empty() ? kExitOk : kExitFailure;
+}
+
 // Run as `faillock` (a symlink), a bare invocation prints every user's table
 // in faillock's format, as faillock does.
 bool invoked_as_faillock(const char* argv0) {
@@ -296,6 +360,15 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, admin::kMaxHistoryLimit));
 
+  std::string import_dir;
+  bool import_dry_run = false;
+  auto* import_command = app.add_subcommand(
+      "import-faillock", "Bring pam_faillock's tallies over: history, counts and locks");
+  import_command->add_option("--dir", import_dir,
+                             "Tally directory (default: the configuration's dir, "
+                             "/var/run/faillock)");
+  import_command->add_flag("--dry-run", import_dry_run, "Read and report, change nothing");
+
   auto* stats_command =
       app.add_subcommand("stats", "Locks now, failures and lockouts lately, top users and sources");
 
@@ -330,6 +403,14 @@ int run(int argc, char** argv) {
                 << "\" as a time (see acctlock --help)\n";
       return kExitUsage;
     }
+  }
+
+  if (import_command->parsed()) {
+    if (import_dir.empty()) {
+      import_dir =
+          load_config(settings.config_path, config_option->count() == 0).options.faillock_dir;
+    }
+    return import_faillock(settings, config_option->count() > 0, import_dir, import_dry_run);
   }
 
   const std::string socket_path = admin_socket_path(settings, config_option->count() > 0);

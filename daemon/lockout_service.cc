@@ -173,6 +173,24 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
   stage(user, old_expiry, state, now, work);
 }
 
+void LockoutService::import_failure(const std::string& user, bool is_root, TimePoint when,
+                                    const EventOrigin& origin, bool valid, std::uint32_t admin_uid,
+                                    TimePoint now, PendingWork& work) {
+  std::string detail = "imported from pam_faillock";
+  if (!valid) detail += " (no longer counted there)";
+  if (!valid) {
+    add_event(work, user, HistoryEvent::failure, origin, UserState{}, when, admin_uid,
+              std::move(detail));
+    return;
+  }
+  UserState& state = states_[user];
+  const auto old_expiry = policy_.next_expiry(state);
+  const auto outcome = policy_.record_failure(state, is_root, when);
+  add_event(work, user, outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin,
+            state, when, admin_uid, std::move(detail));
+  stage(user, old_expiry, state, now, work);
+}
+
 std::optional<UserReport> LockoutService::report(const std::string& user, TimePoint now) const {
   const auto found = states_.find(user);
   if (found == states_.end()) return std::nullopt;

@@ -94,6 +94,15 @@ class LockoutService {
   void lock(const std::string& user, std::string reason, std::uint32_t admin_uid, TimePoint now,
             PendingWork& work);
 
+  // One failure from pam_faillock's tally (acctlock import-faillock), at its
+  // own time `when`: recorded in the history, and when `valid` (faillock
+  // still counted it) applied to the count as if it happened then, so that
+  // an account faillock holds locked is locked here too. Records of one user
+  // must come oldest first.
+  void import_failure(const std::string& user, bool is_root, TimePoint when,
+                      const EventOrigin& origin, bool valid, std::uint32_t admin_uid, TimePoint now,
+                      PendingWork& work);
+
   // Read-only views: what an admin sees. Settles a copy, never the stored
   // state, so reading never writes.
   std::optional<UserReport> report(const std::string& user, TimePoint now) const;

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <ctime>
 #include <memory>
+#include <set>
 #include <stdexcept>
 
 #include "common/user_name.h"
@@ -67,6 +68,16 @@ std::string reason_argument(const json& arguments) {
   });
   if (has_control) throw InvalidArgument("\"reason\" must not contain control characters");
   return reason;
+}
+
+// Control characters from a tally's source field become '?': they end up in
+// terminals and the journal.
+std::string printable_text(std::string text) {
+  for (char& c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) c = '?';
+  }
+  return text;
 }
 
 const char* lock_kind_name(LockKind kind) {
@@ -207,6 +218,73 @@ void AdminCommands::register_builtin_commands() {
       });
   add("unlock_all", Access::admin,
       [this](const AdminCaller& caller, const json&, Reply reply) { unlock_all(caller, reply); });
+  add("import_faillock", Access::admin,
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        import_faillock(caller, arguments, reply);
+      });
+}
+
+void AdminCommands::import_faillock(const AdminCaller& caller, const json& arguments,
+                                    const Reply& reply) {
+  const auto records = arguments.find("records");
+  if (records == arguments.end() || !records->is_array()) {
+    throw InvalidArgument("argument \"records\" (an array) is required");
+  }
+  // Checked whole before anything is staged: a bad record changes nothing.
+  struct Imported {
+    std::string user;
+    TimePoint when;
+    EventOrigin origin;
+    bool valid;
+  };
+  std::vector<Imported> imports;
+  for (const json& record : *records) {
+    if (!record.is_object()) throw InvalidArgument("each record is an object");
+    Imported one;
+    one.user = user_argument(record);
+    const auto time = integer_argument(record, "time");
+    if (!time || *time <= 0) throw InvalidArgument("\"time\" must be a positive integer");
+    one.when = TimePoint(Seconds(*time));
+    const auto source = record.find("source");
+    const auto kind = record.find("kind");
+    if (source == record.end() || !source->is_string() ||
+        source->get_ref<const std::string&>().size() > 255) {
+      throw InvalidArgument("\"source\" must be a string of at most 255 bytes");
+    }
+    const std::string text = printable_text(source->get<std::string>());
+    const std::string kind_text =
+        kind != record.end() && kind->is_string() ? kind->get<std::string>() : "";
+    if (kind_text == "rhost") {
+      one.origin.rhost = text;
+    } else if (kind_text == "tty") {
+      one.origin.tty = text;
+    } else if (kind_text == "service") {
+      one.origin.service = text;
+    } else {
+      throw InvalidArgument("\"kind\" must be rhost, tty or service");
+    }
+    one.valid = bool_argument(record, "valid");
+    imports.push_back(std::move(one));
+  }
+  const TimePoint now = context_.now();
+  std::set<std::string> users;
+  for (const Imported& one : imports) {
+    const bool is_root = context_.users.uid_of(one.user) == 0u;
+    context_.service.import_failure(one.user, is_root, one.when, one.origin, one.valid, caller.uid,
+                                    now, context_.writer.pending());
+    users.insert(one.user);
+  }
+  std::string text = "imported " + std::to_string(imports.size()) + " record(s) of " +
+                     std::to_string(users.size()) + " user(s)";
+  json result{{"records", imports.size()}, {"users", users}};
+  if (imports.empty()) return reply(answer(Result::success, std::move(text), std::move(result)));
+  context_.writer.after_commit(
+      [text = std::move(text), result = std::move(result), reply](const std::string& error) {
+        if (!error.empty()) {
+          return reply(answer(Result::error, "the import could not be saved: " + error));
+        }
+        reply(answer(Result::success, text, result));
+      });
 }
 
 void AdminCommands::unlock_all(const AdminCaller& caller, const Reply& reply) {

@@ -101,6 +101,9 @@ class AdminCommands {
   void stats(const Reply& reply);
   // faillock --reset without --user, acctlock unlock --all: every tracked user.
   void unlock_all(const AdminCaller& caller, const Reply& reply);
+  // acctlock import-faillock: pam_faillock's tally records, oldest first.
+  void import_faillock(const AdminCaller& caller, const nlohmann::json& arguments,
+                       const Reply& reply);
 
   // Answers after the staged changes are durable, with the user's status then.
   void reply_after_commit(const std::string& user, std::string text, const Reply& reply);

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -242,6 +243,73 @@ TEST_F(AcctlockCommandTest, HistoryWithoutUserShowsEveryUserToAdminsOnly) {
   EXPECT_NE(table.out.find("USER"), std::string::npos);
 
   EXPECT_EQ(acctlock({"history"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+}
+
+// pam_faillock's own tallies, written by the real module through real
+// libpam, brought over with their times, sources and validity.
+TEST_F(AcctlockCommandTest, ImportFaillockBringsTheRealTalliesOver) {
+  TempDir work;
+  const std::string tallies = (work.path() / "tallies").string();
+  const std::string confdir = (work.path() / "pam.d").string();
+  std::filesystem::create_directories(tallies);
+  std::filesystem::create_directories(confdir);
+  const std::string faillock = "pam_faillock.so dir=" + tallies + " deny=3 unlock_time=600";
+  std::ofstream(confdir + "/faillock-test") << "auth required " << faillock << " preauth\n"
+                                            << "auth [success=1 default=bad] pam_deny.so\n"
+                                            << "auth [default=die] " << faillock << " authfail\n"
+                                            << "auth sufficient " << faillock << " authsucc\n";
+  const auto fail_with_faillock = [&](const std::string& user) {
+    const auto result =
+        run_command({PAM_LOGIN_PATH, "--confdir", confdir, "--service", "faillock-test", "--user",
+                     user, "--password", "wrong", "--phase", "auth"});
+    EXPECT_NE(result.exit_code, 0) << result.out << result.err;
+  };
+  for (int i = 0; i < 3; ++i) fail_with_faillock(kTarget);
+  fail_with_faillock(kOther);
+  // The real faillock agrees that the target is locked: 3 valid records.
+  const auto real = run_command({"/usr/sbin/faillock", "--dir", tallies, "--user", kTarget});
+  ASSERT_EQ(std::count(real.out.begin(), real.out.end(), '\n'), 5) << real.out;
+
+  const auto dry = acctlock({"import-faillock", "--dir", tallies, "--dry-run"});
+  ASSERT_EQ(dry.exit_code, cli::kExitOk) << dry.err;
+  EXPECT_NE(dry.out.find("Would import 4 record(s) (4 still counted) of 2 user(s)"),
+            std::string::npos)
+      << dry.out;
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).failures, 0u)
+      << "a dry run changes nothing";
+
+  const auto imported = acctlock({"import-faillock", "--dir", tallies});
+  ASSERT_EQ(imported.exit_code, cli::kExitOk) << imported.err;
+  EXPECT_NE(imported.out.find("Imported 4 record(s)"), std::string::npos) << imported.out;
+
+  const auto target = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(target.verdict, Verdict::locked) << "faillock held it locked; so does acctlock";
+  EXPECT_EQ(target.lock, LockKind::failures);
+  EXPECT_EQ(daemon.request(MessageType::check, kOther).failures, 1u);
+
+  const auto history = acctlock({"history", kTarget, "--json"});
+  ASSERT_EQ(history.exit_code, cli::kExitOk) << history.err;
+  const json entries = json::parse(history.out)["entries"];
+  ASSERT_EQ(entries.size(), 3u) << entries.dump();
+  for (const auto& entry : entries) {
+    EXPECT_EQ(entry["service"], "faillock-test") << "faillock's source: the service";
+    EXPECT_EQ(entry["detail"], "imported from pam_faillock");
+  }
+  EXPECT_EQ(entries[0]["event"], "locked");
+
+  // pam_faillock's tallies are root's (mode 0600): another user cannot
+  // even read them, and is told so per file.
+  const auto as_nobody = acctlock({"import-faillock", "--dir", tallies}, As::nobody);
+  EXPECT_EQ(as_nobody.exit_code, cli::kExitFailure);
+  EXPECT_NE(as_nobody.err.find("cannot read"), std::string::npos) << as_nobody.err;
+}
+
+TEST_F(AcctlockCommandTest, ImportFaillockReportsABrokenTallyAndImportsTheRest) {
+  TempDir tallies;
+  std::ofstream(tallies.path() / kTarget, std::ios::binary) << "short";
+  const auto result = acctlock({"import-faillock", "--dir", tallies.path().string()});
+  EXPECT_EQ(result.exit_code, cli::kExitFailure);
+  EXPECT_NE(result.err.find("is not a pam_faillock tally"), std::string::npos) << result.err;
 }
 
 // exempt_group is never locked; admin_group is treated like root, as in

@@ -358,7 +358,15 @@ void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Rep
     if (!allowed) {
       log_warning("admin socket: refused \"" + name + "\" to uid " + std::to_string(caller.uid) +
                   " (pid " + std::to_string(caller.pid) + ")");
-      return once(answer(Result::permission_denied, "permission denied"));
+      // Say who may, so the refused admin knows what to ask for.
+      const std::string group = context_.admin_socket_group();
+      std::string text = "permission denied: \"" + name + "\" is for root" +
+                         (group.empty() ? std::string(" (admin_socket_group is not set)")
+                                        : " and members of group " + group);
+      if (entry->second.access == Access::own_account) {
+        text += "; any user may run it for their own account";
+      }
+      return once(answer(Result::permission_denied, std::move(text)));
     }
   }
 

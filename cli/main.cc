@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/admin_client.h"
@@ -472,16 +473,28 @@ int run(int argc, char** argv) {
   return kExitOk;
 }
 
+// With --json a script reads stdout as JSON, also when the command fails:
+// the error goes there as {"error": TEXT, "exit_code": N} as well as to
+// stderr.
+int fail(int argc, char** argv, const std::string& text, int exit_code) {
+  std::cerr << "acctlock: " << text << '\n';
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--json") {
+      print_json(json{{"error", text}, {"exit_code", exit_code}});
+      break;
+    }
+  }
+  return exit_code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const CommandError& e) {
-    std::cerr << "acctlock: " << e.what() << '\n';
-    return e.exit_code();
+    return fail(argc, argv, e.what(), e.exit_code());
   } catch (const std::exception& e) {
-    std::cerr << "acctlock: " << e.what() << '\n';
-    return kExitFailure;
+    return fail(argc, argv, e.what(), kExitFailure);
   }
 }

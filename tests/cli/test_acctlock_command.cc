@@ -504,6 +504,15 @@ TEST_F(AcctlockCommandTest, DaemonDownGivesUnreachable) {
   EXPECT_EQ(result.exit_code, cli::kExitUnreachable) << result.err;
 }
 
+TEST_F(AcctlockCommandTest, ErrorsUnderJsonAreJsonOnStdout) {
+  daemon.stop();
+  const auto down = acctlock({"status", kTarget, "--json"});
+  EXPECT_EQ(down.exit_code, cli::kExitUnreachable) << down.err;
+  const json error = json::parse(down.out);
+  EXPECT_EQ(error["exit_code"], cli::kExitUnreachable);
+  EXPECT_FALSE(error["error"].get<std::string>().empty());
+}
+
 TEST_F(AcctlockCommandTest, HelpDocumentsCommandsAndExitCodes) {
   const auto result = run_command({ACCTLOCK_PATH, "--help"});
   EXPECT_EQ(result.exit_code, 0);

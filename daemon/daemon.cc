@@ -4,21 +4,29 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <memory>
 #include <optional>
 
 #include "daemon/admin/admin_server.h"
+#include "daemon/admin/event_watchers.h"
 #include "daemon/events/batch_writer.h"
 #include "daemon/journal/event_log.h"
 #include "daemon/events/event_server.h"
 #include "daemon/journal/journal_event_log.h"
 #include "daemon/lockout_service.h"
 #include "daemon/log.h"
+#include "daemon/metrics/daemon_metrics.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/sockets/peer_credentials.h"
 #include "daemon/sockets/socket_activation.h"
 #include "daemon/store/sqlite/sqlite_store.h"
@@ -64,7 +72,13 @@ class Daemon {
     } else {
       event_log_ = std::make_unique<StderrEventLog>();
     }
-    writer_ = std::make_unique<BatchWriter>(io_, *store_, *event_log_, [this] {
+    metrics_ = std::make_unique<DaemonMetrics>([this] { return metrics_snapshot(); });
+    // Each committed event goes to the journal (or stderr), the counters and
+    // the watchers, in that order.
+    event_fan_out_.add(*event_log_);
+    event_fan_out_.add(*metrics_);
+    event_fan_out_.add(watchers_);
+    writer_ = std::make_unique<BatchWriter>(io_, *store_, event_fan_out_, [this] {
       log_warning("reloading state from the database after a failed commit");
       try {
         service_->load_from_store();
@@ -73,6 +87,9 @@ class Daemon {
       }
     });
 
+    writer_->on_commit([this](std::chrono::duration<double> took, std::size_t events,
+                              bool failed) { metrics_->record_commit(took, events, failed); });
+
     try {
       inherited_ =
           take_inherited_sockets(config_.options.event_socket, config_.options.admin_socket);
@@ -80,7 +97,7 @@ class Daemon {
       log_error(e.what());
       return 1;
     }
-    if (!open_event_socket() || !open_admin_socket()) {
+    if (!open_event_socket() || !open_admin_socket() || !open_metrics_socket()) {
       for (const auto& path : created_sockets_) unlink(path.c_str());
       return 1;
     }
@@ -93,7 +110,10 @@ class Daemon {
         "acctlockd " ACCTLOCK_VERSION " ready: " + std::to_string(service_->tracked_users()) +
         " tracked user(s), event socket " + config_.options.event_socket +
         (inherited_.event ? " (from systemd)" : "") + ", admin socket " +
-        config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") + ", database " +
+        config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") +
+        (metrics_server_ ? ", metrics on http://" + metrics_server_->local_address() + "/metrics"
+                         : std::string()) +
+        ", database " +
         config_.options.database + ", lock events to " + (to_journal ? "the journal" : "stderr"));
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
@@ -141,13 +161,58 @@ class Daemon {
       admin_server_ = std::make_unique<AdminServer>(
           socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
-                       [this] { return config_.options.admin_group; }});
+                       [this] { return config_.options.admin_group; }, &watchers_});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;
     }
     admin_server_->start();
     return true;
+  }
+
+  // The metrics socket is opt-in: systemd's acctlockd-metrics.socket or
+  // --metrics-fd. Without one there is no HTTP at all.
+  bool open_metrics_socket() {
+    if (inherited_.metrics && config_.metrics_fd) {
+      log_error("a metrics socket came from systemd and --metrics-fd as well; give one");
+      return false;
+    }
+    const std::optional<int> fd = inherited_.metrics ? inherited_.metrics : config_.metrics_fd;
+    if (!fd) return true;
+    try {
+      // Inherited descriptors may lack close-on-exec; nothing else may get it.
+      if (fcntl(*fd, F_SETFD, FD_CLOEXEC) != 0) {
+        throw std::runtime_error("descriptor " + std::to_string(*fd) + ": " +
+                                 std::strerror(errno));
+      }
+      metrics_server_ = std::make_unique<MetricsServer>(
+          adopt_tcp_socket(io_, *fd), [this] { return metrics_->render(); });
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot serve metrics: ") + e.what());
+      return false;
+    }
+    metrics_server_->start();
+    return true;
+  }
+
+  // What the metrics read from the other parts at a scrape.
+  MetricsSnapshot metrics_snapshot() {
+    MetricsSnapshot snapshot;
+    const auto locked = service_->locked_counts(wall_clock_now());
+    snapshot.locked_failures = locked.failures;
+    snapshot.locked_permanent = locked.permanent;
+    snapshot.locked_manual = locked.manual;
+    snapshot.tracked_users = service_->tracked_users();
+    if (event_server_) snapshot.refused_event_peers = event_server_->refused_peers();
+    if (admin_server_) snapshot.refused_admin_peers = admin_server_->refused_requests();
+    for (const char* suffix : {"", "-wal"}) {
+      struct stat file {};
+      if (stat((config_.options.database + suffix).c_str(), &file) == 0) {
+        snapshot.database_bytes += static_cast<std::uint64_t>(file.st_size);
+      }
+    }
+    snapshot.watchers = watchers_.size();
+    return snapshot;
   }
 
   // Pinged from the event loop itself, at half the interval systemd allows:
@@ -215,6 +280,7 @@ class Daemon {
     log_notice("stopping");
     event_server_->stop();
     admin_server_->stop();
+    if (metrics_server_) metrics_server_->stop();
     expiry_timer_.cancel();
     retention_timer_.cancel();
     watchdog_timer_.cancel();
@@ -261,6 +327,7 @@ class Daemon {
         log_info("removed " + std::to_string(removed) + " history row(s) past retention");
     } catch (const std::exception& e) {
       log_error(std::string("cannot prune history: ") + e.what());
+      metrics_->record_prune_error();
     }
     retention_timer_.expires_after(kRetentionInterval);
     retention_timer_.async_wait([this](error_code ec) {
@@ -280,9 +347,14 @@ class Daemon {
   std::unique_ptr<Store> store_;
   std::unique_ptr<LockoutService> service_;
   std::unique_ptr<EventLog> event_log_;
+  // Before the writer, which holds the fan-out: destroyed after it.
+  std::unique_ptr<DaemonMetrics> metrics_;
+  EventWatchers watchers_;
+  EventLogFanOut event_fan_out_;
   std::unique_ptr<BatchWriter> writer_;
   std::unique_ptr<EventServer> event_server_;
   std::unique_ptr<AdminServer> admin_server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
   bool stopping_ = false;

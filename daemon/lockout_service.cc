@@ -181,6 +181,28 @@ std::vector<UserReport> LockoutService::reports(TimePoint now) const {
   return out;
 }
 
+LockoutService::LockedCounts LockoutService::locked_counts(TimePoint now) const {
+  LockedCounts counts;
+  for (const auto& [user, state] : states_) {
+    // A cheap test first: most tracked users have failures and no lock.
+    if (!state.manual_lock && !state.failure_lock) continue;
+    switch (policy_.status(state, now).kind) {
+      case LockKind::failures:
+        ++counts.failures;
+        break;
+      case LockKind::permanent:
+        ++counts.permanent;
+        break;
+      case LockKind::manual:
+        ++counts.manual;
+        break;
+      case LockKind::none:
+        break;
+    }
+  }
+  return counts;
+}
+
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
                            const UserState& state, TimePoint now, PendingWork& work) {
   if (old_expiry) expiries_.erase({*old_expiry, user});

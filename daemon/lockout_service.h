@@ -92,6 +92,15 @@ class LockoutService {
 
   std::size_t tracked_users() const { return states_.size(); }
 
+  // Accounts locked at `now`, by kind. One pass over the states without
+  // copying them: the metrics ask for it on each (cached) scrape.
+  struct LockedCounts {
+    std::uint64_t failures = 0;
+    std::uint64_t permanent = 0;
+    std::uint64_t manual = 0;
+  };
+  LockedCounts locked_counts(TimePoint now) const;
+
   protocol::Answer answer_for(const LockStatus& status, const UserState& state) const;
 
  private:

@@ -138,6 +138,23 @@ json history_json(const HistoryEntry& entry) {
   };
 }
 
+// The last 24 hours on whole-hour boundaries, oldest first; the last bucket
+// is the current hour so far. Failures include the failure that locked.
+json failures_per_hour_json(Store& store, TimePoint now) {
+  constexpr std::int64_t kHour = 3600;
+  constexpr std::size_t kHours = 24;
+  const std::int64_t this_hour = now.time_since_epoch().count() / kHour * kHour;
+  const TimePoint from(Seconds(this_hour - static_cast<std::int64_t>(kHours - 1) * kHour));
+  const auto counts = store.failures_per_hour(from, kHours);
+  json buckets = json::array();
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    buckets.push_back(json{
+        {"start", to_iso8601(from + std::chrono::hours(static_cast<std::int64_t>(i)))},
+        {"failures", counts[i]}});
+  }
+  return buckets;
+}
+
 AdminAnswer answer(Result result, std::string text, json arguments = json::object()) {
   return AdminAnswer{result, std::move(text), std::move(arguments)};
 }
@@ -196,6 +213,8 @@ void AdminCommands::register_builtin_commands() {
   add("lock", Access::admin, [this](const AdminCaller& caller, const json& arguments, Reply reply) {
     lock(caller, arguments, reply);
   });
+  add("watch", Access::admin,
+      [this](const AdminCaller&, const json& arguments, Reply reply) { watch(arguments, reply); });
   add("unlock", Access::admin,
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, false, reply);
@@ -257,6 +276,7 @@ void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Rep
     if (!allowed) {
       log_warning("admin socket: refused \"" + name + "\" to uid " + std::to_string(caller.uid) +
                   " (pid " + std::to_string(caller.pid) + ")");
+      ++refused_requests_;
       return once(answer(Result::permission_denied, "permission denied"));
     }
   }
@@ -407,8 +427,24 @@ void AdminCommands::stats(const Reply& reply) {
       {"top_users", top(false)},
       {"top_sources", top(true)},
   };
+  stats["failures_per_hour"] = failures_per_hour_json(store, now);
   std::string text = std::to_string(locked_users.size()) + " user(s) locked";
   reply(answer(Result::success, std::move(text), std::move(stats)));
+}
+
+void AdminCommands::watch(const json& arguments, const Reply& reply) {
+  const bool successes = bool_argument(arguments, "successes");
+  if (context_.watchers == nullptr) {
+    return reply(answer(Result::unsupported, "this daemon does not stream events"));
+  }
+  if (context_.watchers->size() >= kMaxWatchers) {
+    return reply(answer(Result::error, "too many watchers (" + std::to_string(kMaxWatchers) +
+                                           "); try again when one has closed"));
+  }
+  AdminAnswer watching = answer(Result::success, "watching lock events",
+                                json{{"max_queued_events", kMaxQueuedEvents}});
+  watching.watch = AdminAnswer::Watch{successes};
+  reply(std::move(watching));
 }
 
 }  // namespace acctlock

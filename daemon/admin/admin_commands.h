@@ -20,6 +20,7 @@
 
 #include "common/time.h"
 #include "common/admin_protocol.h"
+#include "daemon/admin/event_watchers.h"
 #include "daemon/events/batch_writer.h"
 #include "daemon/lockout_service.h"
 #include "daemon/sockets/peer_credentials.h"
@@ -39,6 +40,12 @@ struct AdminAnswer {
   admin::Result result = admin::Result::success;
   std::string text;
   nlohmann::json arguments = nlohmann::json::object();
+  // Set by `watch`: after this answer the connection streams lock events
+  // (daemon/admin/event_watchers.h) instead of reading more requests.
+  struct Watch {
+    bool successes = false;  // successful logins too, not only lock events
+  };
+  std::optional<Watch> watch;
 
   nlohmann::json to_json() const;
 };
@@ -51,6 +58,8 @@ struct AdminContext {
   std::function<TimePoint()> now;
   // Read per request, so a reload that changes admin_group applies at once.
   std::function<std::string()> admin_group;
+  // Where `watch` connections register; none: `watch` is refused.
+  EventWatchers* watchers = nullptr;
 };
 
 // The gid of group `name` through NSS, or nullopt when there is no such group.
@@ -85,6 +94,9 @@ class AdminCommands {
 
   bool is_admin(const AdminCaller& caller) const;
 
+  // Requests refused as "permission denied" so far (for the metrics).
+  std::uint64_t refused_requests() const { return refused_requests_; }
+
  private:
   struct Entry {
     Access access;
@@ -99,6 +111,7 @@ class AdminCommands {
               const Reply& reply);
   void history(const nlohmann::json& arguments, const Reply& reply);
   void stats(const Reply& reply);
+  void watch(const nlohmann::json& arguments, const Reply& reply);
 
   // Answers after the staged changes are durable, with the user's status then.
   void reply_after_commit(const std::string& user, std::string text, const Reply& reply);
@@ -107,6 +120,7 @@ class AdminCommands {
 
   AdminContext context_;
   std::map<std::string, Entry, std::less<>> commands_;
+  std::uint64_t refused_requests_ = 0;
 };
 
 }  // namespace acctlock

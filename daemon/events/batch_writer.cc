@@ -58,21 +58,28 @@ void BatchWriter::run_thread() {
       handed_over_.reset();
     }
     std::string error;
+    const auto started = std::chrono::steady_clock::now();
     try {
       if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
     } catch (const std::exception& e) {
       error = e.what();
       if (error.empty()) error = "unknown storage error";
     }
-    boost::asio::post(io_, [this, batch = std::move(batch), error = std::move(error)]() mutable {
-      finish_commit(std::move(batch), std::move(error));
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    boost::asio::post(io_, [this, batch = std::move(batch), error = std::move(error),
+                            took]() mutable {
+      finish_commit(std::move(batch), std::move(error), took);
     });
   }
 }
 
-void BatchWriter::finish_commit(Batch batch, std::string error) {
+void BatchWriter::finish_commit(Batch batch, std::string error,
+                                std::chrono::duration<double> took) {
   in_flight_ = false;
   ++commits_;
+  if (on_commit_ && !batch.work.empty()) {
+    on_commit_(took, batch.work.events.size(), !error.empty());
+  }
   if (error.empty()) {
     for (const auto& event : batch.work.events) events_.record(event);
   } else {

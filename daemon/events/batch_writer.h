@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -54,6 +55,12 @@ class BatchWriter {
 
   std::uint64_t commits() const { return commits_; }
 
+  // Called on the loop thread after each commit with the transaction's time,
+  // its history events and whether it failed (the metrics' histograms).
+  using CommitObserver =
+      std::function<void(std::chrono::duration<double> took, std::size_t events, bool failed)>;
+  void on_commit(CommitObserver observer) { on_commit_ = std::move(observer); }
+
  private:
   struct Batch {
     PendingWork work;
@@ -62,13 +69,15 @@ class BatchWriter {
 
   void schedule();
   void start_commit();
-  void finish_commit(Batch batch, std::string error);
+  void finish_commit(Batch batch, std::string error,
+                     std::chrono::duration<double> took);
   void run_thread();
 
   boost::asio::io_context& io_;
   Store& store_;
   EventLog& events_;
   std::function<void()> on_failure_;
+  CommitObserver on_commit_;
 
   // Loop-thread state.
   Batch next_;

@@ -100,6 +100,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + ") speaking for user \"" + request.user + "\"");
+      ++server_.refused_peers_;
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }

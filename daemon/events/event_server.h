@@ -54,6 +54,8 @@ class EventServer {
   void stop();
 
   std::size_t connections() const { return sessions_->size(); }
+  // Requests refused because the peer spoke for another user (the metrics).
+  std::uint64_t refused_peers() const { return refused_peers_; }
 
  private:
   friend class EventSession;
@@ -66,6 +68,7 @@ class EventServer {
   std::shared_ptr<std::unordered_set<EventSession*>> sessions_ =
       std::make_shared<std::unordered_set<EventSession*>>();
   bool stopped_ = false;
+  std::uint64_t refused_peers_ = 0;
 };
 
 }  // namespace acctlock

@@ -370,6 +370,9 @@ struct SqliteStore::ReadSide {
   Statement history_all{db, history_sql("")};
   Statement history_of_user{db, history_sql("user = ?4 AND ")};
   Statement count_events{db, "SELECT count(*) FROM history WHERE event = ?1 AND time >= ?2"};
+  Statement failures_per_hour{db, "SELECT (time - ?1) / 3600 AS hour, count(*) FROM history "
+                                  "WHERE time >= ?1 AND time < ?2 AND event IN " +
+                                      failure_events_sql() + " GROUP BY hour"};
   Statement top_users{db, "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
                               failure_events_sql() +
                               " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
@@ -577,6 +580,22 @@ std::uint64_t SqliteStore::prune_history(TimePoint before) {
   prune.bind(1, before);
   prune.step("pruning history");
   return static_cast<std::uint64_t>(sqlite3_changes64(writer_->db.get()));
+}
+
+std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::size_t hours) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->failures_per_hour;
+  Statement::Use use(select);
+  select.bind(1, from);
+  select.bind(2, from + std::chrono::hours(static_cast<std::int64_t>(hours)));
+  std::vector<std::uint64_t> counts(hours, 0);
+  while (select.step("counting failures per hour")) {
+    const std::int64_t hour = select.int64(0);
+    if (hour >= 0 && static_cast<std::size_t>(hour) < hours) {
+      counts[static_cast<std::size_t>(hour)] = static_cast<std::uint64_t>(select.int64(1));
+    }
+  }
+  return counts;
 }
 
 }  // namespace acctlock

@@ -68,8 +68,8 @@ std::string label(const char* name, const std::string& value) {
 bool is_plain_service_name(const std::string& service) {
   if (service.empty() || service.size() > kMaxServiceNameLength) return false;
   return std::all_of(service.begin(), service.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
@@ -101,8 +101,7 @@ DaemonMetrics::DaemonMetrics(std::function<MetricsSnapshot()> snapshot,
     : snapshot_(std::move(snapshot)),
       start_time_seconds_(std::chrono::duration<double>(started.time_since_epoch()).count()),
       // From a cached page write to an fsync on a slow disk.
-      commit_seconds_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                       5}),
+      commit_seconds_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
       batch_events_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}) {}
 
 std::string DaemonMetrics::service_label(const std::string& service) {

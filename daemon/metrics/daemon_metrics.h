@@ -62,9 +62,9 @@ class DaemonMetrics : public EventLog {
  public:
   static constexpr std::size_t kMaxServices = 32;
 
-  explicit DaemonMetrics(std::function<MetricsSnapshot()> snapshot,
-                         std::chrono::system_clock::time_point started =
-                             std::chrono::system_clock::now());
+  explicit DaemonMetrics(
+      std::function<MetricsSnapshot()> snapshot,
+      std::chrono::system_clock::time_point started = std::chrono::system_clock::now());
 
   // Counts one committed event (the daemon hands it every event it records).
   void record(const LockEvent& event) override;

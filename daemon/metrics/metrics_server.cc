@@ -44,8 +44,9 @@ class MetricsSession : public std::enable_shared_from_this<MetricsSession> {
     parser_->header_limit(static_cast<std::uint32_t>(server_.limits_.max_header_bytes));
     parser_->body_limit(0);  // a GET has no body, and nothing here takes one
     stream_.expires_after(server_.limits_.timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(error_code ec) {
@@ -83,8 +84,8 @@ class MetricsSession : public std::enable_shared_from_this<MetricsSession> {
       return send(std::move(response));
     }
     const auto page = server_.page();
-    auto response = std::make_shared<http::response<http::string_body>>(http::status::ok,
-                                                                         request.version());
+    auto response =
+        std::make_shared<http::response<http::string_body>>(http::status::ok, request.version());
     response->set(http::field::server, "acctlockd");
     response->set(http::field::content_type, kMetricsContentType);
     response->set(http::field::cache_control, "no-store");
@@ -117,12 +118,12 @@ class MetricsSession : public std::enable_shared_from_this<MetricsSession> {
   void send(std::shared_ptr<http::response<http::string_body>> response) {
     stream_.expires_after(server_.limits_.timeout);
     const bool keep_alive = response->keep_alive();
-    http::async_write(stream_, *response,
-                      [self = shared_from_this(), response, keep_alive](error_code ec,
-                                                                        std::size_t) {
-                        if (ec || !keep_alive) return self->close();
-                        self->read_request();
-                      });
+    http::async_write(
+        stream_, *response,
+        [self = shared_from_this(), response, keep_alive](error_code ec, std::size_t) {
+          if (ec || !keep_alive) return self->close();
+          self->read_request();
+        });
   }
 
   MetricsServer& server_;
@@ -195,8 +196,7 @@ MetricsServer::Acceptor adopt_tcp_socket(asio::io_context& io, int fd) {
   const bool v4 = sd_is_socket_inet(fd, AF_INET, SOCK_STREAM, /*listening=*/1, 0) > 0;
   const bool v6 = !v4 && sd_is_socket_inet(fd, AF_INET6, SOCK_STREAM, /*listening=*/1, 0) > 0;
   if (!v4 && !v6) {
-    throw std::runtime_error("descriptor " + std::to_string(fd) +
-                             " is not a listening TCP socket");
+    throw std::runtime_error("descriptor " + std::to_string(fd) + " is not a listening TCP socket");
   }
   return MetricsServer::Acceptor(io, v4 ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd);
 }

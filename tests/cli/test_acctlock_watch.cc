@@ -144,9 +144,9 @@ TEST_F(WatchTest, LockEventsStreamAsJsonLinesAsTheyAreCommitted) {
 }
 
 TEST_F(WatchTest, NonAdminsAreRefused) {
-  const CommandResult refused = run_command(
-      {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ACCTLOCK_PATH,
-       "--socket", daemon_.admin_socket(), "watch"});
+  const CommandResult refused =
+      run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   ACCTLOCK_PATH, "--socket", daemon_.admin_socket(), "watch"});
   EXPECT_EQ(refused.exit_code, 4) << refused.err;  // permission denied
   EXPECT_THAT(refused.err, HasSubstr("permission denied"));
 }
@@ -176,7 +176,8 @@ TEST_F(WatchTest, AWatcherThatStopsReadingIsDroppedNotBuffered) {
   close(fd);
   ASSERT_FALSE(stream.empty());
   const auto last_start = stream.rfind('\n', stream.size() - 2);
-  const json last = json::parse(stream.substr(last_start == std::string::npos ? 0 : last_start + 1));
+  const json last =
+      json::parse(stream.substr(last_start == std::string::npos ? 0 : last_start + 1));
   EXPECT_EQ(last["overflow"], true) << last;
   const auto lines = std::count(stream.begin(), stream.end(), '\n');
   EXPECT_LT(lines, 6000);

@@ -4,9 +4,9 @@
 // package) that scrapes the daemon and answers a PromQL query about a
 // lockout this test caused. Traffic stays on 127.0.0.1.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -97,8 +97,8 @@ std::string http_exchange(std::uint16_t port, const std::string& request) {
 
 std::string get(std::uint16_t port, const std::string& target = "/metrics",
                 const std::string& method = "GET") {
-  return http_exchange(port, method + " " + target +
-                                 " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  return http_exchange(
+      port, method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 std::string body_of(const std::string& response) {
@@ -162,7 +162,8 @@ TEST_F(MetricsTest, OtherPathsMethodsAndMalformedRequestsGetHttpErrors) {
   EXPECT_THAT(post, HasSubstr("HTTP/1.1 405 Method Not Allowed"));
   EXPECT_THAT(post, HasSubstr("Allow: GET, HEAD"));
   EXPECT_THAT(http_exchange(port_, "NOT HTTP AT ALL\r\n\r\n"), HasSubstr("HTTP/1.1 400"));
-  const std::string huge = "GET /metrics HTTP/1.1\r\nX: " + std::string(16 * 1024, 'a') + "\r\n\r\n";
+  const std::string huge =
+      "GET /metrics HTTP/1.1\r\nX: " + std::string(16 * 1024, 'a') + "\r\n\r\n";
   EXPECT_THAT(http_exchange(port_, huge), HasSubstr("HTTP/1.1 431"));
   const std::string head = get(port_, "/metrics", "HEAD");
   EXPECT_THAT(head, HasSubstr("HTTP/1.1 200 OK"));
@@ -228,8 +229,7 @@ class PrometheusServer {
                "      - targets: ['127.0.0.1:" +
                    std::to_string(target_port) + "']\n");
     const std::string log = dir / "prometheus.log";
-    std::vector<std::string> words{"/usr/bin/prometheus",
-                                   "--config.file=" + config,
+    std::vector<std::string> words{"/usr/bin/prometheus", "--config.file=" + config,
                                    "--storage.tsdb.path=" + (dir / "prometheus-data"),
                                    "--web.listen-address=127.0.0.1:" + std::to_string(port_),
                                    "--log.level=warn"};
@@ -285,8 +285,8 @@ TEST_F(MetricsTest, ARealPrometheusScrapesTheDaemonAndSeesALockout) {
   daemon_.request(MessageType::failure, "root", "sshd");
   EXPECT_TRUE(eventually(
       [&] { return prometheus.query("acctlock_lockouts_total{kind=\"failures\"}") == "1"; }, 30s));
-  EXPECT_TRUE(eventually(
-      [&] { return prometheus.query("sum(acctlock_locked_accounts)") == "1"; }, 30s));
+  EXPECT_TRUE(
+      eventually([&] { return prometheus.query("sum(acctlock_locked_accounts)") == "1"; }, 30s));
   EXPECT_EQ(prometheus.query("acctlock_auth_failures_total{service=\"sshd\"}"), "2");
 }
 

@@ -415,9 +415,24 @@ TEST_F(PamAcctlockTest, UsersUnknownToTheSystemAreNotTracked) {
 // own failures, and no one else's.
 TEST_F(PamAcctlockTest, AnUnprivilegedCallerReportsOnlyForItself) {
   start("deny = 3\nunlock_time = 1h\n");
+  // Alice must be able to load the module and run the program wherever the
+  // clone is (a root user's clone in /root, mode 0700, is out of her reach):
+  // both are copied into the world-readable temp dir first.
+  const std::filesystem::path bin = dir_ / "bin";
+  std::filesystem::create_directories(bin);
+  std::filesystem::permissions(bin, std::filesystem::perms(0755));
+  const auto module = bin / "pam_acctlock.so";
+  const auto program = bin / "pam_login";
+  std::filesystem::copy_file(PAM_ACCTLOCK_PATH, module);
+  std::filesystem::copy_file(PAM_LOGIN_PATH, program);
+  std::string stack = documented_stack(daemon_->config_path());
+  for (std::size_t at; (at = stack.find(PAM_ACCTLOCK_PATH)) != std::string::npos;) {
+    stack.replace(at, std::string_view(PAM_ACCTLOCK_PATH).size(), module.string());
+  }
+  write_service("login", stack);
   const auto as_alice = [&](const TestUser& target, const std::string& password) {
     return run_command({"/usr/bin/setpriv", "--reuid=" + std::to_string(kAlice.uid),
-                        "--regid=" + std::to_string(kAlice.gid), "--clear-groups", PAM_LOGIN_PATH,
+                        "--regid=" + std::to_string(kAlice.gid), "--clear-groups", program.string(),
                         "--confdir", confdir_, "--service", "login", "--user", target.name,
                         "--password", password, "--phase", "auth"});
   };

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <future>
 #include <optional>
+#include <utility>
 
 #include "daemon/admin/admin_commands.h"
 #include "daemon/store/sqlite/sqlite_store.h"
@@ -342,19 +343,39 @@ TEST_F(AdminCommandsTest, StoreReadsDoNotHoldUpTheLoop) {
 TEST_F(AdminCommandsTest, AFullReaderQueueAnswersBusy) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  // One job running and eight queued fill the reader of this fixture.
-  for (int i = 0; i < 9; ++i) {
-    reader.run(
-        [released] {
-          released.wait();
-          return 0;
-        },
-        [](std::optional<int>, const std::string&) {});
+  // A failed assertion still lets the held-up jobs go, or the fixture's
+  // reader would wait for them forever.
+  struct Release {
+    std::promise<void>& promise;
+    bool done = false;
+    void operator()() {
+      if (!std::exchange(done, true)) promise.set_value();
+    }
+    ~Release() { (*this)(); }
+  } let_go{release};
+  // The reader's thread takes a first job and is held up in it...
+  std::promise<void> started;
+  ASSERT_TRUE(reader.run(
+      [released, &started] {
+        started.set_value();
+        released.wait();
+        return 0;
+      },
+      [](std::optional<int>, const std::string&) {}));
+  started.get_future().wait();
+  // ...then its queue (8 in this fixture) fills, and the ninth is refused.
+  const auto hold = [released] {
+    released.wait();
+    return 0;
+  };
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(reader.run(hold, [](std::optional<int>, const std::string&) {})) << i;
   }
+  ASSERT_FALSE(reader.run(hold, [](std::optional<int>, const std::string&) {}));
   const auto busy = call(root, "history", {{"user", "daemon"}});
   EXPECT_EQ(busy.result, Result::error);
   EXPECT_NE(busy.text.find("busy"), std::string::npos) << busy.text;
-  release.set_value();
+  let_go();
   run_until([&] { return reader.queued() == 0; });
   EXPECT_EQ(call(root, "history", {{"user", "daemon"}}).result, Result::success);
 }

@@ -10,7 +10,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;           // the daemon could not do it, or answered nonsense
 inline constexpr int kExitUsage = 2;             // bad flags or arguments
 inline constexpr int kExitNoSuchUser = 3;        // no record and no such user
-inline constexpr int kExitPermissionDenied = 4;  // not root, not in admin_group
+inline constexpr int kExitPermissionDenied = 4;  // not root, not in admin_socket_group
 inline constexpr int kExitUnreachable = 5;       // no daemon answering on the admin socket
 
 // The exit code for a daemon answer's "result".

@@ -7,10 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/admin_client.h"
 #include "cli/exit_codes.h"
+#include "cli/faillock_format.h"
+#include "cli/faillock_tally.h"
 #include "cli/time_text.h"
 #include "common/escaped_text.h"
 #include "common/options.h"
@@ -32,7 +35,7 @@ TIME for --since: a duration back from now (2h, 1d, 1h30m, "2h ago"), today,
 yesterday, or a local date and time (2024-05-01, 2024-05-01T08:30,
 "2024-05-01 08:30:15"; append Z for UTC).
 
-Root and members of admin_group may do everything; other users may only read
+Root and members of admin_socket_group may do everything; other users may only read
 their own status and history.
 
 Exit status: 0 success, 1 the daemon could not do it, 2 usage error,
@@ -202,7 +205,7 @@ class UserListPrinter {
   std::vector<std::size_t> widths_;
 };
 
-void print_history(const json& entries) {
+void print_history(const json& entries, bool with_user = false) {
   if (entries.empty()) {
     std::cout << "No matching events.\n";
     return;
@@ -216,8 +219,11 @@ void print_history(const json& entries) {
     rows.push_back({local_time_of(entry["time"]), text_of(entry["event"]),
                     text_of(entry["service"]), text_of(entry["rhost"]), text_of(entry["tty"]),
                     text_of(entry["ruser"]), detail.empty() ? "-" : detail});
+    if (with_user) rows.back().insert(rows.back().begin() + 1, text_of(entry["user"]));
   }
-  print_table({"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"}, rows);
+  std::vector<std::string> header{"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"};
+  if (with_user) header.insert(header.begin() + 1, "USER");
+  print_table(header, rows);
 }
 
 void print_stats(const json& stats) {
@@ -264,7 +270,88 @@ json call(AdminClient& client, const std::string& command, const json& arguments
   return answer;
 }
 
+// Records per request: each is ~150 bytes of JSON, well inside the admin
+// socket's request limit.
+constexpr std::size_t kImportBatch = 200;
+
+int import_faillock(const Settings& settings, bool config_given, const std::string& dir,
+                    bool dry_run) {
+  const TallyDirectory tallies = read_tally_directory(dir);
+  for (const std::string& problem : tallies.problems) {
+    std::cerr << "acctlock: import-faillock: " << printable(problem) << '\n';
+  }
+  std::size_t valid = 0;
+  std::vector<std::string> users;
+  for (const auto& record : tallies.records) {
+    valid += record.valid ? 1 : 0;
+    if (std::find(users.begin(), users.end(), record.user) == users.end()) {
+      users.push_back(record.user);
+    }
+  }
+  const std::string summary = std::to_string(tallies.records.size()) + " record(s) (" +
+                              std::to_string(valid) + " still counted) of " +
+                              std::to_string(users.size()) + " user(s) from " +
+                              std::to_string(tallies.files) + " tally file(s) in " + dir;
+  if (dry_run || tallies.records.empty()) {
+    if (settings.json_output) {
+      print_json(json{{"dry_run", dry_run},
+                      {"records", tallies.records.size()},
+                      {"valid", valid},
+                      {"users", users},
+                      {"problems", tallies.problems}});
+    } else {
+      std::cout << (dry_run ? "Would import " : "Nothing to import: ") << summary << '\n';
+    }
+    return tallies.problems.empty() ? kExitOk : kExitFailure;
+  }
+
+  AdminClient client(admin_socket_path(settings, config_given), kAnswerTimeout);
+  for (std::size_t at = 0; at < tallies.records.size(); at += kImportBatch) {
+    json batch = json::array();
+    for (std::size_t i = at; i < std::min(at + kImportBatch, tallies.records.size()); ++i) {
+      const auto& record = tallies.records[i];
+      const char* kind = record.kind == TallyRecord::SourceKind::rhost ? "rhost"
+                         : record.kind == TallyRecord::SourceKind::tty ? "tty"
+                                                                       : "service";
+      batch.push_back(json{{"user", record.user},
+                           {"time", record.time},
+                           {"source", record.source},
+                           {"kind", kind},
+                           {"valid", record.valid}});
+    }
+    call(client, "import_faillock", {{"records", std::move(batch)}});
+  }
+  if (settings.json_output) {
+    print_json(json{{"dry_run", false},
+                    {"records", tallies.records.size()},
+                    {"valid", valid},
+                    {"users", users},
+                    {"problems", tallies.problems}});
+  } else {
+    std::cout << "Imported " << summary << '\n';
+  }
+  return tallies.problems.empty() ? kExitOk : kExitFailure;
+}
+
+// Run as `faillock` (a symlink), a bare invocation prints every user's table
+// in faillock's format, as faillock does.
+bool invoked_as_faillock(const char* argv0) {
+  const std::string name = argv0 == nullptr ? "" : argv0;
+  const auto slash = name.rfind('/');
+  return name.substr(slash == std::string::npos ? 0 : slash + 1) == "faillock";
+}
+
+// faillock --user USER: its table, from the user's status and history.
+void print_faillock_user(AdminClient& client, const std::string& user) {
+  const json status = call(client, "status", {{"user", user}})["arguments"];
+  const json history =
+      call(client, "history",
+           {{"user", user}, {"limit", admin::kDefaultHistoryLimit}})["arguments"]["entries"];
+  std::cout << faillock_table(user, history, status.value("failures", 0u));
+}
+
 int run(int argc, char** argv) {
+  const bool as_faillock = argc > 0 && invoked_as_faillock(argv[0]);
   CLI::App app{"acctlock: inspect, lock and unlock accounts managed by acctlockd", "acctlock"};
   app.footer(kFooter);
   // Global flags may come after the subcommand too: `acctlock status alice --json`.
@@ -281,10 +368,12 @@ int run(int argc, char** argv) {
   app.add_option("--socket", settings.socket_path,
                  "Admin socket to use instead of the configuration's admin_socket");
   app.add_flag("--json", settings.json_output, "Print one JSON document instead of tables");
-  auto* user_option =
-      app.add_option("-u,--user", faillock_user, "Show this user's status and recent failures");
-  app.add_flag("-r,--reset", faillock_reset, "With --user: clear the failures and lift any lock")
-      ->needs(user_option);
+  app.add_option("-u,--user", faillock_user, "Show this user's status and recent failures");
+  app.add_flag("-r,--reset", faillock_reset,
+               "Clear the failures and lift any lock of --user USER, or of every user");
+  std::string faillock_dir;
+  app.add_option("--dir", faillock_dir,
+                 "faillock's tally directory: accepted and ignored (acctlockd holds the state)");
 
   std::string user;
   auto* status_command =
@@ -296,9 +385,12 @@ int run(int argc, char** argv) {
   lock_command->add_option("user", user, "User name")->required();
   lock_command->add_option("--reason", reason, "Why; shown to admins and in the history");
 
+  bool unlock_all = false;
   auto* unlock_command =
-      app.add_subcommand("unlock", "Lift any lock on USER and clear its failures");
-  unlock_command->add_option("user", user, "User name")->required();
+      app.add_subcommand("unlock", "Lift any lock on USER (or --all) and clear its failures");
+  auto* unlock_user = unlock_command->add_option("user", user, "User name");
+  unlock_command->add_flag("--all", unlock_all, "Every user with failures or a lock")
+      ->excludes(unlock_user);
 
   bool locked_only = false;
   std::size_t list_limit = 0;
@@ -312,14 +404,23 @@ int run(int argc, char** argv) {
   bool failed_only = false;
   std::string since_text;
   std::size_t limit = admin::kDefaultHistoryLimit;
-  auto* history_command =
-      app.add_subcommand("history", "Show USER's logins and lock events, newest first");
-  history_command->add_option("user", user, "User name")->required();
+  auto* history_command = app.add_subcommand(
+      "history", "Show USER's (or everyone's) logins and lock events, newest first");
+  history_command->add_option("user", user, "User name; without it, every user");
   history_command->add_flag("--failed", failed_only, "Only failed logins");
   history_command->add_option("--since", since_text, "Only events at or after TIME");
   history_command->add_option("--limit", limit, "At most N events")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, admin::kMaxHistoryLimit));
+
+  std::string import_dir;
+  bool import_dry_run = false;
+  auto* import_command = app.add_subcommand(
+      "import-faillock", "Bring pam_faillock's tallies over: history, counts and locks");
+  import_command->add_option("--dir", import_dir,
+                             "Tally directory (default: the configuration's dir, "
+                             "/var/run/faillock)");
+  import_command->add_flag("--dry-run", import_dry_run, "Read and report, change nothing");
 
   auto* stats_command =
       app.add_subcommand("stats", "Locks now, failures and lockouts lately, top users and sources");
@@ -338,7 +439,11 @@ int run(int argc, char** argv) {
   }
 
   const bool any_subcommand = !app.get_subcommands().empty();
-  if (any_subcommand && !faillock_user.empty()) {
+  if (unlock_command->parsed() && user.empty() && !unlock_all) {
+    std::cerr << "acctlock: unlock needs a USER or --all (see acctlock unlock --help)\n";
+    return kExitUsage;
+  }
+  if (any_subcommand && (!faillock_user.empty() || faillock_reset)) {
     std::cerr << "acctlock: --user is faillock's form; it does not combine with a subcommand "
                  "(see acctlock --help)\n";
     return kExitUsage;
@@ -353,6 +458,14 @@ int run(int argc, char** argv) {
     }
   }
 
+  if (import_command->parsed()) {
+    if (import_dir.empty()) {
+      import_dir =
+          load_config(settings.config_path, config_option->count() == 0).options.faillock_dir;
+    }
+    return import_faillock(settings, config_option->count() > 0, import_dir, import_dry_run);
+  }
+
   const std::string socket_path = admin_socket_path(settings, config_option->count() > 0);
   AdminClient client(socket_path, kAnswerTimeout);
   const bool as_json = settings.json_output;
@@ -364,15 +477,22 @@ int run(int argc, char** argv) {
     const json answer = call(client, "lock", {{"user", user}, {"reason", reason}});
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if ((unlock_command->parsed() && unlock_all) ||
+             (faillock_reset && faillock_user.empty())) {
+    const json answer = call(client, "unlock_all", json::object());
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (unlock_command->parsed()) {
     const json answer = call(client, "unlock", {{"user", user}});
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (history_command->parsed()) {
-    json arguments{{"user", user}, {"failed", failed_only}, {"limit", limit}};
+    json arguments{{"failed", failed_only}, {"limit", limit}};
+    if (!user.empty()) arguments["user"] = user;
     if (since) arguments["since"] = since->time_since_epoch().count();
     const json answer = call(client, "history", arguments);
-    as_json ? print_json(answer["arguments"]) : print_history(answer["arguments"]["entries"]);
+    as_json ? print_json(answer["arguments"])
+            : print_history(answer["arguments"]["entries"], user.empty());
   } else if (stats_command->parsed()) {
     const json answer = call(client, "stats", json::object());
     as_json ? print_json(answer["arguments"]) : print_stats(answer["arguments"]);
@@ -390,9 +510,12 @@ int run(int argc, char** argv) {
       status["recent_failures"] = failures;
       print_json(status);
     } else {
-      print_status(status);
-      std::cout << "\nRecent failures:\n";
-      print_history(failures);
+      print_faillock_user(client, faillock_user);
+    }
+  } else if (as_faillock && !as_json) {
+    const json list = call(client, "list", {{"locked", false}});
+    for (const auto& status : list["arguments"]["users"]) {
+      print_faillock_user(client, status["user"].get<std::string>());
     }
   } else {
     const bool locked = list_command->parsed() && locked_only;
@@ -416,16 +539,28 @@ int run(int argc, char** argv) {
   return kExitOk;
 }
 
+// With --json a script reads stdout as JSON, also when the command fails:
+// the error goes there as {"error": TEXT, "exit_code": N} as well as to
+// stderr.
+int fail(int argc, char** argv, const std::string& text, int exit_code) {
+  std::cerr << "acctlock: " << text << '\n';
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--json") {
+      print_json(json{{"error", text}, {"exit_code", exit_code}});
+      break;
+    }
+  }
+  return exit_code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const CommandError& e) {
-    std::cerr << "acctlock: " << e.what() << '\n';
-    return e.exit_code();
+    return fail(argc, argv, e.what(), e.exit_code());
   } catch (const std::exception& e) {
-    std::cerr << "acctlock: " << e.what() << '\n';
-    return kExitFailure;
+    return fail(argc, argv, e.what(), kExitFailure);
   }
 }

@@ -328,8 +328,10 @@ constexpr std::array kOptionEntries{
                   o.rules.root_unlock_time = value;
                   return true;
                 }},
-    OptionEntry{{"admin_group", "GROUP", "<none: only root>",
-                 "members of this group may use the admin socket besides root", false},
+    OptionEntry{{"admin_group", "GROUP", "<none>",
+                 "members are treated like root, as in faillock.conf: never locked unless "
+                 "even_deny_root",
+                 false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_group_name(text, o.admin_group, error);
                 }},
@@ -416,8 +418,42 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"max_requests_per_uid", "N", "20",
                  "requests per second one non-root user may send to the event socket", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  return parse_count(text, 1, "a whole number >= 1", o.max_requests_per_uid,
-                                     error);
+                  return parse_count(text, 1, "a whole number >= 1", o.max_requests_per_uid, error);
+                }},
+    OptionEntry{{"admin_socket_group", "GROUP", "<none: only root>",
+                 "members of this group may use the admin socket besides root", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_group_name(text, o.admin_socket_group, error);
+                }},
+    OptionEntry{{"exempt_group", "GROUP", "<none>",
+                 "members are never locked by failures, not even with even_deny_root", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_group_name(text, o.exempt_group, error);
+                }},
+    OptionEntry{{"dir", "PATH", "/var/run/faillock",
+                 "pam_faillock's tally directory, read by acctlock import-faillock", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_path(text, o.faillock_dir, error);
+                }},
+    OptionEntry{{"local_users_only", "", "no",
+                 "faillock.conf's: track only /etc/passwd users; accepted, not acted on yet", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.local_users_only, error);
+                }},
+    OptionEntry{{"nodelay", "", "no",
+                 "faillock's: no delay after a failure; acctlock never adds one", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.nodelay, error);
+                }},
+    OptionEntry{{"audit", "", "no",
+                 "faillock.conf's: log unknown user names; accepted, not acted on yet", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.audit, error);
+                }},
+    OptionEntry{{"no_log_info", "", "no",
+                 "faillock.conf's: no info-level logs; accepted, not acted on yet", true},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_flag(text, o.no_log_info, error);
                 }},
 };
 
@@ -485,8 +521,7 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
     error.line = line_of[option_index("root_reserved_connections")];
     error.key = "root_reserved_connections";
     error.message = "root_reserved_connections (" + std::to_string(o.root_reserved_connections) +
-                    ") must be below max_connections (" + std::to_string(o.max_connections) +
-                    ")";
+                    ") must be below max_connections (" + std::to_string(o.max_connections) + ")";
     parsed.diagnostics.push_back(std::move(error));
     parsed.options.root_reserved_connections = Options{}.root_reserved_connections;
     parsed.options.max_connections = Options{}.max_connections;
@@ -661,6 +696,19 @@ ParsedConfig load_config(const std::string& path, bool missing_ok) {
     text.append(buffer.data(), static_cast<std::size_t>(n));
   }
   return parse_config(text, path);
+}
+
+std::vector<std::string> migration_notes(const Options& options) {
+  std::vector<std::string> notes;
+  if (!options.admin_group.empty() && options.admin_socket_group.empty()) {
+    notes.push_back(
+        "admin_group = " + options.admin_group +
+        ": its members are treated like root, as in faillock.conf (not locked unless "
+        "even_deny_root). It no longer lets them use the acctlock command, as it did in "
+        "acctlock 0.1: if that is what it was meant for, write admin_socket_group = " +
+        options.admin_group + " instead (or as well)");
+  }
+  return notes;
 }
 
 std::optional<Seconds> parse_duration(std::string_view text) {

@@ -40,7 +40,7 @@ enum class UnavailableAction { allow, deny };
 
 struct Options {
   LockoutRules rules;
-  std::string admin_group;                // may use the admin socket besides root; empty = root only
+  std::string admin_group;                // treated like root: never locked unless even_deny_root
   Seconds history_retention{30 * 86400};  // login history older than this is deleted
   std::string event_socket = "/run/acctlock/event.sock";
   std::string admin_socket = "/run/acctlock/admin.sock";
@@ -59,7 +59,23 @@ struct Options {
   UnavailableAction on_unavailable = UnavailableAction::allow;
   bool account_deny_locked = false;       // account phase refuses failure lockouts too
   bool keep_lock_on_password_change = false;  // password phase does not lift failure locks
+
+  // Added for pam_faillock compatibility and the admin's everyday (issue 13).
+  std::string admin_socket_group;  // may use the admin socket besides root; empty = root only
+  std::string exempt_group;        // never locked by failures, not even with even_deny_root
+  std::string faillock_dir =
+      "/var/run/faillock";        // key `dir`: faillock's tallies, for import-faillock
+  bool local_users_only = false;  // only users in /etc/passwd are tracked
+  bool nodelay = false;           // faillock's; acctlock adds no delay, accepted for cp
+  bool audit = false;             // faillock's; log unknown user names (the module does)
+  bool no_log_info = false;       // the module logs nothing at info level
 };
+
+// Notes for a configuration written for an older acctlock or for
+// pam_faillock, where a key's meaning changed: shown by acctlockd at start
+// and by --check-config, never by the PAM module (they would repeat at every
+// login). Not errors: the configuration means one clear thing.
+std::vector<std::string> migration_notes(const Options& options);
 
 struct Diagnostic {
   enum class Severity { warning, error };

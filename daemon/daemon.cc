@@ -72,6 +72,11 @@ class Daemon {
       reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
       maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
+      service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
+      service_->on_group_check([this](const std::string& user, const std::string& group) {
+        const auto uid = users_.uid_of(user);
+        return uid && UserDirectory::is_in_group(*uid, group);
+      });
       service_->load_from_store();
       service_->on_new_expiry([this](TimePoint expiry) {
         if (!expiry_due_ || expiry < *expiry_due_) schedule_expiry();
@@ -173,19 +178,20 @@ class Daemon {
     return true;
   }
 
-  // admin_group is checked here so that a misspelt group stops the start
-  // instead of silently leaving the admin socket to root alone.
+  // admin_socket_group is checked here so that a misspelt group stops the
+  // start instead of silently leaving the admin socket to root alone.
   bool open_admin_socket() {
-    const std::string& group = config_.options.admin_group;
+    for (const std::string& note : migration_notes(config_.options)) log_warning(note);
+    const std::string& group = config_.options.admin_socket_group;
     if (!group.empty() && !group_id(group)) {
-      log_error("admin_group \"" + group + "\" is not a group on this system");
+      log_error("admin_socket_group \"" + group + "\" is not a group on this system");
       return false;
     }
     try {
       admin_server_ = std::make_unique<AdminServer>(
           socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
-                       [this] { return config_.options.admin_group; }, reader_.get()});
+                       [this] { return config_.options.admin_socket_group; }, reader_.get()});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;
@@ -247,6 +253,7 @@ class Daemon {
       applied.database = config_.options.database;
       config_.options = applied;
       service_->set_rules(applied.rules);
+      service_->set_groups(applied.admin_group, applied.exempt_group);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.

@@ -121,6 +121,11 @@ void LockoutService::set_rules(const LockoutRules& rules) {
   policy_ = LockoutPolicy(rules);
 }
 
+void LockoutService::set_groups(std::string admin_group, std::string exempt_group) {
+  admin_group_ = std::move(admin_group);
+  exempt_group_ = std::move(exempt_group);
+}
+
 protocol::Answer LockoutService::answer_for(const LockStatus& status,
                                             const UserState& state) const {
   protocol::Answer answer;
@@ -164,7 +169,13 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
 
   switch (request.type) {
     case MessageType::failure: {
-      const auto outcome = policy_.record_failure(state, is_root, now);
+      bool treated_like_root = is_root;
+      bool never_lock = false;
+      if (policy_.failure_would_lock(state, now)) {
+        never_lock = in_group(request.user, exempt_group_);
+        treated_like_root = treated_like_root || in_group(request.user, admin_group_);
+      }
+      const auto outcome = policy_.record_failure(state, treated_like_root, now, never_lock);
       add_event(work, request.user,
                 outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, state,
                 now, {}, outcome.counted ? std::string() : std::string("while locked"));
@@ -253,6 +264,25 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
   policy_.lock_manually(state, reason, admin_uid, now);
   add_event(work, user, HistoryEvent::manual_lock, EventOrigin{}, state, now, admin_uid,
             std::move(reason));
+  stage(user, old_expiry, state, now, work);
+}
+
+void LockoutService::import_failure(const std::string& user, bool is_root, TimePoint when,
+                                    const EventOrigin& origin, bool valid, std::uint32_t admin_uid,
+                                    TimePoint now, PendingWork& work) {
+  std::string detail = "imported from pam_faillock";
+  if (!valid) detail += " (no longer counted there)";
+  if (!valid) {
+    add_event(work, user, HistoryEvent::failure, origin, UserState{}, when, admin_uid,
+              std::move(detail));
+    return;
+  }
+  const auto found = states_.find(user);
+  UserState state = found == states_.end() ? UserState{} : unpack(*found);
+  const auto old_expiry = policy_.next_expiry(state);
+  const auto outcome = policy_.record_failure(state, is_root, when);
+  add_event(work, user, outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin,
+            state, when, admin_uid, std::move(detail));
   stage(user, old_expiry, state, now, work);
 }
 

@@ -43,7 +43,7 @@ namespace acctlock {
 // nullopt deletes the row.
 struct PendingWork {
   std::unordered_map<std::string, std::optional<UserState>> states;
-  std::vector<LockEvent> events;  // each also becomes a history row
+  std::vector<LockEvent> events;        // each also becomes a history row
   std::vector<AnsweredEvent> answered;  // event ids and their answers
   std::optional<TimePoint> forget_answered_before;
 
@@ -81,6 +81,15 @@ class LockoutService {
   void set_rules(const LockoutRules& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
+  // admin_group (treated like root) and exempt_group (never locked); empty
+  // names turn them off. `check` answers whether a user is in a group; it
+  // may ask NSS, so it is called only for a failure that would lock.
+  void set_groups(std::string admin_group, std::string exempt_group);
+  void on_group_check(
+      std::function<bool(const std::string& user, const std::string& group)> check) {
+    group_check_ = std::move(check);
+  }
+
   // Applies one request the caller has validated and authorised for its
   // user. `may_reset` is false for an unprivileged peer (not root): its
   // `success` is recorded in the history but resets nothing, since a user
@@ -114,6 +123,15 @@ class LockoutService {
   void lock(const std::string& user, std::string reason, std::uint32_t admin_uid, TimePoint now,
             PendingWork& work);
 
+  // One failure from pam_faillock's tally (acctlock import-faillock), at its
+  // own time `when`: recorded in the history, and when `valid` (faillock
+  // still counted it) applied to the count as if it happened then, so that
+  // an account faillock holds locked is locked here too. Records of one user
+  // must come oldest first.
+  void import_failure(const std::string& user, bool is_root, TimePoint when,
+                      const EventOrigin& origin, bool valid, std::uint32_t admin_uid, TimePoint now,
+                      PendingWork& work);
+
   // Read-only views: what an admin sees. Settles a copy, never the stored
   // state, so reading never writes.
   std::optional<UserReport> report(const std::string& user, TimePoint now) const;
@@ -146,6 +164,12 @@ class LockoutService {
 
  private:
   std::function<void(TimePoint)> on_new_expiry_;
+  std::function<bool(const std::string&, const std::string&)> group_check_;
+  std::string admin_group_;
+  std::string exempt_group_;
+  bool in_group(const std::string& user, const std::string& group) const {
+    return !group.empty() && group_check_ && group_check_(user, group);
+  }
 
   // One user's state as kept in memory: UserState with times as plain
   // seconds and without the manual lock (in manual_locks_, keyed by name).

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <ctime>
 #include <memory>
+#include <set>
 #include <stdexcept>
 
 #include "common/user_name.h"
@@ -69,6 +70,16 @@ std::string reason_argument(const json& arguments) {
   return reason;
 }
 
+// Control characters from a tally's source field become '?': they end up in
+// terminals and the journal.
+std::string printable_text(std::string text) {
+  for (char& c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) c = '?';
+  }
+  return text;
+}
+
 const char* lock_kind_name(LockKind kind) {
   switch (kind) {
     case LockKind::none:
@@ -93,7 +104,8 @@ json report_json(const std::string& user, const LockStatus& status, const UserSt
   json locked_by_uid = nullptr;
   if (status.kind == LockKind::manual && state.manual_lock) {
     locked_since = state.manual_lock->since;
-    reason = state.manual_lock->reason;
+    // A lock given without a reason has none: null, as for every other lock.
+    if (!state.manual_lock->reason.empty()) reason = state.manual_lock->reason;
     locked_by_uid = state.manual_lock->admin_uid;
   } else if (status.locked() && state.failure_lock) {
     locked_since = state.failure_lock->since;
@@ -232,11 +244,108 @@ void AdminCommands::register_builtin_commands() {
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, true, reply);
       });
+  add("unlock_all", Access::admin,
+      [this](const AdminCaller& caller, const json&, Reply reply) { unlock_all(caller, reply); });
+  add("import_faillock", Access::admin,
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        import_faillock(caller, arguments, reply);
+      });
+}
+
+void AdminCommands::import_faillock(const AdminCaller& caller, const json& arguments,
+                                    const Reply& reply) {
+  const auto records = arguments.find("records");
+  if (records == arguments.end() || !records->is_array()) {
+    throw InvalidArgument("argument \"records\" (an array) is required");
+  }
+  // Checked whole before anything is staged: a bad record changes nothing.
+  struct Imported {
+    std::string user;
+    TimePoint when;
+    EventOrigin origin;
+    bool valid;
+  };
+  std::vector<Imported> imports;
+  for (const json& record : *records) {
+    if (!record.is_object()) throw InvalidArgument("each record is an object");
+    Imported one;
+    one.user = user_argument(record);
+    const auto time = integer_argument(record, "time");
+    if (!time || *time <= 0) throw InvalidArgument("\"time\" must be a positive integer");
+    one.when = TimePoint(Seconds(*time));
+    const auto source = record.find("source");
+    const auto kind = record.find("kind");
+    if (source == record.end() || !source->is_string() ||
+        source->get_ref<const std::string&>().size() > 255) {
+      throw InvalidArgument("\"source\" must be a string of at most 255 bytes");
+    }
+    const std::string text = printable_text(source->get<std::string>());
+    const std::string kind_text =
+        kind != record.end() && kind->is_string() ? kind->get<std::string>() : "";
+    if (kind_text == "rhost") {
+      one.origin.rhost = text;
+    } else if (kind_text == "tty") {
+      one.origin.tty = text;
+    } else if (kind_text == "service") {
+      one.origin.service = text;
+    } else {
+      throw InvalidArgument("\"kind\" must be rhost, tty or service");
+    }
+    one.valid = bool_argument(record, "valid");
+    imports.push_back(std::move(one));
+  }
+  const TimePoint now = context_.now();
+  std::set<std::string> users;
+  for (const Imported& one : imports) {
+    const bool is_root = context_.users.uid_of(one.user) == 0u;
+    context_.service.import_failure(one.user, is_root, one.when, one.origin, one.valid, caller.uid,
+                                    now, context_.writer.pending());
+    users.insert(one.user);
+  }
+  std::string text = "imported " + std::to_string(imports.size()) + " record(s) of " +
+                     std::to_string(users.size()) + " user(s)";
+  json result{{"records", imports.size()}, {"users", users}};
+  if (imports.empty()) return reply(answer(Result::success, std::move(text), std::move(result)));
+  context_.writer.after_commit(
+      [text = std::move(text), result = std::move(result), reply](const std::string& error) {
+        if (!error.empty()) {
+          return reply(answer(Result::error, "the import could not be saved: " + error));
+        }
+        reply(answer(Result::success, text, result));
+      });
+}
+
+void AdminCommands::unlock_all(const AdminCaller& caller, const Reply& reply) {
+  const TimePoint now = context_.now();
+  json users = json::array();
+  // Walks every tracked user in name order, a page at a time, on the loop:
+  // O(tracked users). After a spray of a million names this is seconds of
+  // loop time, which an operator asks for once (docs/performance.md).
+  std::string after;
+  for (;;) {
+    const auto page = context_.service.page(after, 1000, false, now);
+    if (page.empty()) break;
+    for (const auto& report : page) {
+      if (context_.service.unlock(report.user, caller.uid, now, context_.writer.pending())) {
+        users.push_back(report.user);
+      }
+    }
+    after = page.back().user;
+  }
+  std::string text = "unlocked and reset " + std::to_string(users.size()) + " user(s)";
+  if (users.empty()) return reply(answer(Result::success, std::move(text), json{{"users", users}}));
+  context_.writer.after_commit(
+      [text = std::move(text), users = std::move(users), reply](const std::string& error) {
+        if (!error.empty()) {
+          return reply(answer(Result::error, "the change could not be saved: " + error));
+        }
+        reply(answer(Result::success, text, json{{"users", users}}));
+      });
 }
 
 bool AdminCommands::is_admin(const AdminCaller& caller) const {
   if (caller.uid == 0) return true;
-  const std::string group = context_.admin_group();
+  const std::string group = context_.admin_socket_group();
   if (group.empty()) return false;
   // The kernel's view of the process comes first: it is what file access
   // checks use too. The group database covers a member whose session
@@ -285,7 +394,15 @@ void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Rep
     if (!allowed) {
       log_warning("admin socket: refused \"" + name + "\" to uid " + std::to_string(caller.uid) +
                   " (pid " + std::to_string(caller.pid) + ")");
-      return once(answer(Result::permission_denied, "permission denied"));
+      // Say who may, so the refused admin knows what to ask for.
+      const std::string group = context_.admin_socket_group();
+      std::string text = "permission denied: \"" + name + "\" is for root" +
+                         (group.empty() ? std::string(" (admin_socket_group is not set)")
+                                        : " and members of group " + group);
+      if (entry->second.access == Access::own_account) {
+        text += "; any user may run it for their own account";
+      }
+      return once(answer(Result::permission_denied, std::move(text)));
     }
   }
 
@@ -400,8 +517,11 @@ void AdminCommands::reply_after_commit(const std::string& user, std::string text
 
 void AdminCommands::history(const json& arguments, const Reply& reply) {
   HistoryQuery query;
-  const std::string user = user_argument(arguments);
-  query.user = user;
+  // Without "user", every user's history (admins only: dispatch lets a
+  // non-admin through only for their own user name).
+  const bool all_users = arguments.find("user") == arguments.end();
+  const std::string user = all_users ? std::string() : user_argument(arguments);
+  if (!all_users) query.user = user;
   query.failures_only = bool_argument(arguments, "failed");
   if (const auto since = integer_argument(arguments, "since"))
     query.since = TimePoint(Seconds(*since));
@@ -418,15 +538,17 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
   Store& store = context_.store;
   read_off_loop(
       context_.reader, reply, [&store, query] { return store.history(query); },
-      [this, user, reply](std::vector<HistoryEntry> rows) {
-        if (rows.empty() && !context_.service.report(user, context_.now()) && !user_exists(user)) {
+      [this, all_users, user, reply](std::vector<HistoryEntry> rows) {
+        if (!all_users && rows.empty() && !context_.service.report(user, context_.now()) &&
+            !user_exists(user)) {
           return reply(answer(Result::no_such_user, "no such user: " + user));
         }
         json entries = json::array();
         for (const auto& row : rows) entries.push_back(history_json(row));
         std::string text = std::to_string(entries.size()) + " event(s)";
         reply(answer(Result::success, std::move(text),
-                     json{{"user", user}, {"entries", std::move(entries)}}));
+                     json{{"user", all_users ? json(nullptr) : json(user)},
+                          {"entries", std::move(entries)}}));
       });
 }
 

@@ -9,7 +9,7 @@
 // reader thread (AdminContext::reader), their answers built back on the loop.
 //
 // Authorisation happens here, before a handler reads or changes anything:
-// root, and callers in admin_group (by their process's groups or the group
+// root, and callers in admin_socket_group (by their process's groups or the group
 // database), may use every command; anyone else may only read their own
 // `status` and `history`, and is told "permission denied" for the rest.
 #pragma once
@@ -59,8 +59,8 @@ struct AdminContext {
   Store& store;
   UserDirectory& users;
   std::function<TimePoint()> now;
-  // Read per request, so a reload that changes admin_group applies at once.
-  std::function<std::string()> admin_group;
+  // Read per request, so a reload that changes admin_socket_group applies at once.
+  std::function<std::string()> admin_socket_group;
   // Where store reads (history, stats) run, off the event loop; without one
   // they run inline, on the caller's thread.
   WorkerThread* reader = nullptr;
@@ -76,7 +76,7 @@ class AdminCommands {
  public:
   // Who may run a command.
   enum class Access {
-    admin,        // root and admin_group only
+    admin,        // root and admin_socket_group only
     own_account,  // also any caller for the user whose uid is theirs
   };
   // Called exactly once per request, possibly later (after a commit).
@@ -112,6 +112,11 @@ class AdminCommands {
               const Reply& reply);
   void history(const nlohmann::json& arguments, const Reply& reply);
   void stats(const Reply& reply);
+  // faillock --reset without --user, acctlock unlock --all: every tracked user.
+  void unlock_all(const AdminCaller& caller, const Reply& reply);
+  // acctlock import-faillock: pam_faillock's tally records, oldest first.
+  void import_faillock(const AdminCaller& caller, const nlohmann::json& arguments,
+                       const Reply& reply);
 
   // Answers after the staged changes are durable, with the user's status then.
   void reply_after_commit(const std::string& user, std::string text, const Reply& reply);

@@ -81,7 +81,15 @@ LockStatus LockoutPolicy::status(const UserState& state, TimePoint now) const {
   return status;
 }
 
-FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, TimePoint now) const {
+bool LockoutPolicy::failure_would_lock(const UserState& state, TimePoint now) const {
+  UserState settled = state;
+  settle(settled, now);
+  if (locked(settled)) return false;
+  return rules_.deny != 0 && saturating_increment(settled.failures) >= rules_.deny;
+}
+
+FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, TimePoint now,
+                                             bool never_lock) const {
   FailureOutcome outcome;
   outcome.lock_expired = settle(state, now);
   // Counting failures against a locked account would let an attacker who
@@ -94,7 +102,7 @@ FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, Tim
   state.failures = saturating_increment(state.failures);
   state.last_failure = now;
 
-  const bool may_lock = !is_root || rules_.even_deny_root;
+  const bool may_lock = !never_lock && (!is_root || rules_.even_deny_root);
   // deny = 0 (rejected by the option parser) never locks, as in pam_faillock.
   if (!may_lock || rules_.deny == 0 || state.failures < rules_.deny) return outcome;
 

@@ -18,6 +18,8 @@
 // - A success resets the count, but changes nothing while locked.
 // - root (is_root) is never locked unless even_deny_root; then its lockouts
 //   start from root_unlock_time and follow the same progression and cap.
+//   Members of admin_group are treated like root (faillock.conf's meaning);
+//   members of exempt_group are never locked by failures (never_lock).
 // - A manual lock is separate from all of this, wins over it, and lasts until
 //   an admin unlocks.
 #pragma once
@@ -62,7 +64,15 @@ class LockoutPolicy {
   // has passed reads as not locked.
   LockStatus status(const UserState& state, TimePoint now) const;
 
-  FailureOutcome record_failure(UserState& state, bool is_root, TimePoint now) const;
+  // `is_root`: the user is root or, with faillock's meaning, in admin_group.
+  // `never_lock`: the user is in exempt_group; the failure is counted all the
+  // same, so that the history and `acctlock status` show it.
+  FailureOutcome record_failure(UserState& state, bool is_root, TimePoint now,
+                                bool never_lock = false) const;
+
+  // Whether one more failure at `now` would lock the account under the
+  // ordinary rules: the daemon asks the group database only then.
+  bool failure_would_lock(const UserState& state, TimePoint now) const;
   SuccessOutcome record_success(UserState& state, TimePoint now) const;
 
   // After a password change: lifts a failure lock (also a permanent one) and

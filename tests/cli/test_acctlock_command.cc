@@ -6,8 +6,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,7 +30,7 @@ using nlohmann::json;
 using protocol::MessageType;
 using protocol::Verdict;
 
-// An existing system group stands in for admin_group, so the host needs no
+// An existing system group stands in for admin_socket_group, so the host needs no
 // new group; "nobody" is not a member of it.
 constexpr const char* kAdminGroup = "adm";
 // The account the tests lock: it exists on every Debian system.
@@ -74,7 +81,7 @@ class AcctlockCommandTest : public ::testing::Test {
 
   TempDir dir;
   DaemonProcess daemon{
-      dir, std::string("deny = 3\nunlock_time = 10m\nadmin_group = ") + kAdminGroup + "\n"};
+      dir, std::string("deny = 3\nunlock_time = 10m\nadmin_socket_group = ") + kAdminGroup + "\n"};
 };
 
 TEST_F(AcctlockCommandTest, LockRefusesTheModuleAndUnlockAllowsIt) {
@@ -103,6 +110,256 @@ TEST_F(AcctlockCommandTest, FaillockResetClearsFailuresAndLiftsTheLock) {
   EXPECT_EQ(answer.verdict, Verdict::allowed);
   EXPECT_EQ(answer.failures, 0u);
   EXPECT_EQ(status_json(kTarget)["failures"], 0);
+}
+
+// A second account that exists on every Debian system.
+constexpr const char* kOther = "bin";
+
+TEST_F(AcctlockCommandTest, FaillockResetWithoutUserResetsEveryone) {
+  fail_login(kTarget, 3);
+  fail_login(kOther, 1);
+  ASSERT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::locked);
+
+  const auto reset = acctlock({"--reset"});
+  ASSERT_EQ(reset.exit_code, cli::kExitOk) << reset.err;
+  EXPECT_NE(reset.out.find("2 user(s)"), std::string::npos) << reset.out;
+  for (const char* user : {kTarget, kOther}) {
+    const auto answer = daemon.request(MessageType::check, user);
+    EXPECT_EQ(answer.verdict, Verdict::allowed) << user;
+    EXPECT_EQ(answer.failures, 0u) << user;
+  }
+}
+
+TEST_F(AcctlockCommandTest, UnlockAllLiftsEveryLockAndIsForAdminsOnly) {
+  ASSERT_EQ(acctlock({"lock", kTarget}).exit_code, cli::kExitOk);
+  fail_login(kOther, 3);
+  ASSERT_EQ(daemon.request(MessageType::check, kOther).verdict, Verdict::locked);
+
+  EXPECT_EQ(acctlock({"unlock", "--all"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::locked);
+
+  const auto result = acctlock({"unlock", "--all", "--json"});
+  ASSERT_EQ(result.exit_code, cli::kExitOk) << result.err;
+  EXPECT_EQ(json::parse(result.out)["users"], json({kOther, kTarget}));
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).verdict, Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::check, kOther).verdict, Verdict::allowed);
+}
+
+TEST_F(AcctlockCommandTest, UnlockNeedsAUserOrAllButNotBoth) {
+  EXPECT_EQ(acctlock({"unlock"}).exit_code, cli::kExitUsage);
+  EXPECT_EQ(acctlock({"unlock", kTarget, "--all"}).exit_code, cli::kExitUsage);
+}
+
+// The header is compared with what the real faillock prints, so that a
+// script parsing faillock's output reads ours.
+TEST_F(AcctlockCommandTest, FaillockUserPrintsFaillocksTable) {
+  // One record in pam_faillock's tally format (Linux-PAM's faillock.h:
+  // source[52], reserved u16, status u16, time u64, host byte order), for
+  // the real faillock to print.
+  TempDir tallies;
+  {
+    struct {
+      char source[52] = "192.0.2.7";
+      std::uint16_t reserved = 0;
+      std::uint16_t status = 0x1 | 0x2;  // TALLY_STATUS_VALID | TALLY_STATUS_RHOST
+      std::uint64_t time = 1700000000;
+    } record;
+    static_assert(sizeof record == 64);
+    std::ofstream(tallies.path() / kTarget, std::ios::binary)
+        .write(reinterpret_cast<const char*>(&record), sizeof record);
+  }
+  const auto real =
+      run_command({"/usr/sbin/faillock", "--dir", tallies.path().string(), "--user", kTarget});
+  ASSERT_EQ(real.exit_code, 0) << real.err;
+  std::vector<std::string> real_lines;
+  {
+    std::istringstream in(real.out);
+    std::string line;
+    while (std::getline(in, line)) real_lines.push_back(line);
+  }
+  ASSERT_EQ(real_lines.size(), 3u) << real.out;
+
+  fail_login(kTarget, 2);
+  const auto ours = acctlock({"--user", kTarget});
+  ASSERT_EQ(ours.exit_code, cli::kExitOk) << ours.err;
+  std::istringstream lines(ours.out);
+  std::string line;
+  std::vector<std::string> got;
+  while (std::getline(lines, line)) got.push_back(line);
+  ASSERT_EQ(got.size(), 4u) << ours.out;
+  EXPECT_EQ(got[0], real_lines[0]);
+  EXPECT_EQ(got[1], real_lines[1]);
+  // The real row: "2023-11-14 22:13:20 RHOST 192.0.2.7 ... V" in local time.
+  EXPECT_EQ(real_lines[2].size(), got[2].size()) << real_lines[2] << "\n" << got[2];
+  EXPECT_EQ(real_lines[2].substr(19), got[2].substr(19));
+  for (std::size_t i = 2; i < 4; ++i) {
+    // "YYYY-MM-DD HH:MM:SS RHOST 192.0.2.7 ... V": faillock's columns.
+    EXPECT_EQ(got[i].substr(19, 7), " RHOST ") << got[i];
+    EXPECT_EQ(got[i].substr(26, 9), "192.0.2.7") << got[i];
+    EXPECT_EQ(got[i].back(), 'V') << got[i];
+    EXPECT_EQ(got[i].size(), 19u + 1 + 5 + 1 + 52 + 1 + 1) << got[i];
+  }
+
+  // --json still gives the rich form.
+  const auto rich = acctlock({"--user", kTarget, "--json"});
+  ASSERT_EQ(rich.exit_code, cli::kExitOk) << rich.err;
+  EXPECT_EQ(json::parse(rich.out)["failures"], 2);
+}
+
+TEST_F(AcctlockCommandTest, RunAsFaillockPrintsEveryUsersTable) {
+  TempDir links;
+  const auto link = links.path() / "faillock";
+  std::filesystem::create_symlink(ACCTLOCK_PATH, link);
+  fail_login(kTarget, 1);
+  fail_login(kOther, 1);
+  const auto result = run_command({link.string(), "--config", daemon.config_path()});
+  ASSERT_EQ(result.exit_code, cli::kExitOk) << result.err;
+  EXPECT_NE(result.out.find(std::string(kTarget) + ":\nWhen"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find(std::string(kOther) + ":\nWhen"), std::string::npos) << result.out;
+  // faillock's --dir is accepted.
+  EXPECT_EQ(run_command({link.string(), "--config", daemon.config_path(), "--dir", "/nonexistent",
+                         "--user", kTarget})
+                .exit_code,
+            cli::kExitOk);
+}
+
+TEST_F(AcctlockCommandTest, HistoryWithoutUserShowsEveryUserToAdminsOnly) {
+  fail_login(kTarget, 1);
+  fail_login(kOther, 1);
+  daemon.request(MessageType::success, kOther);
+  const auto result = acctlock({"history", "--failed", "--json"});
+  ASSERT_EQ(result.exit_code, cli::kExitOk) << result.err;
+  std::set<std::string> users;
+  const json history = json::parse(result.out);
+  for (const auto& entry : history["entries"]) {
+    EXPECT_EQ(entry["event"], "failure");
+    users.insert(entry["user"].get<std::string>());
+  }
+  EXPECT_EQ(users, (std::set<std::string>{kTarget, kOther}));
+
+  const auto table = acctlock({"history"});
+  ASSERT_EQ(table.exit_code, cli::kExitOk) << table.err;
+  EXPECT_EQ(table.out.rfind("TIME", 0), 0u);
+  EXPECT_NE(table.out.find("USER"), std::string::npos);
+
+  EXPECT_EQ(acctlock({"history"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+}
+
+// pam_faillock's own tallies, written by the real module through real
+// libpam, brought over with their times, sources and validity.
+TEST_F(AcctlockCommandTest, ImportFaillockBringsTheRealTalliesOver) {
+  TempDir work;
+  const std::string tallies = (work.path() / "tallies").string();
+  const std::string confdir = (work.path() / "pam.d").string();
+  std::filesystem::create_directories(tallies);
+  std::filesystem::create_directories(confdir);
+  const std::string faillock = "pam_faillock.so dir=" + tallies + " deny=3 unlock_time=600";
+  std::ofstream(confdir + "/faillock-test") << "auth required " << faillock << " preauth\n"
+                                            << "auth [success=1 default=bad] pam_deny.so\n"
+                                            << "auth [default=die] " << faillock << " authfail\n"
+                                            << "auth sufficient " << faillock << " authsucc\n";
+  const auto fail_with_faillock = [&](const std::string& user) {
+    const auto result =
+        run_command({PAM_LOGIN_PATH, "--confdir", confdir, "--service", "faillock-test", "--user",
+                     user, "--password", "wrong", "--phase", "auth"});
+    EXPECT_NE(result.exit_code, 0) << result.out << result.err;
+  };
+  for (int i = 0; i < 3; ++i) fail_with_faillock(kTarget);
+  fail_with_faillock(kOther);
+  // The real faillock agrees that the target is locked: 3 valid records.
+  const auto real = run_command({"/usr/sbin/faillock", "--dir", tallies, "--user", kTarget});
+  ASSERT_EQ(std::count(real.out.begin(), real.out.end(), '\n'), 5) << real.out;
+
+  const auto dry = acctlock({"import-faillock", "--dir", tallies, "--dry-run"});
+  ASSERT_EQ(dry.exit_code, cli::kExitOk) << dry.err;
+  EXPECT_NE(dry.out.find("Would import 4 record(s) (4 still counted) of 2 user(s)"),
+            std::string::npos)
+      << dry.out;
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).failures, 0u)
+      << "a dry run changes nothing";
+
+  const auto imported = acctlock({"import-faillock", "--dir", tallies});
+  ASSERT_EQ(imported.exit_code, cli::kExitOk) << imported.err;
+  EXPECT_NE(imported.out.find("Imported 4 record(s)"), std::string::npos) << imported.out;
+
+  const auto target = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(target.verdict, Verdict::locked) << "faillock held it locked; so does acctlock";
+  EXPECT_EQ(target.lock, LockKind::failures);
+  EXPECT_EQ(daemon.request(MessageType::check, kOther).failures, 1u);
+
+  const auto history = acctlock({"history", kTarget, "--json"});
+  ASSERT_EQ(history.exit_code, cli::kExitOk) << history.err;
+  const json entries = json::parse(history.out)["entries"];
+  ASSERT_EQ(entries.size(), 3u) << entries.dump();
+  for (const auto& entry : entries) {
+    EXPECT_EQ(entry["service"], "faillock-test") << "faillock's source: the service";
+    EXPECT_EQ(entry["detail"], "imported from pam_faillock");
+  }
+  EXPECT_EQ(entries[0]["event"], "locked");
+
+  // pam_faillock's tallies are root's (mode 0600): another user cannot
+  // even read them, and is told so per file.
+  const auto as_nobody = acctlock({"import-faillock", "--dir", tallies}, As::nobody);
+  EXPECT_EQ(as_nobody.exit_code, cli::kExitFailure);
+  EXPECT_NE(as_nobody.err.find("cannot read"), std::string::npos) << as_nobody.err;
+}
+
+TEST_F(AcctlockCommandTest, ImportFaillockReportsABrokenTallyAndImportsTheRest) {
+  TempDir tallies;
+  std::ofstream(tallies.path() / kTarget, std::ios::binary) << "short";
+  const auto result = acctlock({"import-faillock", "--dir", tallies.path().string()});
+  EXPECT_EQ(result.exit_code, cli::kExitFailure);
+  EXPECT_NE(result.err.find("is not a pam_faillock tally"), std::string::npos) << result.err;
+}
+
+// exempt_group is never locked; admin_group is treated like root, as in
+// faillock.conf. Users and groups of every Debian system: daemon (group
+// daemon), bin (group bin), sys (group sys).
+class ExemptionTest : public ::testing::Test {
+ protected:
+  void start(const std::string& extra) {
+    daemon = std::make_unique<DaemonProcess>(dir, "deny = 3\nunlock_time = 10m\n" + extra);
+    ASSERT_TRUE(daemon->start());
+  }
+  Verdict after_failures(const std::string& user, int times) {
+    for (int i = 0; i < times; ++i) daemon->request(MessageType::failure, user, "sshd");
+    return daemon->request(MessageType::check, user).verdict;
+  }
+  TempDir dir;
+  std::unique_ptr<DaemonProcess> daemon;
+};
+
+TEST_F(ExemptionTest, ExemptGroupIsNeverLockedAndAdminGroupIsLikeRoot) {
+  start("exempt_group = daemon\nadmin_group = bin\n");
+  EXPECT_EQ(after_failures("daemon", 5), Verdict::allowed);
+  EXPECT_EQ(after_failures("bin", 5), Verdict::allowed);
+  EXPECT_EQ(after_failures("sys", 3), Verdict::locked);
+  EXPECT_EQ(daemon->request(MessageType::check, "daemon").failures, 5u)
+      << "an exempt user's failures are still counted";
+}
+
+TEST_F(ExemptionTest, EvenDenyRootLocksAdminGroupButNotExemptGroup) {
+  start("exempt_group = daemon\nadmin_group = bin\neven_deny_root\n");
+  EXPECT_EQ(after_failures("daemon", 5), Verdict::allowed);
+  EXPECT_EQ(after_failures("bin", 3), Verdict::locked);
+}
+
+TEST_F(ExemptionTest, CheckConfigRefusesAGroupThatDoesNotExist) {
+  const auto config = dir.path() / "typo.conf";
+  std::ofstream(config) << "exempt_group = no-such-group-here\n";
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", config.string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("exempt_group: \"no-such-group-here\" is not a group on this system"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST_F(ExemptionTest, CheckConfigNotesTheChangedMeaningOfAdminGroup) {
+  const auto config = dir.path() / "old.conf";
+  std::ofstream(config) << "admin_group = adm\n";
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", config.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("admin_socket_group = adm"), std::string::npos) << result.err;
 }
 
 TEST_F(AcctlockCommandTest, StatusJsonCarriesTheDocumentedFields) {
@@ -227,7 +484,6 @@ TEST_F(AcctlockCommandTest, UnknownUserGivesNoSuchUser) {
 
 TEST_F(AcctlockCommandTest, UsageErrorsGiveTheUsageCode) {
   const std::vector<std::vector<std::string>> bad{{"--bogus"},
-                                                  {"--reset"},
                                                   {"status"},
                                                   {"history", kTarget, "--limit", "0"},
                                                   {"history", kTarget, "--since", "soonish"},
@@ -246,6 +502,15 @@ TEST_F(AcctlockCommandTest, DaemonDownGivesUnreachable) {
   daemon.stop();
   const auto result = acctlock({"status", kTarget});
   EXPECT_EQ(result.exit_code, cli::kExitUnreachable) << result.err;
+}
+
+TEST_F(AcctlockCommandTest, ErrorsUnderJsonAreJsonOnStdout) {
+  daemon.stop();
+  const auto down = acctlock({"status", kTarget, "--json"});
+  EXPECT_EQ(down.exit_code, cli::kExitUnreachable) << down.err;
+  const json error = json::parse(down.out);
+  EXPECT_EQ(error["exit_code"], cli::kExitUnreachable);
+  EXPECT_FALSE(error["error"].get<std::string>().empty());
 }
 
 TEST_F(AcctlockCommandTest, HelpDocumentsCommandsAndExitCodes) {

@@ -52,6 +52,13 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(actual.timeout, expected.timeout);
   EXPECT_EQ(actual.on_unavailable, expected.on_unavailable);
   EXPECT_EQ(actual.account_deny_locked, expected.account_deny_locked);
+  EXPECT_EQ(actual.admin_socket_group, expected.admin_socket_group);
+  EXPECT_EQ(actual.exempt_group, expected.exempt_group);
+  EXPECT_EQ(actual.faillock_dir, expected.faillock_dir);
+  EXPECT_EQ(actual.local_users_only, expected.local_users_only);
+  EXPECT_EQ(actual.nodelay, expected.nodelay);
+  EXPECT_EQ(actual.audit, expected.audit);
+  EXPECT_EQ(actual.no_log_info, expected.no_log_info);
   EXPECT_EQ(actual.keep_lock_on_password_change, expected.keep_lock_on_password_change);
 }
 
@@ -102,7 +109,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 24u);
+  EXPECT_EQ(names.size(), 31u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -265,6 +272,10 @@ const FlagCase kFlags[] = {
     {"debug", &Options::debug},
     {"account_deny_locked", &Options::account_deny_locked},
     {"keep_lock_on_password_change", &Options::keep_lock_on_password_change},
+    {"local_users_only", &Options::local_users_only},
+    {"nodelay", &Options::nodelay},
+    {"audit", &Options::audit},
+    {"no_log_info", &Options::no_log_info},
 };
 
 TEST(OptionKeys, EveryFlagIsAFlagInTheTable) {
@@ -462,13 +473,13 @@ TEST(ConfigLines, MissingEqualsSignIsAnError) {
 }
 
 TEST(ConfigLines, UnknownKeyIsAWarning) {
-  const ParsedConfig parsed = parse_config("deny = 4\nunlock_tme = 5m\nnodelay\n", kFile);
+  const ParsedConfig parsed = parse_config("deny = 4\nunlock_tme = 5m\nnodelayy\n", kFile);
   ASSERT_THAT(parsed.diagnostics, SizeIs(2));
   EXPECT_TRUE(parsed.has_warnings());
   EXPECT_FALSE(parsed.has_errors());
   EXPECT_EQ(parsed.diagnostics[0].severity, Diagnostic::Severity::warning);
   EXPECT_EQ(parsed.diagnostics[0].to_string(), "acctlock.conf:2: unlock_tme: unknown key, ignored");
-  EXPECT_EQ(parsed.diagnostics[1].to_string(), "acctlock.conf:3: nodelay: unknown key, ignored");
+  EXPECT_EQ(parsed.diagnostics[1].to_string(), "acctlock.conf:3: nodelayy: unknown key, ignored");
   EXPECT_EQ(parsed.options.rules.deny, 4u);
   EXPECT_EQ(parsed.options.rules.unlock_time, Options{}.rules.unlock_time);
 }
@@ -729,7 +740,8 @@ TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
       setting_lines.insert(s.line);
     }
   }
-  EXPECT_EQ(placeholders, (std::set<std::string>{"admin_group", "root_unlock_time"}));
+  EXPECT_EQ(placeholders, (std::set<std::string>{"admin_group", "root_unlock_time",
+                                                 "admin_socket_group", "exempt_group"}));
 
   std::istringstream lines(text);
   std::string uncommented;
@@ -765,14 +777,79 @@ TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
   base.on_unavailable = UnavailableAction::deny;
   base.account_deny_locked = true;
   base.keep_lock_on_password_change = true;
+  base.admin_socket_group = "adm";
+  base.exempt_group = "breakglass";
+  base.faillock_dir = "/tmp/tallies";
+  base.local_users_only = true;
+  base.nodelay = true;
+  base.audit = true;
+  base.no_log_info = true;
 
   Options expected;
   expected.admin_group = base.admin_group;
+  expected.admin_socket_group = base.admin_socket_group;
+  expected.exempt_group = base.exempt_group;
   expected.rules.root_unlock_time = base.rules.root_unlock_time;
 
   const ParsedConfig parsed = parse_config(uncommented, "etc/acctlock.conf", base);
   EXPECT_THAT(diagnostic_texts(parsed), IsEmpty());
   expect_same_options(parsed.options, expected);
+}
+
+// Every key of Debian 12's /etc/security/faillock.conf, uncommented with
+// faillock's own spelling (bare flags, plain seconds), must be read with
+// faillock's meaning: `cp faillock.conf acctlock.conf` is a safe migration.
+TEST(FaillockCompatibility, EveryFaillockConfKeyIsReadWithFaillocksMeaning) {
+  const ParsedConfig parsed = parse_config(
+      "dir = /var/run/faillock\n"
+      "audit\n"
+      "silent\n"
+      "no_log_info\n"
+      "local_users_only\n"
+      "nodelay\n"
+      "deny = 3\n"
+      "fail_interval = 900\n"
+      "unlock_time = 600\n"
+      "even_deny_root\n"
+      "root_unlock_time = 900\n"
+      "admin_group = wheel\n",
+      "faillock.conf");
+  EXPECT_THAT(diagnostic_texts(parsed), IsEmpty());
+  const Options& o = parsed.options;
+  EXPECT_EQ(o.faillock_dir, "/var/run/faillock");
+  EXPECT_TRUE(o.audit);
+  EXPECT_TRUE(o.silent);
+  EXPECT_TRUE(o.no_log_info);
+  EXPECT_TRUE(o.local_users_only);
+  EXPECT_TRUE(o.nodelay);
+  EXPECT_EQ(o.rules.deny, 3u);
+  EXPECT_EQ(o.rules.fail_interval, 900s);
+  EXPECT_EQ(o.rules.unlock_time, 600s);
+  EXPECT_TRUE(o.rules.even_deny_root);
+  EXPECT_EQ(o.rules.root_unlock_time, 900s);
+  // faillock's admin_group: treated like root. It must not open the admin
+  // socket to the group, as it did in acctlock 0.1.
+  EXPECT_EQ(o.admin_group, "wheel");
+  EXPECT_EQ(o.admin_socket_group, "");
+}
+
+TEST(FaillockCompatibility, AdminGroupAloneGetsAMigrationNoteNamingTheNewKey) {
+  Options options;
+  EXPECT_THAT(migration_notes(options), IsEmpty());
+  options.admin_group = "wheel";
+  const auto notes = migration_notes(options);
+  ASSERT_THAT(notes, SizeIs(1));
+  EXPECT_THAT(notes[0], HasSubstr("treated like root"));
+  EXPECT_THAT(notes[0], HasSubstr("admin_socket_group = wheel"));
+  options.admin_socket_group = "wheel";
+  EXPECT_THAT(migration_notes(options), IsEmpty());
+}
+
+TEST(FaillockCompatibility, GroupKeysRejectWhatCannotBeAGroup) {
+  EXPECT_EQ(parse_ok("admin_socket_group = adm").admin_socket_group, "adm");
+  EXPECT_EQ(parse_ok("exempt_group = break glass").exempt_group, "break glass");
+  EXPECT_EQ(value_error("exempt_group", "a:b"), "\"a:b\" is not a group name");
+  EXPECT_EQ(value_error("dir", "tallies"), "\"tallies\" is not an absolute path");
 }
 
 }  // namespace

@@ -69,6 +69,9 @@ dpkg -i "$daemon_deb" "$module_deb" >/tmp/dpkg.log 2>&1 || {
   cat /tmp/dpkg.log >&2
   fail "dpkg -i failed"
 }
+# No systemd in the sandbox: the package must say it started nothing.
+grep -q "acctlockd was not started" /tmp/dpkg.log ||
+  fail "dpkg -i without systemd did not say that acctlockd was not started"
 getent passwd acctlock >/dev/null || fail "the system user acctlock was not created"
 [ -f "$conffile" ] || fail "$conffile was not installed"
 dpkg-query -W -f='${Conffiles}\n' acctlockd | grep -q "^ $conffile " ||

@@ -92,7 +92,8 @@ TEST(AcctlockConfManPage, DocumentsNoUnknownKey) {
   for (std::size_t i = 0; i < lines.size(); ++i) {
     if (starts_with(lines[i], ".SH ")) {
       in_key_section = lines[i] == ".SH LOCKOUT RULES" || lines[i] == ".SH THE DAEMON" ||
-                       lines[i] == ".SH THE PAM MODULE";
+                       lines[i] == ".SH THE PAM MODULE" ||
+                       lines[i] == ".SH PAM_FAILLOCK COMPATIBILITY AND EXEMPTIONS";
     }
     const std::string key = tagged_key(lines, i);
     if (in_key_section && !key.empty()) {

@@ -84,10 +84,10 @@ TEST_F(ModuleArgumentsTest, LockoutRulesAsArgumentsAreIgnoredAndSaySo) {
 }
 
 TEST_F(ModuleArgumentsTest, UnknownAndMalformedArgumentsAreIgnoredWithAWarning) {
-  const Settings settings = resolve({"nodelay", "timeout_ms=fast", "socket", "conf="});
+  const Settings settings = resolve({"frobnicate", "timeout_ms=fast", "socket", "conf="});
   EXPECT_EQ(settings.options.timeout, Options{}.timeout);
   EXPECT_EQ(settings.options.event_socket, Options{}.event_socket);
-  EXPECT_THAT(settings.warnings, ElementsAre(HasSubstr("\"nodelay\" ignored: unknown option"),
+  EXPECT_THAT(settings.warnings, ElementsAre(HasSubstr("\"frobnicate\" ignored: unknown option"),
                                              HasSubstr("\"timeout_ms=fast\" ignored"),
                                              HasSubstr("\"socket\" ignored: needs a path"),
                                              HasSubstr("\"conf=\" ignored")));

@@ -112,6 +112,12 @@ class AdminCommandsTest : public ::testing::Test {
   const AdminCaller nobody{65534, 65534, {}, 2};
 };
 
+TEST_F(AdminCommandsTest, ALockWithoutAReasonHasReasonNull) {
+  const auto answer = call(root, "lock", {{"user", "daemon"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_TRUE(answer.arguments["reason"].is_null()) << answer.arguments.dump();
+}
+
 TEST_F(AdminCommandsTest, LockIsDurableRecordedWithTheAdminAndPublished) {
   const auto answer = call(root, "lock", {{"user", "daemon"}, {"reason", "audit"}});
   ASSERT_EQ(answer.result, Result::success) << answer.text;
@@ -159,10 +165,12 @@ TEST_F(AdminCommandsTest, NonAdminIsDeniedEveryChangeBeforeAnythingHappens) {
   fail_login("daemon");
   const auto before = service.report("daemon", now);
   const auto history_before = store->history({});
-  for (const char* command : {"lock", "unlock", "reset", "list", "stats", "status", "history"}) {
+  for (const char* command : {"lock", "unlock", "reset", "list", "stats", "status", "history",
+                              "unlock_all", "import_faillock"}) {
     const auto answer = call(nobody, command, {{"user", "daemon"}});
     EXPECT_EQ(answer.result, Result::permission_denied) << command;
-    EXPECT_EQ(answer.text, "permission denied");
+    EXPECT_EQ(answer.text.rfind("permission denied: \"", 0), 0u) << answer.text;
+    EXPECT_NE(answer.text.find("is for root"), std::string::npos) << answer.text;
   }
   EXPECT_TRUE(writer.pending().empty());
   EXPECT_EQ(service.report("daemon", now)->state, before->state);

@@ -773,4 +773,38 @@ TEST(LockoutPolicyClock, SettingTheClockBackLengthensALock) {
 }
 
 }  // namespace
+// --- Exemptions (exempt_group, and admin_group with faillock's meaning) ------
+
+TEST(LockoutPolicyExempt, AnExemptUserIsCountedButNeverLockedEvenWithEvenDenyRoot) {
+  const LockoutPolicy policy(Rules().deny(3).even_deny_root());
+  UserState state;
+  TimePoint now{std::chrono::hours(1000)};
+  for (int i = 0; i < 5; ++i) {
+    const FailureOutcome outcome = policy.record_failure(state, true, now, /*never_lock=*/true);
+    EXPECT_TRUE(outcome.counted);
+    EXPECT_FALSE(outcome.locked_now);
+  }
+  EXPECT_EQ(policy.status(state, now).kind, LockKind::none);
+  EXPECT_EQ(state.failures, 5u);
+  // The same failures lock a user who is not exempt.
+  UserState ordinary;
+  for (int i = 0; i < 3; ++i) policy.record_failure(ordinary, true, now);
+  EXPECT_EQ(policy.status(ordinary, now).kind, LockKind::failures);
+}
+
+TEST(LockoutPolicyExempt, FailureWouldLockOnlyForTheFailureThatReachesDeny) {
+  const LockoutPolicy policy(Rules().deny(3).unlock_time(10min));
+  UserState state;
+  TimePoint now{std::chrono::hours(1000)};
+  EXPECT_FALSE(policy.failure_would_lock(state, now));
+  policy.record_failure(state, false, now);
+  EXPECT_FALSE(policy.failure_would_lock(state, now));
+  policy.record_failure(state, false, now);
+  EXPECT_TRUE(policy.failure_would_lock(state, now));
+  // A count that has fallen out of fail_interval does not lock.
+  EXPECT_FALSE(policy.failure_would_lock(state, now + 1h));
+  policy.record_failure(state, false, now);
+  EXPECT_FALSE(policy.failure_would_lock(state, now)) << "already locked";
+}
+
 }  // namespace acctlock

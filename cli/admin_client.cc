@@ -121,4 +121,22 @@ std::string AdminClient::read_line() {
   }
 }
 
+std::optional<nlohmann::json> AdminClient::next_streamed() {
+  // Events come when they come: no receive timeout from here on.
+  timeval forever{};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof forever);
+  std::string line;
+  try {
+    line = read_line();
+  } catch (const CommandError& e) {
+    if (e.exit_code() == kExitUnreachable) return std::nullopt;  // closed
+    throw;
+  }
+  auto event = nlohmann::json::parse(line, nullptr, false);
+  if (event.is_discarded() || !event.is_object()) {
+    throw CommandError(kExitFailure, "acctlockd streamed a line that is not a JSON object");
+  }
+  return event;
+}
+
 }  // namespace acctlock::cli

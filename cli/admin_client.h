@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -34,6 +35,11 @@ class AdminClient {
   // it came: the caller looks at "result". Throws CommandError when the
   // connection fails or the answer is not an answer.
   nlohmann::json request(const std::string& command, const nlohmann::json& arguments);
+
+  // After a `watch` answer: waits, with no timeout, for the next line the
+  // daemon streams and returns it parsed; nullopt when the daemon closed the
+  // connection. Throws CommandError for a line that is not JSON.
+  std::optional<nlohmann::json> next_streamed();
 
  private:
   std::string read_line();

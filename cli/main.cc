@@ -69,7 +69,9 @@ std::string admin_socket_path(const Settings& settings, bool config_given) {
 // tty field must not reach the terminal as escapes.
 // C0 and C1 controls, bidi overrides and non-UTF-8 bytes as visible escapes
 // (common/escaped_text.h): a name or reason must not drive the terminal.
-std::string printable(const std::string& text) { return escaped(text); }
+std::string printable(const std::string& text) {
+  return escaped(text);
+}
 
 std::string text_of(const json& value, const char* empty = "-") {
   if (value.is_null()) return empty;
@@ -350,6 +352,37 @@ void print_faillock_user(AdminClient& client, const std::string& user) {
   std::cout << faillock_table(user, history, status.value("failures", 0u));
 }
 
+// `acctlock watch`: one line per committed event, flushed at once so that a
+// pipe (the Cockpit page, `| grep`) sees each as it happens.
+int watch_events(AdminClient& client, bool successes, bool as_json) {
+  call(client, "watch", {{"successes", successes}});
+  while (const auto event = client.next_streamed()) {
+    if (event->contains("overflow")) {
+      std::cerr << "acctlock: " << printable(text_of((*event)["text"])) << '\n';
+      return kExitFailure;
+    }
+    if (as_json) {
+      std::cout << event->dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+      continue;
+    }
+    std::cout << local_time_of((*event)["time"]) << ' ' << text_of((*event)["event"])
+              << " user=" << printable(text_of((*event)["user"]));
+    for (const char* key : {"service", "rhost", "tty"}) {
+      const std::string value = text_of((*event)[key], "");
+      if (!value.empty()) std::cout << ' ' << key << '=' << printable(value);
+    }
+    std::cout << " failures=" << text_of((*event)["failures"]);
+    if (!(*event)["locked_until"].is_null()) {
+      std::cout << " until=\"" << local_time_of((*event)["locked_until"]) << '"';
+    }
+    const std::string detail = text_of((*event)["detail"], "");
+    if (!detail.empty()) std::cout << " detail=\"" << printable(detail) << '"';
+    std::cout << std::endl;
+  }
+  std::cerr << "acctlock: acctlockd closed the connection\n";
+  return kExitUnreachable;
+}
+
 int run(int argc, char** argv) {
   const bool as_faillock = argc > 0 && invoked_as_faillock(argv[0]);
   CLI::App app{"acctlock: inspect, lock and unlock accounts managed by acctlockd", "acctlock"};
@@ -425,6 +458,11 @@ int run(int argc, char** argv) {
   auto* stats_command =
       app.add_subcommand("stats", "Locks now, failures and lockouts lately, top users and sources");
 
+  auto* watch_command = app.add_subcommand(
+      "watch", "Print lock events as acctlockd commits them, until interrupted (admins only)");
+  bool watch_successes = false;
+  watch_command->add_flag("--successes", watch_successes, "Successful logins too");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -496,6 +534,8 @@ int run(int argc, char** argv) {
   } else if (stats_command->parsed()) {
     const json answer = call(client, "stats", json::object());
     as_json ? print_json(answer["arguments"]) : print_stats(answer["arguments"]);
+  } else if (watch_command->parsed()) {
+    return watch_events(client, watch_successes, as_json);
   } else if (!faillock_user.empty() && faillock_reset) {
     const json answer = call(client, "reset", {{"user", faillock_user}});
     as_json ? print_json(answer["arguments"])

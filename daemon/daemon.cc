@@ -1,7 +1,9 @@
 #include "daemon/daemon.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <malloc.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -10,21 +12,26 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <memory>
 #include <optional>
 
 #include "daemon/admin/admin_server.h"
+#include "daemon/admin/event_watchers.h"
 #include "daemon/events/batch_writer.h"
-#include "daemon/journal/event_log.h"
 #include "daemon/events/event_server.h"
+#include "daemon/journal/event_log.h"
 #include "daemon/journal/journal_event_log.h"
 #include "daemon/lockout_service.h"
 #include "daemon/log.h"
+#include "daemon/metrics/daemon_metrics.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/sockets/peer_credentials.h"
 #include "daemon/sockets/socket_activation.h"
-#include "daemon/store/sqlite/sqlite_store.h"
 #include "daemon/sockets/unix_socket.h"
+#include "daemon/store/sqlite/sqlite_store.h"
 #include "daemon/worker_thread.h"
 
 namespace acctlock {
@@ -93,6 +100,11 @@ class Daemon {
     } else {
       event_log_ = std::make_unique<StderrEventLog>();
     }
+    metrics_ = std::make_unique<DaemonMetrics>([this] { return metrics_snapshot(); });
+    // Each committed event goes to the journal (or stderr) from the writer
+    // thread, then to the counters and the watchers on the loop.
+    loop_event_fan_out_.add(*metrics_);
+    loop_event_fan_out_.add(watchers_);
     writer_ = std::make_unique<BatchWriter>(io_, *store_, *event_log_, [this] {
       log_warning("reloading state from the database after a failed commit");
       try {
@@ -102,6 +114,13 @@ class Daemon {
       }
     });
 
+    writer_->on_commit([this](std::chrono::duration<double> took,
+                              const std::vector<LockEvent>& events, bool failed) {
+      metrics_->record_commit(took, events.size(), failed);
+      if (failed) return;
+      for (const auto& event : events) loop_event_fan_out_.record(event);
+    });
+
     try {
       inherited_ =
           take_inherited_sockets(config_.options.event_socket, config_.options.admin_socket);
@@ -109,7 +128,7 @@ class Daemon {
       log_error(e.what());
       return 1;
     }
-    if (!open_event_socket() || !open_admin_socket()) {
+    if (!open_event_socket() || !open_admin_socket() || !open_metrics_socket()) {
       for (const auto& path : created_sockets_) unlink(path.c_str());
       return 1;
     }
@@ -124,8 +143,11 @@ class Daemon {
         "acctlockd " ACCTLOCK_VERSION " ready: " + std::to_string(service_->tracked_users()) +
         " tracked user(s), event socket " + config_.options.event_socket +
         (inherited_.event ? " (from systemd)" : "") + ", admin socket " +
-        config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") + ", database " +
-        config_.options.database + ", lock events to " + (to_journal ? "the journal" : "stderr"));
+        config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") +
+        (metrics_server_ ? ", metrics on http://" + metrics_server_->local_address() + "/metrics"
+                         : std::string()) +
+        ", database " + config_.options.database + ", lock events to " +
+        (to_journal ? "the journal" : "stderr"));
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
     reader_->stop();
@@ -157,10 +179,10 @@ class Daemon {
     // Beyond the event connections: the admin socket's, and a margin for
     // the database, WAL, journal and listening sockets.
     constexpr std::size_t kOtherDescriptors = AdminServerLimits{}.max_connections + 64;
-    limits.shares = fit_to_file_limit(
-        UidLimitSettings{o.max_connections, o.root_reserved_connections, o.max_connections_per_uid,
-                         o.max_requests_per_uid},
-        kOtherDescriptors, report, shortened);
+    limits.shares =
+        fit_to_file_limit(UidLimitSettings{o.max_connections, o.root_reserved_connections,
+                                           o.max_connections_per_uid, o.max_requests_per_uid},
+                          kOtherDescriptors, report, shortened);
     if (shortened) {
       log_warning(report);
     } else {
@@ -191,13 +213,58 @@ class Daemon {
       admin_server_ = std::make_unique<AdminServer>(
           socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
-                       [this] { return config_.options.admin_socket_group; }, reader_.get()});
+                       [this] { return config_.options.admin_socket_group; }, reader_.get(),
+                       &watchers_});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;
     }
     admin_server_->start();
     return true;
+  }
+
+  // The metrics socket is opt-in: systemd's acctlockd-metrics.socket or
+  // --metrics-fd. Without one there is no HTTP at all.
+  bool open_metrics_socket() {
+    if (inherited_.metrics && config_.metrics_fd) {
+      log_error("a metrics socket came from systemd and --metrics-fd as well; give one");
+      return false;
+    }
+    const std::optional<int> fd = inherited_.metrics ? inherited_.metrics : config_.metrics_fd;
+    if (!fd) return true;
+    try {
+      // Inherited descriptors may lack close-on-exec; nothing else may get it.
+      if (fcntl(*fd, F_SETFD, FD_CLOEXEC) != 0) {
+        throw std::runtime_error("descriptor " + std::to_string(*fd) + ": " + std::strerror(errno));
+      }
+      metrics_server_ = std::make_unique<MetricsServer>(adopt_tcp_socket(io_, *fd),
+                                                        [this] { return metrics_->render(); });
+    } catch (const std::exception& e) {
+      log_error(std::string("cannot serve metrics: ") + e.what());
+      return false;
+    }
+    metrics_server_->start();
+    return true;
+  }
+
+  // What the metrics read from the other parts at a scrape.
+  MetricsSnapshot metrics_snapshot() {
+    MetricsSnapshot snapshot;
+    const auto locked = service_->locked_counts(wall_clock_now());
+    snapshot.locked_failures = locked.failures;
+    snapshot.locked_permanent = locked.permanent;
+    snapshot.locked_manual = locked.manual;
+    snapshot.tracked_users = service_->tracked_users();
+    if (event_server_) snapshot.refused_event_peers = event_server_->refused_peers();
+    if (admin_server_) snapshot.refused_admin_peers = admin_server_->refused_requests();
+    for (const char* suffix : {"", "-wal"}) {
+      struct stat file {};
+      if (stat((config_.options.database + suffix).c_str(), &file) == 0) {
+        snapshot.database_bytes += static_cast<std::uint64_t>(file.st_size);
+      }
+    }
+    snapshot.watchers = watchers_.size();
+    return snapshot;
   }
 
   // Pinged from the event loop itself, at half the interval systemd allows:
@@ -269,6 +336,7 @@ class Daemon {
     log_notice("stopping");
     event_server_->stop();
     admin_server_->stop();
+    if (metrics_server_) metrics_server_->stop();
     expiry_timer_.cancel();
     retention_timer_.cancel();
     sweep_timer_.cancel();
@@ -324,6 +392,7 @@ class Daemon {
                                        const std::string& error) {
           if (!removed) {
             log_error("cannot prune history: " + error);
+            metrics_->record_prune_error();
             return schedule_prune(kRetentionInterval);
           }
           const std::uint64_t total = removed_so_far + *removed;
@@ -415,9 +484,14 @@ class Daemon {
   std::unique_ptr<WorkerThread> maintenance_;  // history pruning
   std::unique_ptr<LockoutService> service_;
   std::unique_ptr<EventLog> event_log_;
+  // Before the writer, whose commit observer uses them: destroyed after it.
+  std::unique_ptr<DaemonMetrics> metrics_;
+  EventWatchers watchers_;
+  EventLogFanOut loop_event_fan_out_;
   std::unique_ptr<BatchWriter> writer_;
   std::unique_ptr<EventServer> event_server_;
   std::unique_ptr<AdminServer> admin_server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   UserDirectory users_;
   std::vector<std::string> created_sockets_;
   bool pruning_ = false;      // a prune's slices are under way

@@ -2,6 +2,7 @@
 // signals and the timers, on one Boost.Asio event loop.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/options.h"
@@ -20,6 +21,9 @@ struct DaemonConfig {
   std::string config_path;  // re-read on SIGHUP
   bool config_missing_ok = false;
   LogTarget log_target = LogTarget::automatic;
+  // --metrics-fd: an inherited listening TCP socket to serve GET /metrics on,
+  // for running without systemd's acctlockd-metrics.socket.
+  std::optional<int> metrics_fd;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code. Start-up

@@ -349,6 +349,30 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
   return progress;
 }
 
+LockoutService::LockedCounts LockoutService::locked_counts(TimePoint now) const {
+  LockedCounts counts;
+  // The locked index, not every tracked user: a scrape during a spray of a
+  // million names costs the number of locked accounts.
+  for (const auto& user : locked_) {
+    const auto found = states_.find(user);
+    if (found == states_.end()) continue;
+    switch (policy_.status(unpack(*found), now).kind) {
+      case LockKind::failures:
+        ++counts.failures;
+        break;
+      case LockKind::permanent:
+        ++counts.permanent;
+        break;
+      case LockKind::manual:
+        ++counts.manual;
+        break;
+      case LockKind::none:
+        break;
+    }
+  }
+  return counts;
+}
+
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
                            const UserState& state, TimePoint now, PendingWork& work) {
   if (old_expiry) expiries_.erase({*old_expiry, user});

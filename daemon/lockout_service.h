@@ -160,6 +160,15 @@ class LockoutService {
   };
   SweepProgress sweep_slice(TimePoint now, std::size_t budget, PendingWork& work);
 
+  // Accounts locked at `now`, by kind. From the locked index: the metrics
+  // ask for it on each (cached) scrape.
+  struct LockedCounts {
+    std::uint64_t failures = 0;
+    std::uint64_t permanent = 0;
+    std::uint64_t manual = 0;
+  };
+  LockedCounts locked_counts(TimePoint now) const;
+
   protocol::Answer answer_for(const LockStatus& status, const UserState& state) const;
 
  private:

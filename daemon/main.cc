@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
                  "systemd's journal stream)")
       ->transform(CLI::CheckedTransformer(log_targets, CLI::ignore_case))
       ->default_str("auto");
+  std::optional<int> metrics_fd;
+  app.add_option("--metrics-fd", metrics_fd,
+                 "Serve GET /metrics on this inherited listening TCP socket (without systemd's "
+                 "acctlockd-metrics.socket)")
+      ->check(CLI::NonNegativeNumber);
   app.set_version_flag("--version", std::string("acctlockd ") + ACCTLOCK_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -83,5 +89,5 @@ int main(int argc, char** argv) {
     std::cerr << "acctlockd: not starting: " << config_path << " has errors\n";
     return 1;
   }
-  return acctlock::run_daemon({parsed.options, config_path, missing_ok, log_target});
+  return acctlock::run_daemon({parsed.options, config_path, missing_ok, log_target, metrics_fd});
 }

@@ -150,6 +150,23 @@ json history_json(const HistoryEntry& entry) {
   };
 }
 
+// The last 24 hours on whole-hour boundaries, oldest first; the last bucket
+// is the current hour so far. Failures include the failure that locked.
+json failures_per_hour_json(Store& store, TimePoint now) {
+  constexpr std::int64_t kHour = 3600;
+  constexpr std::size_t kHours = 24;
+  const std::int64_t this_hour = now.time_since_epoch().count() / kHour * kHour;
+  const TimePoint from(Seconds(this_hour - static_cast<std::int64_t>(kHours - 1) * kHour));
+  const auto counts = store.failures_per_hour(from, kHours);
+  json buckets = json::array();
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    buckets.push_back(
+        json{{"start", to_iso8601(from + std::chrono::hours(static_cast<std::int64_t>(i)))},
+             {"failures", counts[i]}});
+  }
+  return buckets;
+}
+
 AdminAnswer answer(Result result, std::string text, json arguments = json::object()) {
   return AdminAnswer{result, std::move(text), std::move(arguments)};
 }
@@ -236,6 +253,8 @@ void AdminCommands::register_builtin_commands() {
   add("lock", Access::admin, [this](const AdminCaller& caller, const json& arguments, Reply reply) {
     lock(caller, arguments, reply);
   });
+  add("watch", Access::admin,
+      [this](const AdminCaller&, const json& arguments, Reply reply) { watch(arguments, reply); });
   add("unlock", Access::admin,
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, false, reply);
@@ -402,6 +421,7 @@ void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Rep
       if (entry->second.access == Access::own_account) {
         text += "; any user may run it for their own account";
       }
+      ++refused_requests_;
       return once(answer(Result::permission_denied, std::move(text)));
     }
   }
@@ -573,9 +593,10 @@ void AdminCommands::stats(const Reply& reply) {
     std::uint64_t lockouts_last_day = 0;
     std::vector<std::pair<std::string, std::uint64_t>> top_users;
     std::vector<std::pair<std::string, std::uint64_t>> top_sources;
+    json failures_per_hour;
   };
   Store& store = context_.store;
-  const auto count = [&store, hour_ago, day_ago] {
+  const auto count = [&store, now, hour_ago, day_ago] {
     // The failure that locks an account is recorded as `locked`, and is a
     // failure all the same.
     const auto failures_since = [&](TimePoint since) {
@@ -589,6 +610,7 @@ void AdminCommands::stats(const Reply& reply) {
     counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago);
     counts.top_users = store.top_failures(day_ago, false, 10);
     counts.top_sources = store.top_failures(day_ago, true, 10);
+    counts.failures_per_hour = failures_per_hour_json(store, now);
     return counts;
   };
   read_off_loop(
@@ -610,10 +632,26 @@ void AdminCommands::stats(const Reply& reply) {
             {"lockouts_last_day", counts.lockouts_last_day},
             {"top_users", top(counts.top_users, false)},
             {"top_sources", top(counts.top_sources, true)},
+            {"failures_per_hour", std::move(counts.failures_per_hour)},
         };
         std::string text = std::to_string(locked_now) + " user(s) locked";
         reply(answer(Result::success, std::move(text), std::move(stats)));
       });
+}
+
+void AdminCommands::watch(const json& arguments, const Reply& reply) {
+  const bool successes = bool_argument(arguments, "successes");
+  if (context_.watchers == nullptr) {
+    return reply(answer(Result::unsupported, "this daemon does not stream events"));
+  }
+  if (context_.watchers->size() >= kMaxWatchers) {
+    return reply(answer(Result::error, "too many watchers (" + std::to_string(kMaxWatchers) +
+                                           "); try again when one has closed"));
+  }
+  AdminAnswer watching = answer(Result::success, "watching lock events",
+                                json{{"max_queued_events", kMaxQueuedEvents}});
+  watching.watch = AdminAnswer::Watch{successes};
+  reply(std::move(watching));
 }
 
 }  // namespace acctlock

@@ -23,8 +23,9 @@
 #include <string>
 #include <vector>
 
-#include "common/time.h"
 #include "common/admin_protocol.h"
+#include "common/time.h"
+#include "daemon/admin/event_watchers.h"
 #include "daemon/events/batch_writer.h"
 #include "daemon/lockout_service.h"
 #include "daemon/sockets/peer_credentials.h"
@@ -48,6 +49,12 @@ struct AdminAnswer {
   // The answer line as sent, when a handler made it off the loop (a `list`
   // page runs to 300 KB); empty: the transport makes it from the fields.
   std::string serialized;
+  // Set by `watch`: after this answer the connection streams lock events
+  // (daemon/admin/event_watchers.h) instead of reading more requests.
+  struct Watch {
+    bool successes = false;  // successful logins too, not only lock events
+  };
+  std::optional<Watch> watch;
 
   nlohmann::json to_json() const;
   std::string to_line() const;
@@ -64,6 +71,8 @@ struct AdminContext {
   // Where store reads (history, stats) run, off the event loop; without one
   // they run inline, on the caller's thread.
   WorkerThread* reader = nullptr;
+  // Where `watch` connections register; none: `watch` is refused.
+  EventWatchers* watchers = nullptr;
 };
 
 // The gid of group `name` through NSS, or nullopt when there is no such group.
@@ -98,6 +107,9 @@ class AdminCommands {
 
   bool is_admin(const AdminCaller& caller) const;
 
+  // Requests refused as "permission denied" so far (for the metrics).
+  std::uint64_t refused_requests() const { return refused_requests_; }
+
  private:
   struct Entry {
     Access access;
@@ -117,6 +129,7 @@ class AdminCommands {
   // acctlock import-faillock: pam_faillock's tally records, oldest first.
   void import_faillock(const AdminCaller& caller, const nlohmann::json& arguments,
                        const Reply& reply);
+  void watch(const nlohmann::json& arguments, const Reply& reply);
 
   // Answers after the staged changes are durable, with the user's status then.
   void reply_after_commit(const std::string& user, std::string text, const Reply& reply);
@@ -125,6 +138,7 @@ class AdminCommands {
 
   AdminContext context_;
   std::map<std::string, Entry, std::less<>> commands_;
+  std::uint64_t refused_requests_ = 0;
 };
 
 }  // namespace acctlock

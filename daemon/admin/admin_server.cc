@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -69,7 +70,7 @@ std::vector<gid_t> peer_groups(int socket_fd) {
 
 }  // namespace
 
-class AdminSession : public std::enable_shared_from_this<AdminSession> {
+class AdminSession : public std::enable_shared_from_this<AdminSession>, public EventWatcher {
  public:
   AdminSession(AdminServer& server, AdminServer::Socket socket, AdminCaller caller)
       : server_(server),
@@ -88,9 +89,58 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     error_code ignored;
     timer_.cancel();
     socket_.close(ignored);
+    queue_.clear();
+  }
+
+  // A committed event, for a session in watch mode.
+  void deliver(const std::shared_ptr<const std::string>& line, bool success) override {
+    if (!socket_.is_open() || dropping_) return;
+    if (success && !watch_successes_) return;
+    if (queue_.size() >= kMaxQueuedEvents) {
+      // Holding more for a reader this slow would let it grow the daemon;
+      // say why, then let it go.
+      log_warning("admin socket: dropping the watcher of uid " + std::to_string(caller_.uid) +
+                  " (pid " + std::to_string(caller_.pid) +
+                  "): " + std::to_string(kMaxQueuedEvents) + " events behind");
+      queue_.clear();
+      queue_.push_back(std::make_shared<const std::string>(overflow_line()));
+      dropping_ = true;
+    } else {
+      queue_.push_back(line);
+    }
+    if (!writing_) write_next_event();
   }
 
  private:
+  void start_watching(bool successes) {
+    watch_successes_ = successes;
+    timer_.cancel();  // no idle timeout: a watcher waits for events
+    server_.watchers_->add(shared_from_this());
+    // A watcher sends nothing more; a read that completes means it hung up
+    // (or broke the protocol): either way the session ends.
+    socket_.async_read_some(
+        asio::buffer(hangup_probe_),
+        [self = shared_from_this()](error_code, std::size_t) { self->close(); });
+  }
+
+  void write_next_event() {
+    if (queue_.empty()) {
+      if (dropping_) close();
+      return;
+    }
+    writing_ = true;
+    current_event_ = queue_.front();
+    queue_.pop_front();
+    arm_timer(server_.limits_.write_timeout);
+    asio::async_write(socket_, asio::buffer(*current_event_),
+                      [self = shared_from_this()](error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        self->timer_.cancel();
+                        if (ec) return self->close();
+                        self->write_next_event();
+                      });
+  }
+
   void arm_timer(std::chrono::milliseconds timeout) {
     timer_.expires_after(timeout);
     timer_.async_wait([self = shared_from_this()](error_code ec) {
@@ -124,10 +174,10 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     // Depth first, before any parse or copy: a 32,000-deep request would
     // otherwise be built, copied and destroyed recursively on a 1 MB stack.
     if (!json_depth_within(line, kMaxRequestDepth)) {
-      return send(AdminAnswer{admin::Result::invalid,
-                              "request nested deeper than " + std::to_string(kMaxRequestDepth) +
-                                  " levels",
-                              nlohmann::json::object()});
+      return send(
+          AdminAnswer{admin::Result::invalid,
+                      "request nested deeper than " + std::to_string(kMaxRequestDepth) + " levels",
+                      nlohmann::json::object()});
     }
     const auto request = nlohmann::json::parse(line, nullptr, false);
     if (request.is_discarded()) {
@@ -143,13 +193,17 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void write(const AdminAnswer& answer, bool keep_open) {
     if (!socket_.is_open()) return;
+    const bool watch = answer.watch.has_value() && server_.watchers_ != nullptr;
+    const bool watch_successes = watch && answer.watch->successes;
     output_ = answer.to_line();
     arm_timer(server_.limits_.write_timeout);
-    asio::async_write(socket_, asio::buffer(output_),
-                      [self = shared_from_this(), keep_open](error_code ec, std::size_t) {
-                        if (ec || !keep_open) return self->close();
-                        self->read_request();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(output_),
+        [self = shared_from_this(), keep_open, watch, watch_successes](error_code ec, std::size_t) {
+          if (ec || !keep_open) return self->close();
+          if (watch) return self->start_watching(watch_successes);
+          self->read_request();
+        });
   }
 
   AdminServer& server_;
@@ -159,10 +213,20 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   AdminCaller caller_;
   asio::streambuf input_;
   std::string output_;
+  // Watch mode.
+  bool watch_successes_ = false;
+  bool writing_ = false;
+  bool dropping_ = false;  // overflowed: the last line is queued, then close
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::shared_ptr<const std::string> current_event_;  // being written
+  std::array<char, 1> hangup_probe_{};
 };
 
 AdminServer::AdminServer(Acceptor acceptor, AdminContext context, AdminServerLimits limits)
-    : acceptor_(std::move(acceptor)), commands_(std::move(context)), limits_(limits) {}
+    : acceptor_(std::move(acceptor)),
+      commands_(context),
+      limits_(limits),
+      watchers_(context.watchers) {}
 
 AdminServer::~AdminServer() {
   stop();

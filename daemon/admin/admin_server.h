@@ -17,6 +17,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <unordered_set>
 
@@ -52,6 +53,7 @@ class AdminServer {
   void stop();
 
   std::size_t connections() const { return sessions_->size(); }
+  std::uint64_t refused_requests() const { return commands_.refused_requests(); }
 
  private:
   friend class AdminSession;
@@ -60,6 +62,7 @@ class AdminServer {
   Acceptor acceptor_;
   AdminCommands commands_;
   AdminServerLimits limits_;
+  EventWatchers* watchers_;  // from the context; may be null
   // Shared with the sessions: a session can outlive the server, when the
   // io_context destroys its last handlers after the server is gone.
   std::shared_ptr<std::unordered_set<AdminSession*>> sessions_ =

@@ -47,14 +47,16 @@ void BatchWriter::start_commit() {
   wake_.notify_one();
 }
 
-std::string BatchWriter::commit(const Batch& batch) {
+std::string BatchWriter::commit(const Batch& batch, std::chrono::duration<double>& took) {
   std::string error;
+  const auto started = std::chrono::steady_clock::now();
   try {
     if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
   } catch (const std::exception& e) {
     error = e.what();
     if (error.empty()) error = "unknown storage error";
   }
+  took = std::chrono::steady_clock::now() - started;
   // Published after the commit and before any answer leaves; from the
   // writer thread for a handed-over batch, so that a journal datagram or a
   // stderr line per event does not cost the loop a syscall per event.
@@ -72,16 +74,24 @@ void BatchWriter::run_thread() {
       batch = std::move(*handed_over_);
       handed_over_.reset();
     }
-    std::string error = commit(batch);
-    boost::asio::post(io_, [this, batch = std::move(batch), error = std::move(error)]() mutable {
-      finish_commit(std::move(batch), std::move(error));
-    });
+    std::chrono::duration<double> took{};
+    std::string error = commit(batch, took);
+    boost::asio::post(io_,
+                      [this, batch = std::move(batch), error = std::move(error), took]() mutable {
+                        finish_commit(std::move(batch), std::move(error), took);
+                      });
   }
 }
 
-void BatchWriter::finish_commit(Batch batch, std::string error) {
+void BatchWriter::finish_commit(Batch batch, std::string error,
+                                std::chrono::duration<double> took) {
   in_flight_ = false;
   ++commits_;
+  // The metrics and the watchers live on the loop: they see the events
+  // here, after the journal has (on the writer thread).
+  if (on_commit_ && !batch.work.empty()) {
+    on_commit_(took, batch.work.events, !error.empty());
+  }
   if (!error.empty()) {
     log_error("could not save " + std::to_string(batch.work.events.size()) +
               " event(s) to the database: " + error);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -54,6 +55,14 @@ class BatchWriter {
 
   std::uint64_t commits() const { return commits_; }
 
+  // Called on the loop thread after each commit with the transaction's time,
+  // its events and whether it failed: the metrics and `watch` streams, which
+  // live on the loop, learn of events here (the EventLog hears of them on
+  // the writer thread).
+  using CommitObserver = std::function<void(std::chrono::duration<double> took,
+                                            const std::vector<LockEvent>& events, bool failed)>;
+  void on_commit(CommitObserver observer) { on_commit_ = std::move(observer); }
+
  private:
   struct Batch {
     PendingWork work;
@@ -62,9 +71,11 @@ class BatchWriter {
 
   void schedule();
   void start_commit();
-  void finish_commit(Batch batch, std::string error);
+  void finish_commit(Batch batch, std::string error, std::chrono::duration<double> took);
   void run_thread();
-  std::string commit(const Batch& batch);
+  // Writer thread: commits, then publishes to the EventLog; `took` is the
+  // transaction's time alone.
+  std::string commit(const Batch& batch, std::chrono::duration<double>& took);
   // Writer thread: the EventLog is only ever called from there.
   void publish(const std::vector<LockEvent>& events) noexcept;
 
@@ -72,6 +83,7 @@ class BatchWriter {
   Store& store_;
   EventLog& events_;
   std::function<void()> on_failure_;
+  CommitObserver on_commit_;
 
   // Loop-thread state.
   Batch next_;

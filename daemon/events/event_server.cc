@@ -1,10 +1,10 @@
 #include "daemon/events/event_server.h"
 
+#include <sys/socket.h>
+
 #include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <sys/socket.h>
-
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -150,7 +150,9 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     // their own uid, which is then not root.
     if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
-                  std::to_string(peer_.pid) + ") speaking for user \"" + escaped(request.user) + "\"");
+                  std::to_string(peer_.pid) + ") speaking for user \"" + escaped(request.user) +
+                  "\"");
+      ++server_.refused_peers_;
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }
@@ -161,6 +163,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
       log_warning("event socket: refused password_changed for user \"" + escaped(request.user) +
                   "\" from uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + "): accepted from root only");
+      ++server_.refused_peers_;
       answer.verdict = protocol::Verdict::refused;
       return send(answer);
     }
@@ -174,8 +177,8 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
         if (!writer.busy()) return send(*first);
         writer.after_commit([self = shared_from_this(), request](const std::string& error) {
           // Looked up again: a failed commit in between forgot the first.
-          auto again = self->server_.context_.service.answered(request.event_id,
-                                                               self->peer_.uid, request);
+          auto again =
+              self->server_.context_.service.answered(request.event_id, self->peer_.uid, request);
           if (!error.empty() || !again) {
             protocol::Answer failed;
             failed.verdict = protocol::Verdict::failed;
@@ -279,9 +282,9 @@ void EventServer::do_accept() {
       const auto now = UidLimits::Clock::now();
       if (now - accept_error_logged_ >= UidLimits::kLogInterval) {
         log_error("event socket: accept failed: " + ec.message() +
-                  (accept_errors_unlogged_ > 0
-                       ? " (" + std::to_string(accept_errors_unlogged_) + " more since the last report)"
-                       : std::string()) +
+                  (accept_errors_unlogged_ > 0 ? " (" + std::to_string(accept_errors_unlogged_) +
+                                                     " more since the last report)"
+                                               : std::string()) +
                   "; pausing accepts for 100 ms");
         accept_error_logged_ = now;
         accept_errors_unlogged_ = 0;

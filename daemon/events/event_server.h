@@ -60,6 +60,8 @@ class EventServer {
   void stop();
 
   std::size_t connections() const { return sessions_->size(); }
+  // Requests refused because the peer spoke for another user (the metrics).
+  std::uint64_t refused_peers() const { return refused_peers_; }
 
  private:
   friend class EventSession;
@@ -82,6 +84,7 @@ class EventServer {
   UidLimits::Clock::time_point accept_error_logged_{};
   std::uint64_t accept_errors_unlogged_ = 0;
   bool stopped_ = false;
+  std::uint64_t refused_peers_ = 0;
 };
 
 }  // namespace acctlock

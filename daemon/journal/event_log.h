@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "common/time.h"
 #include "daemon/store/store.h"
@@ -31,6 +32,19 @@ class EventLog {
 class StderrEventLog : public EventLog {
  public:
   void record(const LockEvent& event) override;
+};
+
+// Hands each event to several logs in turn: on the loop, the metrics'
+// counters and the admin connections watching (acctlock watch).
+class EventLogFanOut : public EventLog {
+ public:
+  void add(EventLog& log) { logs_.push_back(&log); }
+  void record(const LockEvent& event) override {
+    for (EventLog* log : logs_) log->record(event);
+  }
+
+ private:
+  std::vector<EventLog*> logs_;
 };
 
 }  // namespace acctlock

@@ -45,6 +45,15 @@ InheritedSockets take_inherited_sockets(const std::string& event_socket_path,
     const int fd = SD_LISTEN_FDS_START + i;
     const std::string name = names != nullptr && names.get()[i] != nullptr ? names.get()[i] : "";
     const std::string what = "socket " + std::to_string(fd) + " (\"" + name + "\") from systemd";
+    if (name == "metrics") {
+      if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, /*listening=*/1) <= 0 ||
+          sd_is_socket_unix(fd, 0, -1, nullptr, 0) > 0) {
+        throw std::runtime_error(what + " is not a listening TCP socket");
+      }
+      if (sockets.metrics) throw std::runtime_error(what + ": a second socket for the same role");
+      sockets.metrics = fd;
+      continue;
+    }
     if (sd_is_socket_unix(fd, SOCK_STREAM, /*listening=*/1, nullptr, 0) <= 0) {
       throw std::runtime_error(what + " is not a listening Unix stream socket");
     }

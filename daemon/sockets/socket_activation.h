@@ -16,6 +16,9 @@ namespace acctlock {
 struct InheritedSockets {
   std::optional<int> event;
   std::optional<int> admin;
+  // FileDescriptorName=metrics (acctlockd-metrics.socket): a listening TCP
+  // socket for GET /metrics. Matched by name only: it has no configured path.
+  std::optional<int> metrics;
 };
 
 // Takes the descriptors of LISTEN_FDS/LISTEN_FDNAMES (and clears those

@@ -125,6 +125,10 @@ class Store {
                                                                           bool by_rhost,
                                                                           std::size_t limit) = 0;
 
+  // Failures (failure and locked events) in `hours` consecutive hours from
+  // `from`: element i counts [from + i h, from + (i+1) h).
+  virtual std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) = 0;
+
   // Deletes history older than `before`; returns how many rows went.
   virtual std::uint64_t prune_history(TimePoint before) = 0;
 

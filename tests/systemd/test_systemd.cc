@@ -83,10 +83,12 @@ std::vector<std::string> installable_units(const TempDir& dir) {
   service =
       std::regex_replace(service, std::regex("\nExecStart=[^\n]*"), "\nExecStart=" ACCTLOCKD_PATH);
   write_file(dir / "acctlockd.service", service);
-  for (const char* socket : {"acctlockd.socket", "acctlockd-admin.socket"}) {
+  for (const char* socket : {"acctlockd.socket", "acctlockd-admin.socket",
+                             "acctlockd-metrics.socket"}) {
     write_file(dir / socket, read_file(kUnitDir + "/" + socket));
   }
-  return {dir / "acctlockd.service", dir / "acctlockd.socket", dir / "acctlockd-admin.socket"};
+  return {dir / "acctlockd.service", dir / "acctlockd.socket", dir / "acctlockd-admin.socket",
+          dir / "acctlockd-metrics.socket"};
 }
 
 TEST(SystemdUnitsTest, SystemdAnalyzeVerifiesEveryUnitWithoutAWarning) {

@@ -191,7 +191,8 @@ class Statement {
   void bind_blob(int index, std::string_view bytes) {
     if (bytes.size() > static_cast<std::size_t>(INT_MAX)) db_.fail("binding a blob", SQLITE_TOOBIG);
     const char* data = bytes.data() != nullptr ? bytes.data() : "";
-    check_bind(sqlite3_bind_blob(stmt_, index, data, static_cast<int>(bytes.size()), SQLITE_STATIC));
+    check_bind(
+        sqlite3_bind_blob(stmt_, index, data, static_cast<int>(bytes.size()), SQLITE_STATIC));
   }
 
   template <typename T>
@@ -445,6 +446,10 @@ struct SqliteStore::ReadSide {
   Statement load_answered{db,
                           "SELECT event_id, peer_uid, user, type, time, answer FROM answered_event "
                           "WHERE time >= ?1 ORDER BY seq DESC LIMIT ?2"};
+  Statement failures_per_hour{db,
+                              "SELECT (time - ?1) / 3600 AS hour, count(*) FROM history "
+                              "WHERE time >= ?1 AND time < ?2 AND event IN " +
+                                  failure_events_sql() + " GROUP BY hour"};
   Statement top_users{db, "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
                               failure_events_sql() +
                               " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
@@ -473,7 +478,8 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   // hand under umask 022 must not leave login history world-readable); SQLite
   // gives its -wal and -shm files the database file's mode. O_EXCL: an
   // existing file is not touched here.
-  const int created = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int created =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (created >= 0) {
     if (fchmod(created, 0600) != 0) {
       const int error = errno;
@@ -726,6 +732,22 @@ std::uint64_t SqliteStore::prune_history_slice(TimePoint before, std::size_t lim
   prune.bind(2, sql_limit(limit));
   prune.step("pruning history");
   return static_cast<std::uint64_t>(sqlite3_changes64(writer_->db.get()));
+}
+
+std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::size_t hours) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->failures_per_hour;
+  Statement::Use use(select);
+  select.bind(1, from);
+  select.bind(2, from + std::chrono::hours(static_cast<std::int64_t>(hours)));
+  std::vector<std::uint64_t> counts(hours, 0);
+  while (select.step("counting failures per hour")) {
+    const std::int64_t hour = select.int64(0);
+    if (hour >= 0 && static_cast<std::size_t>(hour) < hours) {
+      counts[static_cast<std::size_t>(hour)] = static_cast<std::uint64_t>(select.int64(1));
+    }
+  }
+  return counts;
 }
 
 }  // namespace acctlock

@@ -60,6 +60,7 @@ class SqliteStore final : public Store {
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;
   std::uint64_t count_events(HistoryEvent event, TimePoint since) override;
+  std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) override;
   std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since, bool by_rhost,
                                                                   std::size_t limit) override;
 

@@ -278,6 +278,24 @@ TEST_F(SqliteStoreTest, CountEventsCountsOneKindSinceATime) {
   EXPECT_EQ(store->count_events(HistoryEvent::reset, at(0)), 0u);
 }
 
+TEST_F(SqliteStoreTest, FailuresPerHourBucketsFailuresAndLocksOnly) {
+  auto store = open_store();
+  const std::int64_t from = 36000;  // 10:00 on day one
+  store->commit(StoreBatch{.history = {
+                               event(from - 1, "early", HistoryEvent::failure),
+                               event(from, "a", HistoryEvent::failure),
+                               event(from + 3599, "a", HistoryEvent::locked),
+                               event(from + 3600, "b", HistoryEvent::failure),
+                               event(from + 3600, "b", HistoryEvent::success),
+                               event(from + 3600, "b", HistoryEvent::manual_lock),
+                               event(from + 2 * 3600 + 5, "c", HistoryEvent::failure),
+                               event(from + 3 * 3600, "late", HistoryEvent::failure),
+                           }});
+  EXPECT_EQ(store->failures_per_hour(at(from), 3), (std::vector<std::uint64_t>{2, 1, 1}));
+  EXPECT_EQ(store->failures_per_hour(at(from + 3600), 1), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(store->failures_per_hour(at(0), 2), (std::vector<std::uint64_t>{0, 0}));
+}
+
 TEST_F(SqliteStoreTest, TopFailuresRanksUsersAndRemoteHosts) {
   auto store = open_store();
   store->commit(StoreBatch{.history = {

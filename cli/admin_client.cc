@@ -17,6 +17,8 @@ namespace {
 // daemon sending more than this is not one we understand.
 constexpr std::size_t kMaxAnswerSize = 64 * 1024 * 1024;
 
+}  // namespace
+
 bool is_trusted_daemon_uid(uid_t uid) {
   if (uid == 0) return true;
   passwd entry{};
@@ -25,8 +27,6 @@ bool is_trusted_daemon_uid(uid_t uid) {
   return getpwnam_r("acctlock", &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr &&
          entry.pw_uid == uid;
 }
-
-}  // namespace
 
 AdminClient::AdminClient(const std::string& socket_path, std::chrono::milliseconds timeout)
     : path_(socket_path) {

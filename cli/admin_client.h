@@ -2,6 +2,8 @@
 // connection that sends one JSON line and reads one back.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +22,10 @@ class CommandError : public std::runtime_error {
  private:
   int exit_code_;
 };
+
+// Root, or the acctlock system user the package creates: the owners a
+// daemon's socket and database may have.
+bool is_trusted_daemon_uid(uid_t uid);
 
 class AdminClient {
  public:

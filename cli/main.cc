@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/admin_client.h"
+#include "cli/doctor.h"
 #include "cli/exit_codes.h"
 #include "cli/faillock_format.h"
 #include "cli/faillock_tally.h"
@@ -383,6 +384,31 @@ int watch_events(AdminClient& client, bool successes, bool as_json) {
   return kExitUnreachable;
 }
 
+int doctor(const DoctorInputs& inputs, bool as_json) {
+  const auto findings = run_doctor(inputs);
+  std::size_t problems = 0;
+  std::size_t warnings = 0;
+  json listed = json::array();
+  for (const auto& finding : findings) {
+    problems += finding.severity == Finding::Severity::problem ? 1 : 0;
+    warnings += finding.severity == Finding::Severity::warning ? 1 : 0;
+    listed.push_back(json{{"severity", severity_name(finding.severity)},
+                          {"where", finding.where},
+                          {"text", finding.text}});
+    if (!as_json) {
+      std::cout << severity_name(finding.severity) << ": " << printable(finding.where) << ": "
+                << printable(finding.text) << '\n';
+    }
+  }
+  if (as_json) {
+    print_json(
+        json{{"findings", std::move(listed)}, {"problems", problems}, {"warnings", warnings}});
+  } else {
+    std::cout << problems << " problem(s), " << warnings << " warning(s)\n";
+  }
+  return problems == 0 ? kExitOk : kExitFailure;
+}
+
 int run(int argc, char** argv) {
   const bool as_faillock = argc > 0 && invoked_as_faillock(argv[0]);
   CLI::App app{"acctlock: inspect, lock and unlock accounts managed by acctlockd", "acctlock"};
@@ -463,6 +489,13 @@ int run(int argc, char** argv) {
   bool watch_successes = false;
   watch_command->add_flag("--successes", watch_successes, "Successful logins too");
 
+  std::string pam_dir = "/etc/pam.d";
+  auto* doctor_command = app.add_subcommand(
+      "doctor",
+      "Check the configuration, sockets, database, daemon and PAM stacks; exit 1 on a problem");
+  doctor_command->add_option("--pam-dir", pam_dir, "PAM configuration directory to check")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -502,6 +535,12 @@ int run(int argc, char** argv) {
           load_config(settings.config_path, config_option->count() == 0).options.faillock_dir;
     }
     return import_faillock(settings, config_option->count() > 0, import_dir, import_dry_run);
+  }
+
+  if (doctor_command->parsed()) {
+    return doctor(DoctorInputs{settings.config_path, config_option->count() > 0,
+                               settings.socket_path, pam_dir},
+                  settings.json_output);
   }
 
   const std::string socket_path = admin_socket_path(settings, config_option->count() > 0);

@@ -10,8 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "common/config_groups.h"
 #include "common/options.h"
-#include "daemon/admin/admin_commands.h"
 #include "daemon/daemon.h"
 
 namespace {
@@ -20,20 +20,6 @@ namespace {
 constexpr int kConfigOk = 0;
 constexpr int kConfigErrors = 1;
 constexpr int kConfigWarnings = 2;
-
-// Group keys must name groups that exist: a misspelt exempt_group silently
-// exempts nobody, a misspelt admin_group makes wheel lockable.
-void check_groups(acctlock::ParsedConfig& parsed, const std::string& path) {
-  const acctlock::Options& o = parsed.options;
-  for (const auto& [key, group] :
-       {std::pair<const char*, const std::string*>{"admin_group", &o.admin_group},
-        {"admin_socket_group", &o.admin_socket_group},
-        {"exempt_group", &o.exempt_group}}) {
-    if (group->empty() || acctlock::group_id(*group)) continue;
-    parsed.diagnostics.push_back({acctlock::Diagnostic::Severity::error, path, 0, key,
-                                  "\"" + *group + "\" is not a group on this system"});
-  }
-}
 
 }  // namespace
 
@@ -66,7 +52,7 @@ int main(int argc, char** argv) {
   // pam_faillock without faillock.conf; a file named on the command line must exist.
   const bool missing_ok = app.count("--config") == 0;
   auto parsed = acctlock::load_config(config_path, missing_ok);
-  check_groups(parsed, config_path);
+  acctlock::check_config_groups(parsed, config_path);
   if (check_config && missing_ok && ::access(config_path.c_str(), F_OK) != 0 && errno == ENOENT) {
     // Running on defaults is allowed, but "OK" for a file that is not there
     // would hide a typo in the path or a config installed elsewhere.

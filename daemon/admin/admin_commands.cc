@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/protocol.h"
 #include "common/user_name.h"
 #include "daemon/log.h"
 
@@ -265,6 +266,13 @@ void AdminCommands::register_builtin_commands() {
       });
   add("unlock_all", Access::admin,
       [this](const AdminCaller& caller, const json&, Reply reply) { unlock_all(caller, reply); });
+  // What `acctlock doctor` compares with its own version and protocols.
+  add("version", Access::admin, [](const AdminCaller&, const json&, Reply reply) {
+    reply(answer(Result::success, std::string("acctlockd ") + ACCTLOCK_VERSION,
+                 json{{"version", ACCTLOCK_VERSION},
+                      {"admin_protocol", admin::kProtocolVersion},
+                      {"event_protocol", protocol::kVersion}}));
+  });
   add("import_faillock", Access::admin,
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         import_faillock(caller, arguments, reply);

@@ -46,6 +46,8 @@ expect_contains "acctlock list --" --locked
 expect_contains "acctlock history --" --since
 expect_contains "acctlock imp" import-faillock
 expect_contains "acctlock import-faillock --" --dry-run
+expect_contains "acctlock doc" doctor
+expect_contains "acctlock doctor --" --pam-dir
 expect_contains "acctlock status ro" root
 expect_contains "acctlock --user ro" root
 [[ $(complete -p faillock 2>/dev/null) == *_acctlock* ]] || {

@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -521,6 +522,58 @@ TEST_F(AcctlockCommandTest, HelpDocumentsCommandsAndExitCodes) {
         "--socket", "--json", "Exit status", "permission denied", "unreachable"}) {
     EXPECT_NE(result.out.find(word), std::string::npos) << word;
   }
+}
+
+// acctlock doctor against the test's daemon: its sockets, database and
+// version, and a pam.d directory the test writes (the PAM checks in detail:
+// test_pam_stack_check; on pam-auth-update's output: debian tests).
+TEST_F(AcctlockCommandTest, DoctorPassesAGoodSetupAndNamesWhatIsWrong) {
+  const std::string pam_dir = dir / "pam.d";
+  std::filesystem::create_directory(pam_dir);
+  write_file(pam_dir + "/sshd",
+             "auth required pam_acctlock.so preauth\n"
+             "auth [success=1 default=ignore] pam_unix.so\n"
+             "auth [default=die] pam_acctlock.so authfail\n"
+             "auth optional pam_acctlock.so authsucc\n"
+             "account required pam_acctlock.so\n"
+             "password optional pam_acctlock.so\n");
+  const auto good = acctlock({"doctor", "--pam-dir", pam_dir, "--json"});
+  ASSERT_EQ(good.exit_code, cli::kExitOk) << good.out << good.err;
+  const json report = json::parse(good.out);
+  EXPECT_EQ(report["problems"], 0);
+  bool daemon_seen = false;
+  for (const auto& finding : report["findings"]) {
+    if (finding["where"] == daemon.admin_socket() &&
+        finding["text"] == std::string("acctlockd ") + ACCTLOCK_VERSION + " answers") {
+      daemon_seen = true;
+    }
+  }
+  EXPECT_TRUE(daemon_seen) << good.out;
+
+  // A history readable by everyone, and authfail that runs on success.
+  ASSERT_EQ(chmod(daemon.database().c_str(), 0644), 0);
+  write_file(pam_dir + "/sshd",
+             "auth required pam_acctlock.so preauth\n"
+             "auth required pam_unix.so\n"
+             "auth [default=die] pam_acctlock.so authfail\n");
+  const auto bad = acctlock({"doctor", "--pam-dir", pam_dir});
+  EXPECT_EQ(bad.exit_code, cli::kExitFailure);
+  EXPECT_NE(bad.out.find("problem: " + daemon.database() + ": database: mode 0644"),
+            std::string::npos)
+      << bad.out;
+  EXPECT_NE(bad.out.find("problem: " + pam_dir +
+                         "/sshd:3: authfail also runs after a right "
+                         "password"),
+            std::string::npos)
+      << bad.out;
+  EXPECT_NE(bad.out.find("2 problem(s)"), std::string::npos) << bad.out;
+
+  // No daemon: a problem, said as such.
+  daemon.stop();
+  const auto down = acctlock({"doctor", "--pam-dir", pam_dir});
+  EXPECT_EQ(down.exit_code, cli::kExitFailure);
+  EXPECT_NE(down.out.find("problem: " + daemon.admin_socket() + ": acctlockd: "), std::string::npos)
+      << down.out;
 }
 
 // The transport, byte by byte: a bad request costs its sender an error

@@ -18,7 +18,11 @@
 # keeps its selection in debconf): the host's PAM configuration is never
 # touched. Needs root. Exit 77 (skip) when a tool is missing.
 #
-# Usage: pam_auth_update_test.sh SOURCE_DIR
+# With ACCTLOCK (the built command), `acctlock doctor` reads the generated
+# stacks too: no PAM problem with the profiles enabled, and each service that
+# checks passwords named as unprotected once they are removed.
+#
+# Usage: pam_auth_update_test.sh SOURCE_DIR [ACCTLOCK]
 set -eu
 
 skip() {
@@ -30,7 +34,8 @@ fail() {
   exit 1
 }
 
-source_dir=${1:?usage: $0 SOURCE_DIR}
+source_dir=${1:?usage: $0 SOURCE_DIR [ACCTLOCK]}
+acctlock=${2:-}
 profiles_dir=$source_dir/debian/pam-configs
 profiles="acctlock-preauth acctlock-authfail acctlock"
 
@@ -130,6 +135,23 @@ password_permit=$(line_of password 'pam_permit\.so')
   fail "common-password: pam_acctlock.so missing or before pam_permit (it must run only after a change)"
 echo "ok: common-account and common-password"
 
+# doctor's view of the same files (the daemon is not running here: only the
+# lines about /etc/pam.d matter). login includes common-auth on every Debian.
+if [ -n "$acctlock" ]; then
+  "$acctlock" --config /nonexistent/acctlock.conf doctor --pam-dir /etc/pam.d >"$work/doctor.out" 2>&1 || true
+  if grep -E '^problem: /etc/pam.d' "$work/doctor.out"; then
+    fail "acctlock doctor finds PAM problems in pam-auth-update's output (above)"
+  fi
+  grep -q -E '^ok: /etc/pam.d/common-auth:[0-9]+: preauth before pam_unix.so' "$work/doctor.out" ||
+    fail "acctlock doctor did not find preauth before pam_unix.so: $(cat "$work/doctor.out")"
+  grep -q -E '^ok: /etc/pam.d/common-auth:[0-9]+: authfail after pam_unix.so .*skipped on success' "$work/doctor.out" ||
+    fail "acctlock doctor did not find authfail skipped on success: $(cat "$work/doctor.out")"
+  if grep -E '^warning: /etc/pam.d/login: ' "$work/doctor.out"; then
+    fail "acctlock doctor warns about login with the profiles enabled (above)"
+  fi
+  echo "ok: acctlock doctor agrees with the generated stacks"
+fi
+
 # --- Real PAM transactions through the generated stack. ---------------------
 # pam_acctlock.so MODE becomes a recorder that appends MODE to a log (and, for
 # preauth, fails while $work/locked exists); pam_unix.so becomes a check that
@@ -182,3 +204,10 @@ for file in "$work"/before/common-*; do
     fail "/etc/pam.d/${file##*/} differs from before the profiles were enabled"
 done
 echo "ok: removing the profiles restores common-* as they were"
+
+if [ -n "$acctlock" ]; then
+  "$acctlock" --config /nonexistent/acctlock.conf doctor --pam-dir /etc/pam.d >"$work/doctor.out" 2>&1 || true
+  grep -q -E '^warning: /etc/pam.d/login: checks passwords .* without pam_acctlock' "$work/doctor.out" ||
+    fail "acctlock doctor does not warn that login is unprotected after removal: $(cat "$work/doctor.out")"
+  echo "ok: acctlock doctor names login as unprotected after removal"
+fi

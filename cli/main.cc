@@ -440,9 +440,13 @@ int run(int argc, char** argv) {
   status_command->add_option("user", user, "User name")->required();
 
   std::string reason;
-  auto* lock_command = app.add_subcommand("lock", "Lock USER until an admin unlocks it");
+  std::string lock_for;
+  auto* lock_command =
+      app.add_subcommand("lock", "Lock USER until an admin unlocks it, or for a DURATION");
   lock_command->add_option("user", user, "User name")->required();
   lock_command->add_option("--reason", reason, "Why; shown to admins and in the history");
+  lock_command->add_option("--for", lock_for,
+                           "End the lock by itself after DURATION (90s, 15m, 2h, 1d, 1h30m)");
 
   bool unlock_all = false;
   auto* unlock_command =
@@ -529,6 +533,17 @@ int run(int argc, char** argv) {
     }
   }
 
+  std::optional<Seconds> lock_for_seconds;
+  if (!lock_for.empty()) {
+    lock_for_seconds = parse_duration(lock_for);
+    if (!lock_for_seconds || *lock_for_seconds <= Seconds::zero()) {
+      std::cerr << "acctlock: --for: \"" << lock_for
+                << "\" is not a duration such as 90s, 15m, 2h, 1d or 1h30m (see acctlock lock "
+                   "--help)\n";
+      return kExitUsage;
+    }
+  }
+
   if (import_command->parsed()) {
     if (import_dir.empty()) {
       import_dir =
@@ -551,7 +566,9 @@ int run(int argc, char** argv) {
     const json answer = call(client, "status", {{"user", user}});
     as_json ? print_json(answer["arguments"]) : print_status(answer["arguments"]);
   } else if (lock_command->parsed()) {
-    const json answer = call(client, "lock", {{"user", user}, {"reason", reason}});
+    json arguments{{"user", user}, {"reason", reason}};
+    if (lock_for_seconds) arguments["for"] = lock_for_seconds->count();
+    const json answer = call(client, "lock", arguments);
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if ((unlock_command->parsed() && unlock_all) ||

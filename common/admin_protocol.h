@@ -44,6 +44,8 @@ inline constexpr std::size_t kMaxReasonSize = 1024;
 
 // Most history rows one request returns.
 inline constexpr std::size_t kMaxHistoryLimit = 10000;
+// `lock`'s "for": seconds, 1 up to 100 years (as a configured duration).
+inline constexpr std::int64_t kMaxLockSeconds = 100LL * 366 * 86400;
 inline constexpr std::size_t kDefaultHistoryLimit = 100;
 
 // Most users one `list` answer holds, and the default: about 300 KB of JSON,

@@ -18,11 +18,13 @@ enum class LockKind : std::uint8_t {
   manual = 3,     // set by an admin; wins over everything else
 };
 
-// A lock an admin set by hand. It stays until an admin lifts it.
+// A lock an admin set by hand. It stays until an admin lifts it, or until
+// `until` when the admin gave a duration (acctlock lock --for).
 struct ManualLock {
   std::string reason;
   TimePoint since{};
   std::uint32_t admin_uid = 0;
+  std::optional<TimePoint> until;  // nullopt: until an admin unlocks
 
   bool operator==(const ManualLock&) const = default;
 };
@@ -38,12 +40,12 @@ struct FailureLock {
 // Everything remembered about one user. The policy (daemon/policy/lockout_policy.h)
 // is the only code that changes it; the store persists it as it is.
 struct UserState {
-  std::uint32_t failures = 0;              // counted failures in the current window
-  TimePoint last_failure{};                // newest counted failure
-  std::uint32_t level = 0;                 // consecutive lockouts so far
-  TimePoint last_lock_end{};               // when the newest failure lock ended
-  std::optional<FailureLock> failure_lock; // set while a failure lock is in force
-  std::optional<ManualLock> manual_lock;   // set while an admin's lock is in force
+  std::uint32_t failures = 0;               // counted failures in the current window
+  TimePoint last_failure{};                 // newest counted failure
+  std::uint32_t level = 0;                  // consecutive lockouts so far
+  TimePoint last_lock_end{};                // when the newest failure lock ended
+  std::optional<FailureLock> failure_lock;  // set while a failure lock is in force
+  std::optional<ManualLock> manual_lock;    // set while an admin's lock is in force
 
   bool operator==(const UserState&) const = default;
 };

@@ -257,13 +257,19 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
 }
 
 void LockoutService::lock(const std::string& user, std::string reason, std::uint32_t admin_uid,
-                          TimePoint now, PendingWork& work) {
+                          TimePoint now, PendingWork& work, std::optional<Seconds> duration) {
   const auto found = states_.find(user);
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
-  policy_.lock_manually(state, reason, admin_uid, now);
+  policy_.lock_manually(state, reason, admin_uid, now, duration);
+  // The history keeps the reason; a timed lock says for how long.
+  std::string detail = std::move(reason);
+  if (duration) {
+    const std::string span = "for " + format_duration(*duration);
+    detail = detail.empty() ? span : detail + " (" + span + ")";
+  }
   add_event(work, user, HistoryEvent::manual_lock, EventOrigin{}, state, now, admin_uid,
-            std::move(reason));
+            std::move(detail));
   stage(user, old_expiry, state, now, work);
 }
 

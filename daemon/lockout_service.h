@@ -120,8 +120,9 @@ class LockoutService {
   // return false, changing nothing, when the user has nothing to act on
   // (unlock/reset only).
   bool unlock(const std::string& user, std::uint32_t admin_uid, TimePoint now, PendingWork& work);
+  // `duration`: acctlock lock --for; nullopt: until an admin unlocks.
   void lock(const std::string& user, std::string reason, std::uint32_t admin_uid, TimePoint now,
-            PendingWork& work);
+            PendingWork& work, std::optional<Seconds> duration = std::nullopt);
 
   // One failure from pam_faillock's tally (acctlock import-faillock), at its
   // own time `when`: recorded in the history, and when `valid` (faillock

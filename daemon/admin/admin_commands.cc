@@ -510,13 +510,23 @@ void AdminCommands::list(const json& arguments, const Reply& reply) {
 void AdminCommands::lock(const AdminCaller& caller, const json& arguments, const Reply& reply) {
   const std::string user = user_argument(arguments);
   std::string reason = reason_argument(arguments);
+  std::optional<Seconds> duration;
+  if (const auto seconds = integer_argument(arguments, "for")) {
+    if (*seconds < 1 || *seconds > admin::kMaxLockSeconds) {
+      throw InvalidArgument("\"for\" must be between 1 and " +
+                            std::to_string(admin::kMaxLockSeconds) + " seconds");
+    }
+    duration = Seconds(*seconds);
+  }
   const TimePoint now = context_.now();
   // A typo must not look like a lock that took effect.
   if (!context_.service.report(user, now) && !user_exists(user)) {
     return reply(answer(Result::no_such_user, "no such user: " + user));
   }
-  context_.service.lock(user, std::move(reason), caller.uid, now, context_.writer.pending());
-  reply_after_commit(user, "locked " + user, reply);
+  context_.service.lock(user, std::move(reason), caller.uid, now, context_.writer.pending(),
+                        duration);
+  reply_after_commit(
+      user, "locked " + user + (duration ? " for " + format_duration(*duration) : ""), reply);
 }
 
 void AdminCommands::unlock(const AdminCaller& caller, const json& arguments, bool reset_only,

@@ -42,6 +42,10 @@ LockoutPolicy::LockoutPolicy(LockoutRules rules) : rules_(std::move(rules)) {}
 
 bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   bool expired = false;
+  if (state.manual_lock && state.manual_lock->until && *state.manual_lock->until <= now) {
+    state.manual_lock.reset();
+    expired = true;
+  }
   if (state.failure_lock && state.failure_lock->until && *state.failure_lock->until <= now) {
     // Recorded as the scheduled end, not `now`: the lockout_memory countdown
     // starts when the lock ran out, however late someone noticed.
@@ -72,6 +76,7 @@ LockStatus LockoutPolicy::status(const UserState& state, TimePoint now) const {
   status.level = settled.level;
   if (settled.manual_lock) {
     status.kind = LockKind::manual;
+    status.until = settled.manual_lock->until;
   } else if (settled.failure_lock && !settled.failure_lock->until) {
     status.kind = LockKind::permanent;
   } else if (settled.failure_lock) {
@@ -155,16 +160,20 @@ void LockoutPolicy::unlock(UserState& state) const {
 }
 
 void LockoutPolicy::lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
-                                  TimePoint now) const {
+                                  TimePoint now, std::optional<Seconds> duration) const {
   settle(state, now);
+  std::optional<TimePoint> until;
+  if (duration) until = saturating_add(now, *duration);
   if (state.manual_lock) {
-    // Re-locking updates the reason and who gave it; the account has been
-    // locked since the first manual lock, and `since` keeps saying so.
+    // Re-locking updates the reason, who gave it and the end; the account
+    // has been locked since the first manual lock, and `since` keeps saying
+    // so.
     state.manual_lock->reason = std::move(reason);
     state.manual_lock->admin_uid = admin_uid;
+    state.manual_lock->until = until;
     return;
   }
-  state.manual_lock = ManualLock{std::move(reason), now, admin_uid};
+  state.manual_lock = ManualLock{std::move(reason), now, admin_uid, until};
 }
 
 std::optional<Seconds> LockoutPolicy::lockout_duration(std::uint32_t level, bool is_root) const {
@@ -195,8 +204,11 @@ std::optional<Seconds> LockoutPolicy::lockout_duration(std::uint32_t level, bool
 }
 
 std::optional<TimePoint> LockoutPolicy::next_expiry(const UserState& state) const {
-  if (state.failure_lock) return state.failure_lock->until;
-  return std::nullopt;
+  std::optional<TimePoint> next;
+  if (state.failure_lock) next = state.failure_lock->until;
+  const auto& manual = state.manual_lock;
+  if (manual && manual->until && (!next || *manual->until < *next)) next = manual->until;
+  return next;
 }
 
 bool LockoutPolicy::is_idle(const UserState& state, TimePoint now) const {

@@ -21,7 +21,8 @@
 //   Members of admin_group are treated like root (faillock.conf's meaning);
 //   members of exempt_group are never locked by failures (never_lock).
 // - A manual lock is separate from all of this, wins over it, and lasts until
-//   an admin unlocks.
+//   an admin unlocks, or for the duration the admin gave (it then ends at
+//   `until` like a failure lock, and counts no level).
 #pragma once
 
 #include <cstdint>
@@ -83,10 +84,11 @@ class LockoutPolicy {
   // An admin's unlock/reset: clears failures, any lock and the progression.
   void unlock(UserState& state) const;
 
-  // An admin's lock; replaces an earlier manual lock's reason and admin_uid,
-  // but keeps its `since`: the account has been locked since then.
-  void lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
-                     TimePoint now) const;
+  // An admin's lock, for `duration` or (nullopt) until an admin unlocks;
+  // replaces an earlier manual lock's reason, admin_uid and end, but keeps
+  // its `since`: the account has been locked since then.
+  void lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid, TimePoint now,
+                     std::optional<Seconds> duration = std::nullopt) const;
 
   // How long the lockout at `level` (1 = first; 0 reads as 1) lasts, rounded
   // to the nearest second; nullopt = until an admin unlocks (unlock_time 0,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -98,6 +99,37 @@ TEST_F(AcctlockCommandTest, LockRefusesTheModuleAndUnlockAllowsIt) {
   ASSERT_EQ(unlocked.exit_code, cli::kExitOk) << unlocked.err;
   answer = daemon.request(MessageType::check, kTarget);
   EXPECT_EQ(answer.verdict, Verdict::allowed);
+}
+
+// lock --for: a manual lock with an end, seen by the module and in status;
+// its expiry itself is the policy's (test_lockout_policy, timed manual lock).
+TEST_F(AcctlockCommandTest, LockForSetsAnEndTheModuleAndStatusShow) {
+  const auto before = std::chrono::system_clock::now();
+  const auto locked = acctlock({"lock", kTarget, "--for", "2h", "--reason", "audit"});
+  ASSERT_EQ(locked.exit_code, cli::kExitOk) << locked.err;
+  EXPECT_EQ(locked.out, std::string("locked ") + kTarget + " for 2h\n");
+
+  const auto answer = daemon.request(MessageType::check, kTarget);
+  EXPECT_EQ(answer.verdict, Verdict::locked);
+  EXPECT_EQ(answer.lock, LockKind::manual);
+  const auto expected =
+      std::chrono::duration_cast<std::chrono::seconds>(before.time_since_epoch()).count() + 7200;
+  EXPECT_GE(answer.locked_until, expected);
+  EXPECT_LE(answer.locked_until, expected + 60);
+  EXPECT_FALSE(status_json(kTarget)["locked_until"].is_null());
+
+  const auto history = acctlock({"history", kTarget, "--json"});
+  ASSERT_EQ(history.exit_code, cli::kExitOk) << history.err;
+  EXPECT_EQ(json::parse(history.out)["entries"][0]["detail"], "audit (for 2h)");
+
+  for (const char* bad : {"0", "soon", "-5m"}) {
+    const auto refused = acctlock({"lock", kTarget, "--for", bad});
+    EXPECT_EQ(refused.exit_code, cli::kExitUsage) << bad;
+    EXPECT_NE(refused.err.find("--for"), std::string::npos) << refused.err;
+  }
+  // Locking again without --for: until an admin unlocks.
+  ASSERT_EQ(acctlock({"lock", kTarget}).exit_code, cli::kExitOk);
+  EXPECT_EQ(daemon.request(MessageType::check, kTarget).locked_until, 0);
 }
 
 TEST_F(AcctlockCommandTest, FaillockResetClearsFailuresAndLiftsTheLock) {

@@ -69,6 +69,10 @@ CREATE TABLE answered_event (
 );
 CREATE INDEX answered_event_by_time ON answered_event (time);
 )sql",
+    // 3: a manual lock may end by itself (acctlock lock --for).
+    R"sql(
+ALTER TABLE user_state ADD COLUMN manual_until INTEGER;  -- NULL: until an admin unlocks
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -399,11 +403,12 @@ struct SqliteStore::WriteSide {
   void prepare() {
     begin.emplace(db, "BEGIN IMMEDIATE");
     commit.emplace(db, "COMMIT");
-    put_state.emplace(db,
-                      "INSERT OR REPLACE INTO user_state (user, failures, last_failure, level, "
-                      "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
-                      "manual_since, manual_admin_uid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                      "?9, ?10, ?11, ?12)");
+    put_state.emplace(
+        db,
+        "INSERT OR REPLACE INTO user_state (user, failures, last_failure, level, "
+        "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
+        "manual_since, manual_admin_uid, manual_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+        "?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     delete_state.emplace(db, "DELETE FROM user_state WHERE user = ?1");
     insert_history.emplace(db,
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
@@ -437,7 +442,7 @@ struct SqliteStore::ReadSide {
   Statement load_states{db,
                         "SELECT user, failures, last_failure, level, last_lock_end, locked, "
                         "lock_since, lock_until, manual, manual_reason, manual_since, "
-                        "manual_admin_uid FROM user_state ORDER BY user"};
+                        "manual_admin_uid, manual_until FROM user_state ORDER BY user"};
   // Two statements rather than one with "?user IS NULL OR user = ?user": the
   // planner picks one index per statement, and each case wants its own.
   Statement history_all{db, history_sql("")};
@@ -552,6 +557,7 @@ void SqliteStore::for_each_state(const std::function<void(std::string, UserState
       manual_lock.reason = select.text(9);
       manual_lock.since = select.time(10);
       manual_lock.admin_uid = select.uint32(11);
+      if (!select.is_null(12)) manual_lock.until = select.time(12);
     }
     visit(select.text(0), std::move(state));
   }
@@ -585,10 +591,12 @@ void SqliteStore::commit(const StoreBatch& batch) {
         put.bind(10, std::string_view(state.manual_lock->reason));
         put.bind(11, state.manual_lock->since);
         put.bind(12, state.manual_lock->admin_uid);
+        put.bind(13, state.manual_lock->until);
       } else {
         put.bind_null(10);
         put.bind_null(11);
         put.bind_null(12);
+        put.bind_null(13);
       }
       put.step(doing);
     }

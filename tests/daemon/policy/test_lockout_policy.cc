@@ -75,6 +75,9 @@ class Account {
   void admin_lock(std::string reason = "left the company", std::uint32_t admin_uid = 0) {
     policy_.lock_manually(state_, std::move(reason), admin_uid, now_);
   }
+  void admin_lock_for(Seconds duration, std::string reason = "audit") {
+    policy_.lock_manually(state_, std::move(reason), 0, now_, duration);
+  }
   bool settle() { return policy_.settle(state_, now_); }
 
   // Fails back to back until the failure that locks; the time does not move.
@@ -539,6 +542,58 @@ TEST(LockoutPolicyManual, LockingAgainReplacesTheReasonButKeepsWhenTheLockBegan)
   EXPECT_EQ(lock.reason, "second");
   EXPECT_EQ(lock.admin_uid, 1001u);
   EXPECT_EQ(lock.since, first_locked);
+}
+
+TEST(LockoutPolicyManual, ATimedManualLockEndsByItselfAtItsEnd) {
+  Account account{Rules()};
+  account.admin_lock_for(2h);
+  const TimePoint end = account.now() + 2h;
+  EXPECT_EQ(account.status().kind, LockKind::manual);
+  EXPECT_EQ(account.status().until, end);
+  EXPECT_EQ(account.next_expiry(), end);
+
+  account.advance(2h - 1s);
+  EXPECT_FALSE(account.settle());
+  EXPECT_EQ(account.status().kind, LockKind::manual);
+  account.advance(1s);
+  EXPECT_EQ(account.status().kind, LockKind::none) << "status reads the end without a settle";
+  EXPECT_TRUE(account.settle());
+  EXPECT_FALSE(account.state().manual_lock.has_value());
+  EXPECT_FALSE(account.next_expiry().has_value());
+  EXPECT_TRUE(account.is_idle());
+}
+
+TEST(LockoutPolicyManual, ATimedManualLockAndAFailureLockEachEndAtTheirOwnTime) {
+  Account account(Rules().unlock_time(10min));
+  const TimePoint start = account.now();
+  account.fail_until_locked();
+  account.admin_lock_for(1h);
+  EXPECT_EQ(account.next_expiry(), start + 10min) << "the earlier end comes first";
+  EXPECT_EQ(account.status().until, start + 1h) << "the manual lock's end is the one shown";
+
+  account.advance(10min);
+  EXPECT_TRUE(account.settle());
+  EXPECT_FALSE(account.state().failure_lock.has_value());
+  EXPECT_EQ(account.status().kind, LockKind::manual);
+  EXPECT_EQ(account.next_expiry(), start + 1h);
+  // Failures while manually locked are not counted, timed or not.
+  EXPECT_FALSE(account.fail().counted);
+
+  account.advance(50min);
+  EXPECT_TRUE(account.settle());
+  EXPECT_EQ(account.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicyManual, LockingAgainSetsTheNewEndOrNone) {
+  Account account{Rules()};
+  account.admin_lock_for(1h);
+  account.advance(30min);
+  account.admin_lock_for(2h);
+  EXPECT_EQ(account.status().until, account.now() + 2h);
+  account.admin_lock("until further notice");
+  EXPECT_FALSE(account.status().until.has_value());
+  account.advance(24h * 365);
+  EXPECT_EQ(account.status().kind, LockKind::manual);
 }
 
 // --- Successful logins -----------------------------------------------------------------

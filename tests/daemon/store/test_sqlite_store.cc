@@ -1,5 +1,3 @@
-#include "daemon/store/sqlite/sqlite_store.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,12 +17,16 @@
 #include <sstream>
 #include <thread>
 
+#include "daemon/store/sqlite/sqlite_store.h"
+
 namespace acctlock {
 namespace {
 
 using ::testing::HasSubstr;
 
-TimePoint at(std::int64_t unix_seconds) { return TimePoint{Seconds{unix_seconds}}; }
+TimePoint at(std::int64_t unix_seconds) {
+  return TimePoint{Seconds{unix_seconds}};
+}
 
 HistoryEntry event(std::int64_t time, std::string user, HistoryEvent kind, std::string rhost = {}) {
   HistoryEntry entry;
@@ -160,10 +162,22 @@ UserState both_locks() {
   return state;
 }
 
+// acctlock lock --for 2h.
+UserState timed_manual_lock() {
+  UserState state;
+  state.manual_lock = ManualLock{"audit", at(1'700'000'400), 0, at(1'700'007'600)};
+  return state;
+}
+
 TEST_F(SqliteStoreTest, UserStatesRoundTripWithEveryField) {
   const std::map<std::string, UserState> expected{
-      {"counted", failure_counted()}, {"timed", timed_lock()}, {"permanent", permanent_lock()},
-      {"manual", manual_lock()},      {"both", both_locks()},  {"blank", UserState{}},
+      {"counted", failure_counted()},
+      {"timed", timed_lock()},
+      {"permanent", permanent_lock()},
+      {"manual", manual_lock()},
+      {"both", both_locks()},
+      {"blank", UserState{}},
+      {"timed manual", timed_manual_lock()},
   };
   auto store = open_store();
   StoreBatch batch;
@@ -321,10 +335,9 @@ TEST_F(SqliteStoreTest, TopFailuresRanksUsersAndRemoteHosts) {
 
 TEST_F(SqliteStoreTest, PruneHistoryDeletesOnlyOlderRows) {
   auto store = open_store();
-  store->commit(StoreBatch{.history = {event(100, "a", HistoryEvent::failure),
-                                       event(199, "b", HistoryEvent::failure),
-                                       event(200, "c", HistoryEvent::failure),
-                                       event(300, "d", HistoryEvent::failure)}});
+  store->commit(StoreBatch{
+      .history = {event(100, "a", HistoryEvent::failure), event(199, "b", HistoryEvent::failure),
+                  event(200, "c", HistoryEvent::failure), event(300, "d", HistoryEvent::failure)}});
 
   EXPECT_EQ(store->prune_history(at(200)), 2u);
   EXPECT_EQ(store->prune_history(at(200)), 0u);
@@ -416,26 +429,45 @@ PRAGMA user_version = 1;
   EXPECT_TRUE(store->load_answered(TimePoint{}).empty());
   store.reset();
   RawDatabase raw(path_);
-  EXPECT_EQ(raw.text("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
   EXPECT_EQ(raw.text("SELECT count(*) FROM answered_event"), "0");
+  EXPECT_EQ(raw.text("SELECT count(*) FROM user_state WHERE manual_until IS NULL"), "1");
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
+  // Schema 2 (acctlock with protocol v2): user_state without manual_until.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"bob", manual_lock()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec("ALTER TABLE user_state DROP COLUMN manual_until; PRAGMA user_version = 2;");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
+  store->commit(StoreBatch{.put_states = {{"carol", timed_manual_lock()}}});
+  EXPECT_EQ(states_of(*store).at("carol"), timed_manual_lock());
 }
 
 TEST_F(SqliteStoreTest, AnsweredEventsRoundTripAndStayBounded) {
   auto store = open_store();
   const TimePoint now{std::chrono::seconds(1'800'000'000)};
-  AnsweredEvent old_one{0xffff'ffff'ffff'fff0ULL, 1000, "alice", 2, now - std::chrono::hours(1),
-                        std::string("\0\x01answer", 8)};
+  AnsweredEvent old_one{
+      0xffff'ffff'ffff'fff0ULL,      1000, "alice", 2, now - std::chrono::hours(1),
+      std::string("\0\x01answer", 8)};
   AnsweredEvent recent{7, 0, "bob", 3, now, "frame"};
   store->commit(StoreBatch{.answered = {old_one}});
-  store->commit(StoreBatch{.answered = {recent},
-                           .forget_answered_before = now - kAnsweredEventRetention});
+  store->commit(
+      StoreBatch{.answered = {recent}, .forget_answered_before = now - kAnsweredEventRetention});
   // The hour-old one went in the second commit; the id's top bit survived
   // SQLite's signed integers, and the bytes their BLOB.
   EXPECT_EQ(store->load_answered(TimePoint{}), std::vector<AnsweredEvent>{recent});
   store->commit(StoreBatch{.answered = {old_one}});
   EXPECT_EQ(store->load_answered(now - std::chrono::hours(2)),
             (std::vector<AnsweredEvent>{recent, old_one}));
-  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)), std::vector<AnsweredEvent>{recent});
+  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)),
+            std::vector<AnsweredEvent>{recent});
 }
 
 TEST_F(SqliteStoreTest, NewFilesAre0600WhateverTheUmask) {
@@ -538,10 +570,10 @@ TEST_F(SqliteStoreTest, FailedCommitChangesNothing) {
   const auto history_before = store->history(HistoryQuery{});
 
   // An empty user name breaks a constraint after the other rows went in.
-  const StoreBatch bad{.put_states = {{"alice", manual_lock()}, {"bob", failure_counted()},
-                                      {"", failure_counted()}},
-                       .delete_states = {},
-                       .history = {event(200, "bob", HistoryEvent::failure)}};
+  const StoreBatch bad{
+      .put_states = {{"alice", manual_lock()}, {"bob", failure_counted()}, {"", failure_counted()}},
+      .delete_states = {},
+      .history = {event(200, "bob", HistoryEvent::failure)}};
   try {
     store->commit(bad);
     FAIL() << "commit succeeded";

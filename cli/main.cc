@@ -567,7 +567,17 @@ int run(int argc, char** argv) {
     as_json ? print_json(answer["arguments"]) : print_status(answer["arguments"]);
   } else if (lock_command->parsed()) {
     json arguments{{"user", user}, {"reason", reason}};
-    if (lock_for_seconds) arguments["for"] = lock_for_seconds->count();
+    if (lock_for_seconds) {
+      // An older daemon ignores "for" and would lock until an unlock.
+      const json version = client.request("version", json::object());
+      if (version.value("result", -1) != static_cast<int>(admin::Result::success) ||
+          version["arguments"].value("admin_protocol", 0) < 3) {
+        throw CommandError(kExitFailure,
+                           "this acctlockd is too old for lock --for (restart it after an "
+                           "upgrade); nothing was locked");
+      }
+      arguments["for"] = lock_for_seconds->count();
+    }
     const json answer = call(client, "lock", arguments);
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');

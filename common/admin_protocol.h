@@ -21,8 +21,11 @@ namespace acctlock::admin {
 // Version 2 pages `list`: at most `limit` users an answer, in name order
 // after the name `after`, and `next` to ask for the page that follows. (In
 // version 1 one answer held every tracked user, which fails at a few hundred
-// thousand.) docs/protocol.md lists what each version changed.
-inline constexpr int kProtocolVersion = 2;
+// thousand.) Version 3 adds `lock`'s "for" and the `version` command that
+// tells a client which version the daemon speaks: a version 2 daemon would
+// ignore "for" and lock for good, so the command asks first.
+// docs/protocol.md lists what each version changed.
+inline constexpr int kProtocolVersion = 3;
 
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.

@@ -26,7 +26,9 @@ std::unique_ptr<Store> open_store(const Options& options) {
   settings.conninfo = from_file ? read_conninfo_file(options.postgresql) : options.postgresql;
   check_conninfo(settings.conninfo, !from_file);
   settings.host_name = fleet_host_name(options);
-  return PostgresqlStore::open(settings);
+  auto store = PostgresqlStore::open(settings);
+  store->claim_host();
+  return store;
 }
 
 std::string describe_store(const Options& options, const Store& store) {

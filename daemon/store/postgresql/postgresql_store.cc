@@ -66,6 +66,13 @@ CREATE TABLE answered_event (
   answer bytea NOT NULL
 );
 CREATE INDEX answered_event_by_host_time ON answered_event (host, time);
+
+-- The hosts writing to this database (PostgresqlStore::claim_host).
+CREATE TABLE fleet_host (
+  host text NOT NULL PRIMARY KEY CHECK (host <> ''),
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  last_start timestamptz NOT NULL DEFAULT now()
+);
 )sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
@@ -561,6 +568,35 @@ std::uint64_t PostgresqlStore::prune_history_slice(TimePoint before, std::size_t
       "LIMIT $2)",
       {number(before), number(sql_limit(limit))}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
+}
+
+void PostgresqlStore::claim_host() {
+  std::lock_guard lock(write_mutex_);
+  Connection& db = *writer_;
+  constexpr std::string_view doing = "registering this host";
+  db.exec("BEGIN", {}, doing);
+  try {
+    // The table lock makes two hosts starting at once see each other.
+    db.exec("LOCK TABLE fleet_host IN EXCLUSIVE MODE", {}, doing);
+    Result others = db.exec("SELECT host FROM fleet_host WHERE host <> $1 ORDER BY host LIMIT 1",
+                            {host_name_}, doing);
+    if (PQntuples(others.get()) > 0) {
+      db.fail(doing,
+              "host " + text(others, 0, 0) +
+                  " already keeps its lock state here, and this acctlock does not yet merge "
+                  "the state of several hosts (each would overwrite the other's counts); give "
+                  "each host its own database, or, if that host is gone for good, delete it: "
+                  "DELETE FROM fleet_host WHERE host = '" +
+                  text(others, 0, 0) + "'");
+    }
+    db.exec("INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+            "last_start = now()",
+            {host_name_}, doing);
+    db.exec("COMMIT", {}, doing);
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
 }
 
 std::string read_conninfo_file(const std::string& path) {

@@ -66,6 +66,12 @@ class PostgresqlStore final : public Store {
   std::uint64_t prune_history(TimePoint before) override;
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
 
+  // Records this host as the database's writer, refusing when another host
+  // already is: until hosts' states are merged in the database (issue 15,
+  // step 3), two daemons sharing user_state would overwrite each other's
+  // counts, a silent loss of lockouts. Called by the daemon at start-up.
+  void claim_host();
+
   const std::string& host_name() const { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
   const std::string& server() const { return server_; }

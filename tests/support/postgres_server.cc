@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -118,6 +119,25 @@ int wait_for(pid_t pid, std::chrono::milliseconds timeout) {
   }
 }
 
+// Sends `signal` to every process whose parent is `parent`, from /proc.
+void signal_children(pid_t parent, int signal) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and
+    // parentheses, so the fields are read after the last ')'.
+    const std::string stat = read_file(entry.path().string() + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
+      kill(static_cast<pid_t>(std::stoi(name)), signal);
+    }
+  }
+}
+
 struct PgConnDeleter {
   void operator()(PGconn* conn) const { PQfinish(conn); }
 };
@@ -192,7 +212,7 @@ void PostgresServer::start() {
 
 void PostgresServer::stop() {
   if (!running()) return;
-  kill(pid_, SIGCONT);  // a paused server cannot shut down
+  resume();  // a paused server cannot shut down
   kill(pid_, SIGINT);
   int status = wait_for(pid_, 60s);
   if (status == -2) {
@@ -203,11 +223,17 @@ void PostgresServer::stop() {
 }
 
 void PostgresServer::pause() {
-  if (running()) kill(pid_, SIGSTOP);
+  if (!running()) return;
+  // The postmaster first, so that it starts no new backend, then each
+  // backend (a process of its own per session, in a session of its own).
+  kill(pid_, SIGSTOP);
+  signal_children(pid_, SIGSTOP);
 }
 
 void PostgresServer::resume() {
-  if (running()) kill(pid_, SIGCONT);
+  if (!running()) return;
+  signal_children(pid_, SIGCONT);
+  kill(pid_, SIGCONT);
 }
 
 std::string PostgresServer::socket_conninfo(const std::string& database) const {

@@ -31,8 +31,9 @@ class PostgresServer {
   void start();
   // Fast shutdown (SIGINT): open sessions are ended, and waits for the exit.
   void stop();
-  // SIGSTOP / SIGCONT: the server is there but answers nothing, as when it
-  // hangs or the network drops packets.
+  // SIGSTOP / SIGCONT to the postmaster and each of its backends: the
+  // server is there but answers nothing, as when it hangs or the network
+  // drops packets.
   void pause();
   void resume();
   bool running() const { return pid_ > 0; }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,6 +80,9 @@ static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
 // The advisory lock taken by migrations ("acctlock" in ASCII, truncated).
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7090181463396918123)";
+
+// A migration may rewrite tables: minutes, not the per-request bound.
+constexpr std::chrono::milliseconds kMigrationTimeout{std::chrono::minutes(10)};
 
 std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
 TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
@@ -162,7 +166,9 @@ class PostgresqlStore::Connection {
   // `reads_only`: every statement on it is a read outside a transaction,
   // so one that met a connection broken since (a server restart) is
   // safely run again on a new one.
-  Connection(const PostgresqlSettings& settings, bool reads_only) : reads_only_(reads_only) {
+  Connection(const PostgresqlSettings& settings, bool reads_only)
+      : reads_only_(reads_only),
+        timeout_(reads_only ? settings.read_timeout : settings.write_timeout) {
     const std::string timeout = std::to_string(settings.connect_timeout.count());
     // Keywords given after the expanded string override it; those before are
     // defaults it may override. So the site's connect_timeout wins, and
@@ -178,6 +184,7 @@ class PostgresqlStore::Connection {
     }
     server_ = std::string(PQhost(conn_)) + ":" + PQport(conn_) + "/" + PQdb(conn_);
     // Times and text as this code writes them, whatever the role's defaults.
+    PQsetnonblocking(conn_, 1);
     exec("SET client_encoding = 'UTF8'", {}, "configuring the session");
   }
   ~Connection() { PQfinish(conn_); }
@@ -190,28 +197,26 @@ class PostgresqlStore::Connection {
     throw StoreError("postgresql " + server_ + ": " + std::string(doing) + ": " + message);
   }
 
-  // Runs one statement; a broken connection (server restarted) is reset
-  // once before giving up, so that the store outlives a server restart.
-  Result exec(const std::string& sql, const std::vector<Param>& params, std::string_view doing) {
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      PQreset(conn_);
-      if (PQstatus(conn_) != CONNECTION_OK) fail(doing, trimmed(PQerrorMessage(conn_)));
-    }
+  // Runs one statement (or, without parameters, a script), waiting at most
+  // `timeout` for its answer: a server that hangs, or a network that drops
+  // packets, must surface as an error well before the PAM module gives up,
+  // not hold the writer thread forever. A connection that timed out is
+  // dropped (the server rolls back whatever it held) and made anew by the
+  // next call. A broken connection (server restarted) is reset first; on
+  // the read connection, a statement that met a broken one is run again.
+  Result exec(const std::string& sql, const std::vector<Param>& params, std::string_view doing,
+              std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& param : params) values.push_back(param ? param->c_str() : nullptr);
-    // Without parameters, the simple protocol: a migration is several
-    // statements in one string, which the extended protocol refuses.
-    Result result(params.empty() ? PQexec(conn_, sql.c_str())
-                                 : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()),
-                                                nullptr, values.data(), nullptr, nullptr, 0));
+    const auto limit = timeout.value_or(timeout_);
+    reconnect_if_broken(doing);
+    Result result = run(sql, values, doing, limit);
     auto status = PQresultStatus(result.get());
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && reads_only_ &&
         PQstatus(conn_) == CONNECTION_BAD) {
-      PQreset(conn_);
-      if (PQstatus(conn_) != CONNECTION_OK) fail(doing, trimmed(PQerrorMessage(conn_)));
-      result.reset(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                                values.data(), nullptr, nullptr, 0));
+      reconnect_if_broken(doing);
+      result = run(sql, values, doing, limit);
       status = PQresultStatus(result.get());
     }
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
@@ -221,15 +226,88 @@ class PostgresqlStore::Connection {
     return result;
   }
 
-  // Rolls back an open transaction; on error paths only, so it never throws.
+  // Rolls back an open transaction; on error paths only, so it never throws
+  // and never waits long (a dropped connection needs no rollback).
   void roll_back() noexcept {
-    if (PQtransactionStatus(conn_) != PQTRANS_IDLE && PQstatus(conn_) == CONNECTION_OK) {
-      PQclear(PQexec(conn_, "ROLLBACK"));
+    if (broken_ || PQstatus(conn_) != CONNECTION_OK ||
+        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      return;
+    }
+    try {
+      run("ROLLBACK", {}, "rolling back", timeout_);
+    } catch (...) {
+      broken_ = true;
     }
   }
 
  private:
+  void reconnect_if_broken(std::string_view doing) {
+    if (!broken_ && PQstatus(conn_) == CONNECTION_OK) return;
+    PQreset(conn_);  // bounded by connect_timeout
+    if (PQstatus(conn_) != CONNECTION_OK) fail(doing, trimmed(PQerrorMessage(conn_)));
+    broken_ = false;
+    PQsetnonblocking(conn_, 1);
+  }
+
+  // Waits for the socket to be ready for `events` until `deadline`; throws
+  // (and drops the connection) when it passes.
+  void wait_for(short events, std::chrono::steady_clock::time_point deadline,
+                std::string_view doing, std::chrono::milliseconds limit) {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        broken_ = true;
+        fail(doing, "no answer within " + std::to_string(limit.count()) +
+                        " ms; the connection is dropped and made anew for the next request");
+      }
+      pollfd fd{PQsocket(conn_), events, 0};
+      const int ready = poll(&fd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
+      if (ready > 0) return;
+      if (ready < 0 && errno != EINTR) fail(doing, std::string("poll: ") + std::strerror(errno));
+    }
+  }
+
+  Result run(const std::string& sql, const std::vector<const char*>& values,
+             std::string_view doing, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    // Without parameters, the simple protocol: a migration is several
+    // statements in one string, which the extended protocol refuses.
+    const int sent = values.empty()
+                         ? PQsendQuery(conn_, sql.c_str())
+                         : PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                             nullptr, values.data(), nullptr, nullptr, 0);
+    if (sent == 0) return Result{};
+    for (;;) {
+      const int flushed = PQflush(conn_);
+      if (flushed == 0) break;
+      if (flushed < 0) return Result{};
+      wait_for(POLLOUT | POLLIN, deadline, doing, limit);
+      if (PQconsumeInput(conn_) == 0) return Result{};
+    }
+    Result first_error;
+    Result last;
+    for (;;) {
+      while (PQisBusy(conn_) != 0) {
+        wait_for(POLLIN, deadline, doing, limit);
+        if (PQconsumeInput(conn_) == 0) return first_error ? std::move(first_error) : Result{};
+      }
+      Result next(PQgetResult(conn_));
+      if (!next) break;
+      const auto status = PQresultStatus(next.get());
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        if (!first_error) first_error = std::move(next);
+      } else {
+        last = std::move(next);
+      }
+    }
+    if (first_error) return first_error;
+    return last;
+  }
+
   bool reads_only_;
+  std::chrono::milliseconds timeout_;
+  bool broken_ = false;  // timed out: dropped at the next call
   PGconn* conn_ = nullptr;
   std::string server_;
 };
@@ -262,7 +340,7 @@ std::uint32_t uint32(const Result& result, int row, int column, const std::strin
 void migrate(PostgresqlStore::Connection& db) {
   db.exec("BEGIN", {}, "starting a schema migration");
   try {
-    db.exec(kMigrationLock, {}, "locking the schema");
+    db.exec(kMigrationLock, {}, "locking the schema", kMigrationTimeout);
     int version = 0;
     Result exists = db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {},
                             "reading the schema");
@@ -290,7 +368,7 @@ void migrate(PostgresqlStore::Connection& db) {
     if (version < 0) db.fail("checking the schema", "invalid schema version " + std::to_string(version));
     for (; version < PostgresqlStore::kSchemaVersion; ++version) {
       const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
-      db.exec(kMigrations[version], {}, doing);
+      db.exec(kMigrations[version], {}, doing, kMigrationTimeout);
       db.exec("UPDATE acctlock_schema SET version = $1", {number(version + 1)}, doing);
     }
     db.exec("COMMIT", {}, "finishing the schema migration");

@@ -37,6 +37,13 @@ struct PostgresqlSettings {
   std::string host_name;  // this host, recorded with its history rows
   // Bound on connecting; libpq's connect_timeout unless the string sets one.
   std::chrono::seconds connect_timeout{5};
+  // Bound on each statement's answer on the write connection: well under
+  // the PAM module's timeout_ms (2 s by default), so that a hung server or
+  // a dropped network fails the commit, and the module gets an answer,
+  // instead of holding the writer thread.
+  std::chrono::milliseconds write_timeout{1000};
+  // The same for reads (history, stats), which may scan more.
+  std::chrono::milliseconds read_timeout{10000};
 };
 
 class PostgresqlStore final : public Store {

@@ -483,6 +483,29 @@ TEST_F(PostgresqlStoreTest, GoesOnAfterTheServerRestarts) {
   EXPECT_EQ(states[1].first, "carol");
 }
 
+TEST_F(PostgresqlStoreTest, AHungServerFailsACommitWithinTheBoundAndTheStoreRecovers) {
+  PostgresqlSettings settings{conninfo(), "h"};
+  settings.write_timeout = std::chrono::milliseconds(300);
+  auto store = PostgresqlStore::open(settings);
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+
+  postgres().pause();  // SIGSTOP: the socket is there, nothing answers
+  try {
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+    ADD_FAILURE() << "a commit to a stopped server succeeded";
+  } catch (const StoreError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("no answer within 300 ms"));
+  }
+  postgres().resume();
+
+  // The dropped connection is made anew, and the timed-out batch left nothing.
+  store->commit(StoreBatch{.put_states = {{"carol", timed_lock()}}});
+  auto states = store->load_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].first, "alice");
+  EXPECT_EQ(states[1].first, "carol");
+}
+
 class ConninfoTest : public ::testing::Test {
  protected:
   void SetUp() override {

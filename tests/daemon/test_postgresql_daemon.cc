@@ -31,6 +31,7 @@ test::PostgresServer& postgres() {
 class PostgresqlDaemon : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
     database_ = postgres().create_database();
     conninfo_file_ = dir_ / "acctlock-postgresql.conf";
     write_conninfo(postgres().superuser_conninfo(database_), 0600);

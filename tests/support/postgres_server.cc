@@ -29,6 +29,9 @@ using namespace std::chrono_literals;
 // newest wins. ACCTLOCK_PG_BINDIR overrides, for other layouts.
 std::string find_bin_dir() {
   if (const char* dir = std::getenv("ACCTLOCK_PG_BINDIR"); dir != nullptr && *dir != '\0') {
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "postgres")) {
+      throw std::runtime_error(std::string("ACCTLOCK_PG_BINDIR: no postgres in ") + dir);
+    }
     return dir;
   }
   std::vector<std::filesystem::path> found;
@@ -146,6 +149,15 @@ struct PgResultDeleter {
 };
 
 }  // namespace
+
+bool PostgresServer::available() {
+  try {
+    find_bin_dir();
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
+}
 
 PostgresServer::PostgresServer() : bin_dir_(find_bin_dir()), password_(random_password()) {
   const auto user = server_user();

@@ -19,6 +19,11 @@ namespace acctlock::test {
 
 class PostgresServer {
  public:
+  // Whether PostgreSQL's server programs are installed. Tests skip without
+  // them, as tests that need root do in a package build chroot;
+  // scripts/install-deps installs them for the full run.
+  static bool available();
+
   // Runs initdb (once). Throws std::runtime_error when PostgreSQL's programs
   // are missing or initdb fails, with its output.
   PostgresServer();

@@ -91,7 +91,10 @@ class StoreBehaviour : public ::testing::TestWithParam<Backend> {
     char pattern[] = "/tmp/acctlock-store-XXXXXX";
     ASSERT_NE(mkdtemp(pattern), nullptr) << std::strerror(errno);
     dir_ = pattern;
-    if (GetParam() == Backend::postgresql) database_ = postgres().create_database();
+    if (GetParam() == Backend::postgresql) {
+      if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+      database_ = postgres().create_database();
+    }
   }
   void TearDown() override {
     std::error_code ignored;
@@ -398,7 +401,10 @@ TEST_P(StoreBehaviour, ReadersNeverSeePartOfABatch) {
 
 class PostgresqlStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override { database_ = postgres().create_database(); }
+  void SetUp() override {
+    if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+    database_ = postgres().create_database();
+  }
   std::string conninfo() const { return postgres().superuser_conninfo(database_); }
   std::string open_error(const PostgresqlSettings& settings) {
     try {

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -455,6 +456,52 @@ constexpr std::array kOptionEntries{
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_flag(text, o.no_log_info, error);
                 }},
+    OptionEntry{{"store", "sqlite|postgresql", "sqlite",
+                 "where acctlockd keeps lock state and history: the local SQLite database, or "
+                 "a PostgreSQL database shared by a fleet of hosts",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  if (text == "sqlite") {
+                    o.store = StoreKind::sqlite;
+                  } else if (text == "postgresql") {
+                    o.store = StoreKind::postgresql;
+                  } else {
+                    error = "\"" + std::string(text) + "\" is not sqlite or postgresql";
+                    return false;
+                  }
+                  return true;
+                }},
+    OptionEntry{{"postgresql", "CONNINFO|PATH", "<none>",
+                 "with store = postgresql: a libpq connection string without a password, or "
+                 "the absolute path of a file, mode 0600, that holds one",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  // The value is never repeated in a message: it may hold a
+                  // password, however wrong that is here.
+                  if (text.empty()) {
+                    error = "expected a connection string or the path of a file holding one";
+                    return false;
+                  }
+                  o.postgresql = std::string(text);
+                  return true;
+                }},
+    OptionEntry{{"host_name", "NAME", "<the machine's host name>",
+                 "this host's name in a fleet's shared history", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  const bool valid =
+                      !text.empty() && text.size() <= 253 &&
+                      std::all_of(text.begin(), text.end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                               (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+                      });
+                  if (!valid) {
+                    error = "\"" + std::string(text) +
+                            "\" is not 1 to 253 letters, digits, '.', '-' or '_'";
+                    return false;
+                  }
+                  o.host_name = std::string(text);
+                  return true;
+                }},
 };
 
 // The public, documentation-only view of the same entries, so that a name
@@ -525,6 +572,17 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
     parsed.diagnostics.push_back(std::move(error));
     parsed.options.root_reserved_connections = Options{}.root_reserved_connections;
     parsed.options.max_connections = Options{}.max_connections;
+  }
+
+  // A PostgreSQL store needs to know which server.
+  if (o.store == StoreKind::postgresql && o.postgresql.empty()) {
+    Diagnostic error;
+    error.file = std::string(file_name);
+    error.line = line_of[option_index("store")];
+    error.key = "store";
+    error.message = "store = postgresql needs postgresql = <connection string or file>";
+    parsed.diagnostics.push_back(std::move(error));
+    parsed.options.store = StoreKind::sqlite;
   }
 }
 

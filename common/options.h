@@ -35,6 +35,9 @@ struct LockoutRules {
   Seconds effective_root_unlock_time() const { return root_unlock_time.value_or(unlock_time); }
 };
 
+// Where acctlockd keeps its state (issue 15; docs/fleet.md).
+enum class StoreKind { sqlite, postgresql };
+
 // What the PAM module does when the daemon cannot be reached.
 enum class UnavailableAction { allow, deny };
 
@@ -69,6 +72,13 @@ struct Options {
   bool nodelay = false;           // faillock's; acctlock adds no delay, accepted for cp
   bool audit = false;             // faillock's; log unknown user names (the module does)
   bool no_log_info = false;       // the module logs nothing at info level
+
+  // A fleet sharing lock state through PostgreSQL (issue 15; docs/fleet.md).
+  StoreKind store = StoreKind::sqlite;
+  // A libpq connection string, or the absolute path of a file (mode 0600)
+  // holding one; read by the daemon only.
+  std::string postgresql;
+  std::string host_name;  // this host in the fleet's history; empty = gethostname()
 };
 
 // Notes for a configuration written for an older acctlock or for

@@ -31,6 +31,7 @@
 #include "daemon/sockets/peer_credentials.h"
 #include "daemon/sockets/socket_activation.h"
 #include "daemon/sockets/unix_socket.h"
+#include "daemon/store/open_store.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "daemon/worker_thread.h"
 
@@ -75,7 +76,7 @@ class Daemon {
 
   int run() {
     try {
-      store_ = SqliteStore::open(config_.options.database);
+      store_ = open_store(config_.options);
       reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
       maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
@@ -146,7 +147,7 @@ class Daemon {
         config_.options.admin_socket + (inherited_.admin ? " (from systemd)" : "") +
         (metrics_server_ ? ", metrics on http://" + metrics_server_->local_address() + "/metrics"
                          : std::string()) +
-        ", database " + config_.options.database + ", lock events to " +
+        ", " + describe_store(config_.options, *store_) + ", lock events to " +
         (to_journal ? "the journal" : "stderr"));
     sd_notify(0, "READY=1\nSTATUS=Serving");
     io_.run();
@@ -310,7 +311,9 @@ class Daemon {
       const Options& fresh = parsed.options;
       if (fresh.event_socket != config_.options.event_socket ||
           fresh.admin_socket != config_.options.admin_socket ||
-          fresh.database != config_.options.database) {
+          fresh.database != config_.options.database || fresh.store != config_.options.store ||
+          fresh.postgresql != config_.options.postgresql ||
+          fresh.host_name != config_.options.host_name) {
         log_warning("reload: socket and database paths change only on restart");
       }
       const bool retention_changed = fresh.history_retention != config_.options.history_retention;
@@ -318,6 +321,9 @@ class Daemon {
       applied.event_socket = config_.options.event_socket;
       applied.admin_socket = config_.options.admin_socket;
       applied.database = config_.options.database;
+      applied.store = config_.options.store;
+      applied.postgresql = config_.options.postgresql;
+      applied.host_name = config_.options.host_name;
       config_.options = applied;
       service_->set_rules(applied.rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);

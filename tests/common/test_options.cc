@@ -109,7 +109,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 31u);
+  EXPECT_EQ(names.size(), 34u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -740,8 +740,9 @@ TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
       setting_lines.insert(s.line);
     }
   }
-  EXPECT_EQ(placeholders, (std::set<std::string>{"admin_group", "root_unlock_time",
-                                                 "admin_socket_group", "exempt_group"}));
+  EXPECT_EQ(placeholders,
+            (std::set<std::string>{"admin_group", "root_unlock_time", "admin_socket_group",
+                                   "exempt_group", "postgresql", "host_name"}));
 
   std::istringstream lines(text);
   std::string uncommented;
@@ -850,6 +851,30 @@ TEST(FaillockCompatibility, GroupKeysRejectWhatCannotBeAGroup) {
   EXPECT_EQ(parse_ok("exempt_group = break glass").exempt_group, "break glass");
   EXPECT_EQ(value_error("exempt_group", "a:b"), "\"a:b\" is not a group name");
   EXPECT_EQ(value_error("dir", "tallies"), "\"tallies\" is not an absolute path");
+}
+
+TEST(OptionKeys, StorePostgresqlAndHostName) {
+  EXPECT_EQ(Options{}.store, StoreKind::sqlite);
+  const Options fleet = parse_ok(
+      "store = postgresql\npostgresql = /etc/security/acctlock-postgresql.conf\n"
+      "host_name = web-01.example_org\n");
+  EXPECT_EQ(fleet.store, StoreKind::postgresql);
+  EXPECT_EQ(fleet.postgresql, "/etc/security/acctlock-postgresql.conf");
+  EXPECT_EQ(fleet.host_name, "web-01.example_org");
+  EXPECT_EQ(parse_ok("postgresql = host=db dbname=acctlock sslmode=verify-full").postgresql,
+            "host=db dbname=acctlock sslmode=verify-full");
+  EXPECT_EQ(value_error("store", "mysql"), "\"mysql\" is not sqlite or postgresql");
+  EXPECT_THAT(value_error("host_name", "a b"), HasSubstr("is not 1 to 253 letters"));
+  EXPECT_THAT(value_error("host_name", std::string(254, 'a')), HasSubstr("is not 1 to 253"));
+}
+
+TEST(OptionKeys, StorePostgresqlWithoutAServerIsAnErrorNamingTheLine) {
+  const ParsedConfig parsed = parse_config("deny = 4\nstore = postgresql\n", kFile);
+  ASSERT_THAT(parsed.diagnostics, SizeIs(1));
+  EXPECT_EQ(parsed.diagnostics[0].line, 2u);
+  EXPECT_EQ(parsed.diagnostics[0].key, "store");
+  EXPECT_THAT(parsed.diagnostics[0].message, HasSubstr("needs postgresql ="));
+  EXPECT_EQ(parsed.options.store, StoreKind::sqlite);
 }
 
 }  // namespace

@@ -1,0 +1,41 @@
+#include "daemon/store/open_store.h"
+
+#include <unistd.h>
+
+#include <climits>
+
+#include "daemon/store/postgresql/postgresql_store.h"
+#include "daemon/store/sqlite/sqlite_store.h"
+
+namespace acctlock {
+
+std::string fleet_host_name(const Options& options) {
+  if (!options.host_name.empty()) return options.host_name;
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') {
+    throw StoreError("cannot read the machine's host name; set host_name in acctlock.conf");
+  }
+  return name;
+}
+
+std::unique_ptr<Store> open_store(const Options& options) {
+  if (options.store == StoreKind::sqlite) return SqliteStore::open(options.database);
+  PostgresqlSettings settings;
+  // A connection string never starts with '/': key=value or a URI.
+  const bool from_file = options.postgresql.starts_with('/');
+  settings.conninfo = from_file ? read_conninfo_file(options.postgresql) : options.postgresql;
+  check_conninfo(settings.conninfo, !from_file);
+  settings.host_name = fleet_host_name(options);
+  auto store = PostgresqlStore::open(settings);
+  store->claim_host();
+  return store;
+}
+
+std::string describe_store(const Options& options, const Store& store) {
+  if (const auto* postgresql = dynamic_cast<const PostgresqlStore*>(&store)) {
+    return "PostgreSQL " + postgresql->server() + " as host " + postgresql->host_name();
+  }
+  return "database " + options.database;
+}
+
+}  // namespace acctlock

@@ -1,0 +1,770 @@
+#include "daemon/store/postgresql/postgresql_store.h"
+
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <string_view>
+
+namespace acctlock {
+namespace {
+
+// Each entry takes the schema from version N to N + 1, in one transaction.
+// Never edit a released entry: add one and bump kSchemaVersion. Times are unix
+// seconds, as in the SQLite schema, so the two read alike.
+constexpr const char* kMigrations[] = {
+    // 1: the first schema. `host` says which host wrote a history row or
+    // answered an event; answered event ids are per host (the local PAM
+    // module makes them), lock state is fleet-wide.
+    R"sql(
+CREATE TABLE user_state (
+  user_name text NOT NULL PRIMARY KEY CHECK (user_name <> ''),
+  failures bigint NOT NULL CHECK (failures >= 0),
+  last_failure bigint NOT NULL,
+  level bigint NOT NULL CHECK (level >= 0),
+  last_lock_end bigint NOT NULL,
+  locked boolean NOT NULL,                          -- a failure lock is in force
+  lock_since bigint CHECK (NOT locked OR lock_since IS NOT NULL),
+  lock_until bigint,                                -- NULL: until an admin unlocks
+  manual boolean NOT NULL,                          -- an admin's lock is in force
+  manual_reason text CHECK (NOT manual OR manual_reason IS NOT NULL),
+  manual_since bigint CHECK (NOT manual OR manual_since IS NOT NULL),
+  manual_admin_uid bigint CHECK (NOT manual OR manual_admin_uid IS NOT NULL)
+);
+
+CREATE TABLE history (
+  id bigserial PRIMARY KEY,
+  time bigint NOT NULL,
+  user_name text NOT NULL,
+  event text NOT NULL,
+  service text NOT NULL,
+  rhost text NOT NULL,
+  tty text NOT NULL,
+  ruser text NOT NULL,
+  admin_uid bigint,  -- NULL unless an admin did it
+  detail text NOT NULL,
+  host text NOT NULL
+);
+CREATE INDEX history_by_user_time ON history (user_name, time);
+CREATE INDEX history_by_time ON history (time);
+
+CREATE TABLE answered_event (
+  seq bigserial PRIMARY KEY,
+  host text NOT NULL,
+  event_id bigint NOT NULL,
+  peer_uid bigint NOT NULL,
+  user_name text NOT NULL,
+  type integer NOT NULL,
+  time bigint NOT NULL,
+  answer bytea NOT NULL
+);
+CREATE INDEX answered_event_by_host_time ON answered_event (host, time);
+
+-- The hosts writing to this database (PostgresqlStore::claim_host).
+CREATE TABLE fleet_host (
+  host text NOT NULL PRIMARY KEY CHECK (host <> ''),
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  last_start timestamptz NOT NULL DEFAULT now()
+);
+)sql",
+};
+static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
+
+// The advisory lock taken by migrations ("acctlock" in ASCII, truncated).
+constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7090181463396918123)";
+
+// A migration may rewrite tables: minutes, not the per-request bound.
+constexpr std::chrono::milliseconds kMigrationTimeout{std::chrono::minutes(10)};
+
+std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
+TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
+
+std::string trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// A query parameter in text form; nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+
+Param number(std::int64_t value) { return std::to_string(value); }
+Param number(TimePoint time) { return std::to_string(to_unix(time)); }
+
+// One element list as a PostgreSQL array literal: every element quoted, so
+// that no name can be taken for NULL or break out of its element.
+class ArrayLiteral {
+ public:
+  void add(const Param& element) {
+    text_ += text_.size() == 1 ? "" : ",";
+    if (!element) {
+      text_ += "NULL";
+      return;
+    }
+    text_ += '"';
+    for (const char c : *element) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+  }
+  std::string finish() const { return text_ + "}"; }
+
+ private:
+  std::string text_ = "{";
+};
+
+std::string bytea_hex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text = "\\x";
+  for (const char c : bytes) {
+    const auto byte = static_cast<unsigned char>(c);
+    text += kHex[byte >> 4];
+    text += kHex[byte & 15];
+  }
+  return text;
+}
+
+std::string bytea_from_hex(std::string_view text) {
+  std::string bytes;
+  if (text.substr(0, 2) != "\\x") return bytes;
+  const auto digit = [](char c) {
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+  };
+  for (std::size_t i = 2; i + 1 < text.size(); i += 2) {
+    bytes += static_cast<char>(digit(text[i]) * 16 + digit(text[i + 1]));
+  }
+  return bytes;
+}
+
+std::string failure_events_sql() {
+  return std::string("('") + to_string(HistoryEvent::failure) + "', '" +
+         to_string(HistoryEvent::locked) + "')";
+}
+
+std::int64_t sql_limit(std::size_t limit) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(
+      limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
+}
+
+}  // namespace
+
+class PostgresqlStore::Connection {
+ public:
+  // `reads_only`: every statement on it is a read outside a transaction,
+  // so one that met a connection broken since (a server restart) is
+  // safely run again on a new one.
+  Connection(const PostgresqlSettings& settings, bool reads_only)
+      : reads_only_(reads_only),
+        timeout_(reads_only ? settings.read_timeout : settings.write_timeout) {
+    const std::string timeout = std::to_string(settings.connect_timeout.count());
+    // Keywords given after the expanded string override it; those before are
+    // defaults it may override. So the site's connect_timeout wins, and
+    // application_name always says who we are.
+    const char* keywords[] = {"connect_timeout", "dbname", "fallback_application_name", nullptr};
+    const char* values[] = {timeout.c_str(), settings.conninfo.c_str(), "acctlockd", nullptr};
+    conn_ = PQconnectdbParams(keywords, values, 1);
+    if (conn_ == nullptr) throw StoreError("postgresql: out of memory connecting");
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      std::string message = trimmed(PQerrorMessage(conn_));
+      PQfinish(conn_);
+      throw StoreError("postgresql: cannot connect: " + message);
+    }
+    server_ = std::string(PQhost(conn_)) + ":" + PQport(conn_) + "/" + PQdb(conn_);
+    // Times and text as this code writes them, whatever the role's defaults.
+    PQsetnonblocking(conn_, 1);
+    exec("SET client_encoding = 'UTF8'", {}, "configuring the session");
+  }
+  ~Connection() { PQfinish(conn_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const std::string& server() const { return server_; }
+
+  [[noreturn]] void fail(std::string_view doing, const std::string& message) const {
+    throw StoreError("postgresql " + server_ + ": " + std::string(doing) + ": " + message);
+  }
+
+  // Runs one statement (or, without parameters, a script), waiting at most
+  // `timeout` for its answer: a server that hangs, or a network that drops
+  // packets, must surface as an error well before the PAM module gives up,
+  // not hold the writer thread forever. A connection that timed out is
+  // dropped (the server rolls back whatever it held) and made anew by the
+  // next call. A broken connection (server restarted) is reset first; on
+  // the read connection, a statement that met a broken one is run again.
+  Result exec(const std::string& sql, const std::vector<Param>& params, std::string_view doing,
+              std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& param : params) values.push_back(param ? param->c_str() : nullptr);
+    const auto limit = timeout.value_or(timeout_);
+    reconnect_if_broken(doing);
+    Result result = run(sql, values, doing, limit);
+    auto status = PQresultStatus(result.get());
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && reads_only_ &&
+        PQstatus(conn_) == CONNECTION_BAD) {
+      reconnect_if_broken(doing);
+      result = run(sql, values, doing, limit);
+      status = PQresultStatus(result.get());
+    }
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+      const char* message = result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn_);
+      fail(doing, trimmed(message));
+    }
+    return result;
+  }
+
+  // Rolls back an open transaction; on error paths only, so it never throws
+  // and never waits long (a dropped connection needs no rollback).
+  void roll_back() noexcept {
+    if (broken_ || PQstatus(conn_) != CONNECTION_OK ||
+        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      return;
+    }
+    try {
+      run("ROLLBACK", {}, "rolling back", timeout_);
+    } catch (...) {
+      broken_ = true;
+    }
+  }
+
+ private:
+  void reconnect_if_broken(std::string_view doing) {
+    if (!broken_ && PQstatus(conn_) == CONNECTION_OK) return;
+    PQreset(conn_);  // bounded by connect_timeout
+    if (PQstatus(conn_) != CONNECTION_OK) fail(doing, trimmed(PQerrorMessage(conn_)));
+    broken_ = false;
+    PQsetnonblocking(conn_, 1);
+  }
+
+  // Waits for the socket to be ready for `events` until `deadline`; throws
+  // (and drops the connection) when it passes.
+  void wait_for(short events, std::chrono::steady_clock::time_point deadline,
+                std::string_view doing, std::chrono::milliseconds limit) {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        broken_ = true;
+        fail(doing, "no answer within " + std::to_string(limit.count()) +
+                        " ms; the connection is dropped and made anew for the next request");
+      }
+      pollfd fd{PQsocket(conn_), events, 0};
+      const int ready = poll(&fd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
+      if (ready > 0) return;
+      if (ready < 0 && errno != EINTR) fail(doing, std::string("poll: ") + std::strerror(errno));
+    }
+  }
+
+  Result run(const std::string& sql, const std::vector<const char*>& values,
+             std::string_view doing, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    // Without parameters, the simple protocol: a migration is several
+    // statements in one string, which the extended protocol refuses.
+    const int sent = values.empty()
+                         ? PQsendQuery(conn_, sql.c_str())
+                         : PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                             nullptr, values.data(), nullptr, nullptr, 0);
+    if (sent == 0) return Result{};
+    for (;;) {
+      const int flushed = PQflush(conn_);
+      if (flushed == 0) break;
+      if (flushed < 0) return Result{};
+      wait_for(POLLOUT | POLLIN, deadline, doing, limit);
+      if (PQconsumeInput(conn_) == 0) return Result{};
+    }
+    Result first_error;
+    Result last;
+    for (;;) {
+      while (PQisBusy(conn_) != 0) {
+        wait_for(POLLIN, deadline, doing, limit);
+        if (PQconsumeInput(conn_) == 0) return first_error ? std::move(first_error) : Result{};
+      }
+      Result next(PQgetResult(conn_));
+      if (!next) break;
+      const auto status = PQresultStatus(next.get());
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        if (!first_error) first_error = std::move(next);
+      } else {
+        last = std::move(next);
+      }
+    }
+    if (first_error) return first_error;
+    return last;
+  }
+
+  bool reads_only_;
+  std::chrono::milliseconds timeout_;
+  bool broken_ = false;  // timed out: dropped at the next call
+  PGconn* conn_ = nullptr;
+  std::string server_;
+};
+
+namespace {
+
+std::int64_t int64(const Result& result, int row, int column) {
+  return std::stoll(PQgetvalue(result.get(), row, column));
+}
+bool is_null(const Result& result, int row, int column) {
+  return PQgetisnull(result.get(), row, column) != 0;
+}
+std::string text(const Result& result, int row, int column) {
+  return std::string(PQgetvalue(result.get(), row, column),
+                     static_cast<std::size_t>(PQgetlength(result.get(), row, column)));
+}
+bool boolean(const Result& result, int row, int column) {
+  return PQgetvalue(result.get(), row, column)[0] == 't';
+}
+
+std::uint32_t uint32(const Result& result, int row, int column, const std::string& server) {
+  const std::int64_t value = int64(result, row, column);
+  if (value < 0 || value > std::numeric_limits<std::uint32_t>::max()) {
+    throw StoreError("postgresql " + server + ": value " + std::to_string(value) + " in column " +
+                     PQfname(result.get(), column) + " is out of range");
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+void migrate(PostgresqlStore::Connection& db) {
+  db.exec("BEGIN", {}, "starting a schema migration");
+  try {
+    db.exec(kMigrationLock, {}, "locking the schema", kMigrationTimeout);
+    int version = 0;
+    Result exists = db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {},
+                            "reading the schema");
+    if (boolean(exists, 0, 0)) {
+      Result row = db.exec("SELECT version FROM acctlock_schema", {}, "reading the schema version");
+      if (PQntuples(row.get()) != 1) db.fail("reading the schema version", "acctlock_schema has no single row");
+      version = static_cast<int>(int64(row, 0, 0));
+    } else {
+      Result ours = db.exec("SELECT to_regclass('user_state') IS NOT NULL OR "
+                            "to_regclass('history') IS NOT NULL",
+                            {}, "reading the schema");
+      if (boolean(ours, 0, 0)) {
+        db.fail("checking the schema",
+                "tables user_state or history exist without acctlock_schema: not an acctlock "
+                "database, or one set up by hand; acctlockd leaves it as it is");
+      }
+      db.exec("CREATE TABLE acctlock_schema (version integer NOT NULL)", {}, "creating the schema");
+      db.exec("INSERT INTO acctlock_schema VALUES (0)", {}, "creating the schema");
+    }
+    if (version > PostgresqlStore::kSchemaVersion) {
+      db.fail("checking the schema", "created by a newer acctlock (schema version " +
+                                         std::to_string(version) + ", this one knows up to " +
+                                         std::to_string(PostgresqlStore::kSchemaVersion) + ")");
+    }
+    if (version < 0) db.fail("checking the schema", "invalid schema version " + std::to_string(version));
+    for (; version < PostgresqlStore::kSchemaVersion; ++version) {
+      const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
+      db.exec(kMigrations[version], {}, doing, kMigrationTimeout);
+      db.exec("UPDATE acctlock_schema SET version = $1", {number(version + 1)}, doing);
+    }
+    db.exec("COMMIT", {}, "finishing the schema migration");
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
+}
+
+}  // namespace
+
+PostgresqlStore::PostgresqlStore(std::string host_name, std::string server)
+    : host_name_(std::move(host_name)), server_(std::move(server)) {}
+
+PostgresqlStore::~PostgresqlStore() = default;
+
+std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings& settings) {
+  if (settings.host_name.empty()) throw StoreError("postgresql: the host name is empty");
+  auto writer = std::make_unique<Connection>(settings, false);
+  migrate(*writer);
+  auto reader = std::make_unique<Connection>(settings, true);
+  std::unique_ptr<PostgresqlStore> store(
+      new PostgresqlStore(settings.host_name, writer->server()));
+  store->writer_ = std::move(writer);
+  store->reader_ = std::move(reader);
+  return store;
+}
+
+std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT user_name, failures, last_failure, level, last_lock_end, locked, lock_since, "
+      "lock_until, manual, manual_reason, manual_since, manual_admin_uid FROM user_state "
+      "ORDER BY user_name COLLATE \"C\"",
+      {}, "reading user states");
+  std::vector<std::pair<std::string, UserState>> states;
+  const int count = PQntuples(rows.get());
+  states.reserve(static_cast<std::size_t>(count));
+  for (int r = 0; r < count; ++r) {
+    UserState state;
+    state.failures = uint32(rows, r, 1, server_);
+    state.last_failure = from_unix(int64(rows, r, 2));
+    state.level = uint32(rows, r, 3, server_);
+    state.last_lock_end = from_unix(int64(rows, r, 4));
+    if (boolean(rows, r, 5)) {
+      FailureLock& failure_lock = state.failure_lock.emplace();
+      failure_lock.since = from_unix(int64(rows, r, 6));
+      if (!is_null(rows, r, 7)) failure_lock.until = from_unix(int64(rows, r, 7));
+    }
+    if (boolean(rows, r, 8)) {
+      ManualLock& manual_lock = state.manual_lock.emplace();
+      manual_lock.reason = text(rows, r, 9);
+      manual_lock.since = from_unix(int64(rows, r, 10));
+      manual_lock.admin_uid = uint32(rows, r, 11, server_);
+    }
+    states.emplace_back(text(rows, r, 0), std::move(state));
+  }
+  return states;
+}
+
+void PostgresqlStore::commit(const StoreBatch& batch) {
+  if (batch.empty() && !batch.forget_answered_before) return;
+  std::lock_guard lock(write_mutex_);
+  Connection& db = *writer_;
+  constexpr std::string_view doing = "commit";
+  db.exec("BEGIN", {}, doing);
+  try {
+    if (!batch.put_states.empty()) {
+      ArrayLiteral columns[12];
+      for (const auto& [user, state] : batch.put_states) {
+        columns[0].add(user);
+        columns[1].add(number(state.failures));
+        columns[2].add(number(state.last_failure));
+        columns[3].add(number(state.level));
+        columns[4].add(number(state.last_lock_end));
+        columns[5].add(state.failure_lock ? "t" : "f");
+        columns[6].add(state.failure_lock ? number(state.failure_lock->since) : Param{});
+        columns[7].add(state.failure_lock && state.failure_lock->until
+                           ? number(*state.failure_lock->until)
+                           : Param{});
+        columns[8].add(state.manual_lock ? "t" : "f");
+        columns[9].add(state.manual_lock ? Param{state.manual_lock->reason} : Param{});
+        columns[10].add(state.manual_lock ? number(state.manual_lock->since) : Param{});
+        columns[11].add(state.manual_lock ? number(state.manual_lock->admin_uid) : Param{});
+      }
+      std::vector<Param> params;
+      for (const auto& column : columns) params.emplace_back(column.finish());
+      db.exec(
+          "INSERT INTO user_state (user_name, failures, last_failure, level, last_lock_end, "
+          "locked, lock_since, lock_until, manual, manual_reason, manual_since, "
+          "manual_admin_uid) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], "
+          "$4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], $8::bigint[], $9::boolean[], "
+          "$10::text[], $11::bigint[], $12::bigint[]) "
+          "ON CONFLICT (user_name) DO UPDATE SET failures = EXCLUDED.failures, "
+          "last_failure = EXCLUDED.last_failure, level = EXCLUDED.level, "
+          "last_lock_end = EXCLUDED.last_lock_end, locked = EXCLUDED.locked, "
+          "lock_since = EXCLUDED.lock_since, lock_until = EXCLUDED.lock_until, "
+          "manual = EXCLUDED.manual, manual_reason = EXCLUDED.manual_reason, "
+          "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid",
+          params, doing);
+    }
+    if (!batch.delete_states.empty()) {
+      ArrayLiteral users;
+      for (const auto& user : batch.delete_states) users.add(user);
+      db.exec("DELETE FROM user_state WHERE user_name = ANY($1::text[])", {users.finish()}, doing);
+    }
+    if (!batch.history.empty()) {
+      ArrayLiteral columns[9];
+      for (const HistoryEntry& entry : batch.history) {
+        columns[0].add(number(entry.time));
+        columns[1].add(entry.user);
+        columns[2].add(std::string(to_string(entry.event)));
+        columns[3].add(entry.service);
+        columns[4].add(entry.rhost);
+        columns[5].add(entry.tty);
+        columns[6].add(entry.ruser);
+        columns[7].add(entry.admin_uid ? number(*entry.admin_uid) : Param{});
+        columns[8].add(entry.detail);
+      }
+      std::vector<Param> params;
+      for (const auto& column : columns) params.emplace_back(column.finish());
+      params.emplace_back(host_name_);
+      // WITH ORDINALITY: ids follow the batch's order, as SQLite's do.
+      db.exec(
+          "INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, admin_uid, "
+          "detail, host) SELECT t, u, e, s, r, y, ru, a, d, $10 FROM unnest($1::bigint[], "
+          "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], "
+          "$9::text[]) WITH ORDINALITY AS x(t, u, e, s, r, y, ru, a, d, n) ORDER BY n",
+          params, doing);
+    }
+    if (!batch.answered.empty()) {
+      ArrayLiteral columns[6];
+      for (const AnsweredEvent& answered : batch.answered) {
+        // bigint is signed: the id's bits are kept, as in SQLite.
+        columns[0].add(number(static_cast<std::int64_t>(answered.id)));
+        columns[1].add(number(answered.peer_uid));
+        columns[2].add(answered.user);
+        columns[3].add(number(answered.type));
+        columns[4].add(number(answered.time));
+        columns[5].add(bytea_hex(answered.answer_frame));
+      }
+      std::vector<Param> params;
+      for (const auto& column : columns) params.emplace_back(column.finish());
+      params.emplace_back(host_name_);
+      db.exec(
+          "INSERT INTO answered_event (host, event_id, peer_uid, user_name, type, time, answer) "
+          "SELECT $7, i, p, u, t, w, a FROM unnest($1::bigint[], $2::bigint[], $3::text[], "
+          "$4::integer[], $5::bigint[], $6::bytea[]) WITH ORDINALITY AS x(i, p, u, t, w, a, n) "
+          "ORDER BY n",
+          params, doing);
+    }
+    if (batch.forget_answered_before) {
+      db.exec(
+          "DELETE FROM answered_event WHERE host = $1 AND (time < $2 OR seq <= (SELECT seq FROM "
+          "answered_event WHERE host = $1 ORDER BY seq DESC OFFSET $3 LIMIT 1))",
+          {host_name_, number(*batch.forget_answered_before),
+           number(static_cast<std::int64_t>(kMaxAnsweredEvents))},
+          doing);
+    }
+    db.exec("COMMIT", {}, doing);
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
+}
+
+std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT event_id, peer_uid, user_name, type, time, answer FROM answered_event "
+      "WHERE host = $1 AND time >= $2 ORDER BY seq DESC LIMIT $3",
+      {host_name_, number(since), number(static_cast<std::int64_t>(kMaxAnsweredEvents))},
+      "reading answered events");
+  std::vector<AnsweredEvent> out;
+  for (int r = PQntuples(rows.get()) - 1; r >= 0; --r) {
+    AnsweredEvent answered;
+    answered.id = static_cast<std::uint64_t>(int64(rows, r, 0));
+    answered.peer_uid = uint32(rows, r, 1, server_);
+    answered.user = text(rows, r, 2);
+    answered.type = static_cast<std::uint8_t>(uint32(rows, r, 3, server_));
+    answered.time = from_unix(int64(rows, r, 4));
+    answered.answer_frame = bytea_from_hex(text(rows, r, 5));
+    out.push_back(std::move(answered));
+  }
+  return out;
+}
+
+std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail "
+      "FROM history WHERE ($4::text IS NULL OR user_name = $4) AND time >= $1 AND "
+      "(NOT $2::boolean OR event IN " +
+          failure_events_sql() + ") ORDER BY time DESC, id DESC LIMIT $3",
+      {number(query.since ? to_unix(*query.since) : std::numeric_limits<std::int64_t>::min()),
+       query.failures_only ? "t" : "f", number(sql_limit(query.limit)), query.user},
+      "reading history");
+  std::vector<HistoryEntry> entries;
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    HistoryEntry& entry = entries.emplace_back();
+    entry.id = int64(rows, r, 0);
+    entry.time = from_unix(int64(rows, r, 1));
+    entry.user = text(rows, r, 2);
+    const std::string event = text(rows, r, 3);
+    const auto parsed = history_event_from_string(event);
+    if (!parsed) {
+      throw StoreError("postgresql " + server_ + ": history row " + std::to_string(entry.id) +
+                       " has an unknown event \"" + event + "\"");
+    }
+    entry.event = *parsed;
+    entry.service = text(rows, r, 4);
+    entry.rhost = text(rows, r, 5);
+    entry.tty = text(rows, r, 6);
+    entry.ruser = text(rows, r, 7);
+    if (!is_null(rows, r, 8)) entry.admin_uid = uint32(rows, r, 8, server_);
+    entry.detail = text(rows, r, 9);
+  }
+  return entries;
+}
+
+std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since) {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec("SELECT count(*) FROM history WHERE event = $1 AND time >= $2",
+                              {std::string(to_string(event)), number(since)}, "counting events");
+  return static_cast<std::uint64_t>(int64(rows, 0, 0));
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures(
+    TimePoint since, bool by_rhost, std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  // COLLATE "C": ties break in byte order, as in SQLite, whatever the
+  // database's locale.
+  const std::string column = by_rhost ? "rhost" : "user_name";
+  Result rows = reader_->exec(
+      "SELECT " + column + ", count(*) AS n FROM history WHERE time >= $1 AND event IN " +
+          failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") + " GROUP BY " + column +
+          " ORDER BY n DESC, " + column + " COLLATE \"C\" LIMIT $2",
+      {number(since), number(sql_limit(limit))}, "ranking failures");
+  std::vector<std::pair<std::string, std::uint64_t>> top;
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    top.emplace_back(text(rows, r, 0), static_cast<std::uint64_t>(int64(rows, r, 1)));
+  }
+  return top;
+}
+
+std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, std::size_t hours) {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT (time - $1) / 3600 AS hour, count(*) FROM history WHERE time >= $1 AND time < $2 "
+      "AND event IN " +
+          failure_events_sql() + " GROUP BY hour",
+      {number(from), number(from + std::chrono::hours(static_cast<std::int64_t>(hours)))},
+      "counting failures per hour");
+  std::vector<std::uint64_t> counts(hours, 0);
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    const std::int64_t hour = int64(rows, r, 0);
+    if (hour >= 0 && static_cast<std::size_t>(hour) < hours) {
+      counts[static_cast<std::size_t>(hour)] = static_cast<std::uint64_t>(int64(rows, r, 1));
+    }
+  }
+  return counts;
+}
+
+std::uint64_t PostgresqlStore::prune_history(TimePoint before) {
+  std::lock_guard lock(write_mutex_);
+  Result result = writer_->exec("DELETE FROM history WHERE time < $1", {number(before)},
+                                "pruning history");
+  return std::stoull(PQcmdTuples(result.get()));
+}
+
+std::uint64_t PostgresqlStore::prune_history_slice(TimePoint before, std::size_t limit) {
+  std::lock_guard lock(write_mutex_);
+  Result result = writer_->exec(
+      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < $1 ORDER BY time "
+      "LIMIT $2)",
+      {number(before), number(sql_limit(limit))}, "pruning history");
+  return std::stoull(PQcmdTuples(result.get()));
+}
+
+void PostgresqlStore::claim_host() {
+  std::lock_guard lock(write_mutex_);
+  Connection& db = *writer_;
+  constexpr std::string_view doing = "registering this host";
+  db.exec("BEGIN", {}, doing);
+  try {
+    // The table lock makes two hosts starting at once see each other.
+    db.exec("LOCK TABLE fleet_host IN EXCLUSIVE MODE", {}, doing);
+    Result others = db.exec("SELECT host FROM fleet_host WHERE host <> $1 ORDER BY host LIMIT 1",
+                            {host_name_}, doing);
+    if (PQntuples(others.get()) > 0) {
+      db.fail(doing,
+              "host " + text(others, 0, 0) +
+                  " already keeps its lock state here, and this acctlock does not yet merge "
+                  "the state of several hosts (each would overwrite the other's counts); give "
+                  "each host its own database, or, if that host is gone for good, delete it: "
+                  "DELETE FROM fleet_host WHERE host = '" +
+                  text(others, 0, 0) + "'");
+    }
+    db.exec("INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+            "last_start = now()",
+            {host_name_}, doing);
+    db.exec("COMMIT", {}, doing);
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
+}
+
+std::string read_conninfo_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    throw StoreError(path + ": cannot open the PostgreSQL connection file: " +
+                     std::strerror(errno));
+  }
+  struct stat info {};
+  if (fstat(fd, &info) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw StoreError(path + ": " + std::strerror(error));
+  }
+  const auto refuse = [&](const std::string& why) {
+    ::close(fd);
+    throw StoreError(path + ": refused as the PostgreSQL connection file: " + why);
+  };
+  if (!S_ISREG(info.st_mode)) refuse("not a regular file");
+  if (info.st_uid != geteuid() && info.st_uid != 0) {
+    refuse("owned by uid " + std::to_string(info.st_uid) + ", not by the daemon's user or root");
+  }
+  if ((info.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+    refuse(std::string("mode ") + mode +
+           " lets others read or change it; it holds credentials (chmod 600)");
+  }
+  std::string content;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      throw StoreError(path + ": " + std::strerror(error));
+    }
+    if (got == 0) break;
+    content.append(buffer, static_cast<std::size_t>(got));
+    if (content.size() > 64 * 1024) refuse("larger than 64 KiB");
+  }
+  ::close(fd);
+  // One connection string; blank lines and '#' comments around it are allowed.
+  std::string conninfo;
+  std::size_t start = 0;
+  while (start <= content.size()) {
+    std::size_t end = content.find('\n', start);
+    if (end == std::string::npos) end = content.size();
+    std::string line = content.substr(start, end - start);
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first != std::string::npos && line[first] != '#') {
+      if (!conninfo.empty()) {
+        throw StoreError(path + ": more than one line holds a connection string");
+      }
+      conninfo = trimmed(line.substr(first));
+      while (!conninfo.empty() && (conninfo.back() == '\r' || conninfo.back() == '\t')) {
+        conninfo.pop_back();
+      }
+    }
+    start = end + 1;
+  }
+  if (conninfo.empty()) throw StoreError(path + ": holds no connection string");
+  return conninfo;
+}
+
+void check_conninfo(const std::string& conninfo, bool inline_in_config) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    // libpq's message names the bad part of the syntax, never a value.
+    std::string message = error != nullptr ? trimmed(error) : "out of memory";
+    PQfreemem(error);
+    throw StoreError("postgresql: the connection string does not parse: " + message);
+  }
+  bool has_password = false;
+  for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (std::string_view(option->keyword) == "password" && option->val != nullptr &&
+        *option->val != '\0') {
+      has_password = true;
+    }
+  }
+  PQconninfoFree(options);
+  if (has_password && inline_in_config) {
+    throw StoreError(
+        "postgresql: the connection string in acctlock.conf carries a password, and that file "
+        "is readable by every process that loads the PAM module; put the string in a file "
+        "of its own, mode 0600 (postgresql = /etc/security/acctlock-postgresql.conf), or use "
+        "a password file (passfile=) or client certificates");
+  }
+}
+
+}  // namespace acctlock

@@ -1,0 +1,595 @@
+// One behaviour suite for every Store backend (as ISC Kea runs one lease
+// manager suite against each database backend): whatever the daemon relies on
+// must hold for SQLite and PostgreSQL alike. Backend-specific matters (file
+// modes, corrupt files, connection files) have tests of their own below and
+// in test_sqlite_store.cc.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "daemon/store/postgresql/postgresql_store.h"
+#include "daemon/store/sqlite/sqlite_store.h"
+#include "tests/support/postgres_server.h"
+
+namespace acctlock {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TimePoint at(std::int64_t unix_seconds) { return TimePoint{Seconds{unix_seconds}}; }
+
+HistoryEntry event(std::int64_t time, std::string user, HistoryEvent kind, std::string rhost = {}) {
+  HistoryEntry entry;
+  entry.time = at(time);
+  entry.user = std::move(user);
+  entry.event = kind;
+  entry.service = "sshd";
+  entry.rhost = std::move(rhost);
+  return entry;
+}
+
+UserState failure_counted() {
+  UserState state;
+  state.failures = 3;
+  state.last_failure = at(1'700'000'100);
+  state.level = 2;
+  state.last_lock_end = at(1'699'990'000);
+  return state;
+}
+UserState timed_lock() {
+  UserState state = failure_counted();
+  state.failure_lock = FailureLock{at(1'700'000'100), at(1'700'000'700)};
+  return state;
+}
+UserState permanent_lock() {
+  UserState state = failure_counted();
+  state.failure_lock = FailureLock{at(1'700'000'100), std::nullopt};
+  return state;
+}
+UserState manual_lock() {
+  UserState state;
+  state.manual_lock = ManualLock{"left the company, \"quoted\" \\ {braces}, NULL", at(1'700'000'200), 1001};
+  return state;
+}
+UserState both_locks() {
+  UserState state = timed_lock();
+  state.manual_lock = ManualLock{"", at(1'700'000'300), 0};
+  return state;
+}
+
+// One server for the whole test program, started on first use: initdb costs
+// a second or two, a fresh database per test a few milliseconds.
+test::PostgresServer& postgres() {
+  static std::unique_ptr<test::PostgresServer> server = [] {
+    auto made = std::make_unique<test::PostgresServer>();
+    made->start();
+    return made;
+  }();
+  return *server;
+}
+
+enum class Backend { sqlite, postgresql };
+
+std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::sqlite ? "sqlite" : "postgresql";
+}
+
+class StoreBehaviour : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/acctlock-store-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+    if (GetParam() == Backend::postgresql) {
+      if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+      database_ = postgres().create_database();
+    }
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // A new store on the same database each call (a restart, or another host).
+  std::unique_ptr<Store> open_store(const std::string& host = "host-a") {
+    if (GetParam() == Backend::sqlite) return SqliteStore::open((dir_ / "acctlock.db").string());
+    return PostgresqlStore::open(
+        PostgresqlSettings{postgres().superuser_conninfo(database_), host});
+  }
+
+  std::map<std::string, UserState> states_of(Store& store) {
+    auto loaded = store.load_states();
+    std::map<std::string, UserState> states(loaded.begin(), loaded.end());
+    EXPECT_EQ(states.size(), loaded.size()) << "a user was loaded twice";
+    return states;
+  }
+
+  std::filesystem::path dir_;
+  std::string database_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreBehaviour,
+                         ::testing::Values(Backend::sqlite, Backend::postgresql), backend_name);
+
+TEST_P(StoreBehaviour, UserStatesRoundTripWithEveryField) {
+  const std::map<std::string, UserState> expected{
+      {"counted", failure_counted()}, {"timed", timed_lock()}, {"permanent", permanent_lock()},
+      {"manual", manual_lock()},      {"both", both_locks()},  {"blank", UserState{}},
+      {"NULL", failure_counted()},    {"o\"dd\\name,{x}", timed_lock()},
+  };
+  auto store = open_store();
+  StoreBatch batch;
+  batch.put_states.assign(expected.begin(), expected.end());
+  store->commit(batch);
+  EXPECT_EQ(states_of(*store), expected);
+}
+
+TEST_P(StoreBehaviour, LoadsStatesInByteOrderOfName) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"b", UserState{}}, {"B", UserState{}}, {"a", UserState{}}}});
+  std::vector<std::string> names;
+  store->for_each_state([&](std::string user, UserState) { names.push_back(std::move(user)); });
+  EXPECT_EQ(names, (std::vector<std::string>{"B", "a", "b"}));
+}
+
+TEST_P(StoreBehaviour, PutReplacesTheStoredState) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  store->commit(StoreBatch{.put_states = {{"alice", manual_lock()}}});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", manual_lock()}}));
+}
+
+TEST_P(StoreBehaviour, DeleteInTheSameBatchWinsOverPut) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}, {"bob", failure_counted()}},
+                           .delete_states = {"alice"}});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", failure_counted()}}));
+}
+
+TEST_P(StoreBehaviour, DeleteInALaterBatchRemovesOnlyThatUser) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}, {"bob", failure_counted()}}});
+  store->commit(StoreBatch{.delete_states = {"alice", "never-stored"}});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", failure_counted()}}));
+}
+
+TEST_P(StoreBehaviour, HistoryKeepsEveryFieldAndTheBatchOrder) {
+  HistoryEntry by_user = event(100, "alice", HistoryEvent::failure, "203.0.113.7");
+  by_user.tty = "ssh";
+  by_user.ruser = "mallory \"quoted\" \\";
+  HistoryEntry by_admin = event(100, "alice", HistoryEvent::manual_lock);
+  by_admin.service = "";
+  by_admin.admin_uid = 0;
+  by_admin.detail = "ticket 42, {NULL}";
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {by_user, by_admin}});
+
+  auto entries = store->history(HistoryQuery{});
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_GT(entries[1].id, 0);
+  EXPECT_GT(entries[0].id, entries[1].id);  // same second: the later one first
+  by_admin.id = entries[0].id;
+  by_user.id = entries[1].id;
+  EXPECT_EQ(entries[0], by_admin);
+  EXPECT_EQ(entries[1], by_user);
+}
+
+TEST_P(StoreBehaviour, HistoryIsNewestFirstAndLimited) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {event(300, "a", HistoryEvent::failure),
+                                       event(100, "b", HistoryEvent::failure),
+                                       event(300, "c", HistoryEvent::success)}});
+  store->commit(StoreBatch{.history = {event(200, "d", HistoryEvent::failure)}});
+  auto users = [](const std::vector<HistoryEntry>& entries) {
+    std::vector<std::string> out;
+    for (const auto& entry : entries) out.push_back(entry.user);
+    return out;
+  };
+  EXPECT_EQ(users(store->history(HistoryQuery{})), (std::vector<std::string>{"c", "a", "d", "b"}));
+  EXPECT_EQ(users(store->history(HistoryQuery{.limit = 2})), (std::vector<std::string>{"c", "a"}));
+  EXPECT_TRUE(store->history(HistoryQuery{.limit = 0}).empty());
+}
+
+TEST_P(StoreBehaviour, HistoryFiltersByUserTimeAndFailures) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(100, "alice", HistoryEvent::failure),
+                               event(110, "bob", HistoryEvent::failure),
+                               event(120, "alice", HistoryEvent::success),
+                               event(130, "alice", HistoryEvent::locked),
+                               event(140, "alice", HistoryEvent::unlocked),
+                               event(150, "bob", HistoryEvent::locked),
+                           }});
+  auto times = [&](const HistoryQuery& query) {
+    std::vector<std::int64_t> out;
+    for (const auto& entry : store->history(query)) {
+      out.push_back(entry.time.time_since_epoch().count());
+    }
+    return out;
+  };
+  using Times = std::vector<std::int64_t>;
+  EXPECT_EQ(times({.user = "alice"}), (Times{140, 130, 120, 100}));
+  EXPECT_EQ(times({.since = at(120)}), (Times{150, 140, 130, 120}));
+  EXPECT_EQ(times({.failures_only = true}), (Times{150, 130, 110, 100}));
+  EXPECT_EQ(times({.user = "alice", .since = at(101), .failures_only = true}), (Times{130}));
+  EXPECT_EQ(times({.user = "carol"}), Times{});
+}
+
+TEST_P(StoreBehaviour, CountEventsCountsOneKindSinceATime) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(100, "alice", HistoryEvent::failure),
+                               event(200, "bob", HistoryEvent::failure),
+                               event(200, "bob", HistoryEvent::locked),
+                               event(300, "carol", HistoryEvent::failure),
+                           }});
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(0)), 3u);
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(200)), 2u);
+  EXPECT_EQ(store->count_events(HistoryEvent::locked, at(0)), 1u);
+  EXPECT_EQ(store->count_events(HistoryEvent::reset, at(0)), 0u);
+}
+
+TEST_P(StoreBehaviour, FailuresPerHourBucketsFailuresAndLocksOnly) {
+  auto store = open_store();
+  const std::int64_t from = 36000;
+  store->commit(StoreBatch{.history = {
+                               event(from - 1, "early", HistoryEvent::failure),
+                               event(from, "a", HistoryEvent::failure),
+                               event(from + 3599, "a", HistoryEvent::locked),
+                               event(from + 3600, "b", HistoryEvent::failure),
+                               event(from + 3600, "b", HistoryEvent::success),
+                               event(from + 3600, "b", HistoryEvent::manual_lock),
+                               event(from + 2 * 3600 + 5, "c", HistoryEvent::failure),
+                               event(from + 3 * 3600, "late", HistoryEvent::failure),
+                           }});
+  EXPECT_EQ(store->failures_per_hour(at(from), 3), (std::vector<std::uint64_t>{2, 1, 1}));
+  EXPECT_EQ(store->failures_per_hour(at(from + 3600), 1), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(store->failures_per_hour(at(0), 2), (std::vector<std::uint64_t>{0, 0}));
+}
+
+TEST_P(StoreBehaviour, TopFailuresRanksUsersAndRemoteHosts) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(100, "alice", HistoryEvent::failure, "192.0.2.1"),
+                               event(101, "alice", HistoryEvent::locked, "192.0.2.1"),
+                               event(102, "alice", HistoryEvent::success, "192.0.2.1"),
+                               event(103, "bob", HistoryEvent::failure, "192.0.2.2"),
+                               event(104, "bob", HistoryEvent::failure, ""),
+                               event(105, "bob", HistoryEvent::failure, ""),
+                               event(106, "carol", HistoryEvent::failure, "192.0.2.2"),
+                           }});
+  using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
+  EXPECT_EQ(store->top_failures(at(100), false, 10),
+            (Ranking{{"bob", 3}, {"alice", 2}, {"carol", 1}}));
+  EXPECT_EQ(store->top_failures(at(100), false, 1), (Ranking{{"bob", 3}}));
+  EXPECT_EQ(store->top_failures(at(100), true, 10), (Ranking{{"192.0.2.1", 2}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(store->top_failures(at(0), true, 1), (Ranking{{"192.0.2.9", 3}}));
+}
+
+TEST_P(StoreBehaviour, PruneHistoryDeletesOnlyOlderRows) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {event(100, "a", HistoryEvent::failure),
+                                       event(199, "b", HistoryEvent::failure),
+                                       event(200, "c", HistoryEvent::failure),
+                                       event(300, "d", HistoryEvent::failure)}});
+  EXPECT_EQ(store->prune_history(at(200)), 2u);
+  EXPECT_EQ(store->prune_history(at(200)), 0u);
+  auto left = store->history(HistoryQuery{});
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].user, "d");
+  EXPECT_EQ(left[1].user, "c");
+}
+
+TEST_P(StoreBehaviour, PruneSlicesDeleteTheOldestFirstAndStop) {
+  auto store = open_store();
+  store->commit(StoreBatch{.history = {event(300, "d", HistoryEvent::failure),
+                                       event(100, "a", HistoryEvent::failure),
+                                       event(200, "c", HistoryEvent::failure),
+                                       event(150, "b", HistoryEvent::failure)}});
+  EXPECT_EQ(store->prune_history_slice(at(250), 2), 2u);
+  EXPECT_EQ(store->history(HistoryQuery{}).size(), 2u);
+  EXPECT_EQ(store->history(HistoryQuery{}).back().user, "c");
+  EXPECT_EQ(store->prune_history_slice(at(250), 2), 1u);
+  EXPECT_EQ(store->prune_history_slice(at(250), 2), 0u);
+}
+
+TEST_P(StoreBehaviour, ReopeningKeepsStatesAndHistory) {
+  const std::map<std::string, UserState> states{{"alice", permanent_lock()},
+                                                {"bob", manual_lock()}};
+  std::vector<HistoryEntry> before;
+  {
+    auto store = open_store();
+    StoreBatch batch;
+    batch.put_states.assign(states.begin(), states.end());
+    batch.history = {event(100, "alice", HistoryEvent::locked, "192.0.2.1")};
+    store->commit(batch);
+    before = store->history(HistoryQuery{});
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), states);
+  EXPECT_EQ(store->history(HistoryQuery{}), before);
+}
+
+TEST_P(StoreBehaviour, AnsweredEventsRoundTripAndStayBounded) {
+  auto store = open_store();
+  const TimePoint now{std::chrono::seconds(1'800'000'000)};
+  AnsweredEvent old_one{0xffff'ffff'ffff'fff0ULL, 1000, "alice", 2, now - std::chrono::hours(1),
+                        std::string("\0\x01\xff\"answer\\", 11)};
+  AnsweredEvent recent{7, 0, "bob", 3, now, "frame"};
+  store->commit(StoreBatch{.answered = {old_one}});
+  store->commit(StoreBatch{.answered = {recent},
+                           .forget_answered_before = now - kAnsweredEventRetention});
+  EXPECT_EQ(store->load_answered(TimePoint{}), std::vector<AnsweredEvent>{recent});
+  store->commit(StoreBatch{.answered = {old_one}});
+  EXPECT_EQ(store->load_answered(now - std::chrono::hours(2)),
+            (std::vector<AnsweredEvent>{recent, old_one}));
+  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)), std::vector<AnsweredEvent>{recent});
+}
+
+TEST_P(StoreBehaviour, EmptyBatchCommits) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  store->commit(StoreBatch{});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", timed_lock()}}));
+}
+
+TEST_P(StoreBehaviour, FailedCommitChangesNothingAndTheStoreGoesOn) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}},
+                           .history = {event(100, "alice", HistoryEvent::locked)}});
+  const auto history_before = store->history(HistoryQuery{});
+  // An empty user name breaks a constraint after the other rows went in.
+  const StoreBatch bad{.put_states = {{"alice", manual_lock()}, {"bob", failure_counted()},
+                                      {"", failure_counted()}},
+                       .delete_states = {},
+                       .history = {event(200, "bob", HistoryEvent::failure)}};
+  try {
+    store->commit(bad);
+    FAIL() << "commit succeeded";
+  } catch (const StoreError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("commit"));
+  }
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", timed_lock()}}));
+  EXPECT_EQ(store->history(HistoryQuery{}), history_before);
+  store->commit(StoreBatch{.delete_states = {"alice"}});
+  EXPECT_TRUE(store->load_states().empty());
+}
+
+TEST_P(StoreBehaviour, ReadersNeverSeePartOfABatch) {
+  auto store = open_store();
+  constexpr int kBatches = 100;
+  constexpr std::uint64_t kBatchSize = 25;
+  std::atomic<bool> writer_done = false;
+  std::thread writer([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      StoreBatch batch;
+      for (std::uint64_t i = 0; i < kBatchSize; ++i) {
+        batch.history.push_back(event(b, "user" + std::to_string(i), HistoryEvent::failure));
+      }
+      store->commit(batch);
+    }
+    writer_done = true;
+  });
+  std::uint64_t last_seen = 0;
+  bool done = false;
+  while (!done) {
+    done = writer_done;
+    const std::uint64_t seen = store->count_events(HistoryEvent::failure, at(0));
+    EXPECT_EQ(seen % kBatchSize, 0u);
+    EXPECT_GE(seen, last_seen);
+    last_seen = seen;
+  }
+  writer.join();
+  EXPECT_EQ(last_seen, kBatches * kBatchSize);
+}
+
+// ---- PostgreSQL only ----
+
+class PostgresqlStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+    database_ = postgres().create_database();
+  }
+  std::string conninfo() const { return postgres().superuser_conninfo(database_); }
+  std::string open_error(const PostgresqlSettings& settings) {
+    try {
+      PostgresqlStore::open(settings);
+    } catch (const StoreError& error) {
+      return error.what();
+    }
+    ADD_FAILURE() << "open succeeded";
+    return {};
+  }
+  std::string database_;
+};
+
+TEST_F(PostgresqlStoreTest, RecordsTheSchemaVersionAndTheHostOfEachHistoryRow) {
+  auto store = PostgresqlStore::open({conninfo(), "web-1"});
+  store->commit(StoreBatch{.history = {event(100, "alice", HistoryEvent::failure)}});
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
+  EXPECT_EQ(postgres().query_text("SELECT host FROM history", database_), "web-1");
+}
+
+TEST_F(PostgresqlStoreTest, AnsweredEventsArePerHost) {
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  const TimePoint now{std::chrono::seconds(1'800'000'000)};
+  a->commit(StoreBatch{.answered = {AnsweredEvent{1, 0, "alice", 2, now, "a"}}});
+  b->commit(StoreBatch{.answered = {AnsweredEvent{1, 0, "alice", 2, now, "b"}},
+                       .forget_answered_before = now + std::chrono::seconds(1)});
+  // b's forgetting everything before now+1 s touched b's rows only.
+  EXPECT_EQ(a->load_answered(TimePoint{}).size(), 1u);
+  EXPECT_TRUE(b->load_answered(TimePoint{}).empty());
+}
+
+TEST_F(PostgresqlStoreTest, HostsStartingTogetherMigrateOnce) {
+  std::vector<std::thread> hosts;
+  std::atomic<int> opened = 0;
+  for (int i = 0; i < 4; ++i) {
+    hosts.emplace_back([&, i] {
+      try {
+        PostgresqlStore::open({conninfo(), "host-" + std::to_string(i)});
+        ++opened;
+      } catch (const StoreError& error) {
+        ADD_FAILURE() << error.what();
+      }
+    });
+  }
+  for (auto& host : hosts) host.join();
+  EXPECT_EQ(opened, 4);
+  EXPECT_EQ(postgres().query_text("SELECT count(*) FROM acctlock_schema", database_), "1");
+}
+
+TEST_F(PostgresqlStoreTest, RefusesANewerSchemaAndSomeoneElsesTables) {
+  PostgresqlStore::open({conninfo(), "h"}).reset();
+  postgres().execute("UPDATE acctlock_schema SET version = version + 1", database_);
+  EXPECT_THAT(open_error({conninfo(), "h"}), HasSubstr("created by a newer acctlock"));
+
+  const std::string other = postgres().create_database();
+  postgres().execute("CREATE TABLE history (x int)", other);
+  EXPECT_THAT(open_error({postgres().superuser_conninfo(other), "h"}),
+              HasSubstr("not an acctlock database"));
+  EXPECT_EQ(postgres().query_text("SELECT to_regclass('acctlock_schema') IS NULL", other), "t");
+}
+
+TEST_F(PostgresqlStoreTest, AWrongPasswordIsAnErrorThatDoesNotRepeatIt) {
+  const std::string secret = "not-the-password-7f3a";
+  const std::string error = open_error(
+      {postgres().socket_conninfo(database_) + " user=postgres password=" + secret, "h"});
+  EXPECT_THAT(error, HasSubstr("password authentication failed"));
+  EXPECT_THAT(error, Not(HasSubstr(secret)));
+}
+
+TEST_F(PostgresqlStoreTest, GoesOnAfterTheServerRestarts) {
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  postgres().stop();
+  EXPECT_THROW(store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}}), StoreError);
+  postgres().start();
+  store->commit(StoreBatch{.put_states = {{"carol", timed_lock()}}});
+  auto states = store->load_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].first, "alice");
+  EXPECT_EQ(states[1].first, "carol");
+}
+
+TEST_F(PostgresqlStoreTest, AHungServerFailsACommitWithinTheBoundAndTheStoreRecovers) {
+  // The default bound, so that a loaded CI machine does not trip it after
+  // the server is resumed.
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  store->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+
+  postgres().pause();  // SIGSTOP: the socket is there, nothing answers
+  try {
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+    ADD_FAILURE() << "a commit to a stopped server succeeded";
+  } catch (const StoreError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("no answer within 1000 ms"));
+  }
+  postgres().resume();
+
+  // The dropped connection is made anew, and the timed-out batch left nothing.
+  store->commit(StoreBatch{.put_states = {{"carol", timed_lock()}}});
+  auto states = store->load_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].first, "alice");
+  EXPECT_EQ(states[1].first, "carol");
+}
+
+class ConninfoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/acctlock-conninfo-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    path_ = (dir_ / "postgresql.conf").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void write(const std::string& text, mode_t mode) {
+    FILE* file = std::fopen(path_.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs(text.c_str(), file);
+    std::fclose(file);
+    ASSERT_EQ(chmod(path_.c_str(), mode), 0);
+  }
+  std::string read_error() {
+    try {
+      read_conninfo_file(path_);
+    } catch (const StoreError& error) {
+      return error.what();
+    }
+    ADD_FAILURE() << "read_conninfo_file accepted " << path_;
+    return {};
+  }
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(ConninfoTest, ReadsOneStringBetweenCommentsFromAPrivateFile) {
+  write("# the fleet's database\n\n  host=db.example dbname=acctlock password=s3cret  \n", 0600);
+  EXPECT_EQ(read_conninfo_file(path_), "host=db.example dbname=acctlock password=s3cret");
+  write("postgresql://acctlock@db.example/acctlock?sslmode=verify-full\n", 0400);
+  EXPECT_EQ(read_conninfo_file(path_),
+            "postgresql://acctlock@db.example/acctlock?sslmode=verify-full");
+}
+
+TEST_F(ConninfoTest, RefusesAFileOthersMayReadAndSaysWhyWithoutItsContent) {
+  write("host=db password=s3cret\n", 0640);
+  const std::string error = read_error();
+  EXPECT_THAT(error, HasSubstr(path_));
+  EXPECT_THAT(error, HasSubstr("mode 0640"));
+  EXPECT_THAT(error, Not(HasSubstr("s3cret")));
+  write("host=db\n", 0604);
+  EXPECT_THAT(read_error(), HasSubstr("mode 0604"));
+}
+
+TEST_F(ConninfoTest, RefusesAFileOwnedBySomeoneElseASymlinkAndTwoStrings) {
+  write("host=db\n", 0600);
+  ASSERT_EQ(chown(path_.c_str(), 65534, 65534), 0);
+  EXPECT_THAT(read_error(), HasSubstr("owned by uid 65534"));
+  ASSERT_EQ(chown(path_.c_str(), geteuid(), getegid()), 0);
+
+  std::string link = (dir_ / "link").string();
+  std::filesystem::create_symlink(path_, link);
+  std::swap(path_, link);
+  EXPECT_THAT(read_error(), HasSubstr("cannot open"));
+  std::swap(path_, link);
+
+  write("host=a\nhost=b\n", 0600);
+  EXPECT_THAT(read_error(), HasSubstr("more than one line"));
+  write("# nothing\n", 0600);
+  EXPECT_THAT(read_error(), HasSubstr("no connection string"));
+}
+
+TEST(CheckConninfo, RefusesAnInlinePasswordButNotOneInAPrivateFile) {
+  EXPECT_NO_THROW(check_conninfo("host=db dbname=acctlock sslmode=verify-full", true));
+  EXPECT_NO_THROW(check_conninfo("host=db password=s3cret", false));
+  try {
+    check_conninfo("host=db password=s3cret", true);
+    FAIL() << "accepted";
+  } catch (const StoreError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("carries a password"));
+    EXPECT_THAT(error.what(), Not(HasSubstr("s3cret")));
+  }
+  EXPECT_THROW(check_conninfo("postgresql://u:s3cret@db/acctlock", true), StoreError);
+  EXPECT_THROW(check_conninfo("host=db nonsense", false), StoreError);
+}
+
+}  // namespace
+}  // namespace acctlock

@@ -37,7 +37,8 @@ CREATE TABLE user_state (
   manual boolean NOT NULL,                          -- an admin's lock is in force
   manual_reason text CHECK (NOT manual OR manual_reason IS NOT NULL),
   manual_since bigint CHECK (NOT manual OR manual_since IS NOT NULL),
-  manual_admin_uid bigint CHECK (NOT manual OR manual_admin_uid IS NOT NULL)
+  manual_admin_uid bigint CHECK (NOT manual OR manual_admin_uid IS NOT NULL),
+  manual_until bigint                               -- NULL: until an admin unlocks
 );
 
 CREATE TABLE history (
@@ -84,8 +85,12 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(70901814633
 // A migration may rewrite tables: minutes, not the per-request bound.
 constexpr std::chrono::milliseconds kMigrationTimeout{std::chrono::minutes(10)};
 
-std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
-TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
+std::int64_t to_unix(TimePoint time) {
+  return time.time_since_epoch().count();
+}
+TimePoint from_unix(std::int64_t seconds) {
+  return TimePoint{Seconds{seconds}};
+}
 
 std::string trimmed(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
@@ -100,8 +105,12 @@ using Result = std::unique_ptr<PGresult, ResultDeleter>;
 // A query parameter in text form; nullopt is SQL NULL.
 using Param = std::optional<std::string>;
 
-Param number(std::int64_t value) { return std::to_string(value); }
-Param number(TimePoint time) { return std::to_string(to_unix(time)); }
+Param number(std::int64_t value) {
+  return std::to_string(value);
+}
+Param number(TimePoint time) {
+  return std::to_string(to_unix(time));
+}
 
 // One element list as a PostgreSQL array literal: every element quoted, so
 // that no name can be taken for NULL or break out of its element.
@@ -140,9 +149,7 @@ std::string bytea_hex(std::string_view bytes) {
 std::string bytea_from_hex(std::string_view text) {
   std::string bytes;
   if (text.substr(0, 2) != "\\x") return bytes;
-  const auto digit = [](char c) {
-    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-  };
+  const auto digit = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
   for (std::size_t i = 2; i + 1 < text.size(); i += 2) {
     bytes += static_cast<char>(digit(text[i]) * 16 + digit(text[i + 1]));
   }
@@ -229,8 +236,7 @@ class PostgresqlStore::Connection {
   // Rolls back an open transaction; on error paths only, so it never throws
   // and never waits long (a dropped connection needs no rollback).
   void roll_back() noexcept {
-    if (broken_ || PQstatus(conn_) != CONNECTION_OK ||
-        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+    if (broken_ || PQstatus(conn_) != CONNECTION_OK || PQtransactionStatus(conn_) == PQTRANS_IDLE) {
       return;
     }
     try {
@@ -268,8 +274,8 @@ class PostgresqlStore::Connection {
     }
   }
 
-  Result run(const std::string& sql, const std::vector<const char*>& values,
-             std::string_view doing, std::chrono::milliseconds limit) {
+  Result run(const std::string& sql, const std::vector<const char*>& values, std::string_view doing,
+             std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     // Without parameters, the simple protocol: a migration is several
     // statements in one string, which the extended protocol refuses.
@@ -342,16 +348,18 @@ void migrate(PostgresqlStore::Connection& db) {
   try {
     db.exec(kMigrationLock, {}, "locking the schema", kMigrationTimeout);
     int version = 0;
-    Result exists = db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {},
-                            "reading the schema");
+    Result exists =
+        db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {}, "reading the schema");
     if (boolean(exists, 0, 0)) {
       Result row = db.exec("SELECT version FROM acctlock_schema", {}, "reading the schema version");
-      if (PQntuples(row.get()) != 1) db.fail("reading the schema version", "acctlock_schema has no single row");
+      if (PQntuples(row.get()) != 1)
+        db.fail("reading the schema version", "acctlock_schema has no single row");
       version = static_cast<int>(int64(row, 0, 0));
     } else {
-      Result ours = db.exec("SELECT to_regclass('user_state') IS NOT NULL OR "
-                            "to_regclass('history') IS NOT NULL",
-                            {}, "reading the schema");
+      Result ours = db.exec(
+          "SELECT to_regclass('user_state') IS NOT NULL OR "
+          "to_regclass('history') IS NOT NULL",
+          {}, "reading the schema");
       if (boolean(ours, 0, 0)) {
         db.fail("checking the schema",
                 "tables user_state or history exist without acctlock_schema: not an acctlock "
@@ -365,7 +373,8 @@ void migrate(PostgresqlStore::Connection& db) {
                                          std::to_string(version) + ", this one knows up to " +
                                          std::to_string(PostgresqlStore::kSchemaVersion) + ")");
     }
-    if (version < 0) db.fail("checking the schema", "invalid schema version " + std::to_string(version));
+    if (version < 0)
+      db.fail("checking the schema", "invalid schema version " + std::to_string(version));
     for (; version < PostgresqlStore::kSchemaVersion; ++version) {
       const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
       db.exec(kMigrations[version], {}, doing, kMigrationTimeout);
@@ -390,8 +399,7 @@ std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings&
   auto writer = std::make_unique<Connection>(settings, false);
   migrate(*writer);
   auto reader = std::make_unique<Connection>(settings, true);
-  std::unique_ptr<PostgresqlStore> store(
-      new PostgresqlStore(settings.host_name, writer->server()));
+  std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server()));
   store->writer_ = std::move(writer);
   store->reader_ = std::move(reader);
   return store;
@@ -401,7 +409,8 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
       "SELECT user_name, failures, last_failure, level, last_lock_end, locked, lock_since, "
-      "lock_until, manual, manual_reason, manual_since, manual_admin_uid FROM user_state "
+      "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until "
+      "FROM user_state "
       "ORDER BY user_name COLLATE \"C\"",
       {}, "reading user states");
   std::vector<std::pair<std::string, UserState>> states;
@@ -423,6 +432,7 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
       manual_lock.reason = text(rows, r, 9);
       manual_lock.since = from_unix(int64(rows, r, 10));
       manual_lock.admin_uid = uint32(rows, r, 11, server_);
+      if (!is_null(rows, r, 12)) manual_lock.until = from_unix(int64(rows, r, 12));
     }
     states.emplace_back(text(rows, r, 0), std::move(state));
   }
@@ -437,7 +447,7 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
   db.exec("BEGIN", {}, doing);
   try {
     if (!batch.put_states.empty()) {
-      ArrayLiteral columns[12];
+      ArrayLiteral columns[13];
       for (const auto& [user, state] : batch.put_states) {
         columns[0].add(user);
         columns[1].add(number(state.failures));
@@ -453,21 +463,25 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
         columns[9].add(state.manual_lock ? Param{state.manual_lock->reason} : Param{});
         columns[10].add(state.manual_lock ? number(state.manual_lock->since) : Param{});
         columns[11].add(state.manual_lock ? number(state.manual_lock->admin_uid) : Param{});
+        columns[12].add(state.manual_lock && state.manual_lock->until
+                            ? number(*state.manual_lock->until)
+                            : Param{});
       }
       std::vector<Param> params;
       for (const auto& column : columns) params.emplace_back(column.finish());
       db.exec(
           "INSERT INTO user_state (user_name, failures, last_failure, level, last_lock_end, "
           "locked, lock_since, lock_until, manual, manual_reason, manual_since, "
-          "manual_admin_uid) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], "
-          "$4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], $8::bigint[], $9::boolean[], "
-          "$10::text[], $11::bigint[], $12::bigint[]) "
+          "manual_admin_uid, manual_until) SELECT * FROM unnest($1::text[], $2::bigint[], "
+          "$3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], $8::bigint[], "
+          "$9::boolean[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) "
           "ON CONFLICT (user_name) DO UPDATE SET failures = EXCLUDED.failures, "
           "last_failure = EXCLUDED.last_failure, level = EXCLUDED.level, "
           "last_lock_end = EXCLUDED.last_lock_end, locked = EXCLUDED.locked, "
           "lock_since = EXCLUDED.lock_since, lock_until = EXCLUDED.lock_until, "
           "manual = EXCLUDED.manual, manual_reason = EXCLUDED.manual_reason, "
-          "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid",
+          "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid, "
+          "manual_until = EXCLUDED.manual_until",
           params, doing);
     }
     if (!batch.delete_states.empty()) {
@@ -634,8 +648,8 @@ std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, st
 
 std::uint64_t PostgresqlStore::prune_history(TimePoint before) {
   std::lock_guard lock(write_mutex_);
-  Result result = writer_->exec("DELETE FROM history WHERE time < $1", {number(before)},
-                                "pruning history");
+  Result result =
+      writer_->exec("DELETE FROM history WHERE time < $1", {number(before)}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
 }
 
@@ -667,9 +681,10 @@ void PostgresqlStore::claim_host() {
                   "DELETE FROM fleet_host WHERE host = '" +
                   text(others, 0, 0) + "'");
     }
-    db.exec("INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
-            "last_start = now()",
-            {host_name_}, doing);
+    db.exec(
+        "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+        "last_start = now()",
+        {host_name_}, doing);
     db.exec("COMMIT", {}, doing);
   } catch (...) {
     db.roll_back();
@@ -680,8 +695,8 @@ void PostgresqlStore::claim_host() {
 std::string read_conninfo_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    throw StoreError(path + ": cannot open the PostgreSQL connection file: " +
-                     std::strerror(errno));
+    throw StoreError(path +
+                     ": cannot open the PostgreSQL connection file: " + std::strerror(errno));
   }
   struct stat info {};
   if (fstat(fd, &info) != 0) {

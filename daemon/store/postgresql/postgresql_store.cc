@@ -84,8 +84,12 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(70901814633
 // A migration may rewrite tables: minutes, not the per-request bound.
 constexpr std::chrono::milliseconds kMigrationTimeout{std::chrono::minutes(10)};
 
-std::int64_t to_unix(TimePoint time) { return time.time_since_epoch().count(); }
-TimePoint from_unix(std::int64_t seconds) { return TimePoint{Seconds{seconds}}; }
+std::int64_t to_unix(TimePoint time) {
+  return time.time_since_epoch().count();
+}
+TimePoint from_unix(std::int64_t seconds) {
+  return TimePoint{Seconds{seconds}};
+}
 
 std::string trimmed(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
@@ -100,8 +104,12 @@ using Result = std::unique_ptr<PGresult, ResultDeleter>;
 // A query parameter in text form; nullopt is SQL NULL.
 using Param = std::optional<std::string>;
 
-Param number(std::int64_t value) { return std::to_string(value); }
-Param number(TimePoint time) { return std::to_string(to_unix(time)); }
+Param number(std::int64_t value) {
+  return std::to_string(value);
+}
+Param number(TimePoint time) {
+  return std::to_string(to_unix(time));
+}
 
 // One element list as a PostgreSQL array literal: every element quoted, so
 // that no name can be taken for NULL or break out of its element.
@@ -140,9 +148,7 @@ std::string bytea_hex(std::string_view bytes) {
 std::string bytea_from_hex(std::string_view text) {
   std::string bytes;
   if (text.substr(0, 2) != "\\x") return bytes;
-  const auto digit = [](char c) {
-    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-  };
+  const auto digit = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
   for (std::size_t i = 2; i + 1 < text.size(); i += 2) {
     bytes += static_cast<char>(digit(text[i]) * 16 + digit(text[i + 1]));
   }
@@ -229,8 +235,7 @@ class PostgresqlStore::Connection {
   // Rolls back an open transaction; on error paths only, so it never throws
   // and never waits long (a dropped connection needs no rollback).
   void roll_back() noexcept {
-    if (broken_ || PQstatus(conn_) != CONNECTION_OK ||
-        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+    if (broken_ || PQstatus(conn_) != CONNECTION_OK || PQtransactionStatus(conn_) == PQTRANS_IDLE) {
       return;
     }
     try {
@@ -268,8 +273,8 @@ class PostgresqlStore::Connection {
     }
   }
 
-  Result run(const std::string& sql, const std::vector<const char*>& values,
-             std::string_view doing, std::chrono::milliseconds limit) {
+  Result run(const std::string& sql, const std::vector<const char*>& values, std::string_view doing,
+             std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     // Without parameters, the simple protocol: a migration is several
     // statements in one string, which the extended protocol refuses.
@@ -342,16 +347,18 @@ void migrate(PostgresqlStore::Connection& db) {
   try {
     db.exec(kMigrationLock, {}, "locking the schema", kMigrationTimeout);
     int version = 0;
-    Result exists = db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {},
-                            "reading the schema");
+    Result exists =
+        db.exec("SELECT to_regclass('acctlock_schema') IS NOT NULL", {}, "reading the schema");
     if (boolean(exists, 0, 0)) {
       Result row = db.exec("SELECT version FROM acctlock_schema", {}, "reading the schema version");
-      if (PQntuples(row.get()) != 1) db.fail("reading the schema version", "acctlock_schema has no single row");
+      if (PQntuples(row.get()) != 1)
+        db.fail("reading the schema version", "acctlock_schema has no single row");
       version = static_cast<int>(int64(row, 0, 0));
     } else {
-      Result ours = db.exec("SELECT to_regclass('user_state') IS NOT NULL OR "
-                            "to_regclass('history') IS NOT NULL",
-                            {}, "reading the schema");
+      Result ours = db.exec(
+          "SELECT to_regclass('user_state') IS NOT NULL OR "
+          "to_regclass('history') IS NOT NULL",
+          {}, "reading the schema");
       if (boolean(ours, 0, 0)) {
         db.fail("checking the schema",
                 "tables user_state or history exist without acctlock_schema: not an acctlock "
@@ -365,7 +372,8 @@ void migrate(PostgresqlStore::Connection& db) {
                                          std::to_string(version) + ", this one knows up to " +
                                          std::to_string(PostgresqlStore::kSchemaVersion) + ")");
     }
-    if (version < 0) db.fail("checking the schema", "invalid schema version " + std::to_string(version));
+    if (version < 0)
+      db.fail("checking the schema", "invalid schema version " + std::to_string(version));
     for (; version < PostgresqlStore::kSchemaVersion; ++version) {
       const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
       db.exec(kMigrations[version], {}, doing, kMigrationTimeout);
@@ -390,8 +398,7 @@ std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings&
   auto writer = std::make_unique<Connection>(settings, false);
   migrate(*writer);
   auto reader = std::make_unique<Connection>(settings, true);
-  std::unique_ptr<PostgresqlStore> store(
-      new PostgresqlStore(settings.host_name, writer->server()));
+  std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server()));
   store->writer_ = std::move(writer);
   store->reader_ = std::move(reader);
   return store;
@@ -634,8 +641,8 @@ std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, st
 
 std::uint64_t PostgresqlStore::prune_history(TimePoint before) {
   std::lock_guard lock(write_mutex_);
-  Result result = writer_->exec("DELETE FROM history WHERE time < $1", {number(before)},
-                                "pruning history");
+  Result result =
+      writer_->exec("DELETE FROM history WHERE time < $1", {number(before)}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
 }
 
@@ -667,9 +674,10 @@ void PostgresqlStore::claim_host() {
                   "DELETE FROM fleet_host WHERE host = '" +
                   text(others, 0, 0) + "'");
     }
-    db.exec("INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
-            "last_start = now()",
-            {host_name_}, doing);
+    db.exec(
+        "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+        "last_start = now()",
+        {host_name_}, doing);
     db.exec("COMMIT", {}, doing);
   } catch (...) {
     db.roll_back();
@@ -680,8 +688,8 @@ void PostgresqlStore::claim_host() {
 std::string read_conninfo_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    throw StoreError(path + ": cannot open the PostgreSQL connection file: " +
-                     std::strerror(errno));
+    throw StoreError(path +
+                     ": cannot open the PostgreSQL connection file: " + std::strerror(errno));
   }
   struct stat info {};
   if (fstat(fd, &info) != 0) {

@@ -27,7 +27,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-TimePoint at(std::int64_t unix_seconds) { return TimePoint{Seconds{unix_seconds}}; }
+TimePoint at(std::int64_t unix_seconds) {
+  return TimePoint{Seconds{unix_seconds}};
+}
 
 HistoryEntry event(std::int64_t time, std::string user, HistoryEvent kind, std::string rhost = {}) {
   HistoryEntry entry;
@@ -59,7 +61,8 @@ UserState permanent_lock() {
 }
 UserState manual_lock() {
   UserState state;
-  state.manual_lock = ManualLock{"left the company, \"quoted\" \\ {braces}, NULL", at(1'700'000'200), 1001};
+  state.manual_lock =
+      ManualLock{"left the company, \"quoted\" \\ {braces}, NULL", at(1'700'000'200), 1001};
   return state;
 }
 UserState both_locks() {
@@ -124,9 +127,10 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreBehaviour,
 
 TEST_P(StoreBehaviour, UserStatesRoundTripWithEveryField) {
   const std::map<std::string, UserState> expected{
-      {"counted", failure_counted()}, {"timed", timed_lock()}, {"permanent", permanent_lock()},
-      {"manual", manual_lock()},      {"both", both_locks()},  {"blank", UserState{}},
-      {"NULL", failure_counted()},    {"o\"dd\\name,{x}", timed_lock()},
+      {"counted", failure_counted()},  {"timed", timed_lock()},
+      {"permanent", permanent_lock()}, {"manual", manual_lock()},
+      {"both", both_locks()},          {"blank", UserState{}},
+      {"NULL", failure_counted()},     {"o\"dd\\name,{x}", timed_lock()},
   };
   auto store = open_store();
   StoreBatch batch;
@@ -137,7 +141,8 @@ TEST_P(StoreBehaviour, UserStatesRoundTripWithEveryField) {
 
 TEST_P(StoreBehaviour, LoadsStatesInByteOrderOfName) {
   auto store = open_store();
-  store->commit(StoreBatch{.put_states = {{"b", UserState{}}, {"B", UserState{}}, {"a", UserState{}}}});
+  store->commit(
+      StoreBatch{.put_states = {{"b", UserState{}}, {"B", UserState{}}, {"a", UserState{}}}});
   std::vector<std::string> names;
   store->for_each_state([&](std::string user, UserState) { names.push_back(std::move(user)); });
   EXPECT_EQ(names, (std::vector<std::string>{"B", "a", "b"}));
@@ -282,10 +287,9 @@ TEST_P(StoreBehaviour, TopFailuresRanksUsersAndRemoteHosts) {
 
 TEST_P(StoreBehaviour, PruneHistoryDeletesOnlyOlderRows) {
   auto store = open_store();
-  store->commit(StoreBatch{.history = {event(100, "a", HistoryEvent::failure),
-                                       event(199, "b", HistoryEvent::failure),
-                                       event(200, "c", HistoryEvent::failure),
-                                       event(300, "d", HistoryEvent::failure)}});
+  store->commit(StoreBatch{
+      .history = {event(100, "a", HistoryEvent::failure), event(199, "b", HistoryEvent::failure),
+                  event(200, "c", HistoryEvent::failure), event(300, "d", HistoryEvent::failure)}});
   EXPECT_EQ(store->prune_history(at(200)), 2u);
   EXPECT_EQ(store->prune_history(at(200)), 0u);
   auto left = store->history(HistoryQuery{});
@@ -296,10 +300,9 @@ TEST_P(StoreBehaviour, PruneHistoryDeletesOnlyOlderRows) {
 
 TEST_P(StoreBehaviour, PruneSlicesDeleteTheOldestFirstAndStop) {
   auto store = open_store();
-  store->commit(StoreBatch{.history = {event(300, "d", HistoryEvent::failure),
-                                       event(100, "a", HistoryEvent::failure),
-                                       event(200, "c", HistoryEvent::failure),
-                                       event(150, "b", HistoryEvent::failure)}});
+  store->commit(StoreBatch{
+      .history = {event(300, "d", HistoryEvent::failure), event(100, "a", HistoryEvent::failure),
+                  event(200, "c", HistoryEvent::failure), event(150, "b", HistoryEvent::failure)}});
   EXPECT_EQ(store->prune_history_slice(at(250), 2), 2u);
   EXPECT_EQ(store->history(HistoryQuery{}).size(), 2u);
   EXPECT_EQ(store->history(HistoryQuery{}).back().user, "c");
@@ -327,17 +330,22 @@ TEST_P(StoreBehaviour, ReopeningKeepsStatesAndHistory) {
 TEST_P(StoreBehaviour, AnsweredEventsRoundTripAndStayBounded) {
   auto store = open_store();
   const TimePoint now{std::chrono::seconds(1'800'000'000)};
-  AnsweredEvent old_one{0xffff'ffff'ffff'fff0ULL, 1000, "alice", 2, now - std::chrono::hours(1),
+  AnsweredEvent old_one{0xffff'ffff'ffff'fff0ULL,
+                        1000,
+                        "alice",
+                        2,
+                        now - std::chrono::hours(1),
                         std::string("\0\x01\xff\"answer\\", 11)};
   AnsweredEvent recent{7, 0, "bob", 3, now, "frame"};
   store->commit(StoreBatch{.answered = {old_one}});
-  store->commit(StoreBatch{.answered = {recent},
-                           .forget_answered_before = now - kAnsweredEventRetention});
+  store->commit(
+      StoreBatch{.answered = {recent}, .forget_answered_before = now - kAnsweredEventRetention});
   EXPECT_EQ(store->load_answered(TimePoint{}), std::vector<AnsweredEvent>{recent});
   store->commit(StoreBatch{.answered = {old_one}});
   EXPECT_EQ(store->load_answered(now - std::chrono::hours(2)),
             (std::vector<AnsweredEvent>{recent, old_one}));
-  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)), std::vector<AnsweredEvent>{recent});
+  EXPECT_EQ(store->load_answered(now - std::chrono::minutes(1)),
+            std::vector<AnsweredEvent>{recent});
 }
 
 TEST_P(StoreBehaviour, EmptyBatchCommits) {
@@ -353,10 +361,10 @@ TEST_P(StoreBehaviour, FailedCommitChangesNothingAndTheStoreGoesOn) {
                            .history = {event(100, "alice", HistoryEvent::locked)}});
   const auto history_before = store->history(HistoryQuery{});
   // An empty user name breaks a constraint after the other rows went in.
-  const StoreBatch bad{.put_states = {{"alice", manual_lock()}, {"bob", failure_counted()},
-                                      {"", failure_counted()}},
-                       .delete_states = {},
-                       .history = {event(200, "bob", HistoryEvent::failure)}};
+  const StoreBatch bad{
+      .put_states = {{"alice", manual_lock()}, {"bob", failure_counted()}, {"", failure_counted()}},
+      .delete_states = {},
+      .history = {event(200, "bob", HistoryEvent::failure)}};
   try {
     store->commit(bad);
     FAIL() << "commit succeeded";

@@ -488,12 +488,12 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"host_name", "NAME", "<the machine's host name>",
                  "this host's name in a fleet's shared history", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  const bool valid =
-                      !text.empty() && text.size() <= 253 &&
-                      std::all_of(text.begin(), text.end(), [](char c) {
-                        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                               (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
-                      });
+                  const bool valid = !text.empty() && text.size() <= 253 &&
+                                     std::all_of(text.begin(), text.end(), [](char c) {
+                                       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                              (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+                                              c == '_';
+                                     });
                   if (!valid) {
                     error = "\"" + std::string(text) +
                             "\" is not 1 to 253 letters, digits, '.', '-' or '_'";

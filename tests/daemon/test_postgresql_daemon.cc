@@ -14,10 +14,10 @@
 namespace acctlock {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::Not;
 using protocol::MessageType;
 using protocol::Verdict;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 test::PostgresServer& postgres() {
   static std::unique_ptr<test::PostgresServer> server = [] {

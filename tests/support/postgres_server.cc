@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -96,7 +96,8 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
   if (pid == 0) {
     const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(126);
+    if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+      _exit(126);
     // Its own process group, so a test's Ctrl-C reaches it only through us.
     setpgid(0, 0);
     if (user && (setgroups(0, nullptr) != 0 || setgid(user->gid) != 0 || setuid(user->uid) != 0)) {
@@ -175,11 +176,11 @@ PostgresServer::PostgresServer() : bin_dir_(find_bin_dir()), password_(random_pa
   own(password_file, user);
   own(home, user);
 
-  const pid_t initdb = spawn({bin_dir_ + "/initdb", "--pgdata=" + data_dir_, "--username=postgres",
-                              "--pwfile=" + password_file, "--auth=scram-sha-256",
-                              "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-                              "--no-instructions"},
-                             log_path_, user);
+  const pid_t initdb =
+      spawn({bin_dir_ + "/initdb", "--pgdata=" + data_dir_, "--username=postgres",
+             "--pwfile=" + password_file, "--auth=scram-sha-256", "--encoding=UTF8",
+             "--locale=C.UTF-8", "--no-sync", "--no-instructions"},
+            log_path_, user);
   const int status = wait_for(initdb, 120s);
   std::filesystem::remove(password_file);
   if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -283,6 +284,8 @@ std::string PostgresServer::create_database() {
   return name;
 }
 
-std::string PostgresServer::log() const { return read_file(log_path_); }
+std::string PostgresServer::log() const {
+  return read_file(log_path_);
+}
 
 }  // namespace acctlock::test

@@ -1,5 +1,3 @@
-#include "tests/support/postgres_server.h"
-
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -7,6 +5,8 @@
 
 #include <fstream>
 #include <string>
+
+#include "tests/support/postgres_server.h"
 
 namespace acctlock::test {
 namespace {

@@ -128,7 +128,9 @@ TEST_F(PamAcctlockTest, TheRightPasswordLogsIn) {
 }
 
 TEST_F(PamAcctlockTest, WrongPasswordsLockTheRightOneIsRefusedWithTheReasonUntilTheLockEnds) {
-  start("deny = 3\nunlock_time = 2s\n");
+  // Long enough that three logins through pam_unix and the refused one fit
+  // in the lock on a loaded machine; the wait below is bounded, not a sleep.
+  start("deny = 3\nunlock_time = 6s\n");
   for (int attempt = 1; attempt <= 3; ++attempt) {
     const PamOutcome wrong = login(kAlice, "wrong");
     EXPECT_EQ(wrong.status, PAM_AUTH_ERR) << "attempt " << attempt;
@@ -147,7 +149,7 @@ TEST_F(PamAcctlockTest, WrongPasswordsLockTheRightOneIsRefusedWithTheReasonUntil
   // Typing the right password during the lock did not lift it.
   EXPECT_EQ(check(kAlice).verdict, protocol::Verdict::locked);
 
-  wait_until_unlocked(kAlice, 10s);
+  wait_until_unlocked(kAlice, 20s);
   const PamOutcome accepted = login(kAlice, kAlice.password);
   EXPECT_EQ(accepted.status, PAM_SUCCESS) << accepted.status_text;
 }

@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -474,6 +476,112 @@ TEST_F(DaemonTest, UserOverItsConnectionShareIsToldBusyNotDisconnected) {
   waitpid(child, nullptr, 0);
   close(ready[0]);
   close(ready[1]);
+}
+
+// One admin request line on `fd` and its answer line ("" if none came).
+std::string admin_exchange(int fd, const std::string& request) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0 && errno != EPIPE) return "";
+  std::string answer;
+  char chunk[512];
+  while (answer.find('\n') == std::string::npos) {
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    answer.append(chunk, static_cast<std::size_t>(n));
+  }
+  return answer;
+}
+
+TEST_F(DaemonTest, AdminConnectionFloodByUsersLeavesRootsShare) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run flooding clients as other uids";
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  // The admin socket's shares (admin_server.h): 256 in all, 64 of them
+  // root's, at most 16 for one non-root uid. Thirteen uids ask for 40 each,
+  // one after the other, each holding what it got.
+  constexpr int kUids = 13;
+  constexpr int kEach = 40;
+  const std::string request = "{\"command\":\"status\",\"arguments\":{\"user\":\"nobody\"}}\n";
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  std::vector<pid_t> children;
+  std::vector<std::array<int, 2>> counts;
+  for (int i = 0; i < kUids; ++i) {
+    int report[2];
+    ASSERT_EQ(pipe(report), 0);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      close(release[1]);
+      close(report[0]);
+      const uid_t uid = static_cast<uid_t>(65534 - i);
+      if (setgroups(0, nullptr) != 0 || setgid(uid) != 0 || setuid(uid) != 0) _exit(3);
+      int served = 0;
+      int busy = 0;
+      std::vector<int> held;
+      for (int c = 0; c < kEach; ++c) {
+        const int fd = raw_connect(daemon.admin_socket());
+        held.push_back(fd);
+        const std::string answer = admin_exchange(fd, request);
+        if (answer.find("daemon busy") != std::string::npos) {
+          ++busy;
+        } else if (answer.find("\"result\"") != std::string::npos) {
+          ++served;
+        }
+      }
+      const int got[2] = {served, busy};
+      if (write(report[1], got, sizeof got) != sizeof got) _exit(5);
+      char byte;
+      (void)!read(release[0], &byte, 1);  // hold the connections until released
+      _exit(0);
+    }
+    close(report[1]);
+    std::array<int, 2> got{};
+    ASSERT_EQ(read(report[0], got.data(), sizeof got), static_cast<ssize_t>(sizeof got));
+    close(report[0]);
+    children.push_back(child);
+    counts.push_back(got);
+  }
+  // Twelve uids get their 16, which is every non-root connection (256 - 64);
+  // the thirteenth gets none. Every refusal is an answer, not a bare close.
+  for (int i = 0; i < kUids - 1; ++i) {
+    EXPECT_EQ(counts[i][0], 16) << "uid " << 65534 - i;
+    EXPECT_EQ(counts[i][1], kEach - 16) << "uid " << 65534 - i;
+  }
+  EXPECT_EQ(counts[kUids - 1][0], 0);
+  EXPECT_EQ(counts[kUids - 1][1], kEach);
+  // Root still gets in, with every one of its reserved connections.
+  std::vector<int> root_connections;
+  for (int c = 0; c < 64; ++c) {
+    const int fd = raw_connect(daemon.admin_socket());
+    root_connections.push_back(fd);
+    const std::string answer = admin_exchange(fd, request);
+    EXPECT_NE(answer.find("\"result\":0"), std::string::npos) << c << ": " << answer;
+  }
+  for (const int fd : root_connections) close(fd);
+  // And so do the PAM stacks on the event socket.
+  EXPECT_EQ(daemon.request(MessageType::failure, "nobody").verdict, Verdict::allowed);
+  close(release[1]);
+  for (const pid_t child : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  close(release[0]);
+  // 328 refusals, logged once per uid (per 10 s), with the reason.
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("admin socket: uid 65534 is over its share, refused: uid 65534 holds 16"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("admin socket: uid 65522 is over its share, refused: the admin connections "
+                     "of non-root peers are in use"),
+            std::string::npos)
+      << log;
+  std::size_t lines = 0;
+  for (auto at = log.find("admin socket: uid"); at != std::string::npos;
+       at = log.find("admin socket: uid", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, static_cast<std::size_t>(2 * kUids));
 }
 
 TEST_F(DaemonTest, HostileFieldValuesComeOutEscapedInTheLog) {

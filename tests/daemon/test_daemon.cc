@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -582,6 +583,99 @@ TEST_F(DaemonTest, AdminConnectionFloodByUsersLeavesRootsShare) {
     ++lines;
   }
   EXPECT_LE(lines, static_cast<std::size_t>(2 * kUids));
+}
+
+// Sends `frame` on the open connection `fd` and reads one answer.
+std::optional<Answer> exchange_on(int fd, const std::string& frame) {
+  if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+    return std::nullopt;
+  }
+  std::string in;
+  char chunk[256];
+  for (;;) {
+    const auto decoded = protocol::decode_answer(in);
+    if (decoded.message) return decoded.message;
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return std::nullopt;
+    in.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
+TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServingRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to lower the daemon's hard file limit";
+  DaemonProcess daemon(dir, "deny = 50\n");
+  ASSERT_TRUE(daemon.start());
+  // Root's PAM stack holds a connection, as sshd's would across a login.
+  const int root_fd = raw_connect(daemon.event_socket());
+  const auto first = exchange_on(root_fd, request_frame(MessageType::failure, "nobody", 1));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->verdict, Verdict::allowed);
+  // The administrator (or a unit file) leaves the daemon 8 descriptors of room.
+  std::size_t open_files = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(daemon.pid()) + "/fd")) {
+    (void)entry;
+    ++open_files;
+  }
+  const rlimit tight{open_files + 8, open_files + 8};
+  ASSERT_EQ(prlimit(daemon.pid(), RLIMIT_NOFILE, &tight, nullptr), 0) << std::strerror(errno);
+  // A user opens 60 connections: a few are accepted, then accept() fails
+  // with EMFILE while the rest wait in the backlog.
+  int release[2];
+  int ready[2];
+  ASSERT_EQ(pipe(release), 0);
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(release[1]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    std::vector<int> held;
+    for (int c = 0; c < 60; ++c) held.push_back(raw_connect(daemon.event_socket()));
+    if (write(ready[1], "x", 1) != 1) _exit(4);
+    char byte;
+    (void)!read(release[0], &byte, 1);
+    _exit(0);
+  }
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  ASSERT_TRUE(eventually([&] {
+    return daemon.log().find("event socket: accept failed: Too many open files") !=
+           std::string::npos;
+  })) << daemon.log();
+  // While out of descriptors, root's open connection is still served and
+  // its failures still counted.
+  for (std::uint64_t id = 2; id <= 21; ++id) {
+    const auto answer = exchange_on(root_fd, request_frame(MessageType::failure, "nobody", id));
+    ASSERT_TRUE(answer) << id;
+    EXPECT_EQ(answer->verdict, Verdict::allowed);
+    EXPECT_EQ(answer->failures, id);
+  }
+  // The loop backs off instead of spinning: the accept error is logged at
+  // most once per 10 s however long it lasts (a spinning loop logged about
+  // 60,000 lines a second).
+  EXPECT_LE(count_of(daemon.log(), "accept failed"), 2u) << daemon.log();
+  // Once the user lets go, new connections are accepted again.
+  close(release[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(release[0]);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_TRUE(eventually([&] {
+    const auto answer =
+        send_frame(daemon.event_socket(), request_frame(MessageType::check, "nobody", 99));
+    return answer && answer->verdict == Verdict::allowed && answer->failures == 21;
+  }));
+  close(root_fd);
+  EXPECT_LE(count_of(daemon.log(), "accept failed"), 3u) << daemon.log();
 }
 
 TEST_F(DaemonTest, HostileFieldValuesComeOutEscapedInTheLog) {

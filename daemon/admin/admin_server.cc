@@ -75,13 +75,17 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public E
   AdminSession(AdminServer& server, AdminServer::Socket socket, AdminCaller caller)
       : server_(server),
         sessions_(server.sessions_),
+        shares_(server.shares_),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         caller_(std::move(caller)),
         input_(admin::kMaxRequestSize + 1) {
     sessions_->insert(this);
   }
-  ~AdminSession() { sessions_->erase(this); }
+  ~AdminSession() {
+    sessions_->erase(this);
+    shares_->release_connection(caller_.uid);
+  }
 
   void start() { read_request(); }
 
@@ -208,6 +212,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession>, public E
 
   AdminServer& server_;
   std::shared_ptr<std::unordered_set<AdminSession*>> sessions_;  // the server's, kept alive
+  std::shared_ptr<UidLimits> shares_;                            // likewise
   AdminServer::Socket socket_;
   asio::steady_timer timer_;
   AdminCaller caller_;
@@ -226,7 +231,13 @@ AdminServer::AdminServer(Acceptor acceptor, AdminContext context, AdminServerLim
     : acceptor_(std::move(acceptor)),
       commands_(context),
       limits_(limits),
-      watchers_(context.watchers) {}
+      watchers_(context.watchers),
+      shares_(std::make_shared<UidLimits>(UidLimitSettings{
+          limits.max_connections, limits.root_reserved_connections, limits.max_connections_per_uid,
+          // Requests are not rate limited here: one connection asks one
+          // question at a time, and a non-admin may only read its own status.
+          0})),
+      accept_pause_(acceptor_.get_executor()) {}
 
 AdminServer::~AdminServer() {
   stop();
@@ -240,6 +251,7 @@ void AdminServer::stop() {
   if (stopped_) return;
   stopped_ = true;
   error_code ignored;
+  accept_pause_.cancel();
   acceptor_.close(ignored);
   for (AdminSession* session : std::unordered_set<AdminSession*>(*sessions_)) session->close();
 }
@@ -249,21 +261,72 @@ void AdminServer::do_accept() {
     if (stopped_) return;
     if (ec) {
       if (ec == boost::asio::error::operation_aborted) return;
-      log_error("admin socket: accept failed: " + ec.message());
-      return do_accept();
+      // EMFILE and friends: pause instead of spinning, and log at a bounded
+      // rate while the condition lasts (as the event socket does).
+      const auto now = UidLimits::Clock::now();
+      if (now - accept_error_logged_ >= UidLimits::kLogInterval) {
+        log_error("admin socket: accept failed: " + ec.message() +
+                  (accept_errors_unlogged_ > 0 ? " (" + std::to_string(accept_errors_unlogged_) +
+                                                     " more since the last report)"
+                                               : std::string()) +
+                  "; pausing accepts for 100 ms");
+        accept_error_logged_ = now;
+        accept_errors_unlogged_ = 0;
+      } else {
+        ++accept_errors_unlogged_;
+      }
+      accept_pause_.expires_after(std::chrono::milliseconds(100));
+      accept_pause_.async_wait([this](error_code wait_ec) {
+        if (!wait_ec && !stopped_) do_accept();
+      });
+      return;
     }
     const auto peer = peer_credentials(socket.native_handle());
     if (!peer) {
       log_warning("admin socket: could not read peer credentials; connection closed");
-    } else if (sessions_->size() >= limits_.max_connections) {
-      log_warning("admin socket: " + std::to_string(sessions_->size()) +
-                  " connections open, refusing uid " + std::to_string(peer->uid));
+    } else if (!shares_->admit_connection(peer->uid)) {
+      refuse_busy(socket, peer->uid);
     } else {
       AdminCaller caller{peer->uid, peer->gid, peer_groups(socket.native_handle()), peer->pid};
       std::make_shared<AdminSession>(*this, std::move(socket), std::move(caller))->start();
     }
     do_accept();
   });
+}
+
+void AdminServer::refuse_busy(Socket& socket, uid_t uid) {
+  ++refused_connections_;
+  std::string what;
+  if (shares_->connections() >= limits_.max_connections) {
+    what = "all " + std::to_string(limits_.max_connections) + " admin connections are in use";
+  } else if (shares_->connections_of(uid) >= limits_.max_connections_per_uid) {
+    what = "uid " + std::to_string(uid) + " holds " +
+           std::to_string(limits_.max_connections_per_uid) +
+           " admin connections, the most one non-root uid may";
+  } else {
+    what = "the admin connections of non-root peers are in use (" +
+           std::to_string(limits_.root_reserved_connections) + " are kept for root)";
+  }
+  std::uint64_t suppressed = 0;
+  if (shares_->should_log_refusal(uid, UidLimits::Clock::now(), suppressed)) {
+    log_warning("admin socket: uid " + std::to_string(uid) +
+                " is over its share, refused: " + what +
+                (suppressed > 0 ? "; " + std::to_string(suppressed) +
+                                      " more refusal(s) of this uid in the last " +
+                                      std::to_string(UidLimits::kLogInterval.count()) + " s"
+                                : std::string()));
+  }
+  // Said before any request is read, so the client reads a clear answer
+  // instead of finding a closed socket that looks like an outage. A fresh
+  // socket's buffer always has room for it, so the send never blocks.
+  const std::string line =
+      AdminAnswer{admin::Result::error, "daemon busy: " + what + "; try again later",
+                  nlohmann::json::object()}
+          .to_line();
+  ::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  error_code ignored;
+  socket.shutdown(Socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 }  // namespace acctlock

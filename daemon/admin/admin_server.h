@@ -15,6 +15,7 @@
 #pragma once
 
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <unordered_set>
 
 #include "daemon/admin/admin_commands.h"
+#include "daemon/events/uid_limits.h"
 
 namespace acctlock {
 
@@ -32,7 +34,14 @@ struct AdminServerLimits {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
   // For an answer to be taken by the client.
   std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
+  // Fair shares, as on the event socket (daemon/events/uid_limits.h): one
+  // non-root uid holds at most max_connections_per_uid, and the last
+  // root_reserved_connections are root's alone, so `acctlock` run by root
+  // always gets in however many connections other users hold. A peer over
+  // its share gets an answer saying so, then the connection is closed.
   std::size_t max_connections = 256;
+  std::size_t root_reserved_connections = 64;
+  std::size_t max_connections_per_uid = 16;
 };
 
 class AdminSession;
@@ -53,11 +62,13 @@ class AdminServer {
   void stop();
 
   std::size_t connections() const { return sessions_->size(); }
+  std::uint64_t refused_connections() const { return refused_connections_; }
   std::uint64_t refused_requests() const { return commands_.refused_requests(); }
 
  private:
   friend class AdminSession;
   void do_accept();
+  void refuse_busy(Socket& socket, uid_t uid);
 
   Acceptor acceptor_;
   AdminCommands commands_;
@@ -67,6 +78,12 @@ class AdminServer {
   // io_context destroys its last handlers after the server is gone.
   std::shared_ptr<std::unordered_set<AdminSession*>> sessions_ =
       std::make_shared<std::unordered_set<AdminSession*>>();
+  // Likewise shared: a session releases its connection when it ends.
+  std::shared_ptr<UidLimits> shares_;
+  boost::asio::steady_timer accept_pause_;
+  UidLimits::Clock::time_point accept_error_logged_{};
+  std::uint64_t accept_errors_unlogged_ = 0;
+  std::uint64_t refused_connections_ = 0;
   bool stopped_ = false;
 };
 

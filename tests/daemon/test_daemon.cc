@@ -7,10 +7,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -474,6 +477,205 @@ TEST_F(DaemonTest, UserOverItsConnectionShareIsToldBusyNotDisconnected) {
   waitpid(child, nullptr, 0);
   close(ready[0]);
   close(ready[1]);
+}
+
+// One admin request line on `fd` and its answer line ("" if none came).
+std::string admin_exchange(int fd, const std::string& request) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0 && errno != EPIPE) return "";
+  std::string answer;
+  char chunk[512];
+  while (answer.find('\n') == std::string::npos) {
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    answer.append(chunk, static_cast<std::size_t>(n));
+  }
+  return answer;
+}
+
+TEST_F(DaemonTest, AdminConnectionFloodByUsersLeavesRootsShare) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run flooding clients as other uids";
+  DaemonProcess daemon(dir);
+  ASSERT_TRUE(daemon.start());
+  // The admin socket's shares (admin_server.h): 256 in all, 64 of them
+  // root's, at most 16 for one non-root uid. Thirteen uids ask for 40 each,
+  // one after the other, each holding what it got.
+  constexpr int kUids = 13;
+  constexpr int kEach = 40;
+  const std::string request = "{\"command\":\"status\",\"arguments\":{\"user\":\"nobody\"}}\n";
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  std::vector<pid_t> children;
+  std::vector<std::array<int, 2>> counts;
+  for (int i = 0; i < kUids; ++i) {
+    int report[2];
+    ASSERT_EQ(pipe(report), 0);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      close(release[1]);
+      close(report[0]);
+      const uid_t uid = static_cast<uid_t>(65534 - i);
+      if (setgroups(0, nullptr) != 0 || setgid(uid) != 0 || setuid(uid) != 0) _exit(3);
+      int served = 0;
+      int busy = 0;
+      std::vector<int> held;
+      for (int c = 0; c < kEach; ++c) {
+        const int fd = raw_connect(daemon.admin_socket());
+        held.push_back(fd);
+        const std::string answer = admin_exchange(fd, request);
+        if (answer.find("daemon busy") != std::string::npos) {
+          ++busy;
+        } else if (answer.find("\"result\"") != std::string::npos) {
+          ++served;
+        }
+      }
+      const int got[2] = {served, busy};
+      if (write(report[1], got, sizeof got) != sizeof got) _exit(5);
+      char byte;
+      (void)!read(release[0], &byte, 1);  // hold the connections until released
+      _exit(0);
+    }
+    close(report[1]);
+    std::array<int, 2> got{};
+    ASSERT_EQ(read(report[0], got.data(), sizeof got), static_cast<ssize_t>(sizeof got));
+    close(report[0]);
+    children.push_back(child);
+    counts.push_back(got);
+  }
+  // Twelve uids get their 16, which is every non-root connection (256 - 64);
+  // the thirteenth gets none. Every refusal is an answer, not a bare close.
+  for (int i = 0; i < kUids - 1; ++i) {
+    EXPECT_EQ(counts[i][0], 16) << "uid " << 65534 - i;
+    EXPECT_EQ(counts[i][1], kEach - 16) << "uid " << 65534 - i;
+  }
+  EXPECT_EQ(counts[kUids - 1][0], 0);
+  EXPECT_EQ(counts[kUids - 1][1], kEach);
+  // Root still gets in, with every one of its reserved connections.
+  std::vector<int> root_connections;
+  for (int c = 0; c < 64; ++c) {
+    const int fd = raw_connect(daemon.admin_socket());
+    root_connections.push_back(fd);
+    const std::string answer = admin_exchange(fd, request);
+    EXPECT_NE(answer.find("\"result\":0"), std::string::npos) << c << ": " << answer;
+  }
+  for (const int fd : root_connections) close(fd);
+  // And so do the PAM stacks on the event socket.
+  EXPECT_EQ(daemon.request(MessageType::failure, "nobody").verdict, Verdict::allowed);
+  close(release[1]);
+  for (const pid_t child : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  close(release[0]);
+  // 328 refusals, logged once per uid (per 10 s), with the reason.
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("admin socket: uid 65534 is over its share, refused: uid 65534 holds 16"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("admin socket: uid 65522 is over its share, refused: the admin connections "
+                     "of non-root peers are in use"),
+            std::string::npos)
+      << log;
+  std::size_t lines = 0;
+  for (auto at = log.find("admin socket: uid"); at != std::string::npos;
+       at = log.find("admin socket: uid", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, static_cast<std::size_t>(2 * kUids));
+}
+
+// Sends `frame` on the open connection `fd` and reads one answer.
+std::optional<Answer> exchange_on(int fd, const std::string& frame) {
+  if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+    return std::nullopt;
+  }
+  std::string in;
+  char chunk[256];
+  for (;;) {
+    const auto decoded = protocol::decode_answer(in);
+    if (decoded.message) return decoded.message;
+    const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return std::nullopt;
+    in.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
+TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServingRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to lower the daemon's hard file limit";
+  DaemonProcess daemon(dir, "deny = 50\n");
+  ASSERT_TRUE(daemon.start());
+  // Root's PAM stack holds a connection, as sshd's would across a login.
+  const int root_fd = raw_connect(daemon.event_socket());
+  const auto first = exchange_on(root_fd, request_frame(MessageType::failure, "nobody", 1));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->verdict, Verdict::allowed);
+  // The administrator (or a unit file) leaves the daemon 8 descriptors of room.
+  std::size_t open_files = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(daemon.pid()) + "/fd")) {
+    (void)entry;
+    ++open_files;
+  }
+  const rlimit tight{open_files + 8, open_files + 8};
+  ASSERT_EQ(prlimit(daemon.pid(), RLIMIT_NOFILE, &tight, nullptr), 0) << std::strerror(errno);
+  // A user opens 60 connections: a few are accepted, then accept() fails
+  // with EMFILE while the rest wait in the backlog.
+  int release[2];
+  int ready[2];
+  ASSERT_EQ(pipe(release), 0);
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(release[1]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    std::vector<int> held;
+    for (int c = 0; c < 60; ++c) held.push_back(raw_connect(daemon.event_socket()));
+    if (write(ready[1], "x", 1) != 1) _exit(4);
+    char byte;
+    (void)!read(release[0], &byte, 1);
+    _exit(0);
+  }
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  ASSERT_TRUE(eventually([&] {
+    return daemon.log().find("event socket: accept failed: Too many open files") !=
+           std::string::npos;
+  })) << daemon.log();
+  // While out of descriptors, root's open connection is still served and
+  // its failures still counted.
+  for (std::uint64_t id = 2; id <= 21; ++id) {
+    const auto answer = exchange_on(root_fd, request_frame(MessageType::failure, "nobody", id));
+    ASSERT_TRUE(answer) << id;
+    EXPECT_EQ(answer->verdict, Verdict::allowed);
+    EXPECT_EQ(answer->failures, id);
+  }
+  // The loop backs off instead of spinning: the accept error is logged at
+  // most once per 10 s however long it lasts (a spinning loop logged about
+  // 60,000 lines a second).
+  EXPECT_LE(count_of(daemon.log(), "accept failed"), 2u) << daemon.log();
+  // Once the user lets go, new connections are accepted again.
+  close(release[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(release[0]);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_TRUE(eventually([&] {
+    const auto answer =
+        send_frame(daemon.event_socket(), request_frame(MessageType::check, "nobody", 99));
+    return answer && answer->verdict == Verdict::allowed && answer->failures == 21;
+  }));
+  close(root_fd);
+  EXPECT_LE(count_of(daemon.log(), "accept failed"), 3u) << daemon.log();
 }
 
 TEST_F(DaemonTest, HostileFieldValuesComeOutEscapedInTheLog) {

@@ -205,5 +205,26 @@ TEST_F(CockpitPageTest, AnAdminSeesTheLockAndUnlocksItFromThePage) {
   }
 }
 
+TEST_F(CockpitPageTest, ANonAdminIsToldSoAndSeesNoButtons) {
+  daemon_.request(MessageType::failure, "daemon", "sshd");
+  ASSERT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd").verdict,
+            protocol::Verdict::locked);
+  // cockpit-ws, its bridge and so the page's acctlock run as nobody, whom
+  // acctlockd's admin socket does not let in (no admin_socket_group).
+  fs::create_directories(dir_.path() / "home");
+  ASSERT_EQ(chown((dir_ / "home").c_str(), 65534, 65534), 0);
+  chmod(daemon_.config_path().c_str(), 0644);
+  start_cockpit_ws({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"});
+  const auto result = run_driver({"non-admin", page_url(), dir_ / "screenshots"});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("non-admin sees no buttons"), std::string::npos) << result.out;
+  // Nothing the page did as nobody changed the lock.
+  EXPECT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
+  if (const char* keep = std::getenv("ACCTLOCK_COCKPIT_SCREENSHOTS")) {
+    fs::copy(dir_.path() / "screenshots", keep,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  }
+}
+
 }  // namespace
 }  // namespace acctlock::test

@@ -154,6 +154,19 @@ class CockpitPageTest : public ::testing::Test {
     ws_pid_ = -1;
   }
 
+  // Screenshots are test artefacts: copied to ACCTLOCK_COCKPIT_SCREENSHOTS
+  // (docs/images to refresh the docs), else to the build tree.
+  void keep_screenshots() {
+    const char* chosen = std::getenv("ACCTLOCK_COCKPIT_SCREENSHOTS");
+    const fs::path keep =
+        chosen ? fs::path(chosen) : fs::path(ACCTLOCK_COCKPIT_DRIVER_DIR) / "screenshots";
+    std::error_code error;
+    fs::create_directories(keep, error);
+    fs::copy(dir_.path() / "screenshots", keep,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing, error);
+    EXPECT_FALSE(error) << "keeping the screenshots in " << keep << ": " << error.message();
+  }
+
   std::string page_url() const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/cockpit/@localhost/acctlock/index.html";
   }
@@ -198,11 +211,7 @@ TEST_F(CockpitPageTest, AnAdminSeesTheLockAndUnlocksItFromThePage) {
     const fs::path file = dir_.path() / "screenshots" / shot;
     EXPECT_TRUE(fs::exists(file) && fs::file_size(file) > 1000) << shot;
   }
-  // Screenshots are test artefacts: kept in the build tree for docs/.
-  if (const char* keep = std::getenv("ACCTLOCK_COCKPIT_SCREENSHOTS")) {
-    fs::copy(dir_.path() / "screenshots", keep,
-             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  }
+  keep_screenshots();
 }
 
 TEST_F(CockpitPageTest, ANonAdminIsToldSoAndSeesNoButtons) {
@@ -220,10 +229,7 @@ TEST_F(CockpitPageTest, ANonAdminIsToldSoAndSeesNoButtons) {
   EXPECT_NE(result.out.find("non-admin sees no buttons"), std::string::npos) << result.out;
   // Nothing the page did as nobody changed the lock.
   EXPECT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
-  if (const char* keep = std::getenv("ACCTLOCK_COCKPIT_SCREENSHOTS")) {
-    fs::copy(dir_.path() / "screenshots", keep,
-             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  }
+  keep_screenshots();
 }
 
 }  // namespace

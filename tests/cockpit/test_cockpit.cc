@@ -1,0 +1,236 @@
+// The acctlock Cockpit page in a real browser: a real cockpit-ws (Debian's
+// package) on a private 127.0.0.1 port serves the plugin from a temp
+// directory (XDG_DATA_DIRS, nothing installed into /usr/share or /etc), and
+// headless Chromium, driven by page_test.mjs through puppeteer-core, loads it
+// against a real acctlockd started by this test.
+//
+// cockpit-ws runs with --local-session=cockpit-bridge: it starts the bridge
+// as its own user instead of logging in through PAM, which is Cockpit's
+// supported way to serve one session without a login page (the 401 a plain
+// --no-tls cockpit-ws answers is its login challenge). The bridge, and so the
+// page's cockpit.spawn, runs as the user the test starts cockpit-ws as.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/daemon_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace acctlock::test {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::MessageType;
+namespace fs = std::filesystem;
+
+const std::string kCockpitWs = "/usr/lib/cockpit/cockpit-ws";
+const std::string kDriverDir = ACCTLOCK_COCKPIT_DRIVER_DIR;
+
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return condition();
+}
+
+// A free port on 127.0.0.1, from the kernel. cockpit-ws binds it itself a
+// moment later; another process taking it in between makes the start fail
+// visibly (the readiness wait below), never pass wrongly.
+std::uint16_t free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t size = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// The HTTP status line of GET `target`, or "" if nothing answers.
+std::string http_status(std::uint16_t port, const std::string& target) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval limit{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const std::string request =
+        "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buffer[512];
+      const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+      if (got > 0) answer.assign(buffer, static_cast<std::size_t>(got));
+    }
+  }
+  close(fd);
+  return answer.substr(0, answer.find("\r\n"));
+}
+
+class CockpitPageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kCockpitWs)) << "cockpit-ws is missing: run scripts/install-deps";
+    ASSERT_TRUE(fs::exists(kDriverDir + "/node_modules/puppeteer-core"))
+        << "the browser driver is missing: the cockpit_driver_install test runs npm ci";
+    ASSERT_TRUE(daemon_.start());
+
+    // The plugin as it would be installed, in a private data dir.
+    const fs::path plugin = dir_.path() / "share/cockpit/acctlock";
+    fs::create_directories(plugin);
+    fs::copy(fs::path(ACCTLOCK_SOURCE_DIR) / "cockpit", plugin, fs::copy_options::recursive);
+    // The page runs "acctlock" from PATH; this one talks to the test's daemon.
+    fs::create_directories(dir_.path() / "bin");
+    write_file(dir_ / "bin/acctlock", "#!/bin/sh\nexec " + std::string(ACCTLOCK_BINARY_DIR) +
+                                          "/cli/acctlock --config " + daemon_.config_path() +
+                                          " \"$@\"\n");
+    chmod((dir_ / "bin/acctlock").c_str(), 0755);
+    fs::create_directories(dir_.path() / "screenshots");
+  }
+
+  void TearDown() override { stop_cockpit_ws(); }
+
+  // Starts cockpit-ws with `user_prefix` (e.g. setpriv ...) in front, and
+  // waits until it serves the plugin's manifest.
+  void start_cockpit_ws(const std::vector<std::string>& user_prefix = {}) {
+    port_ = free_loopback_port();
+    std::vector<std::string> argv = user_prefix;
+    argv.insert(argv.end(), {kCockpitWs, "--local-session=cockpit-bridge", "--address=127.0.0.1",
+                             "--port=" + std::to_string(port_)});
+    const std::string data_dirs = "XDG_DATA_DIRS=" + (dir_ / "share") + ":/usr/share";
+    const std::string path = "PATH=" + (dir_ / "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin";
+    const std::string log = dir_ / "cockpit-ws.log";
+    ws_pid_ = fork();
+    ASSERT_GE(ws_pid_, 0);
+    if (ws_pid_ == 0) {
+      const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      dup2(out, STDOUT_FILENO);
+      dup2(out, STDERR_FILENO);
+      setpgid(0, 0);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      std::vector<std::string> env = {data_dirs, path, "HOME=" + (dir_ / "home"), "LANG=C.UTF-8"};
+      std::vector<char*> envp;
+      for (auto& e : env) envp.push_back(e.data());
+      envp.push_back(nullptr);
+      execve(args[0], args.data(), envp.data());
+      _exit(127);
+    }
+    const std::string manifest = "/cockpit/@localhost/acctlock/manifest.json";
+    ASSERT_TRUE(eventually([&] {
+      return http_status(port_, manifest).find(" 200 ") != std::string::npos;
+    })) << "cockpit-ws did not serve the plugin: "
+        << read_file(log);
+  }
+
+  void stop_cockpit_ws() {
+    if (ws_pid_ <= 0) return;
+    kill(-ws_pid_, SIGTERM);  // its own process group: cockpit-ws and its bridge
+    int status = 0;
+    waitpid(ws_pid_, &status, 0);
+    ws_pid_ = -1;
+  }
+
+  // Screenshots are test artefacts: copied to ACCTLOCK_COCKPIT_SCREENSHOTS
+  // (docs/images to refresh the docs), else to the build tree.
+  void keep_screenshots() {
+    const char* chosen = std::getenv("ACCTLOCK_COCKPIT_SCREENSHOTS");
+    const fs::path keep =
+        chosen ? fs::path(chosen) : fs::path(ACCTLOCK_COCKPIT_DRIVER_DIR) / "screenshots";
+    std::error_code error;
+    fs::create_directories(keep, error);
+    fs::copy(dir_.path() / "screenshots", keep,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing, error);
+    EXPECT_FALSE(error) << "keeping the screenshots in " << keep << ": " << error.message();
+  }
+
+  std::string page_url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/cockpit/@localhost/acctlock/index.html";
+  }
+
+  CommandResult run_driver(const std::vector<std::string>& arguments) {
+    std::vector<std::string> argv = {"/usr/bin/node", kDriverDir + "/page_test.mjs"};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    return run_command(argv, 120s, {"CHROMIUM=/usr/bin/chromium", "HOME=" + (dir_ / "home")});
+  }
+
+  // `acctlock status USER --json` against the test's daemon.
+  nlohmann::json status_of(const std::string& user) {
+    const auto result =
+        run_command({std::string(ACCTLOCK_BINARY_DIR) + "/cli/acctlock", "--config",
+                     daemon_.config_path(), "status", user, "--json"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return nlohmann::json::parse(result.out, nullptr, false);
+  }
+
+  TempDir dir_;
+  DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\n"};
+  std::uint16_t port_ = 0;
+  pid_t ws_pid_ = -1;
+};
+
+TEST_F(CockpitPageTest, AnAdminSeesTheLockAndUnlocksItFromThePage) {
+  EXPECT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd", "192.0.2.7").verdict,
+            protocol::Verdict::allowed);
+  EXPECT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd", "192.0.2.7").verdict,
+            protocol::Verdict::locked);
+  ASSERT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
+
+  start_cockpit_ws();
+  const auto result = run_driver({"admin", page_url(), "daemon", dir_ / "screenshots"});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("unlocked through the page"), std::string::npos) << result.out;
+
+  // The page's Unlock went through acctlock to the daemon.
+  EXPECT_EQ(status_of("daemon").value("locked", true), false) << status_of("daemon").dump();
+  for (const char* shot : {"cockpit-acctlock-light.png", "cockpit-acctlock-dark.png",
+                           "cockpit-acctlock-confirm.png"}) {
+    const fs::path file = dir_.path() / "screenshots" / shot;
+    EXPECT_TRUE(fs::exists(file) && fs::file_size(file) > 1000) << shot;
+  }
+  keep_screenshots();
+}
+
+TEST_F(CockpitPageTest, ANonAdminIsToldSoAndSeesNoButtons) {
+  daemon_.request(MessageType::failure, "daemon", "sshd");
+  ASSERT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd").verdict,
+            protocol::Verdict::locked);
+  // cockpit-ws, its bridge and so the page's acctlock run as nobody, whom
+  // acctlockd's admin socket does not let in (no admin_socket_group).
+  fs::create_directories(dir_.path() / "home");
+  ASSERT_EQ(chown((dir_ / "home").c_str(), 65534, 65534), 0);
+  chmod(daemon_.config_path().c_str(), 0644);
+  start_cockpit_ws({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"});
+  const auto result = run_driver({"non-admin", page_url(), dir_ / "screenshots"});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("non-admin sees no buttons"), std::string::npos) << result.out;
+  // Nothing the page did as nobody changed the lock.
+  EXPECT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
+  keep_screenshots();
+}
+
+}  // namespace
+}  // namespace acctlock::test

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/source_address.h"
 #include "common/time.h"
 
 namespace acctlock {
@@ -33,6 +34,32 @@ struct LockoutRules {
   std::optional<Seconds> root_unlock_time;  // first lockout of root; default unlock_time
 
   Seconds effective_root_unlock_time() const { return root_unlock_time.value_or(unlock_time); }
+};
+
+// Whose failures lock whom (issue 11). `account`: one lock covers the account
+// from everywhere, pam_faillock's behaviour. `unfamiliar`: failures from
+// sources the user has not logged in from lately lock only those sources out,
+// and the user's familiar sources keep their own count and lock.
+enum class LockoutScope { account, unfamiliar };
+
+// The rules for sources (daemon/policy/source_policy.h): the same growth,
+// cap and memory as LockoutRules, with their own keys.
+struct SourceRules {
+  std::uint32_t deny = 10;           // key source_deny; 0 = sources are never blocked
+  Seconds fail_interval{600};        // key source_fail_interval
+  Seconds unlock_time{600};          // key source_unlock_time; 0 = until an admin unlocks
+  double lockout_multiplier = 2.0;   // key source_lockout_multiplier
+  Seconds max_unlock_time{86400};    // key source_max_unlock_time
+  Seconds lockout_memory{86400};     // key source_lockout_memory
+  unsigned prefix_v6 = 64;           // key source_prefix_v6: IPv6 sources are this prefix
+  std::vector<AddressPrefix> trusted;  // key trusted_sources: never counted nor blocked
+};
+
+// Familiar sources (lockout-DoS resistance).
+struct FamiliarSourceRules {
+  LockoutScope scope = LockoutScope::account;  // key lockout_scope
+  std::uint32_t max_per_user = 8;              // key familiar_sources_max
+  Seconds memory{30 * 86400};                  // key familiar_source_memory
 };
 
 // What the PAM module does when the daemon cannot be reached.
@@ -69,6 +96,10 @@ struct Options {
   bool nodelay = false;           // faillock's; acctlock adds no delay, accepted for cp
   bool audit = false;             // faillock's; log unknown user names (the module does)
   bool no_log_info = false;       // the module logs nothing at info level
+
+  // Sources, familiar sources (issue 11).
+  SourceRules source_rules;
+  FamiliarSourceRules familiar_sources;
 };
 
 // Notes for a configuration written for an older acctlock or for

@@ -14,6 +14,7 @@
 #include <limits>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace acctlock {
 namespace {
@@ -262,6 +263,42 @@ bool parse_group_name(std::string_view text, std::string& out, std::string& erro
   return true;
 }
 
+// Whitespace- or comma-separated addresses and CIDR prefixes; the whole list
+// replaces an earlier one, so a later line wins as for every other key.
+bool parse_prefix_list(std::string_view text, std::vector<AddressPrefix>& out, std::string& error) {
+  std::vector<AddressPrefix> prefixes;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t start = text.find_first_not_of(" \t,", pos);
+    if (start == std::string_view::npos) break;
+    const std::size_t stop = std::min(text.find_first_of(" \t,", start), text.size());
+    const std::optional<AddressPrefix> prefix =
+        parse_address_prefix(text.substr(start, stop - start), &error);
+    if (!prefix) return false;
+    prefixes.push_back(*prefix);
+    pos = stop;
+  }
+  if (prefixes.empty()) {
+    error = quoted(text) + " is not a list of addresses and CIDR prefixes";
+    return false;
+  }
+  out = std::move(prefixes);
+  return true;
+}
+
+bool parse_lockout_scope(std::string_view text, LockoutScope& out, std::string& error) {
+  if (text == "account") {
+    out = LockoutScope::account;
+    return true;
+  }
+  if (text == "unfamiliar") {
+    out = LockoutScope::unfamiliar;
+    return true;
+  }
+  error = quoted(text) + " is not account or unfamiliar";
+  return false;
+}
+
 using Setter = bool (*)(Options&, std::string_view text, std::string& error);
 
 struct OptionEntry {
@@ -502,6 +539,78 @@ constexpr std::array kOptionEntries{
                   o.host_name = std::string(text);
                   return true;
                 }},
+    OptionEntry{
+        {"source_deny", "N", "10",
+         "failures from one source, across all users, that block the source; 0 = never", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          return parse_count(text, 0, "a whole number (0 turns this off)", o.source_rules.deny,
+                             error);
+        }},
+    OptionEntry{{"source_fail_interval", "DURATION", "10m",
+                 "failures from a source further apart than this start a new count", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_duration_value(text, DurationZero::rejected,
+                                              o.source_rules.fail_interval, error);
+                }},
+    OptionEntry{
+        {"source_unlock_time", "DURATION|never", "10m",
+         "how long a source's first block lasts; 0 or never = until an admin unlocks", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          return parse_duration_value(text, DurationZero::allowed_as_never,
+                                      o.source_rules.unlock_time, error);
+        }},
+    OptionEntry{{"source_lockout_multiplier", "DECIMAL", "2",
+                 "each consecutive block of a source lasts this many times longer", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_multiplier(text, o.source_rules.lockout_multiplier, error);
+                }},
+    OptionEntry{{"source_max_unlock_time", "DURATION", "1d",
+                 "the longest any timed block of a source lasts", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_duration_value(text, DurationZero::rejected,
+                                              o.source_rules.max_unlock_time, error);
+                }},
+    OptionEntry{{"source_lockout_memory", "DURATION", "1d",
+                 "quiet time after a block after which the next block counts as the first", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_duration_value(text, DurationZero::allowed,
+                                              o.source_rules.lockout_memory, error);
+                }},
+    OptionEntry{{"source_prefix_v6", "N", "64",
+                 "an IPv6 client counts as its /N network (one site usually holds a /64)", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  std::uint64_t value = 0;
+                  if (!parse_whole_number(text, 1, 128, "a prefix length from 1 to 128", value,
+                                          error)) {
+                    return false;
+                  }
+                  o.source_rules.prefix_v6 = static_cast<unsigned>(value);
+                  return true;
+                }},
+    OptionEntry{
+        {"trusted_sources", "ADDRESS|CIDR ...", "<none>",
+         "addresses and networks whose failures never count and that are never blocked", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          return parse_prefix_list(text, o.source_rules.trusted, error);
+        }},
+    OptionEntry{
+        {"lockout_scope", "account|unfamiliar", "account",
+         "unfamiliar: failures from unfamiliar sources lock the user out of those only", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          return parse_lockout_scope(text, o.familiar_sources.scope, error);
+        }},
+    OptionEntry{{"familiar_sources_max", "N", "8",
+                 "how many sources of successful logins are remembered per user", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_count(text, 1, "a whole number >= 1",
+                                     o.familiar_sources.max_per_user, error);
+                }},
+    OptionEntry{{"familiar_source_memory", "DURATION", "30d",
+                 "a source stays familiar this long after the user's last login from it", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_duration_value(text, DurationZero::rejected,
+                                              o.familiar_sources.memory, error);
+                }},
 };
 
 // The public, documentation-only view of the same entries, so that a name
@@ -558,6 +667,24 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
   };
   warn_if_capped("unlock_time", rules.unlock_time);
   if (rules.root_unlock_time) warn_if_capped("root_unlock_time", *rules.root_unlock_time);
+
+  // The same check for sources, against their own cap.
+  const SourceRules& source = parsed.options.source_rules;
+  if (source.unlock_time.count() != 0 && source.unlock_time > source.max_unlock_time) {
+    const unsigned start_line = line_of[option_index("source_unlock_time")];
+    const unsigned cap_line = line_of[option_index("source_max_unlock_time")];
+    const bool cap_is_later = cap_line >= start_line;
+    Diagnostic warning;
+    warning.severity = Diagnostic::Severity::warning;
+    warning.file = std::string(file_name);
+    warning.line = cap_is_later ? cap_line : start_line;
+    warning.key = cap_is_later ? "source_max_unlock_time" : "source_unlock_time";
+    warning.message = "source_max_unlock_time (" + format_duration(source.max_unlock_time) +
+                      ") is shorter than source_unlock_time (" +
+                      format_duration(source.unlock_time) + "); those blocks last " +
+                      format_duration(source.max_unlock_time);
+    parsed.diagnostics.push_back(std::move(warning));
+  }
 
   // Non-root peers get what root's reserve leaves; none left would lock out
   // every screen locker, so it is an error, not a guess.

@@ -16,20 +16,21 @@
 #include <string_view>
 #include <vector>
 
+#include "common/source_address.h"
 #include "common/time.h"
 
 namespace acctlock {
 
 // The lockout rules the daemon's policy enforces (daemon/policy/lockout_policy.h).
 struct LockoutRules {
-  std::uint32_t deny = 3;                 // failures that lock the account
-  Seconds fail_interval{900};             // failures further apart start a new count
-  Seconds unlock_time{600};               // first lockout; 0 = until an admin unlocks
-  double lockout_multiplier = 2.0;        // growth per consecutive lockout, >= 1
-  Seconds max_unlock_time{86400};         // cap on any timed lockout
-  Seconds lockout_memory{86400};          // quiet time after which the progression resets
-  std::uint32_t permanent_after = 0;      // the N-th consecutive lockout is permanent; 0 = off
-  bool even_deny_root = false;            // root is never locked unless this is set
+  std::uint32_t deny = 3;                   // failures that lock the account
+  Seconds fail_interval{900};               // failures further apart start a new count
+  Seconds unlock_time{600};                 // first lockout; 0 = until an admin unlocks
+  double lockout_multiplier = 2.0;          // growth per consecutive lockout, >= 1
+  Seconds max_unlock_time{86400};           // cap on any timed lockout
+  Seconds lockout_memory{86400};            // quiet time after which the progression resets
+  std::uint32_t permanent_after = 0;        // the N-th consecutive lockout is permanent; 0 = off
+  bool even_deny_root = false;              // root is never locked unless this is set
   std::optional<Seconds> root_unlock_time;  // first lockout of root; default unlock_time
 
   Seconds effective_root_unlock_time() const { return root_unlock_time.value_or(unlock_time); }
@@ -37,6 +38,32 @@ struct LockoutRules {
 
 // Where acctlockd keeps its state (issue 15; docs/fleet.md).
 enum class StoreKind { sqlite, postgresql };
+
+// Whose failures lock whom (issue 11). `account`: one lock covers the account
+// from everywhere, pam_faillock's behaviour. `unfamiliar`: failures from
+// sources the user has not logged in from lately lock only those sources out,
+// and the user's familiar sources keep their own count and lock.
+enum class LockoutScope { account, unfamiliar };
+
+// The rules for sources (daemon/policy/source_policy.h): the same growth,
+// cap and memory as LockoutRules, with their own keys.
+struct SourceRules {
+  std::uint32_t deny = 10;             // key source_deny; 0 = sources are never blocked
+  Seconds fail_interval{600};          // key source_fail_interval
+  Seconds unlock_time{600};            // key source_unlock_time; 0 = until an admin unlocks
+  double lockout_multiplier = 2.0;     // key source_lockout_multiplier
+  Seconds max_unlock_time{86400};      // key source_max_unlock_time
+  Seconds lockout_memory{86400};       // key source_lockout_memory
+  unsigned prefix_v6 = 64;             // key source_prefix_v6: IPv6 sources are this prefix
+  std::vector<AddressPrefix> trusted;  // key trusted_sources: never counted nor blocked
+};
+
+// Familiar sources (lockout-DoS resistance).
+struct FamiliarSourceRules {
+  LockoutScope scope = LockoutScope::account;  // key lockout_scope
+  std::uint32_t max_per_user = 8;              // key familiar_sources_max
+  Seconds memory{30 * 86400};                  // key familiar_source_memory
+};
 
 // What the PAM module does when the daemon cannot be reached.
 enum class UnavailableAction { allow, deny };
@@ -50,17 +77,17 @@ struct Options {
   std::string database = "/var/lib/acctlock/acctlock.db";
 
   // Fair shares on the event socket (daemon/events/uid_limits.h).
-  std::uint32_t max_connections = 4096;           // in all
+  std::uint32_t max_connections = 4096;            // in all
   std::uint32_t root_reserved_connections = 1024;  // of those, for root peers only
   std::uint32_t max_connections_per_uid = 64;      // one non-root uid
   std::uint32_t max_requests_per_uid = 20;         // per second, one non-root uid
 
   // Read by the PAM module; also valid as module arguments.
-  bool silent = false;                    // no messages to the user through the conversation
-  bool debug = false;                     // log each decision through syslog
+  bool silent = false;                      // no messages to the user through the conversation
+  bool debug = false;                       // log each decision through syslog
   std::chrono::milliseconds timeout{2000};  // key timeout_ms: bound on each connect/send/receive
   UnavailableAction on_unavailable = UnavailableAction::allow;
-  bool account_deny_locked = false;       // account phase refuses failure lockouts too
+  bool account_deny_locked = false;           // account phase refuses failure lockouts too
   bool keep_lock_on_password_change = false;  // password phase does not lift failure locks
 
   // Added for pam_faillock compatibility and the admin's everyday (issue 13).
@@ -79,6 +106,10 @@ struct Options {
   // holding one; read by the daemon only.
   std::string postgresql;
   std::string host_name;  // this host in the fleet's history; empty = gethostname()
+
+  // Sources, familiar sources (issue 11).
+  SourceRules source_rules;
+  FamiliarSourceRules familiar_sources;
 };
 
 // Notes for a configuration written for an older acctlock or for
@@ -108,7 +139,7 @@ struct OptionInfo {
   std::string_view syntax;        // e.g. "N", "DURATION", "PATH", "" for a flag
   std::string_view default_text;  // as documented
   std::string_view meaning;
-  bool is_flag;                   // may be written bare, without "= value"
+  bool is_flag;  // may be written bare, without "= value"
 };
 
 std::span<const OptionInfo> option_table() noexcept;

@@ -60,6 +60,19 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(actual.audit, expected.audit);
   EXPECT_EQ(actual.no_log_info, expected.no_log_info);
   EXPECT_EQ(actual.keep_lock_on_password_change, expected.keep_lock_on_password_change);
+  const SourceRules& as = actual.source_rules;
+  const SourceRules& es = expected.source_rules;
+  EXPECT_EQ(as.deny, es.deny);
+  EXPECT_EQ(as.fail_interval, es.fail_interval);
+  EXPECT_EQ(as.unlock_time, es.unlock_time);
+  EXPECT_EQ(as.lockout_multiplier, es.lockout_multiplier);
+  EXPECT_EQ(as.max_unlock_time, es.max_unlock_time);
+  EXPECT_EQ(as.lockout_memory, es.lockout_memory);
+  EXPECT_EQ(as.prefix_v6, es.prefix_v6);
+  EXPECT_EQ(as.trusted, es.trusted);
+  EXPECT_EQ(actual.familiar_sources.scope, expected.familiar_sources.scope);
+  EXPECT_EQ(actual.familiar_sources.max_per_user, expected.familiar_sources.max_per_user);
+  EXPECT_EQ(actual.familiar_sources.memory, expected.familiar_sources.memory);
 }
 
 std::vector<std::string> diagnostic_texts(const ParsedConfig& parsed) {
@@ -109,7 +122,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 34u);
+  EXPECT_EQ(names.size(), 45u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -550,6 +563,80 @@ TEST(DiagnosticText, LeavesOutEmptyParts) {
   EXPECT_EQ((Diagnostic{Severity::warning, "", 0, "debug", "bad"}).to_string(), "debug: bad");
 }
 
+TEST(OptionKeys, SourceDenyAcceptsZeroAsOff) {
+  EXPECT_EQ(parse_ok("source_deny = 20").source_rules.deny, 20u);
+  EXPECT_EQ(parse_ok("source_deny = 0").source_rules.deny, 0u);
+  EXPECT_EQ(value_error("source_deny", "-1"), "\"-1\" is not a whole number (0 turns this off)");
+}
+
+TEST(OptionKeys, SourceDurations) {
+  EXPECT_EQ(parse_ok("source_fail_interval = 1h").source_rules.fail_interval, 3600s);
+  EXPECT_THAT(value_error("source_fail_interval", "0"),
+              HasSubstr("is not a duration greater than 0"));
+  EXPECT_EQ(parse_ok("source_unlock_time = never").source_rules.unlock_time, 0s);
+  EXPECT_EQ(parse_ok("source_unlock_time = 2h").source_rules.unlock_time, 7200s);
+  EXPECT_EQ(parse_ok("source_max_unlock_time = 7d").source_rules.max_unlock_time, 7 * 24h);
+  EXPECT_THAT(value_error("source_max_unlock_time", "0"),
+              HasSubstr("is not a duration greater than 0"));
+  EXPECT_EQ(parse_ok("source_lockout_memory = 0").source_rules.lockout_memory, 0s);
+  EXPECT_THAT(value_error("source_lockout_memory", "never"), HasSubstr("is not a duration"));
+  EXPECT_EQ(parse_ok("source_lockout_multiplier = 1.5").source_rules.lockout_multiplier, 1.5);
+  EXPECT_THAT(value_error("source_lockout_multiplier", "0.5"), HasSubstr("from 1 to 100"));
+}
+
+TEST(OptionKeys, SourcePrefixV6From1To128) {
+  EXPECT_EQ(parse_ok("source_prefix_v6 = 1").source_rules.prefix_v6, 1u);
+  EXPECT_EQ(parse_ok("source_prefix_v6 = 128").source_rules.prefix_v6, 128u);
+  EXPECT_EQ(value_error("source_prefix_v6", "0"), "\"0\" is not a prefix length from 1 to 128");
+  EXPECT_EQ(value_error("source_prefix_v6", "129"),
+            "\"129\" is too large: expected a prefix length from 1 to 128");
+}
+
+TEST(OptionKeys, TrustedSourcesIsAListOfPrefixes) {
+  const Options o = parse_ok("trusted_sources = 192.0.2.0/24, 2001:db8::/32 198.51.100.7");
+  ASSERT_EQ(o.source_rules.trusted.size(), 3u);
+  EXPECT_EQ(o.source_rules.trusted[0].to_string(), "192.0.2.0/24");
+  EXPECT_EQ(o.source_rules.trusted[1].to_string(), "2001:db8::/32");
+  EXPECT_EQ(o.source_rules.trusted[2].to_string(), "198.51.100.7");
+  // A later line replaces the list, as a later line does for every key.
+  EXPECT_EQ(parse_ok("trusted_sources = 10.0.0.0/8\ntrusted_sources = 192.0.2.1\n")
+                .source_rules.trusted.size(),
+            1u);
+  EXPECT_EQ(value_error("trusted_sources", "10.1.2.3/8"),
+            "\"10.1.2.3/8\" has host bits set after /8; write the network address, 10.0.0.0/8");
+  EXPECT_EQ(value_error("trusted_sources", "192.0.2.0/24 gw.example.org"),
+            "\"gw.example.org\" is not an address or CIDR prefix, such as 192.0.2.0/24");
+  EXPECT_EQ(value_error("trusted_sources", ","),
+            "\",\" is not a list of addresses and CIDR prefixes");
+}
+
+TEST(OptionKeys, LockoutScope) {
+  EXPECT_EQ(parse_ok("lockout_scope = unfamiliar").familiar_sources.scope,
+            LockoutScope::unfamiliar);
+  EXPECT_EQ(parse_ok("lockout_scope = account").familiar_sources.scope, LockoutScope::account);
+  EXPECT_EQ(value_error("lockout_scope", "Account"), "\"Account\" is not account or unfamiliar");
+}
+
+TEST(OptionKeys, FamiliarSources) {
+  EXPECT_EQ(parse_ok("familiar_sources_max = 1").familiar_sources.max_per_user, 1u);
+  EXPECT_EQ(value_error("familiar_sources_max", "0"), "\"0\" is not a whole number >= 1");
+  EXPECT_EQ(parse_ok("familiar_source_memory = 90d").familiar_sources.memory, 90 * 24h);
+  EXPECT_THAT(value_error("familiar_source_memory", "0"),
+              HasSubstr("is not a duration greater than 0"));
+}
+
+TEST(CrossChecks, SourceCapShorterThanSourceUnlockTimeWarns) {
+  const Diagnostic d =
+      parse_one_diagnostic("source_unlock_time = 2d\nsource_max_unlock_time = 1d\n");
+  EXPECT_EQ(d.severity, Diagnostic::Severity::warning);
+  EXPECT_EQ(d.to_string(),
+            "acctlock.conf:2: source_max_unlock_time: source_max_unlock_time (1d) is shorter "
+            "than source_unlock_time (2d); those blocks last 1d");
+  EXPECT_THAT(
+      parse_config("source_unlock_time = never\nsource_max_unlock_time = 1h\n", kFile).diagnostics,
+      IsEmpty());
+}
+
 TEST(SetOption, ModuleArgumentStyle) {
   Options options;
   std::string error;
@@ -693,7 +780,7 @@ bool is_table_key(std::string_view name) {
 
 // The commented-out settings: "# key = value" or "# key" naming a table key.
 std::vector<ShippedSetting> shipped_settings(const std::string& text) {
-  static const std::regex setting(R"(^# ([a-z_]+)(?: = (.*))?$)");
+  static const std::regex setting(R"(^# ([a-z_0-9]+)(?: = (.*))?$)");
   std::vector<ShippedSetting> settings;
   std::istringstream lines(text);
   std::string line;
@@ -742,7 +829,7 @@ TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
   }
   EXPECT_EQ(placeholders,
             (std::set<std::string>{"admin_group", "root_unlock_time", "admin_socket_group",
-                                   "exempt_group", "postgresql", "host_name"}));
+                                   "exempt_group", "postgresql", "host_name", "trusted_sources"}));
 
   std::istringstream lines(text);
   std::string uncommented;
@@ -785,8 +872,20 @@ TEST(ShippedConfig, UncommentedDefaultsParseToTheDefaults) {
   base.nodelay = true;
   base.audit = true;
   base.no_log_info = true;
+  base.source_rules.deny = 3;
+  base.source_rules.fail_interval = 1h;
+  base.source_rules.unlock_time = 0s;
+  base.source_rules.lockout_multiplier = 4;
+  base.source_rules.max_unlock_time = 7 * 24h;
+  base.source_rules.lockout_memory = 0s;
+  base.source_rules.prefix_v6 = 48;
+  base.source_rules.trusted = {*parse_address_prefix("192.0.2.0/24", nullptr)};
+  base.familiar_sources.scope = LockoutScope::unfamiliar;
+  base.familiar_sources.max_per_user = 2;
+  base.familiar_sources.memory = 24h;
 
   Options expected;
+  expected.source_rules.trusted = base.source_rules.trusted;
   expected.admin_group = base.admin_group;
   expected.admin_socket_group = base.admin_socket_group;
   expected.exempt_group = base.exempt_group;

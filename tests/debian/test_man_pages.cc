@@ -93,7 +93,8 @@ TEST(AcctlockConfManPage, DocumentsNoUnknownKey) {
     if (starts_with(lines[i], ".SH ")) {
       in_key_section = lines[i] == ".SH LOCKOUT RULES" || lines[i] == ".SH THE DAEMON" ||
                        lines[i] == ".SH THE PAM MODULE" ||
-                       lines[i] == ".SH PAM_FAILLOCK COMPATIBILITY AND EXEMPTIONS";
+                       lines[i] == ".SH PAM_FAILLOCK COMPATIBILITY AND EXEMPTIONS" ||
+                       lines[i] == ".SH SOURCES AND FAMILIAR SOURCES";
     }
     const std::string key = tagged_key(lines, i);
     if (in_key_section && !key.empty()) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // attack_scale: acctlockd at a million tracked users and ten million history
 // rows, measured the way an attack would load it (issue 10).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // event_throughput: many concurrent clients reporting failures for many users
 // to a running acctlockd, as fast as it acknowledges them. Every answer it
 // counts was sent after the failure was committed to disk (the daemon's group

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /* module_load: what loading a PAM module costs a fresh process.
  *
  *   module_load [--rounds N] [--warmup N] NAME=PATH ...

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // pam_vs_faillock: whole PAM transactions (pam_start_confdir, pam_authenticate,
 // pam_acct_mgmt, pam_end) through pam_acctlock.so and a real acctlockd, and
 // through pam_faillock.so, in the same stack shape around the same password

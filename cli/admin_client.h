@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The command's side of the admin socket (common/admin_protocol.h): a blocking
 // connection that sends one JSON line and reads one back.
 #pragma once

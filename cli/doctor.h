@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // `acctlock doctor`: checks what a lockout depends on and explains what is
 // wrong, naming the file and line. Each check reads; none changes anything.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlock's exit codes, documented in acctlock(8) and --help. Scripts test
 // them, so the numbers never change meaning.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // faillock's own output, for scripts written against pam_faillock's faillock
 // command: `acctlock --user alice` (or acctlock run as `faillock`) prints what
 // `faillock --user alice` prints, from the daemon's history.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // pam_faillock's tally files, read for `acctlock import-faillock`.
 //
 // One file per user in faillock's directory (default /var/run/faillock),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlock: inspect, lock and unlock accounts through acctlockd's admin
 // socket. faillock's flags (--user, --reset, --conf) keep working; the
 // subcommands do what faillock cannot. See acctlock(8).

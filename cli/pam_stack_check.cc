@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "cli/pam_stack_check.h"
 
 #include <algorithm>

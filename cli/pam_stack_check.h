@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // `acctlock doctor`'s look at the PAM configuration: for each service in a
 // pam.d directory, the auth, account and password stacks as libpam builds
 // them (following `@include`, `include` and `substack`), and whether

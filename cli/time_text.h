@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Times as the command reads them (--since) and shows them (local time).
 #pragma once
 

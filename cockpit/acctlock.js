@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The acctlock Cockpit page. Everything goes through the acctlock command
 // with --json, run by cockpit.spawn with superuser "try": the page adds no
 // privileged path of its own, and acctlockd decides what the viewer may do

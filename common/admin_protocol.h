@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The admin socket's contract, shared by acctlockd and the acctlock command.
 //
 // Framing: one JSON document per line, each way. A request is

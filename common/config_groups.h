@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Group keys must name groups that exist: a misspelt exempt_group silently
 // exempts nobody, a misspelt admin_group makes wheel lockable. Shared by
 // `acctlockd --check-config` and `acctlock doctor`; it asks NSS, so neither

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Text from peers made safe for a log line or a terminal.
 //
 // User names, hosts and reasons come from local users and remote clients; a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A blocking client for the event socket, small enough for the PAM module.
 //
 // Runs inside sshd, login, su, sudo and screen lockers, so it keeps to what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Event ids: what makes a resent event count once (common/protocol.h).
 //
 // Kept apart from the client so that any client (the PAM module, a test, a

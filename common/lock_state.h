@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The lockout state of one user: what the daemon stores between events and
 // what it reports to the module and the admin command.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The one option table of acctlock.
 //
 // The daemon, the PAM module and the admin command read the same file,

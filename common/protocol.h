@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The event protocol between pam_acctlock.so and acctlockd.
 //
 // This header is the whole contract of the event socket; docs/protocol.md

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Network addresses and prefixes as the source rules use them
 // (trusted_sources, `acctlock lock --source CIDR`, IPv6 masking).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Time as acctlock stores and compares it: whole seconds of wall-clock time.
 //
 // Lock expiry is kept as wall-clock time so that it survives restarts and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Which user names acctlock accepts. A name that fails here is answered with an
 // error and never stored, so the database only ever holds printable names.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The event protocol's one encoder and decoder, without the C++ runtime.
 //
 // Every frame of the event socket is made and read here, by both ends:

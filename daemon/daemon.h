@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlockd put together: the store, the lockout state, the sockets, the
 // signals and the timers, on one Boost.Asio event loop.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The daemon's lockout state: every user the policy is tracking, kept in
 // memory and mirrored to the store.
 //

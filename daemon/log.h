@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Plain log lines from acctlockd to stderr.
 //
 // Under systemd stderr is a journal stream (JOURNAL_STREAM is set); lines then

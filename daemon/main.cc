@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlockd: the account lockout daemon. See acctlockd(8).
 #include <unistd.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A thread beside the event loop for work that may take long: an admin's
 // history query or stats over ten million rows, a slice of history pruning.
 // The loop hands a job over and goes on answering logins; the job's result

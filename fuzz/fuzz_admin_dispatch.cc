@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libFuzzer target: the admin request path, as the admin socket runs it on
 // each request line (daemon/admin/): JSON parse, then AdminCommands::dispatch
 // for a root caller and for an unprivileged one, against a real SQLite store

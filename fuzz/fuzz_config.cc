@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libFuzzer target: the acctlock.conf parser (common/options.h), which the
 // PAM module runs inside sshd and su. It must never crash, and every problem
 // must come back as a diagnostic naming a line inside the text.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libFuzzer target: the event protocol decoders (common/protocol.h), which
 // read bytes from every local user. Whatever decodes must re-encode to the
 // very bytes it came from (nothing dropped, nothing invented), and an error

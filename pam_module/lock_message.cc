@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "pam_module/lock_message.h"
 
 namespace acctlock::pam {

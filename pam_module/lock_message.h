@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What a locked-out user is told through the PAM conversation.
 //
 // The wording follows pam_faillock's, so that help-desk scripts and users'

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "pam_module/module_arguments.h"
 
 #include <algorithm>

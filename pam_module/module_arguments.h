@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What one line of /etc/pam.d asks of pam_acctlock.so, and the settings that
 // result from acctlock.conf and those arguments together.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // pam_acctlock.so: reports each login to acctlockd and refuses locked accounts.
 //
 //   auth     required                 pam_acctlock.so preauth

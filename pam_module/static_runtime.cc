@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Linked into pam_acctlock.so only when it carries its own copy of the C++
 // runtime (pam_module/CMakeLists.txt; not in the sanitizer builds).
 //

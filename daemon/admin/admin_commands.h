@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What the admin socket can be asked: a registry of named command handlers
 // that takes a parsed request and the caller's kernel credentials and produces
 // an answer. It knows nothing about sockets or framing (daemon/admin/admin_server.h

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/admin/admin_server.h"
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The admin socket: where the acctlock command asks and acts.
 //
 // Transport only. One AdminSession per connection reads newline-ended JSON

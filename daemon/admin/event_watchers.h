@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // `acctlock watch`: admin connections that stream lock events as they are
 // committed. The batch writer hands every committed event to EventWatchers
 // (an EventLog, beside the journal), which turns it into one JSON line and

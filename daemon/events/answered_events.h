@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The daemon's memory of answered event ids: what makes a resent event count
 // once (common/protocol.h, event_id; docs/protocol.md, "Exactly once").
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/events/batch_writer.h"
 
 #include <boost/asio/post.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Group commit: many clients' events become durable in one transaction.
 //
 // The event loop stages changes into pending(); a writer thread commits them

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/events/event_server.h"
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The event socket: where pam_acctlock.so asks and reports.
 //
 // One EventSession per connection reads frames (common/protocol.h), checks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/events/uid_limits.h"
 
 #include <sys/resource.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fair shares per peer uid on the event and admin sockets.
 //
 // The event socket is open to every local user, so one uid must not be able

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/journal/event_log.h"
 
 #include <ctime>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Where acctlockd announces what happened to an account: a failure, a lock,
 // its expiry, an admin's action. One structured record per event, written
 // only after the change is durable, so a consumer never sees an event that a

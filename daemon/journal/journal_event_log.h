@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Lock events as structured journal records, one per event, each kind with a
 // fixed MESSAGE_ID that systemd/acctlock.catalog explains to operators and
 // docs/journal.md documents for consumers.

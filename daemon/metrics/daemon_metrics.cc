@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/metrics/daemon_metrics.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What acctlockd tells a monitoring system: counters of what happened since
 // the daemon started, gauges of its state, and histograms of its commits,
 // rendered in Prometheus's text exposition format (version 0.0.4).

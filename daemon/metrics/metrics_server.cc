@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/metrics/metrics_server.h"
 
 #include <systemd/sd-daemon.h>

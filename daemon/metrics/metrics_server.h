@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // GET /metrics over HTTP/1.1, for Prometheus, on a TCP socket that systemd
 // passes in (acctlockd-metrics.socket) or that the caller inherited
 // (acctlockd --metrics-fd): acctlockd never creates a network socket itself,

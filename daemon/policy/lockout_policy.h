@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The lockout policy: the rules of acctlock.conf applied to one user's state.
 //
 // Pure code: no sockets, no SQL, no clock of its own. The caller passes the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The source rules of acctlock.conf (issue 11): where an attempt comes from,
 // when that source is blocked, and which of a user's sources are familiar.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/sockets/peer_credentials.h"
 
 #include <grp.h>

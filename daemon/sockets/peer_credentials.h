@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Who is on the other end of a Unix socket, and who a user name is.
 //
 // acctlockd authorises every request by the kernel's SO_PEERCRED, never by

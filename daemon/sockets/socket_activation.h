@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The listening sockets systemd passes when it starts acctlockd on demand.
 //
 // The units name each descriptor (FileDescriptorName=event / admin, one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Listening Unix sockets: taken from systemd when socket-activated, created
 // here otherwise.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The store the configuration asks for (store = sqlite | postgresql).
 #pragma once
 

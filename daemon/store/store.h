@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Where acctlockd keeps its state: the per-user lockout state and the login
 // history. An interface, so the policy and the servers never see SQL; SQLite
 // (daemon/store/sqlite/sqlite_store.h) is the first backend. Errors are StoreError

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The installed completion of acctlock, driven through the real
 # bash-completion: subcommands, per-subcommand options, user names.
 # Usage: bash_completion_test.sh COMPLETION_FILE

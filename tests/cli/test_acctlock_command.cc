@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The acctlock command against a real acctlockd: what an admin types, what
 // the PAM module then hears, and what everyone else is refused.
 #include <grp.h>

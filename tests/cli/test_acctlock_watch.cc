@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // `acctlock watch` against a real acctlockd: events stream as they are
 // committed, a non-admin is refused, and a watcher that stops reading is
 // dropped with a last "overflow" line instead of growing the daemon.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlock doctor's reading of PAM stacks: includes followed as libpam does,
 // and each misplacement named by file and line. The stacks are written by
 // the tests into temp dirs; a real pam-auth-update's output is checked in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // How acctlock reads --since and shows times.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The acctlock Cockpit page in a real browser: a real cockpit-ws (Debian's
 // package) on a private 127.0.0.1 port serves the plugin from a temp
 // directory (XDG_DATA_DIRS, nothing installed into /usr/share or /etc), and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Addresses and prefixes of common/source_address.h: the text forms an
 // operator writes in trusted_sources and the service puts in PAM_RHOST.
 #include <gtest/gtest.h>

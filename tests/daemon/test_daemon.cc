@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlockd as a whole: a real daemon process on sockets in a temp dir, with
 // a real SQLite file, driven through the same client code the PAM module uses.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The daemon's in-memory lockout state over a real SQLite store, with an
 // injected clock: the idle sweep, paging in name order and the index of
 // locked users, at small sizes. (bench/attack_scale measures the same code at

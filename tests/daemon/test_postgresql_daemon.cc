@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlockd with store = postgresql, against a private PostgreSQL server:
 // the configuration, the credentials' file and the state kept in the server.
 #include <gmock/gmock.h>

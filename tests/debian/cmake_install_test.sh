@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # `cmake --install` with the README's default prefix (/usr/local) must put
 # the PAM module where libpam looks and the configuration where everything
 # reads it; only programs, pages and units follow the prefix. Installs into a

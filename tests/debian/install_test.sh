@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Installs, upgrades, removes and purges the built packages with dpkg, and
 # checks what the maintainer scripts did at each step: the system user, the
 # conffile, the pam-auth-update profiles (registered but not enabled; kept

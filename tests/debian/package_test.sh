@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Builds the Debian packages from a copy of the source tree and checks them:
 # where the files land, the conffile, the maintainer scripts debhelper
 # generated, lintian (no error, no warning that is not overridden with a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Runs the package's pam-auth-update profiles (debian/pam-configs) through the
 # real pam-auth-update and checks what it writes:
 #   - common-auth has preauth before every password module, authfail right

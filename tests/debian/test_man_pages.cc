@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The man pages the packages ship against the code they describe: every key of
 // the option table has an entry in acctlock.conf(5) with the same default, and
 // the page documents no key the parser does not know.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // pam_login: one PAM transaction through real libpam, for when it must run as
 // a process of its own: under valgrind, as another user (setpriv), in the
 // demo.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "tests/pam_module/pam_transaction.h"
 
 #include <security/pam_appl.h>

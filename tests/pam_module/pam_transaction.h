@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // One whole PAM transaction through real libpam (pam_start_confdir ...
 // pam_end), for the tests, the pam_login tool and the benchmark.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // pam_acctlock.so through real libpam: service files in a temp dir loaded with
 // pam_start_confdir, a real acctlockd on temp sockets with a real SQLite file,
 // and real passwords checked by pam_unix for test users that exist only in

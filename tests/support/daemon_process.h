@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A real acctlockd for integration tests: its own config, database and
 // sockets in a temp dir, started as a child process and stopped by its pid.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // event_request SOCKET TYPE USER: sends one request to acctlockd and prints
 // the answer as "verdict=... lock=... failures=N". Tests run it as another
 // user with setpriv, to check what the daemon lets that uid do.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "tests/support/postgres_server.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A private PostgreSQL server for one test program: initdb into a temp dir,
 // the postmaster started as a child process (as `nobody` when the test runs
 // as root: PostgreSQL refuses to run as root), listening on a Unix socket in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A private directory for one test, removed with everything in it afterwards.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // add_test_users: the users are real for this process and its children, real
 // enough for pam_unix to check their passwords, and absent from the host.
 #include <gmock/gmock.h>

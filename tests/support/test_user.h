@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Users that exist only for one test process: real accounts for pam_unix,
 // invisible to the host.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // acctlockd under systemd: the units as systemd-analyze sees them, socket
 // activation as systemd-socket-activate performs it, readiness and watchdog
 // notifications, and lock events read back from a real systemd-journald.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/store/postgresql/postgresql_store.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The PostgreSQL backend of Store (store = postgresql): the per-user lockout
 // state, the login history and the answered event ids in a PostgreSQL
 // database that several hosts may share (docs/fleet.md).

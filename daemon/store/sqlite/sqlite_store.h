@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The SQLite backend of Store: one database file holding the per-user lockout
 // state and the login history.
 //

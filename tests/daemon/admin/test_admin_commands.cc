@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The admin command registry called directly, over a real SQLite store and
 // the real group commit: no sockets, so every authorisation and argument rule
 // is checked on its own.

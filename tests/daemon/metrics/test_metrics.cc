@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // GET /metrics against a real acctlockd given a loopback TCP socket with
 // --metrics-fd: the page as Prometheus's own promtool reads it, the HTTP
 // errors, the bounded labels, and a real Prometheus server (Debian's

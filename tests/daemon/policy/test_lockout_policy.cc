@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The lockout rules of daemon/policy/lockout_policy.h, one edge at a time. Time is a
 // fixed start moved forward (or back) by hand: no clock, no sleeps.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The source rules of daemon/policy/source_policy.h, one edge at a time: the
 // normalised source, per-source blocking with its growth, trusted sources,
 // the console, manual blocks, familiar sources and lockout_scope. Time is a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // One behaviour suite for every Store backend (as ISC Kea runs one lease
 // manager suite against each database backend): whatever the daemon relies on
 // must hold for SQLite and PostgreSQL alike. Backend-specific matters (file

@@ -59,7 +59,8 @@ int raw_connect(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
+      << path << ": " << std::strerror(errno);
   timeval timeout{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   return fd;
@@ -637,19 +638,42 @@ TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServing
   if (child == 0) {
     close(release[1]);
     if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    // No gtest assertions in the child: it reports how many connections
+    // failed, and the first error, through the pipe.
     std::vector<int> held;
-    for (int c = 0; c < 60; ++c) held.push_back(raw_connect(daemon.event_socket()));
-    if (write(ready[1], "x", 1) != 1) _exit(4);
+    int failed[2] = {0, 0};
+    for (int c = 0; c < 60; ++c) {
+      const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      std::strncpy(address.sun_path, daemon.event_socket().c_str(), sizeof address.sun_path - 1);
+      if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        if (failed[0]++ == 0) failed[1] = errno;
+      }
+      held.push_back(fd);
+    }
+    if (write(ready[1], failed, sizeof failed) != sizeof failed) _exit(4);
     char byte;
     (void)!read(release[0], &byte, 1);
     _exit(0);
   }
-  char byte;
-  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  // A daemon that died shows as a zombie until the harness reaps it.
+  const auto daemon_state = [&] {
+    const std::string stat = read_file("/proc/" + std::to_string(daemon.pid()) + "/stat");
+    const auto after_name = stat.rfind(')');
+    return after_name == std::string::npos ? std::string("gone")
+                                           : "state " + stat.substr(after_name + 2, 1);
+  };
+  int failed[2] = {0, 0};
+  ASSERT_EQ(read(ready[0], failed, sizeof failed), static_cast<ssize_t>(sizeof failed));
+  ASSERT_EQ(failed[0], 0) << "the user's connections failed, first: " << std::strerror(failed[1])
+                          << "; daemon " << daemon_state() << "\n"
+                          << daemon.log();
   ASSERT_TRUE(eventually([&] {
     return daemon.log().find("event socket: accept failed: Too many open files") !=
            std::string::npos;
-  })) << daemon.log();
+  })) << "daemon " << daemon_state() << "\n"
+      << daemon.log();
   // While out of descriptors, root's open connection is still served and
   // its failures still counted.
   for (std::uint64_t id = 2; id <= 21; ++id) {
@@ -674,7 +698,8 @@ TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServing
     const auto answer =
         send_frame(daemon.event_socket(), request_frame(MessageType::check, "nobody", 99));
     return answer && answer->verdict == Verdict::allowed && answer->failures == 21;
-  }));
+  })) << "daemon " << daemon_state() << "\n"
+      << daemon.log();
   close(root_fd);
   EXPECT_LE(count_of(daemon.log(), "accept failed"), 3u) << daemon.log();
 }

@@ -611,8 +611,12 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 
 TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServingRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to lower the daemon's hard file limit";
-  DaemonProcess daemon(dir, "deny = 50\n");
+  // A small max_connections, so the daemon's own sizing never depends on the
+  // file limit this test inherits (a CI runner's differs from a desktop's).
+  DaemonProcess daemon(dir,
+                       "deny = 50\nmax_connections = 200\nroot_reserved_connections = 20\n");
   ASSERT_TRUE(daemon.start());
+  ASSERT_EQ(daemon.log().find("lowered from max_connections"), std::string::npos) << daemon.log();
   // Root's PAM stack holds a connection, as sshd's would across a login.
   const int root_fd = raw_connect(daemon.event_socket());
   const auto first = exchange_on(root_fd, request_frame(MessageType::failure, "nobody", 1));

@@ -157,25 +157,32 @@ TEST_F(PamAcctlockTest, WrongPasswordsLockTheRightOneIsRefusedWithTheReasonUntil
 
 TEST_F(PamAcctlockTest, TheSecondLockoutLastsLockoutMultiplierTimesLonger) {
   start("deny = 2\nunlock_time = 2s\nlockout_multiplier = 3\n");
-  // Returns how long the lock that two failures start lasts, in seconds,
+  // The lock starts somewhere within the second failing login, which takes
+  // seconds on a loaded machine, so its length L is known from both sides:
+  // locked_until - (end of that login) <= L <= locked_until - (its start),
   // give or take the one-second resolution of stored times.
+  struct Bounds {
+    std::int64_t at_most;
+    std::int64_t at_least;
+  };
   const auto lock_length = [&] {
     login(kAlice, "wrong");
     const std::int64_t before = std::time(nullptr);
     login(kAlice, "wrong");
+    const std::int64_t after = std::time(nullptr);
     const protocol::Answer locked = check(kAlice);
     EXPECT_EQ(locked.verdict, protocol::Verdict::locked);
-    return locked.locked_until - before;
+    return Bounds{locked.locked_until - before + 1, locked.locked_until - after - 1};
   };
-  const std::int64_t first = lock_length();
-  EXPECT_GE(first, 1);
-  EXPECT_LE(first, 3);
+  const Bounds first = lock_length();
+  EXPECT_LE(first.at_least, 2);
+  EXPECT_GE(first.at_most, 2);
   EXPECT_EQ(check(kAlice).level, 1u);
   wait_until_unlocked(kAlice, 10s);
 
-  const std::int64_t second = lock_length();
-  EXPECT_GE(second, 5);
-  EXPECT_LE(second, 7);
+  const Bounds second = lock_length();
+  EXPECT_LE(second.at_least, 6);
+  EXPECT_GE(second.at_most, 6);
   EXPECT_EQ(check(kAlice).level, 2u);
 }
 

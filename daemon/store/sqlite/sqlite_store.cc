@@ -318,6 +318,16 @@ void check_integrity(const Connection& db) {
 // So a missing -wal file means the previous run stopped cleanly, and the
 // whole-file check (seconds at ten million history rows, all of it before
 // "ready") is kept for the starts that follow an unclean stop.
+void set_checkpoint_on_close(const Connection& db, bool enabled) {
+  int applied = -1;
+  if (sqlite3_db_config(db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, enabled ? 0 : 1, &applied) !=
+          SQLITE_OK ||
+      applied != (enabled ? 0 : 1)) {
+    throw StoreError(std::string("cannot ") + (enabled ? "enable" : "disable") +
+                     " the checkpoint on close: " + sqlite3_errmsg(db.get()));
+  }
+}
+
 bool stopped_cleanly(const std::string& path) {
   std::error_code error;
   return !std::filesystem::exists(path + "-wal", error) && !error;
@@ -499,6 +509,10 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
   store->writer_ = std::make_unique<WriteSide>(path);
   const Connection& db = store->writer_->db;
+  // Closing the last connection to a database with a -wal file checkpoints
+  // the WAL into the main file and deletes it: a refused file would be
+  // rewritten on the way out. No checkpoint on close until the file passes.
+  set_checkpoint_on_close(db, false);
   if (sqlite3_db_readonly(db.get(), "main") == 1) {
     // SQLite falls back to read-only when it may not write; a store that
     // cannot record a failure must not start.
@@ -524,6 +538,9 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   configure(db);
   migrate(db);
   store->writer_->prepare();
+  // Trusted now: a clean stop folds the WAL in and removes it again, which
+  // is what tells the next start that no full check is needed.
+  set_checkpoint_on_close(db, true);
 
   store->reader_ = std::make_unique<ReadSide>(path);
   configure(store->reader_->db);

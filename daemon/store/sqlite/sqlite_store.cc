@@ -486,7 +486,36 @@ struct SqliteStore::ReadSide {
 
 SqliteStore::SqliteStore(std::string path) : path_(std::move(path)) {}
 
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  // Closing any descriptor of the file drops this process's POSIX locks on
+  // it, SQLite's included: the connections go first, in the order the
+  // members give (the reader, then the writer, whose close checkpoints).
+  reader_.reset();
+  writer_.reset();
+  if (identity_fd_ >= 0) ::close(identity_fd_);
+}
+
+std::string SqliteStore::file_problem() {
+  std::lock_guard lock(problem_mutex_);
+  if (!problem_.empty() || identity_fd_ < 0) return problem_;
+  struct stat opened {};
+  struct stat named {};
+  if (fstat(identity_fd_, &opened) != 0) {
+    problem_ = path_ + ": cannot check the open database file: " + std::strerror(errno);
+  } else if (::stat(path_.c_str(), &named) != 0) {
+    problem_ = path_ +
+               (opened.st_nlink == 0
+                    ? std::string(": the database file was deleted while acctlockd had it open")
+                    : ": the database file was moved away while acctlockd had it open (" +
+                          std::string(std::strerror(errno)) + ")");
+  } else if (named.st_dev != opened.st_dev || named.st_ino != opened.st_ino) {
+    problem_ = path_ + ": the database file was replaced by another file while acctlockd had it open";
+  }
+  if (!problem_.empty()) {
+    problem_ += "; nothing more can be saved to it: restart acctlockd";
+  }
+  return problem_;
+}
 
 std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   check_directory(path);
@@ -538,6 +567,10 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   configure(db);
   migrate(db);
   store->writer_->prepare();
+  store->identity_fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (store->identity_fd_ < 0) {
+    throw StoreError(path + ": cannot open to watch it: " + std::strerror(errno));
+  }
   // Trusted now: a clean stop folds the WAL in and removes it again, which
   // is what tells the next start that no full check is needed.
   set_checkpoint_on_close(db, true);
@@ -583,6 +616,7 @@ void SqliteStore::for_each_state(const std::function<void(std::string, UserState
 
 void SqliteStore::commit(const StoreBatch& batch) {
   if (batch.empty()) return;
+  if (std::string problem = file_problem(); !problem.empty()) throw StoreError(std::move(problem));
   std::lock_guard lock(write_mutex_);
   WriteSide& w = *writer_;
   constexpr std::string_view doing = "commit";

@@ -565,6 +565,50 @@ TEST_F(SqliteStoreTest, RefusesATruncatedDatabaseWithAWalAndLeavesBothAlone) {
   EXPECT_TRUE(read_bytes(crashed.string() + "-wal") == wal_bytes) << "the -wal file was changed";
 }
 
+StoreBatch one_failure(std::int64_t time) {
+  StoreBatch batch;
+  batch.history.push_back(event(time, "alice", HistoryEvent::failure));
+  batch.put_states.emplace_back("alice", UserState{.failures = 1});
+  return batch;
+}
+
+std::string commit_error(SqliteStore& store, const StoreBatch& batch) {
+  try {
+    store.commit(batch);
+  } catch (const StoreError& error) {
+    return error.what();
+  }
+  return {};
+}
+
+TEST_F(SqliteStoreTest, ADatabaseDeletedWhileOpenFailsEveryCommitAfter) {
+  auto store = open_store();
+  store->commit(one_failure(1000));
+  EXPECT_EQ(store->file_problem(), "");
+  std::filesystem::remove(path_);
+  EXPECT_THAT(store->file_problem(), HasSubstr(path_.string() + ": the database file was deleted"));
+  EXPECT_THAT(commit_error(*store, one_failure(1001)), HasSubstr("was deleted"));
+  // A new file at the path is not the one the daemon's state came from.
+  std::ofstream(path_) << "";
+  EXPECT_THAT(commit_error(*store, one_failure(1002)), HasSubstr("was deleted"));
+}
+
+TEST_F(SqliteStoreTest, ADatabaseReplacedWhileOpenFailsCommits) {
+  auto store = open_store();
+  store->commit(one_failure(1000));
+  const std::filesystem::path other = dir_ / "other.db";
+  std::filesystem::copy_file(path_, other);
+  std::filesystem::rename(other, path_);
+  EXPECT_THAT(commit_error(*store, one_failure(1001)),
+              HasSubstr(path_.string() + ": the database file was replaced"));
+}
+
+TEST_F(SqliteStoreTest, ADatabaseMovedAwayWhileOpenFailsCommits) {
+  auto store = open_store();
+  std::filesystem::rename(path_, dir_ / "moved.db");
+  EXPECT_THAT(commit_error(*store, one_failure(1001)), HasSubstr("was moved away"));
+}
+
 TEST_F(SqliteStoreTest, RefusesAMissingDirectoryAndCreatesNothing) {
   const auto missing = dir_ / "not-there";
   EXPECT_THAT(open_error(missing / "acctlock.db"),

@@ -62,6 +62,11 @@ constexpr auto kMaxSweepInterval = std::chrono::seconds(60);
 // to the system: after a spray of a million names, that is 130 MB.
 constexpr std::size_t kTrimAfterRemoved = 10000;
 
+// How often the database file is compared with the one opened: a file
+// deleted or replaced under the daemon is reported within this bound even
+// when no commit runs into it first.
+constexpr auto kFileCheckInterval = std::chrono::seconds(2);
+
 // Admin reads waiting for the reader thread; more get "busy".
 constexpr std::size_t kMaxQueuedReads = 64;
 
@@ -73,6 +78,7 @@ class Daemon {
         expiry_timer_(io_),
         retention_timer_(io_),
         sweep_timer_(io_),
+        file_check_timer_(io_),
         watchdog_timer_(io_) {}
 
   int run() {
@@ -108,7 +114,7 @@ class Daemon {
     loop_event_fan_out_.add(*metrics_);
     loop_event_fan_out_.add(watchers_);
     writer_ = std::make_unique<BatchWriter>(io_, *store_, *event_log_, [this] {
-      log_warning("reloading state from the database after a failed commit");
+      // BatchWriter logged the failure, saying that this follows.
       try {
         service_->load_from_store();
       } catch (const std::exception& e) {
@@ -139,6 +145,7 @@ class Daemon {
     // Pruning and the sweep start from the loop, hence after "ready".
     asio::post(io_, [this] { prune_history(); });
     schedule_sweep();
+    schedule_file_check();
     start_watchdog();
 
     log_notice(
@@ -269,6 +276,30 @@ class Daemon {
     return snapshot;
   }
 
+  // On the maintenance thread (a stat of a file on a hung disk must not
+  // hold up the loop); reported once, as the problem stays.
+  void schedule_file_check() {
+    if (stopping_) return;
+    file_check_timer_.expires_after(kFileCheckInterval);
+    file_check_timer_.async_wait([this](error_code ec) {
+      if (ec) return;
+      Store& store = *store_;
+      const bool queued = maintenance_->run(
+          [&store] { return store.file_problem(); },
+          [this](std::optional<std::string> problem, const std::string& error) {
+            if (problem && !problem->empty() && !file_problem_reported_) {
+              file_problem_reported_ = true;
+              log_error(*problem);
+              metrics_->record_file_problem();
+            } else if (!problem) {
+              log_error("cannot check the database file: " + error);
+            }
+            schedule_file_check();
+          });
+      if (!queued) schedule_file_check();
+    });
+  }
+
   // Pinged from the event loop itself, at half the interval systemd allows:
   // a loop that hangs stops pinging, and systemd restarts the daemon.
   void start_watchdog() {
@@ -347,6 +378,7 @@ class Daemon {
     expiry_timer_.cancel();
     retention_timer_.cancel();
     sweep_timer_.cancel();
+    file_check_timer_.cancel();
     watchdog_timer_.cancel();
     signals_.cancel();
     finish_when_idle();
@@ -482,12 +514,14 @@ class Daemon {
   std::optional<TimePoint> expiry_due_;  // the lock end the expiry timer waits for
   asio::steady_timer retention_timer_;
   asio::steady_timer sweep_timer_;
+  asio::steady_timer file_check_timer_;
   asio::steady_timer watchdog_timer_;
   std::chrono::microseconds watchdog_interval_{0};
   InheritedSockets inherited_;
   std::unique_ptr<Store> store_;
   // After the store, so they stop before it closes.
   std::unique_ptr<WorkerThread> reader_;       // admin reads
+  bool file_problem_reported_ = false;
   std::unique_ptr<WorkerThread> maintenance_;  // history pruning
   std::unique_ptr<LockoutService> service_;
   std::unique_ptr<EventLog> event_log_;

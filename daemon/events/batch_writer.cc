@@ -95,7 +95,8 @@ void BatchWriter::finish_commit(Batch batch, std::string error,
   }
   if (!error.empty()) {
     log_error("could not save " + std::to_string(batch.work.events.size()) +
-              " event(s) to the database: " + error);
+              " event(s) to the database: " + error +
+              (on_failure_ ? "; reloading the state from the database" : ""));
   }
   for (auto& done : batch.completions) done(error);
   if (!error.empty()) {

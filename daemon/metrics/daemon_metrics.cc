@@ -215,9 +215,11 @@ std::string DaemonMetrics::render() const {
 
   header(out, "acctlock_store_errors_total", "counter",
          "Database operations that failed, by operation: commit (events not saved, their "
-         "clients told so), prune (history past retention not removed).");
+         "clients told so), prune (history past retention not removed), file (the database file "
+         "deleted or replaced under the daemon; commits fail from then on).");
   sample(out, "acctlock_store_errors_total", label("operation", "commit"), commit_errors_);
   sample(out, "acctlock_store_errors_total", label("operation", "prune"), prune_errors_);
+  sample(out, "acctlock_store_errors_total", label("operation", "file"), file_problems_);
 
   header(out, "acctlock_commit_duration_seconds", "histogram",
          "Time of one group commit to the database (the transaction and its fsync).");

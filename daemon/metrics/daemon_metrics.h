@@ -74,6 +74,7 @@ class DaemonMetrics : public EventLog {
   // history events it held, and whether it failed.
   void record_commit(std::chrono::duration<double> duration, std::size_t events, bool failed);
   void record_prune_error() { ++prune_errors_; }
+  void record_file_problem() { ++file_problems_; }
 
   // The whole page.
   std::string render() const;
@@ -98,6 +99,7 @@ class DaemonMetrics : public EventLog {
   std::uint64_t lifted_by_password_change_ = 0;
   std::uint64_t commit_errors_ = 0;
   std::uint64_t prune_errors_ = 0;
+  std::uint64_t file_problems_ = 0;
   Histogram commit_seconds_;
   Histogram batch_events_;
 };

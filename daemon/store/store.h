@@ -130,6 +130,13 @@ class Store {
   // `from`: element i counts [from + i h, from + (i+1) h).
   virtual std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) = 0;
 
+  // Whether what the store writes to is still what it opened: empty if so,
+  // otherwise what happened (a database file deleted or replaced under the
+  // running daemon). Once it says something, commits fail with it: writing
+  // on into a deleted file would acknowledge failures that no restart finds.
+  // Cheap and safe from any thread.
+  virtual std::string file_problem() { return {}; }
+
   // Deletes history older than `before`; returns how many rows went.
   virtual std::uint64_t prune_history(TimePoint before) = 0;
 

@@ -972,6 +972,21 @@ TEST_F(DaemonTest, CorruptDatabaseStopsStartUpAndIsLeftAlone) {
   EXPECT_EQ(read_file(daemon.database()), junk);
 }
 
+TEST_F(DaemonTest, ADatabaseDeletedUnderTheDaemonIsReportedAndNothingMoreIsAcknowledged) {
+  DaemonProcess daemon(dir, "deny = 5\n");
+  ASSERT_TRUE(daemon.start());
+  ASSERT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  ASSERT_EQ(unlink(daemon.database().c_str()), 0);
+  // Noticed without any event running into it.
+  EXPECT_TRUE(eventually([&] {
+    return daemon.log().find("the database file was deleted while acctlockd had it open") !=
+           std::string::npos;
+  })) << daemon.log();
+  // A failure it cannot make durable is not answered as counted.
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::failed);
+  EXPECT_EQ(count_of(daemon.log(), "had it open; nothing more"), 2u) << daemon.log();
+}
+
 TEST_F(DaemonTest, SecondDaemonOnTheSameSocketRefusesToStart) {
   DaemonProcess first(dir);
   ASSERT_TRUE(first.start());

@@ -318,6 +318,16 @@ void check_integrity(const Connection& db) {
 // So a missing -wal file means the previous run stopped cleanly, and the
 // whole-file check (seconds at ten million history rows, all of it before
 // "ready") is kept for the starts that follow an unclean stop.
+void set_checkpoint_on_close(const Connection& db, bool enabled) {
+  int applied = -1;
+  if (sqlite3_db_config(db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, enabled ? 0 : 1, &applied) !=
+          SQLITE_OK ||
+      applied != (enabled ? 0 : 1)) {
+    throw StoreError(std::string("cannot ") + (enabled ? "enable" : "disable") +
+                     " the checkpoint on close: " + sqlite3_errmsg(db.get()));
+  }
+}
+
 bool stopped_cleanly(const std::string& path) {
   std::error_code error;
   return !std::filesystem::exists(path + "-wal", error) && !error;
@@ -476,7 +486,36 @@ struct SqliteStore::ReadSide {
 
 SqliteStore::SqliteStore(std::string path) : path_(std::move(path)) {}
 
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  // Closing any descriptor of the file drops this process's POSIX locks on
+  // it, SQLite's included: the connections go first, in the order the
+  // members give (the reader, then the writer, whose close checkpoints).
+  reader_.reset();
+  writer_.reset();
+  if (identity_fd_ >= 0) ::close(identity_fd_);
+}
+
+std::string SqliteStore::file_problem() {
+  std::lock_guard lock(problem_mutex_);
+  if (!problem_.empty() || identity_fd_ < 0) return problem_;
+  struct stat opened {};
+  struct stat named {};
+  if (fstat(identity_fd_, &opened) != 0) {
+    problem_ = path_ + ": cannot check the open database file: " + std::strerror(errno);
+  } else if (::stat(path_.c_str(), &named) != 0) {
+    problem_ = path_ +
+               (opened.st_nlink == 0
+                    ? std::string(": the database file was deleted while acctlockd had it open")
+                    : ": the database file was moved away while acctlockd had it open (" +
+                          std::string(std::strerror(errno)) + ")");
+  } else if (named.st_dev != opened.st_dev || named.st_ino != opened.st_ino) {
+    problem_ = path_ + ": the database file was replaced by another file while acctlockd had it open";
+  }
+  if (!problem_.empty()) {
+    problem_ += "; nothing more can be saved to it: restart acctlockd";
+  }
+  return problem_;
+}
 
 std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   check_directory(path);
@@ -499,6 +538,10 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
   store->writer_ = std::make_unique<WriteSide>(path);
   const Connection& db = store->writer_->db;
+  // Closing the last connection to a database with a -wal file checkpoints
+  // the WAL into the main file and deletes it: a refused file would be
+  // rewritten on the way out. No checkpoint on close until the file passes.
+  set_checkpoint_on_close(db, false);
   if (sqlite3_db_readonly(db.get(), "main") == 1) {
     // SQLite falls back to read-only when it may not write; a store that
     // cannot record a failure must not start.
@@ -524,6 +567,13 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   configure(db);
   migrate(db);
   store->writer_->prepare();
+  store->identity_fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (store->identity_fd_ < 0) {
+    throw StoreError(path + ": cannot open to watch it: " + std::strerror(errno));
+  }
+  // Trusted now: a clean stop folds the WAL in and removes it again, which
+  // is what tells the next start that no full check is needed.
+  set_checkpoint_on_close(db, true);
 
   store->reader_ = std::make_unique<ReadSide>(path);
   configure(store->reader_->db);
@@ -566,6 +616,7 @@ void SqliteStore::for_each_state(const std::function<void(std::string, UserState
 
 void SqliteStore::commit(const StoreBatch& batch) {
   if (batch.empty()) return;
+  if (std::string problem = file_problem(); !problem.empty()) throw StoreError(std::move(problem));
   std::lock_guard lock(write_mutex_);
   WriteSide& w = *writer_;
   constexpr std::string_view doing = "commit";

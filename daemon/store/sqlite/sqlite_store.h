@@ -71,6 +71,11 @@ class SqliteStore final : public Store {
   // time index) per transaction: commits wait for one slice at most.
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
 
+  // Compares the open file (a descriptor kept for this) with what `path`
+  // names now: deleted (no links left, or the path gone) or replaced (the
+  // path names another file). Sticky: the first problem stays.
+  std::string file_problem() override;
+
   const std::string& path() const { return path_; }
 
  private:
@@ -80,6 +85,9 @@ class SqliteStore final : public Store {
   explicit SqliteStore(std::string path);
 
   std::string path_;
+  int identity_fd_ = -1;    // the database file as opened, for file_problem()
+  std::mutex problem_mutex_;  // guards problem_
+  std::string problem_;
   std::mutex write_mutex_;  // guards writer_
   std::unique_ptr<WriteSide> writer_;
   std::mutex read_mutex_;  // guards reader_

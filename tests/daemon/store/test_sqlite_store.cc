@@ -530,6 +530,85 @@ TEST_F(SqliteStoreTest, RefusesACorruptDatabaseAndLeavesItAlone) {
   EXPECT_EQ(read_bytes(path_), bytes);
 }
 
+// The state a crash leaves: committed pages still in the -wal file. Copies
+// both files while the store is open, so nothing has been checkpointed.
+void copy_crashed_database(SqliteStore& store, const std::filesystem::path& from,
+                           const std::filesystem::path& to) {
+  (void)store;  // open while copying: that is the point
+  std::filesystem::copy_file(from, to);
+  std::filesystem::copy_file(from.string() + "-wal", to.string() + "-wal");
+}
+
+TEST_F(SqliteStoreTest, RefusesATruncatedDatabaseWithAWalAndLeavesBothAlone) {
+  make_database_with_history();
+  const std::filesystem::path crashed = dir_ / "crashed.db";
+  {
+    auto store = open_store();
+    StoreBatch batch;
+    for (int i = 0; i < 50; ++i) {
+      batch.history.push_back(event(5000 + i, "late" + std::to_string(i), HistoryEvent::failure));
+    }
+    store->commit(batch);
+    copy_crashed_database(*store, path_, crashed);
+  }
+  ASSERT_GT(std::filesystem::file_size(crashed.string() + "-wal"), 0u);
+  const std::size_t page_size = std::stoul(RawDatabase(path_).text("PRAGMA page_size"));
+  std::filesystem::resize_file(crashed, 2 * page_size);
+  const std::string db_bytes = read_bytes(crashed);
+  const std::string wal_bytes = read_bytes(crashed.string() + "-wal");
+
+  const std::string error = open_error(crashed);
+  EXPECT_THAT(error, HasSubstr(crashed.string() + ": "));
+  // Compared as booleans: a failure must not print megabytes.
+  EXPECT_TRUE(read_bytes(crashed) == db_bytes) << "the database file was changed";
+  ASSERT_TRUE(std::filesystem::exists(crashed.string() + "-wal")) << "the -wal file was removed";
+  EXPECT_TRUE(read_bytes(crashed.string() + "-wal") == wal_bytes) << "the -wal file was changed";
+}
+
+StoreBatch one_failure(std::int64_t time) {
+  StoreBatch batch;
+  batch.history.push_back(event(time, "alice", HistoryEvent::failure));
+  batch.put_states.emplace_back("alice", UserState{.failures = 1});
+  return batch;
+}
+
+std::string commit_error(SqliteStore& store, const StoreBatch& batch) {
+  try {
+    store.commit(batch);
+  } catch (const StoreError& error) {
+    return error.what();
+  }
+  return {};
+}
+
+TEST_F(SqliteStoreTest, ADatabaseDeletedWhileOpenFailsEveryCommitAfter) {
+  auto store = open_store();
+  store->commit(one_failure(1000));
+  EXPECT_EQ(store->file_problem(), "");
+  std::filesystem::remove(path_);
+  EXPECT_THAT(store->file_problem(), HasSubstr(path_.string() + ": the database file was deleted"));
+  EXPECT_THAT(commit_error(*store, one_failure(1001)), HasSubstr("was deleted"));
+  // A new file at the path is not the one the daemon's state came from.
+  std::ofstream(path_) << "";
+  EXPECT_THAT(commit_error(*store, one_failure(1002)), HasSubstr("was deleted"));
+}
+
+TEST_F(SqliteStoreTest, ADatabaseReplacedWhileOpenFailsCommits) {
+  auto store = open_store();
+  store->commit(one_failure(1000));
+  const std::filesystem::path other = dir_ / "other.db";
+  std::filesystem::copy_file(path_, other);
+  std::filesystem::rename(other, path_);
+  EXPECT_THAT(commit_error(*store, one_failure(1001)),
+              HasSubstr(path_.string() + ": the database file was replaced"));
+}
+
+TEST_F(SqliteStoreTest, ADatabaseMovedAwayWhileOpenFailsCommits) {
+  auto store = open_store();
+  std::filesystem::rename(path_, dir_ / "moved.db");
+  EXPECT_THAT(commit_error(*store, one_failure(1001)), HasSubstr("was moved away"));
+}
+
 TEST_F(SqliteStoreTest, RefusesAMissingDirectoryAndCreatesNothing) {
   const auto missing = dir_ / "not-there";
   EXPECT_THAT(open_error(missing / "acctlock.db"),

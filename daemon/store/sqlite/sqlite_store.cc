@@ -535,6 +535,16 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
   } else if (errno != EEXIST) {
     throw StoreError(path + ": cannot create: " + std::strerror(errno));
   }
+  // SQLite falls back to read-only for a -wal or -shm file it may not write
+  // and fails later, at the first write, with a message about something
+  // else; say what is wrong before touching anything.
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string companion = path + suffix;
+    if (::access(companion.c_str(), F_OK) == 0 && ::access(companion.c_str(), R_OK | W_OK) != 0) {
+      throw StoreError(companion + ": not writable (" + std::strerror(errno) +
+                       "); it must belong to the user acctlockd runs as, like the database");
+    }
+  }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
   store->writer_ = std::make_unique<WriteSide>(path);
   const Connection& db = store->writer_->db;

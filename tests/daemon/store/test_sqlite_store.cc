@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -629,11 +630,76 @@ TEST_F(SqliteStoreTest, RefusesADirectoryAsTheDatabase) {
   EXPECT_THAT(open_error(path_), HasSubstr(path_.string() + ": "));
 }
 
+// Runs `open` of the store at `path` in a child process as nobody (root
+// writes read-only files, and acctlockd may run as a user of its own) and
+// returns what it said; a child killed by a signal fails the test.
+std::string open_error_as_nobody(const std::filesystem::path& path) {
+  int result[2];
+  if (pipe(result) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return {};
+  }
+  const pid_t child = fork();
+  if (child == 0) {
+    close(result[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    std::string said = "open succeeded";
+    try {
+      SqliteStore::open(path.string());
+    } catch (const StoreError& error) {
+      said = error.what();
+    }
+    (void)!write(result[1], said.data(), said.size());
+    _exit(0);
+  }
+  close(result[1]);
+  std::string said;
+  char chunk[512];
+  for (ssize_t n; (n = read(result[0], chunk, sizeof chunk)) > 0;) said.append(chunk, n);
+  close(result[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_FALSE(WIFSIGNALED(status)) << "the store was killed by signal " << WTERMSIG(status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  return said;
+}
+
+void give_to_nobody(const std::filesystem::path& path) {
+  ASSERT_EQ(chown(path.c_str(), 65534, 65534), 0) << path << ": " << std::strerror(errno);
+}
+
 TEST_F(SqliteStoreTest, RefusesAReadOnlyFile) {
-  if (geteuid() == 0) GTEST_SKIP() << "root writes read-only files";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the store as nobody";
   open_store().reset();
+  give_to_nobody(dir_);
+  give_to_nobody(path_);
   ASSERT_EQ(chmod(path_.c_str(), 0400), 0);
-  EXPECT_THAT(open_error(path_), HasSubstr(path_.string() + ": not writable"));
+  const std::string bytes = read_bytes(path_);
+  EXPECT_THAT(open_error_as_nobody(path_), HasSubstr(path_.string() + ": not writable"));
+  EXPECT_TRUE(read_bytes(path_) == bytes);
+}
+
+// SQLite maps the -shm file into memory; one it may not write must be an
+// error, not a SIGBUS when the mapping is touched.
+TEST_F(SqliteStoreTest, AReadOnlyShmFileIsAnErrorNotACrash) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the store as nobody";
+  const std::filesystem::path crashed = dir_ / "crashed.db";
+  {
+    auto store = open_store();
+    store->commit(one_failure(1000));
+    copy_crashed_database(*store, path_, crashed);
+    std::filesystem::copy_file(path_.string() + "-shm", crashed.string() + "-shm");
+  }
+  give_to_nobody(dir_);
+  for (const char* suffix : {"", "-wal", "-shm"}) give_to_nobody(crashed.string() + suffix);
+  ASSERT_EQ(chmod((crashed.string() + "-shm").c_str(), 0444), 0);
+  const std::string db_bytes = read_bytes(crashed);
+  EXPECT_THAT(open_error_as_nobody(crashed), HasSubstr(crashed.string() + "-shm: not writable"));
+  EXPECT_TRUE(read_bytes(crashed) == db_bytes);
+  // And an empty one, as a crash while it was being created leaves it.
+  std::filesystem::resize_file(crashed.string() + "-shm", 0);
+  EXPECT_THAT(open_error_as_nobody(crashed), HasSubstr(crashed.string() + "-shm: not writable"));
+  EXPECT_TRUE(read_bytes(crashed) == db_bytes);
 }
 
 TEST_F(SqliteStoreTest, EmptyBatchCommits) {

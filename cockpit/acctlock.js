@@ -106,6 +106,10 @@ function renderUnknown() {
 function renderChart(buckets) {
     const svg = $("chart");
     svg.replaceChildren();
+    if (buckets.length === 0) {
+        $("chart-caption").textContent = "This acctlockd does not report failures per hour: upgrade it.";
+        return;
+    }
     const max = Math.max(1, ...buckets.map(b => b.failures));
     const width = 480 / buckets.length;
     buckets.forEach((bucket, i) => {
@@ -142,7 +146,7 @@ function refresh() {
                 setAdmin(true);
                 showAlert("");
                 renderLocked(list.users);
-                renderChart(stats.failures_per_hour);
+                renderChart(stats.failures_per_hour || []);  // an older acctlockd has none
                 renderTop("top-users", stats.top_users, "user");
                 renderTop("top-sources", stats.top_sources, "rhost");
                 startWatching();

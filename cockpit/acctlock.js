@@ -9,7 +9,7 @@
 const EXIT_PERMISSION_DENIED = 4;
 const EXIT_UNREACHABLE = 5;
 
-const state = { admin: false, watcher: null, refreshTimer: null };
+const state = { admin: false, watcher: null, refreshTimer: null, retryTimer: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -29,7 +29,7 @@ function explain(error) {
     if (error.exit_status === EXIT_UNREACHABLE)
         return "acctlockd is not running: start it with “systemctl start acctlockd.socket”.";
     if (error.exit_status === EXIT_PERMISSION_DENIED)
-        return "You are not an acctlock administrator: only root and members of admin_group can see and change locks. Turn on administrative access to manage them.";
+        return "You are not an acctlock administrator: only root and members of admin_socket_group (acctlock.conf) can see and change locks. Turn on administrative access to manage them.";
     if (error.problem === "not-found")
         return "The acctlock command is not installed.";
     return (error.message || String(error)).trim();
@@ -96,9 +96,20 @@ function renderLocked(users) {
     $("locked-empty").hidden = users.length !== 0;
 }
 
+// Nothing known: neither a list nor "No account is locked".
+function renderUnknown() {
+    $("locked-table").querySelector("tbody").replaceChildren();
+    $("locked-table").hidden = true;
+    $("locked-empty").hidden = true;
+}
+
 function renderChart(buckets) {
     const svg = $("chart");
     svg.replaceChildren();
+    if (buckets.length === 0) {
+        $("chart-caption").textContent = "This acctlockd does not report failures per hour: upgrade it.";
+        return;
+    }
     const max = Math.max(1, ...buckets.map(b => b.failures));
     const width = 480 / buckets.length;
     buckets.forEach((bucket, i) => {
@@ -135,16 +146,25 @@ function refresh() {
                 setAdmin(true);
                 showAlert("");
                 renderLocked(list.users);
-                renderChart(stats.failures_per_hour);
+                renderChart(stats.failures_per_hour || []);  // an older acctlockd has none
                 renderTop("top-users", stats.top_users, "user");
                 renderTop("top-sources", stats.top_sources, "rhost");
                 startWatching();
             })
             .catch(error => {
                 setAdmin(false);
-                renderLocked([]);
+                renderUnknown();
                 showAlert(explain(error), error.exit_status === EXIT_PERMISSION_DENIED ? "info" : "danger");
+                // The page comes back by itself once acctlockd does.
+                if (error.exit_status === EXIT_UNREACHABLE)
+                    retrySoon(5000);
             });
+}
+
+// One pending retry at most, whoever asks for it.
+function retrySoon(delay) {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(refresh, delay);
 }
 
 function refreshSoon() {
@@ -226,7 +246,7 @@ function startWatching() {
     watcher.always(() => {
         state.watcher = null;
         $("live").hidden = true;
-        setTimeout(refresh, 5000);
+        retrySoon(5000);
     });
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -464,6 +465,30 @@ TEST_F(AcctlockCommandTest, ListAndHistoryJson) {
   EXPECT_EQ(counts["locked_now"], 1);
   EXPECT_EQ(counts["failures_last_hour"], 1);
   EXPECT_EQ(counts["top_sources"][0]["rhost"], "192.0.2.7");
+
+  // failures_per_hour (acctlock(8)): 24 whole UTC hours, oldest first, the
+  // last one the current hour; together they hold the day's failures.
+  const json& buckets = counts["failures_per_hour"];
+  ASSERT_EQ(buckets.size(), 24u) << buckets.dump();
+  std::int64_t sum = 0;
+  std::time_t previous = 0;
+  for (const json& bucket : buckets) {
+    std::tm parts{};
+    const std::string start = bucket["start"];
+    ASSERT_NE(strptime(start.c_str(), "%Y-%m-%dT%H:%M:%SZ", &parts), nullptr) << start;
+    const std::time_t at = timegm(&parts);
+    EXPECT_EQ(at % 3600, 0) << start;
+    if (previous != 0) {
+      EXPECT_EQ(at - previous, 3600) << start;
+    }
+    previous = at;
+    sum += bucket["failures"].get<std::int64_t>();
+  }
+  const std::time_t now = std::time(nullptr);
+  EXPECT_LE(previous, now);
+  EXPECT_GT(previous + 3600, now);
+  EXPECT_EQ(sum, counts["failures_last_day"].get<std::int64_t>());
+  EXPECT_GE(sum, 1);
 }
 
 TEST_F(AcctlockCommandTest, NonAdminIsRefusedEveryChangeAndStateStaysAsItWas) {

@@ -1,57 +1,144 @@
 // Drives Debian's headless Chromium (puppeteer-core) against the acctlock
 // Cockpit page served by a real cockpit-ws, which test_cockpit.cc starts
-// with a real acctlockd behind it. Steps, chosen by the first argument:
-//   admin URL USER DIR      the lock of USER shows; screenshots light and
-//                           dark; Unlock, confirmed, removes the row
-//   non-admin URL DIR       the "not an administrator" message, no buttons
+// with a real acctlockd behind it. Usage:
+//   page_test.mjs STEP URL SYNC_DIR SHOT_DIR [USER...]
+// SYNC_DIR is where the driver and test_cockpit.cc hand over: the driver
+// creates SYNC_DIR/NAME when the page has reached a state, and waits for
+// SYNC_DIR/NAME-done when the test is to act meanwhile. Every wait is on a
+// page condition or one of those files, with a deadline. Steps:
+//   admin USER LIVE_USER  USER's lock (made through PAM) shows on load;
+//                         LIVE_USER's, made after the page is up, shows
+//                         through acctlock watch; screenshots light, dark
+//                         and the confirmation; Unlock cancelled keeps the
+//                         lock, Unlock confirmed removes USER's row only
+//   non-admin             the "not an administrator" message, no buttons
+//   down USER             the "acctlockd is not running" message and no
+//                         buttons; once the test restarts acctlockd, the
+//                         page recovers by itself and shows USER's lock
 // Exits 0 when every check held; prints what failed otherwise.
+import fs from "node:fs";
+import path from "node:path";
 import puppeteer from "puppeteer-core";
 
-const [step, url, ...rest] = process.argv.slice(2);
+const [step, url, syncDir, shotDir, ...users] = process.argv.slice(2);
 const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
-const timeout = 20000;
+// Deadlines for a loaded two-core machine: they bound a wait, and a passing
+// run never waits them out.
+const timeout = 90000;
+
+function handOver(name) {
+    fs.writeFileSync(path.join(syncDir, name), "");
+}
+
+async function waitForTest(name) {
+    const file = path.join(syncDir, name + "-done");
+    const deadline = Date.now() + timeout;
+    // fs.watch misses files created before it starts: poll the one file.
+    while (!fs.existsSync(file)) {
+        if (Date.now() > deadline) throw new Error(`the test did not finish ${name}`);
+        await new Promise(resolve => setTimeout(resolve, 100));
+    }
+}
+
+const visibleButtons = page => page.$$eval("button", all => all.filter(b => b.offsetParent !== null)
+        .map(b => b.textContent.trim()));
+
+async function expectNoButtons(page, who) {
+    const buttons = await visibleButtons(page);
+    if (buttons.some(text => text === "Unlock" || text.startsWith("Lock")))
+        throw new Error(`${who} sees buttons: ${buttons.join(", ")}`);
+}
+
+// When the page cannot know the locks, it must not claim there are none.
+async function expectNoClaimAboutLocks(page) {
+    if (await page.$eval("#locked-empty", p => !p.hidden))
+        throw new Error("the page says \"No account is locked\" without knowing");
+}
+
+const alertSays = (page, text) => page.waitForFunction(
+    wanted => !document.getElementById("alert").hidden &&
+              document.getElementById("alert").textContent.includes(wanted),
+    { timeout }, text);
 
 const browser = await puppeteer.launch({
     executablePath: chromium,
     headless: true,
+    protocolTimeout: timeout,
     args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
 });
 let failed = false;
 try {
     const page = await browser.newPage();
+    page.setDefaultTimeout(timeout);
     page.on("console", message => console.log("page console:", message.type(), message.text()));
     page.on("pageerror", error => console.log("page error:", error.message));
     await page.setViewport({ width: 1280, height: 1000 });
     await page.goto(url, { waitUntil: "load", timeout });
 
     if (step === "admin") {
-        const [user, dir] = rest;
-        const row = `#locked-table tr[data-user="${user}"]`;
-        await page.waitForSelector(row, { timeout });
-        const kind = await page.$eval(`${row} .kind`, cell => cell.textContent);
+        const [user, liveUser] = users;
+        const row = name => `#locked-table tr[data-user="${name}"]`;
+        await page.waitForSelector(row(user));
+        const kind = await page.$eval(`${row(user)} .kind`, cell => cell.textContent);
         if (kind !== "failures") throw new Error(`lock kind shown is ${kind}`);
-        await page.waitForSelector("#chart rect", { timeout });
-        await page.screenshot({ path: `${dir}/cockpit-acctlock-light.png`, fullPage: true });
+        console.log("the lock made through PAM shows");
+
+        // Live: a lock made while the page is open arrives through watch.
+        await page.waitForSelector("#live:not([hidden])");
+        handOver("page-up");
+        await waitForTest("page-up");
+        await page.waitForSelector(row(liveUser));
+        // It came through acctlock watch (the events list), not a reload.
+        await page.waitForFunction(
+            name => [...document.querySelectorAll("#events li.event-locked")]
+                    .some(item => item.textContent.includes(name)),
+            { timeout }, liveUser);
+        console.log("the lock made while the page was open shows");
+
+        await page.waitForSelector("#chart rect");
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-light.png`, fullPage: true });
         await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "dark" }]);
-        await page.screenshot({ path: `${dir}/cockpit-acctlock-dark.png`, fullPage: true });
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-dark.png`, fullPage: true });
         await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: "light" }]);
-        await page.click(`${row} button.unlock`);
-        await page.waitForSelector("#confirm[open]", { timeout });
-        await page.screenshot({ path: `${dir}/cockpit-acctlock-confirm.png` });
+
+        // Cancel changes nothing...
+        await page.click(`${row(user)} button.unlock`);
+        await page.waitForSelector("#confirm[open]");
+        const title = await page.$eval("#confirm-title", h => h.textContent);
+        if (!title.includes(user)) throw new Error(`the confirmation names no ${user}: ${title}`);
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-confirm.png` });
+        await page.click("#confirm-cancel");
+        await page.waitForSelector("#confirm:not([open])");
+        handOver("cancelled");
+        await waitForTest("cancelled");
+        if (!await page.$(row(user))) throw new Error("Cancel removed the row");
+        console.log("cancelled the unlock");
+
+        // ...Confirm unlocks that one account.
+        await page.click(`${row(user)} button.unlock`);
+        await page.waitForSelector("#confirm[open]");
         await page.click("#confirm-ok");
-        await page.waitForSelector(row, { hidden: true, timeout });
+        await page.waitForSelector(row(user), { hidden: true });
+        if (!await page.$(row(liveUser))) throw new Error(`${liveUser}'s row went too`);
         console.log("unlocked through the page");
     } else if (step === "non-admin") {
-        const [dir] = rest;
-        await page.waitForFunction(
-            () => document.getElementById("alert").textContent.includes("not an acctlock administrator"),
-            { timeout });
-        const buttons = await page.$$eval("button", all => all.filter(b => b.offsetParent !== null)
-                .map(b => b.textContent.trim()));
-        if (buttons.some(text => text === "Unlock" || text.startsWith("Lock")))
-            throw new Error(`a non-admin sees buttons: ${buttons.join(", ")}`);
-        await page.screenshot({ path: `${dir}/cockpit-acctlock-non-admin.png`, fullPage: true });
+        await alertSays(page, "not an acctlock administrator");
+        await expectNoButtons(page, "a non-admin");
+        await expectNoClaimAboutLocks(page);
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-non-admin.png`, fullPage: true });
         console.log("non-admin sees no buttons");
+    } else if (step === "down") {
+        const [user] = users;
+        await alertSays(page, "acctlockd is not running");
+        await expectNoButtons(page, "with acctlockd down, the viewer");
+        await expectNoClaimAboutLocks(page);
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-down.png`, fullPage: true });
+        console.log("told that acctlockd is not running");
+        handOver("down-shown");
+        await waitForTest("down-shown");
+        await page.waitForSelector(`#locked-table tr[data-user="${user}"] button.unlock`);
+        await page.waitForSelector("#alert", { hidden: true });
+        console.log("recovered once acctlockd was back");
     } else {
         throw new Error(`unknown step ${step}`);
     }

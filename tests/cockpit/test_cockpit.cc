@@ -10,10 +10,18 @@
 // supported way to serve one session without a login page (the 401 a plain
 // --no-tls cockpit-ws answers is its login challenge). The bridge, and so the
 // page's cockpit.spawn, runs as the user the test starts cockpit-ws as.
+//
+// Lockouts are made through real libpam (pam_start_confdir) with the real
+// pam_acctlock.so and pam_unix, for test users that exist only in this
+// process's mount namespace (tests/support/test_user.h); cockpit-ws, its
+// bridge and acctlockd inherit it. The driver and this test hand over
+// through files in a sync directory (page_test.mjs): each side waits on the
+// other's file or on a page condition, never on a fixed time.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <security/pam_appl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,13 +31,16 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/pam_module/pam_transaction.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_user.h"
 
 namespace acctlock::test {
 namespace {
@@ -40,9 +51,28 @@ namespace fs = std::filesystem;
 
 const std::string kCockpitWs = "/usr/lib/cockpit/cockpit-ws";
 const std::string kDriverDir = ACCTLOCK_COCKPIT_DRIVER_DIR;
+// Deadlines: generous for a loaded two-core machine; a passing run never
+// waits them out.
+constexpr auto kDriverDeadline = 240s;
+constexpr auto kHandOverDeadline = 120s;
+
+const TestUser kCarol{"acctlock-carol", 60411, 60411, "carol's right password"};
+const TestUser kDave{"acctlock-dave", 60412, 60412, "dave's right password"};
+
+// The stack pam_acctlock(8) documents, the module by absolute path and its
+// settings from the test daemon's config file.
+std::string documented_stack(const std::string& conf) {
+  const std::string module = std::string(PAM_ACCTLOCK_PATH) + " conf=" + conf;
+  return "auth     required                 " + module + " preauth\n" +
+         "auth     [success=1 default=bad]  pam_unix.so nodelay\n" +
+         "auth     [default=die]            " + module + " authfail\n" +
+         "auth     sufficient               " + module + " authsucc\n" +
+         "account  required                 " + module + "\n" +
+         "account  required                 pam_unix.so\n";
+}
 
 template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = 20s) {
+bool eventually(Condition condition, std::chrono::milliseconds timeout = kHandOverDeadline) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (condition()) return true;
@@ -92,7 +122,11 @@ std::string http_status(std::uint16_t port, const std::string& target) {
 
 class CockpitPageTest : public ::testing::Test {
  protected:
+  // Before any thread: add_test_users unshares the mount namespace.
+  static void SetUpTestSuite() { users_ready_ = add_test_users({kCarol, kDave}, &skip_reason_); }
+
   void SetUp() override {
+    if (!users_ready_) GTEST_SKIP() << skip_reason_;
     ASSERT_TRUE(fs::exists(kCockpitWs)) << "cockpit-ws is missing: run scripts/install-deps";
     ASSERT_TRUE(fs::exists(kDriverDir + "/node_modules/puppeteer-core"))
         << "the browser driver is missing: the cockpit_driver_install test runs npm ci";
@@ -109,7 +143,44 @@ class CockpitPageTest : public ::testing::Test {
                                           " \"$@\"\n");
     chmod((dir_ / "bin/acctlock").c_str(), 0755);
     fs::create_directories(dir_.path() / "screenshots");
+    fs::create_directories(sync_dir_);
+    fs::create_directories(dir_.path() / "pam.d");
+    write_file(dir_ / "pam.d/login", documented_stack(daemon_.config_path()));
   }
+
+  PamOutcome login(const TestUser& user, const std::string& password) {
+    return run_pam({dir_ / "pam.d", "login", user.name, password, {}, {PamPhase::auth}});
+  }
+
+  // Wrong passwords through PAM until pam_acctlock.so refuses `user`.
+  void lock_out_through_pam(const TestUser& user) {
+    EXPECT_EQ(login(user, "wrong").status, PAM_AUTH_ERR);
+    const PamOutcome second = login(user, "wrong");
+    EXPECT_NE(second.status, PAM_SUCCESS);
+    // Now even the right password is refused: the lock is pam_acctlock's.
+    const PamOutcome refused = login(user, user.password);
+    ASSERT_NE(refused.status, PAM_SUCCESS) << user.name << " was not locked out";
+    ASSERT_EQ(status_of(user.name).value("locked", false), true) << status_of(user.name).dump();
+  }
+
+  // The driver, running while the test acts: see page_test.mjs.
+  std::future<CommandResult> start_driver(std::vector<std::string> arguments) {
+    return std::async(std::launch::async, [this, arguments] { return run_driver(arguments); });
+  }
+
+  // Waits until the driver reports `name` (or exits, which fails the test
+  // with its output); the test then acts and answers with done(name).
+  bool reached(const std::string& name, std::future<CommandResult>& driver) {
+    const bool there = eventually([&] {
+      return fs::exists(sync_dir_ / name) || driver.wait_for(0s) == std::future_status::ready;
+    });
+    if (there && fs::exists(sync_dir_ / name)) return true;
+    const CommandResult result = driver.get();
+    ADD_FAILURE() << "the page never reached \"" << name << "\": " << result.out << result.err
+                  << "\ncockpit-ws: " << read_file(dir_ / "cockpit-ws.log");
+    return false;
+  }
+  void done(const std::string& name) { write_file((sync_dir_ / (name + "-done")).string(), ""); }
 
   void TearDown() override { stop_cockpit_ws(); }
 
@@ -172,41 +243,58 @@ class CockpitPageTest : public ::testing::Test {
     return "http://127.0.0.1:" + std::to_string(port_) + "/cockpit/@localhost/acctlock/index.html";
   }
 
+  // page_test.mjs STEP URL SYNC_DIR SHOT_DIR USERS...
   CommandResult run_driver(const std::vector<std::string>& arguments) {
-    std::vector<std::string> argv = {"/usr/bin/node", kDriverDir + "/page_test.mjs"};
-    argv.insert(argv.end(), arguments.begin(), arguments.end());
-    return run_command(argv, 120s, {"CHROMIUM=/usr/bin/chromium", "HOME=" + (dir_ / "home")});
+    std::vector<std::string> argv = {"/usr/bin/node",    kDriverDir + "/page_test.mjs",
+                                     arguments.at(0),    page_url(),
+                                     sync_dir_.string(), dir_ / "screenshots"};
+    argv.insert(argv.end(), arguments.begin() + 1, arguments.end());
+    return run_command(argv, kDriverDeadline,
+                       {"CHROMIUM=/usr/bin/chromium", "HOME=" + (dir_ / "home")});
   }
 
   // `acctlock status USER --json` against the test's daemon.
   nlohmann::json status_of(const std::string& user) {
-    const auto result =
-        run_command({std::string(ACCTLOCK_BINARY_DIR) + "/cli/acctlock", "--config",
-                     daemon_.config_path(), "status", user, "--json"});
+    const auto result = run_command({std::string(ACCTLOCK_BINARY_DIR) + "/cli/acctlock", "--config",
+                                     daemon_.config_path(), "status", user, "--json"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return nlohmann::json::parse(result.out, nullptr, false);
   }
 
+  static inline bool users_ready_ = false;
+  static inline std::string skip_reason_;
   TempDir dir_;
+  fs::path sync_dir_ = dir_.path() / "sync";
   DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\n"};
   std::uint16_t port_ = 0;
   pid_t ws_pid_ = -1;
 };
 
-TEST_F(CockpitPageTest, AnAdminSeesTheLockAndUnlocksItFromThePage) {
-  EXPECT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd", "192.0.2.7").verdict,
-            protocol::Verdict::allowed);
-  EXPECT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd", "192.0.2.7").verdict,
-            protocol::Verdict::locked);
-  ASSERT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
-
+// Carol is locked out through PAM before the page loads, Dave while it is
+// open (acctlock watch); the admin unlocks Carol with the page's button,
+// cancelling once first.
+TEST_F(CockpitPageTest, AnAdminSeesLockoutsMadeThroughPamAndUnlocksOneFromThePage) {
+  lock_out_through_pam(kCarol);
   start_cockpit_ws();
-  const auto result = run_driver({"admin", page_url(), "daemon", dir_ / "screenshots"});
+  auto driver = start_driver({"admin", kCarol.name, kDave.name});
+
+  ASSERT_TRUE(reached("page-up", driver));
+  lock_out_through_pam(kDave);
+  done("page-up");
+
+  ASSERT_TRUE(reached("cancelled", driver));
+  EXPECT_EQ(status_of(kCarol.name).value("locked", false), true)
+      << "Cancel unlocked: " << status_of(kCarol.name).dump();
+  done("cancelled");
+
+  const CommandResult result = driver.get();
   EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_NE(result.out.find("unlocked through the page"), std::string::npos) << result.out;
 
-  // The page's Unlock went through acctlock to the daemon.
-  EXPECT_EQ(status_of("daemon").value("locked", true), false) << status_of("daemon").dump();
+  // The page's Unlock went through acctlock to the daemon, for Carol only.
+  EXPECT_EQ(status_of(kCarol.name).value("locked", true), false) << status_of(kCarol.name).dump();
+  EXPECT_EQ(status_of(kDave.name).value("locked", false), true) << status_of(kDave.name).dump();
+  EXPECT_EQ(login(kCarol, kCarol.password).status, PAM_SUCCESS) << "Carol still cannot log in";
   for (const char* shot : {"cockpit-acctlock-light.png", "cockpit-acctlock-dark.png",
                            "cockpit-acctlock-confirm.png"}) {
     const fs::path file = dir_.path() / "screenshots" / shot;
@@ -225,11 +313,33 @@ TEST_F(CockpitPageTest, ANonAdminIsToldSoAndSeesNoButtons) {
   ASSERT_EQ(chown((dir_ / "home").c_str(), 65534, 65534), 0);
   chmod(daemon_.config_path().c_str(), 0644);
   start_cockpit_ws({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"});
-  const auto result = run_driver({"non-admin", page_url(), dir_ / "screenshots"});
+  const auto result = run_driver({"non-admin"});
   EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_NE(result.out.find("non-admin sees no buttons"), std::string::npos) << result.out;
   // Nothing the page did as nobody changed the lock.
   EXPECT_EQ(status_of("daemon").value("locked", false), true) << status_of("daemon").dump();
+  keep_screenshots();
+}
+
+// acctlockd down: the page says so and offers nothing; when it is back, the
+// page recovers without a reload.
+TEST_F(CockpitPageTest, APageOpenedWhileAcctlockdIsDownSaysSoAndRecovers) {
+  daemon_.request(MessageType::failure, "daemon", "sshd");
+  ASSERT_EQ(daemon_.request(MessageType::failure, "daemon", "sshd").verdict,
+            protocol::Verdict::locked);
+  daemon_.stop();
+  start_cockpit_ws();
+  auto driver = start_driver({"down", "daemon"});
+
+  ASSERT_TRUE(reached("down-shown", driver));
+  ASSERT_TRUE(daemon_.start());
+  done("down-shown");
+
+  const CommandResult result = driver.get();
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("recovered once acctlockd was back"), std::string::npos) << result.out;
+  const fs::path shot = dir_.path() / "screenshots/cockpit-acctlock-down.png";
+  EXPECT_TRUE(fs::exists(shot) && fs::file_size(shot) > 1000);
   keep_screenshots();
 }
 

@@ -37,4 +37,6 @@ expect_file "$config"
 expect_file /usr/local/sbin/acctlock
 expect_file /usr/local/sbin/acctlockd
 expect_file /usr/local/share/bash-completion/completions/acctlock
+expect_file /usr/local/share/cockpit/acctlock/manifest.json
+expect_file /usr/local/share/cockpit/acctlock/acctlock.js
 exit "$failures"

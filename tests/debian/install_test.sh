@@ -13,7 +13,11 @@
 # by their own "[ -d /run/systemd/system ]" tests. Needs root.
 # Exit 77 (skip) when the sandbox cannot be built.
 #
-# Usage: install_test.sh ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB
+# With COCKPIT_ACCTLOCK_DEB it also installs the Cockpit page over the others
+# (when the host has cockpit-bridge, which it depends on), checks that
+# cockpit-bridge lists the page, and that remove and purge leave nothing.
+#
+# Usage: install_test.sh ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB [COCKPIT_ACCTLOCK_DEB]
 set -eu
 
 skip() {
@@ -27,6 +31,7 @@ fail() {
 
 daemon_deb=${1:?usage: $0 ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB}
 module_deb=${2:?usage: $0 ACCTLOCKD_DEB LIBPAM_ACCTLOCK_DEB}
+cockpit_deb=${3:-}
 profiles="acctlock-preauth acctlock-authfail acctlock"
 
 if [ "${ACCTLOCK_IN_INSTALL_SANDBOX:-}" = "" ]; then
@@ -50,8 +55,12 @@ if [ "$ACCTLOCK_IN_INSTALL_SANDBOX" = outside ]; then
   cp "$daemon_deb" "$sandbox/root/tmp/acctlockd.deb"
   cp "$module_deb" "$sandbox/root/tmp/libpam-acctlock.deb"
   cp "$0" "$sandbox/root/tmp/install_test.sh"
+  if [ -n "$cockpit_deb" ]; then
+    cp "$cockpit_deb" "$sandbox/root/tmp/cockpit-acctlock.deb"
+    cockpit_deb=/tmp/cockpit-acctlock.deb
+  fi
   ACCTLOCK_IN_INSTALL_SANDBOX=inside exec chroot "$sandbox/root" \
-    /bin/sh /tmp/install_test.sh /tmp/acctlockd.deb /tmp/libpam-acctlock.deb
+    /bin/sh /tmp/install_test.sh /tmp/acctlockd.deb /tmp/libpam-acctlock.deb "$cockpit_deb"
 fi
 
 # --- Inside the chroot from here on. ----------------------------------------
@@ -62,6 +71,16 @@ module_dir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc 
 
 if dpkg-query -W acctlockd libpam-acctlock >/dev/null 2>&1; then
   skip "acctlock packages are already installed on this host"
+fi
+page_dir=/usr/share/cockpit/acctlock
+if [ -n "$cockpit_deb" ]; then
+  if dpkg-query -W cockpit-acctlock >/dev/null 2>&1; then
+    skip "cockpit-acctlock is already installed on this host"
+  fi
+  if [ "$(dpkg-query -W -f='${db:Status-Status}' cockpit-bridge 2>/dev/null)" != installed ]; then
+    echo "note: cockpit-bridge is not installed here; cockpit-acctlock is not installed (scripts/install-deps installs it)"
+    cockpit_deb=
+  fi
 fi
 cp /etc/pam.d/common-auth /tmp/common-auth.before
 
@@ -88,6 +107,28 @@ cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
   fail "the installed acctlockd finds problems in the shipped $conffile"
 }
 echo "ok: installed; user, conffile (clean for acctlockd --check-config), module; profiles registered and not enabled"
+
+if [ -n "$cockpit_deb" ]; then
+  echo "== install cockpit-acctlock"
+  dpkg -i "$cockpit_deb" >/tmp/dpkg.log 2>&1 || {
+    cat /tmp/dpkg.log >&2
+    fail "dpkg -i cockpit-acctlock failed"
+  }
+  for page_file in manifest.json index.html acctlock.js acctlock.css; do
+    [ -f "$page_dir/$page_file" ] || fail "cockpit-acctlock did not install $page_dir/$page_file"
+  done
+  # What Cockpit itself sees: the bridge parses the manifest and lists the
+  # page with its menu label; a broken manifest is left out of this list.
+  cockpit-bridge --packages >/tmp/packages.out 2>&1 || {
+    cat /tmp/packages.out >&2
+    fail "cockpit-bridge --packages failed"
+  }
+  grep -E "^acctlock +Account lockout +$page_dir\$" /tmp/packages.out >/dev/null || {
+    cat /tmp/packages.out >&2
+    fail "cockpit-bridge does not list the acctlock page (its list is above)"
+  }
+  echo "ok: cockpit-acctlock installed; cockpit-bridge lists the page \"Account lockout\""
+fi
 
 # shellcheck disable=SC2086 # the profile names are words
 pam-auth-update --enable $profiles 2>/tmp/enable.err
@@ -116,6 +157,14 @@ grep -q "changed by the administrator" "$conffile" || fail "the upgrade lost a c
 echo "ok: upgraded; conffile change, enabled profiles and database kept"
 
 echo "== remove"
+if [ -n "$cockpit_deb" ]; then
+  # It depends on acctlockd, so it goes first.
+  dpkg -r cockpit-acctlock >/tmp/dpkg.log 2>&1 || {
+    cat /tmp/dpkg.log >&2
+    fail "dpkg -r cockpit-acctlock failed"
+  }
+  [ ! -e "$page_dir" ] || fail "removing cockpit-acctlock left $page_dir"
+fi
 dpkg -r libpam-acctlock >/tmp/dpkg.log 2>&1 || {
   cat /tmp/dpkg.log >&2
   fail "dpkg -r libpam-acctlock failed"
@@ -134,13 +183,15 @@ dpkg -r acctlockd >/tmp/dpkg.log 2>&1 || {
 echo "ok: removed; PAM stacks clean, database and conffile kept"
 
 echo "== purge"
-dpkg -P acctlockd libpam-acctlock >/tmp/dpkg.log 2>&1 || {
+# shellcheck disable=SC2086 # empty or one path
+dpkg -P acctlockd libpam-acctlock ${cockpit_deb:+cockpit-acctlock} >/tmp/dpkg.log 2>&1 || {
   cat /tmp/dpkg.log >&2
   fail "dpkg -P failed"
 }
 [ ! -e "$database_dir" ] || fail "purge left $database_dir"
 [ ! -e "$conffile" ] || fail "purge left $conffile"
-if dpkg-query -W -f='${db:Status-Status}\n' acctlockd libpam-acctlock 2>/dev/null | grep -v '^not-installed$' | grep -q .; then
+# shellcheck disable=SC2086 # empty or one name
+if dpkg-query -W -f='${db:Status-Status}\n' acctlockd libpam-acctlock ${cockpit_deb:+cockpit-acctlock} 2>/dev/null | grep -v '^not-installed$' | grep -q .; then
   fail "dpkg still knows the packages after purge"
 fi
 echo "ok: purged; database and conffile gone"

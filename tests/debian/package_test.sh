@@ -70,6 +70,14 @@ done
 contents() { dpkg-deb --fsys-tarfile "$1" | tar -tf - | sed 's#^\.##'; }
 contents "$daemon_deb" >"$work_dir/acctlockd.files"
 contents "$module_deb" >"$work_dir/libpam-acctlock.files"
+# The Cockpit page, its own architecture-independent package.
+cockpit_deb=$work_dir/cockpit-acctlock_${version}_all.deb
+[ -f "$cockpit_deb" ] || { echo "FAIL: $cockpit_deb was not built" >&2; exit 1; }
+contents "$cockpit_deb" >"$work_dir/cockpit-acctlock.files"
+for page_file in manifest.json index.html acctlock.js acctlock.css; do
+  grep -q -x "/usr/share/cockpit/acctlock/$page_file" "$work_dir/cockpit-acctlock.files" ||
+    { echo "FAIL: cockpit-acctlock has no /usr/share/cockpit/acctlock/$page_file" >&2; exit 1; }
+done
 
 # has PACKAGE REGEX DESCRIPTION: some path of PACKAGE matches REGEX.
 has() {
@@ -139,6 +147,21 @@ grep -B1 'rm -rf /var/lib/acctlock' "$control/postrm" | grep -q '^if \[ "$1" = p
 
 grep -q '^Depends:.*acctlockd (= '"$version"')' "$work_dir/libpam-acctlock.control/control" ||
   fail "libpam-acctlock does not depend on the same version of acctlockd"
+# The page runs the acctlock command through cockpit-bridge: it needs both.
+mkdir "$work_dir/cockpit-acctlock.control"
+dpkg-deb -e "$cockpit_deb" "$work_dir/cockpit-acctlock.control"
+cockpit_depends=$(sed -n 's/^Depends: //p' "$work_dir/cockpit-acctlock.control/control")
+case $cockpit_depends in
+  *"acctlockd (>= $version)"*) ;;
+  *) fail "cockpit-acctlock does not depend on acctlockd (>= $version): Depends: $cockpit_depends" ;;
+esac
+case $cockpit_depends in
+  *cockpit-bridge*) ;;
+  *) fail "cockpit-acctlock does not depend on cockpit-bridge: Depends: $cockpit_depends" ;;
+esac
+if grep -E '^/usr/share/cockpit/' "$work_dir/acctlockd.files" "$work_dir/libpam-acctlock.files"; then
+  fail "the page files above are not in cockpit-acctlock only"
+fi
 
 echo "== lintian"
 # --fail-on warning: a warning is either fixed or overridden, with its reason,
@@ -153,7 +176,7 @@ fi
 
 echo "== install, upgrade, remove, purge (in a throw-away overlay of /)"
 install_status=0
-"$(dirname "$0")/install_test.sh" "$daemon_deb" "$module_deb" || install_status=$?
+"$(dirname "$0")/install_test.sh" "$daemon_deb" "$module_deb" "$cockpit_deb" || install_status=$?
 case $install_status in
   0) ;;
   77) echo "note: the install check was skipped (reason above); the packages were still checked" ;;

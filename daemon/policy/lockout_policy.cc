@@ -18,6 +18,11 @@ bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) 
   return now - state.last_failure < fail_interval;
 }
 
+// A timed lock is in force through its `until` second and over from the next
+// one, as pam_faillock's "latest failure + unlock_time < now" lets a login in:
+// locked until 09:12:00 refuses a login at 09:12:00 and admits one at 09:12:01.
+bool lock_over(const std::optional<TimePoint>& until, TimePoint now) { return until && *until < now; }
+
 bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {
   return now - state.last_lock_end >= lockout_memory;
 }
@@ -43,11 +48,11 @@ LockoutPolicy::LockoutPolicy(LockoutRules rules) : rules_(std::move(rules)) {}
 
 bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   bool expired = false;
-  if (state.manual_lock && state.manual_lock->until && *state.manual_lock->until <= now) {
+  if (state.manual_lock && lock_over(state.manual_lock->until, now)) {
     state.manual_lock.reset();
     expired = true;
   }
-  if (state.failure_lock && state.failure_lock->until && *state.failure_lock->until <= now) {
+  if (state.failure_lock && lock_over(state.failure_lock->until, now)) {
     // Recorded as the scheduled end, not `now`: the lockout_memory countdown
     // starts when the lock ran out, however late someone noticed.
     state.last_lock_end = *state.failure_lock->until;
@@ -205,11 +210,15 @@ std::optional<Seconds> LockoutPolicy::lockout_duration(std::uint32_t level, bool
 }
 
 std::optional<TimePoint> LockoutPolicy::next_expiry(const UserState& state) const {
-  std::optional<TimePoint> next;
-  if (state.failure_lock) next = state.failure_lock->until;
+  std::optional<TimePoint> last_locked_second;
+  if (state.failure_lock) last_locked_second = state.failure_lock->until;
   const auto& manual = state.manual_lock;
-  if (manual && manual->until && (!next || *manual->until < *next)) next = manual->until;
-  return next;
+  if (manual && manual->until && (!last_locked_second || *manual->until < *last_locked_second)) {
+    last_locked_second = manual->until;
+  }
+  // The lock is still in force at `until` (lock_over): it ends a second later.
+  if (!last_locked_second) return std::nullopt;
+  return saturating_add(*last_locked_second, Seconds{1});
 }
 
 bool LockoutPolicy::is_idle(const UserState& state, TimePoint now) const {

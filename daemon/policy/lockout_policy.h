@@ -21,8 +21,11 @@
 //   start from root_unlock_time and follow the same progression and cap.
 //   Members of admin_group are treated like root (faillock.conf's meaning);
 //   members of exempt_group are never locked by failures (never_lock).
+// - A timed lock is in force through its `until` second (start + duration)
+//   and over the second after, as pam_faillock's (latest failure +
+//   unlock_time is still locked).
 // - A manual lock is separate from all of this, wins over it, and lasts until
-//   an admin unlocks, or for the duration the admin gave (it then ends at
+//   an admin unlocks, or for the duration the admin gave (it then ends after
 //   `until` like a failure lock, and counts no level).
 #pragma once
 
@@ -96,7 +99,8 @@ class LockoutPolicy {
   // or permanent_after reached).
   std::optional<Seconds> lockout_duration(std::uint32_t level, bool is_root) const;
 
-  // When this state next changes by itself (a lock ends), if ever.
+  // When this state next changes by itself (a lock ends), if ever: the
+  // second after the lock's `until`, which is still locked.
   std::optional<TimePoint> next_expiry(const UserState& state) const;
 
   // Nothing in `state` matters any more at `now`: no lock, no counted failure

@@ -211,15 +211,21 @@ TEST(LockoutPolicyCounting, StatusHidesAStaleCountWithoutBeingSettled) {
 
 // --- A lock in force -----------------------------------------------------------
 
-TEST(LockoutPolicyLock, LockEndsExactlyAtItsUntil) {
+// pam_faillock refuses while latest failure + unlock_time >= now: the lock's
+// last second is `until` itself, and the next one is free.
+TEST(LockoutPolicyLock, LockHoldsThroughItsUntilSecondAndEndsTheNextAsPamFaillock) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
   const TimePoint until = account.now() + 10min;
+  EXPECT_EQ(account.status().until, until);
+  EXPECT_EQ(account.next_expiry(), until + 1s);
 
-  account.advance(10min - 1s);
+  account.advance(10min);
+  ASSERT_EQ(account.now(), until);
   EXPECT_EQ(account.status().kind, LockKind::failures);
   EXPECT_FALSE(account.settle());
   EXPECT_TRUE(account.state().failure_lock.has_value());
+  EXPECT_FALSE(account.fail().counted) << "a failure at the until second meets a lock";
 
   account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none);
@@ -261,13 +267,15 @@ TEST(LockoutPolicyLock, FailureWhileLockedIsNotCountedAndDoesNotExtendTheLock) {
   EXPECT_EQ(account.state(), locked);
 
   account.advance(1min);
+  EXPECT_EQ(account.status().kind, LockKind::failures) << "still the until second";
+  account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none);
 }
 
 TEST(LockoutPolicyLock, FailureAtTheMomentALockEndsStartsAFreshCount) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
-  account.advance(10min);
+  account.advance(10min + 1s);
   const FailureOutcome outcome = account.fail();
   EXPECT_TRUE(outcome.lock_expired);
   EXPECT_TRUE(outcome.counted);
@@ -281,12 +289,12 @@ TEST(LockoutPolicyProgression, ConsecutiveLockoutsGrowByTheMultiplier) {
   Account account(Rules().unlock_time(10min).multiplier(2).max_unlock_time(24h));
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{10min});
-  account.advance(10min);
+  account.advance(10min + 1s);
 
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{20min});
   EXPECT_EQ(account.status().level, 2u);
-  account.advance(20min);
+  account.advance(20min + 1s);
 
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{40min});
@@ -343,8 +351,8 @@ TEST(LockoutPolicyProgression, LockingAtTheHighestLevelStaysThereAndLastsTheCap)
 
 TEST(LockoutPolicyProgression, ForgottenExactlyLockoutMemoryAfterTheLastLockEnded) {
   Account account(Rules().unlock_time(10min).lockout_memory(24h));
-  account.serve_lockout();  // now = the end of the first lockout
-  account.advance(24h);
+  account.serve_lockout();  // now: one second after last_lock_end, the lock's end
+  account.advance(24h - 1s);
   EXPECT_EQ(account.status().level, 0u);
   account.fail_until_locked();
   EXPECT_EQ(account.state().level, 1u);
@@ -353,8 +361,8 @@ TEST(LockoutPolicyProgression, ForgottenExactlyLockoutMemoryAfterTheLastLockEnde
 
 TEST(LockoutPolicyProgression, RememberedOneSecondBeforeLockoutMemoryPasses) {
   Account account(Rules().unlock_time(10min).lockout_memory(24h));
-  account.serve_lockout();
-  account.advance(24h - 1s);
+  account.serve_lockout();  // now: the first free second, one after the lock's end
+  account.advance(24h - 2s);
   EXPECT_EQ(account.status().level, 1u);
   account.fail_until_locked();
   EXPECT_EQ(account.state().level, 2u);
@@ -452,10 +460,10 @@ TEST(LockoutPolicyRoot, RootLockoutsStartFromRootUnlockTimeAndFollowTheProgressi
                                    .max_unlock_time(3min));
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{1min});
-  root.advance(1min);
+  root.advance(1min + 1s);
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{2min});
-  root.advance(2min);
+  root.advance(2min + 1s);
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{3min});  // 4 minutes, capped
 }
@@ -509,10 +517,10 @@ TEST(LockoutPolicyManual, AFailureLockEndingBeneathAManualLockLeavesTheManualLoc
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
   account.admin_lock();
-  EXPECT_EQ(account.next_expiry(), account.now() + 10min)
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min + 1s)
       << "the failure lock's end still changes the state";
 
-  account.advance(10min);
+  account.advance(10min + 1s);
   EXPECT_TRUE(account.settle());
   EXPECT_FALSE(account.state().failure_lock.has_value());
   EXPECT_EQ(account.status().kind, LockKind::manual);
@@ -551,10 +559,10 @@ TEST(LockoutPolicyManual, ATimedManualLockEndsByItselfAtItsEnd) {
   const TimePoint end = account.now() + 2h;
   EXPECT_EQ(account.status().kind, LockKind::manual);
   EXPECT_EQ(account.status().until, end);
-  EXPECT_EQ(account.next_expiry(), end);
+  EXPECT_EQ(account.next_expiry(), end + 1s);
 
-  account.advance(2h - 1s);
-  EXPECT_FALSE(account.settle());
+  account.advance(2h);
+  EXPECT_FALSE(account.settle()) << "in force through its end second, as a failure lock";
   EXPECT_EQ(account.status().kind, LockKind::manual);
   account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none) << "status reads the end without a settle";
@@ -569,14 +577,14 @@ TEST(LockoutPolicyManual, ATimedManualLockAndAFailureLockEachEndAtTheirOwnTime) 
   const TimePoint start = account.now();
   account.fail_until_locked();
   account.admin_lock_for(1h);
-  EXPECT_EQ(account.next_expiry(), start + 10min) << "the earlier end comes first";
+  EXPECT_EQ(account.next_expiry(), start + 10min + 1s) << "the earlier end comes first";
   EXPECT_EQ(account.status().until, start + 1h) << "the manual lock's end is the one shown";
 
-  account.advance(10min);
+  account.advance(10min + 1s);
   EXPECT_TRUE(account.settle());
   EXPECT_FALSE(account.state().failure_lock.has_value());
   EXPECT_EQ(account.status().kind, LockKind::manual);
-  EXPECT_EQ(account.next_expiry(), start + 1h);
+  EXPECT_EQ(account.next_expiry(), start + 1h + 1s);
   // Failures while manually locked are not counted, timed or not.
   EXPECT_FALSE(account.fail().counted);
 
@@ -650,7 +658,7 @@ TEST(LockoutPolicySuccess, SuccessWhileManuallyLockedChangesNothing) {
 TEST(LockoutPolicySuccess, SuccessAtTheMomentALockEndsResets) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
-  account.advance(10min);
+  account.advance(10min + 1s);
   const SuccessOutcome outcome = account.succeed();
   EXPECT_TRUE(outcome.lock_expired);
   EXPECT_FALSE(outcome.ignored_while_locked);
@@ -736,7 +744,7 @@ TEST(LockoutPolicyExpiry, NextExpiryIsTheEndOfATimedFailureLockOnly) {
   account.fail();
   EXPECT_FALSE(account.next_expiry().has_value());
   account.fail_until_locked();
-  EXPECT_EQ(account.next_expiry(), account.now() + 10min);
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min + 1s) << "locked through now + 10min";
 
   Account permanent(Rules().unlock_time(0s));
   permanent.fail_until_locked();

@@ -287,6 +287,19 @@ bool parse_prefix_list(std::string_view text, std::vector<AddressPrefix>& out, s
   return true;
 }
 
+bool parse_fail_window(std::string_view text, FailWindow& out, std::string& error) {
+  if (text == "sliding") {
+    out = FailWindow::sliding;
+    return true;
+  }
+  if (text == "chained") {
+    out = FailWindow::chained;
+    return true;
+  }
+  error = quoted(text) + " is not sliding or chained";
+  return false;
+}
+
 bool parse_lockout_scope(std::string_view text, LockoutScope& out, std::string& error) {
   if (text == "account") {
     out = LockoutScope::account;
@@ -316,13 +329,26 @@ constexpr std::array kOptionEntries{
     OptionEntry{
         {"deny", "N", "3", "failed logins within fail_interval that lock the account", false},
         [](Options& o, std::string_view text, std::string& error) {
-          return parse_count(text, 1, "a whole number >= 1", o.rules.deny, error);
+          std::uint64_t value = 0;
+          if (!parse_whole_number(text, 1, kMaxDeny, "a whole number from 1 to 1000", value,
+                                  error)) {
+            return false;
+          }
+          o.rules.deny = static_cast<std::uint32_t>(value);
+          return true;
         }},
     OptionEntry{{"fail_interval", "DURATION", "15m",
                  "failures further apart than this start a new count", false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_duration_value(text, DurationZero::rejected, o.rules.fail_interval,
                                               error);
+                }},
+    OptionEntry{{"fail_window", "sliding|chained", "sliding",
+                 "sliding: the failures of the last fail_interval count, as pam_faillock; "
+                 "chained: each failure within fail_interval of the previous one adds up",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_fail_window(text, o.rules.fail_window, error);
                 }},
     OptionEntry{{"unlock_time", "DURATION|never", "10m",
                  "how long the first lockout lasts; 0 or never = until an admin unlocks", false},

@@ -22,10 +22,20 @@
 
 namespace acctlock {
 
+// How failures add up to deny (key fail_window). `sliding`: pam_faillock's,
+// the failures of the last fail_interval count. `chained`: acctlock 0.x's,
+// each failure within fail_interval of the previous one continues the count.
+enum class FailWindow { sliding, chained };
+
+// The highest deny: the sliding window remembers up to deny failure times
+// per user, in memory and in the database.
+inline constexpr std::uint32_t kMaxDeny = 1000;
+
 // The lockout rules the daemon's policy enforces (daemon/policy/lockout_policy.h).
 struct LockoutRules {
-  std::uint32_t deny = 3;                   // failures that lock the account
-  Seconds fail_interval{900};               // failures further apart start a new count
+  std::uint32_t deny = 3;                   // failures that lock the account, 1..kMaxDeny
+  Seconds fail_interval{900};               // the window in which failures count
+  FailWindow fail_window = FailWindow::sliding;
   Seconds unlock_time{600};                 // first lockout; 0 = until an admin unlocks
   double lockout_multiplier = 2.0;          // growth per consecutive lockout, >= 1
   Seconds max_unlock_time{86400};           // cap on any timed lockout

@@ -39,6 +39,11 @@ UserState LockoutService::unpack(const StateMap::value_type& entry) const {
       state.manual_lock = found->second;
     }
   }
+  if (m.earlier_failures) {
+    if (const auto found = earlier_failures_.find(entry.first); found != earlier_failures_.end()) {
+      state.earlier_failures = found->second;
+    }
+  }
   return state;
 }
 
@@ -57,6 +62,7 @@ LockoutService::MemoryState LockoutService::pack(const UserState& state) const {
     }
   }
   m.manual_lock = state.manual_lock.has_value();
+  m.earlier_failures = !state.earlier_failures.empty();
   return m;
 }
 
@@ -67,6 +73,11 @@ void LockoutService::put_in_memory(const std::string& user, const UserState& sta
     manual_locks_.insert_or_assign(user, *state.manual_lock);
   } else if (const auto found = manual_locks_.find(user); found != manual_locks_.end()) {
     manual_locks_.erase(found);
+  }
+  if (!state.earlier_failures.empty()) {
+    earlier_failures_.insert_or_assign(user, state.earlier_failures);
+  } else if (const auto found = earlier_failures_.find(user); found != earlier_failures_.end()) {
+    earlier_failures_.erase(found);
   }
   const auto indexed = locked_.find(user);
   if (state.failure_lock || state.manual_lock) {
@@ -80,6 +91,11 @@ LockoutService::StateMap::iterator LockoutService::erase_from_memory(StateMap::i
   if (found->second.manual_lock) {
     if (const auto manual = manual_locks_.find(found->first); manual != manual_locks_.end()) {
       manual_locks_.erase(manual);
+    }
+  }
+  if (found->second.earlier_failures) {
+    if (const auto times = earlier_failures_.find(found->first); times != earlier_failures_.end()) {
+      earlier_failures_.erase(times);
     }
   }
   if (found->second.failure_lock || found->second.manual_lock) {
@@ -102,6 +118,7 @@ void LockoutService::load_from_store() {
   });
   states_ = std::move(loaded.states_);
   manual_locks_ = std::move(loaded.manual_locks_);
+  earlier_failures_ = std::move(loaded.earlier_failures_);
   locked_ = std::move(loaded.locked_);
   expiries_ = std::move(loaded.expiries_);
   sweep_cursor_.clear();
@@ -276,7 +293,7 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
 
 void LockoutService::import_failure(const std::string& user, bool is_root, TimePoint when,
                                     const EventOrigin& origin, bool valid, std::uint32_t admin_uid,
-                                    TimePoint now, PendingWork& work) {
+                                    TimePoint /*now*/, PendingWork& work) {
   std::string detail = "imported from pam_faillock";
   if (!valid) detail += " (no longer counted there)";
   if (!valid) {
@@ -290,7 +307,11 @@ void LockoutService::import_failure(const std::string& user, bool is_root, TimeP
   const auto outcome = policy_.record_failure(state, is_root, when);
   add_event(work, user, outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin,
             state, when, admin_uid, std::move(detail));
-  stage(user, old_expiry, state, now, work);
+  // Idle as of the record's own time, not of now: a record that has aged
+  // out by now still counts for the user's next, newer record (chained, or
+  // sliding with deny failures close together). What stays idle, the sweep
+  // removes.
+  stage(user, old_expiry, state, when, work);
 }
 
 std::optional<UserReport> LockoutService::report(const std::string& user, TimePoint now) const {

@@ -194,6 +194,7 @@ class LockoutService {
     bool failure_lock = false;
     bool lock_has_end = false;
     bool manual_lock = false;
+    bool earlier_failures = false;  // times in earlier_failures_ (fail_window = sliding)
   };
   using StateMap = std::map<std::string, MemoryState, std::less<>>;
 
@@ -216,6 +217,10 @@ class LockoutService {
   Store& store_;
   StateMap states_;
   std::map<std::string, ManualLock, std::less<>> manual_locks_;
+  // UserState::earlier_failures of the users that have any: aside from
+  // MemoryState, so that the many users with one failure (a spray) pay
+  // nothing for them.
+  std::map<std::string, std::vector<TimePoint>, std::less<>> earlier_failures_;
   std::set<std::string, std::less<>> locked_;  // users with a failure or manual lock
   std::set<std::pair<TimePoint, std::string>> expiries_;
   AnsweredEvents answered_;

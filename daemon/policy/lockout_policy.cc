@@ -3,15 +3,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <utility>
 
 namespace acctlock {
 namespace {
 
-// Both edges are inclusive: a failure exactly fail_interval after the previous
-// one still counts, and the progression is forgotten exactly lockout_memory
-// after the last lockout ended. docs/policy.md states the same boundaries.
+// The progression is forgotten exactly lockout_memory after the last lockout
+// ended. docs/policy.md states the same boundaries.
 bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) {
   // Strictly less, as pam_faillock: a failure exactly fail_interval old no
   // longer counts.
@@ -25,6 +25,40 @@ bool lock_over(const std::optional<TimePoint>& until, TimePoint now) { return un
 
 bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {
   return now - state.last_lock_end >= lockout_memory;
+}
+
+// The most failure times a sliding window needs besides the newest: the
+// failure that reaches deny locks, so deny - 1 earlier ones decide.
+std::size_t earlier_kept(const LockoutRules& rules) {
+  return rules.deny > 0 ? rules.deny - 1 : 0;
+}
+
+// Drops the oldest remembered failure times beyond what the window needs.
+void trim_earlier(UserState& state, const LockoutRules& rules) {
+  auto& earlier = state.earlier_failures;
+  const std::size_t keep = earlier_kept(rules);
+  if (earlier.size() > keep) {
+    earlier.erase(earlier.begin(), earlier.begin() + static_cast<std::ptrdiff_t>(earlier.size() - keep));
+  }
+}
+
+// fail_window = sliding: keeps the failures less than fail_interval old (as
+// pam_faillock: one exactly fail_interval old no longer counts) and makes
+// the count theirs. Called with last_failure itself still counting.
+void slide(UserState& state, TimePoint now, const LockoutRules& rules) {
+  auto& earlier = state.earlier_failures;
+  // Counted failures without a time of their own (a state written under
+  // chained counting or by acctlock 0.x) are taken to be as recent as the
+  // newest: they keep counting as long as it does, never less.
+  const std::size_t known = earlier.size() + 1;
+  if (state.failures > known) {
+    const std::size_t untimed =
+        std::min<std::size_t>(state.failures - known, earlier_kept(rules));
+    earlier.insert(earlier.end(), untimed, state.last_failure);
+  }
+  std::erase_if(earlier, [&](TimePoint time) { return now - time >= rules.fail_interval; });
+  trim_earlier(state, rules);
+  state.failures = static_cast<std::uint32_t>(earlier.size() + 1);
 }
 
 bool locked(const UserState& state) {
@@ -58,6 +92,7 @@ bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
     state.last_lock_end = *state.failure_lock->until;
     state.failure_lock.reset();
     state.failures = 0;
+    state.earlier_failures.clear();
     expired = true;
   }
   if (state.failure_lock) return expired;  // the count that caused it stays on show
@@ -67,6 +102,12 @@ bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   }
   if (state.failures > 0 && !still_counts(state, now, rules_.fail_interval)) {
     state.failures = 0;
+  }
+  if (state.failures > 0 && rules_.fail_window == FailWindow::sliding) {
+    slide(state, now, rules_);
+  } else {
+    // Chained counting needs no times but the newest.
+    state.earlier_failures.clear();
   }
   return expired;
 }
@@ -109,8 +150,16 @@ FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, Tim
   if (locked(state)) return outcome;
 
   outcome.counted = true;
-  // settle() has already dropped a count that fell out of the window.
-  state.failures = saturating_increment(state.failures);
+  // settle() has already dropped the failures that fell out of the window.
+  if (rules_.fail_window == FailWindow::sliding) {
+    if (state.failures > 0) {
+      state.earlier_failures.push_back(state.last_failure);
+      trim_earlier(state, rules_);
+    }
+    state.failures = static_cast<std::uint32_t>(state.earlier_failures.size() + 1);
+  } else {
+    state.failures = saturating_increment(state.failures);
+  }
   state.last_failure = now;
 
   const bool may_lock = !never_lock && (!is_root || rules_.even_deny_root);
@@ -140,6 +189,7 @@ SuccessOutcome LockoutPolicy::record_success(UserState& state, TimePoint now) co
   }
   outcome.reset = state.failures != 0 || state.level != 0;
   state.failures = 0;
+  state.earlier_failures.clear();
   state.level = 0;
   return outcome;
 }
@@ -154,12 +204,14 @@ bool LockoutPolicy::lift_failure_lock(UserState& state, TimePoint now) const {
     state.last_lock_end = now;
   }
   state.failures = 0;
+  state.earlier_failures.clear();
   return lifted;
 }
 
 void LockoutPolicy::unlock(UserState& state) const {
   // last_lock_end is left alone: with the level at 0 nothing reads it.
   state.failures = 0;
+  state.earlier_failures.clear();
   state.level = 0;
   state.failure_lock.reset();
   state.manual_lock.reset();

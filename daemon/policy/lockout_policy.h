@@ -6,9 +6,11 @@
 // The daemon is the only caller; it persists the state the policy leaves.
 //
 // The rules, per user (docs/policy.md tells operators the same):
-// - Failures count while each falls within fail_interval of the previous one
-//   (exactly fail_interval apart still counts); a failure after a longer gap
-//   starts a new count at 1. When the count reaches deny, the account locks.
+// - fail_window = sliding (the default, pam_faillock's): the failures less
+//   than fail_interval old count; the state keeps the times of up to deny of
+//   them. fail_window = chained: failures count while each comes less than
+//   fail_interval after the previous one; a failure after a longer gap starts
+//   a new count at 1. When the count reaches deny, the account locks.
 // - The n-th consecutive lockout lasts unlock_time * multiplier^(n-1), capped
 //   at max_unlock_time. unlock_time = 0 means until an admin unlocks.
 //   permanent_after = N makes the N-th consecutive lockout permanent.

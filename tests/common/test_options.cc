@@ -32,6 +32,7 @@ void expect_same_options(const Options& actual, const Options& expected) {
   const LockoutRules& e = expected.rules;
   EXPECT_EQ(a.deny, e.deny);
   EXPECT_EQ(a.fail_interval, e.fail_interval);
+  EXPECT_EQ(a.fail_window, e.fail_window);
   EXPECT_EQ(a.unlock_time, e.unlock_time);
   EXPECT_EQ(a.lockout_multiplier, e.lockout_multiplier);
   EXPECT_EQ(a.max_unlock_time, e.max_unlock_time);
@@ -123,7 +124,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 45u);
+  EXPECT_EQ(names.size(), 46u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -153,14 +154,24 @@ TEST(OptionTable, ConcreteDefaultTextsParseToTheDefaults) {
 TEST(OptionKeys, Deny) {
   EXPECT_EQ(parse_ok("deny = 5").rules.deny, 5u);
   EXPECT_EQ(parse_ok("deny = 1").rules.deny, 1u);
-  EXPECT_EQ(parse_ok("deny = 4294967295").rules.deny, 4294967295u);
-  EXPECT_EQ(value_error("deny", "0"), "\"0\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "abc"), "\"abc\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "-1"), "\"-1\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "+3"), "\"+3\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "3.0"), "\"3.0\" is not a whole number >= 1");
+  // The sliding window keeps up to deny failure times per user: bounded.
+  EXPECT_EQ(parse_ok("deny = 1000").rules.deny, kMaxDeny);
+  EXPECT_THAT(value_error("deny", "1001"), HasSubstr("is too large"));
+  EXPECT_EQ(value_error("deny", "0"), "\"0\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "abc"), "\"abc\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "-1"), "\"-1\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "+3"), "\"+3\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "3.0"), "\"3.0\" is not a whole number from 1 to 1000");
   EXPECT_THAT(value_error("deny", "4294967296"), HasSubstr("is too large"));
   EXPECT_THAT(value_error("deny", "99999999999999999999999"), HasSubstr("is too large"));
+}
+
+TEST(OptionKeys, FailWindow) {
+  EXPECT_EQ(Options{}.rules.fail_window, FailWindow::sliding) << "pam_faillock's, the default";
+  EXPECT_EQ(parse_ok("fail_window = chained").rules.fail_window, FailWindow::chained);
+  EXPECT_EQ(parse_ok("fail_window = sliding").rules.fail_window, FailWindow::sliding);
+  EXPECT_EQ(value_error("fail_window", "Sliding"), "\"Sliding\" is not sliding or chained");
+  EXPECT_EQ(value_error("fail_window", "window"), "\"window\" is not sliding or chained");
 }
 
 TEST(OptionKeys, FailInterval) {
@@ -426,7 +437,7 @@ TEST(ConfigLines, LaterDuplicateWins) {
 
 TEST(ConfigLines, LineNumbersCountEveryLine) {
   const Diagnostic d = parse_one_diagnostic("# one\n\ndeny = 3\n\n\n\ndeny = abc\n");
-  EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number >= 1");
+  EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number from 1 to 1000");
 }
 
 TEST(ConfigLines, BadValueKeepsThePreviousValue) {
@@ -655,7 +666,7 @@ TEST(SetOption, ReportsUnknownKeysAndBadValuesWithoutChangingOptions) {
   std::string error;
   EXPECT_EQ(set_option(options, "use_first_pass", std::nullopt, &error), SetResult::unknown_key);
   EXPECT_EQ(set_option(options, "deny", "", &error), SetResult::bad_value);
-  EXPECT_EQ(error, "\"\" is not a whole number >= 1");
+  EXPECT_EQ(error, "\"\" is not a whole number from 1 to 1000");
   EXPECT_EQ(set_option(options, "deny", std::nullopt, &error), SetResult::bad_value);
   EXPECT_EQ(error, "needs a value (deny = N)");
   EXPECT_EQ(set_option(options, "silent", "loud", nullptr), SetResult::bad_value);

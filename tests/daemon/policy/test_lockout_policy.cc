@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <vector>
 
 #include "daemon/policy/lockout_policy.h"
 
@@ -26,6 +27,7 @@ class Rules {
   Rules() {
     rules_.deny = 3;
     rules_.fail_interval = 15min;
+    rules_.fail_window = FailWindow::sliding;
     rules_.unlock_time = 10min;
     rules_.lockout_multiplier = 2.0;
     rules_.max_unlock_time = 24h;
@@ -37,6 +39,7 @@ class Rules {
 
   Rules& deny(std::uint32_t count) { return set(rules_.deny, count); }
   Rules& fail_interval(Seconds interval) { return set(rules_.fail_interval, interval); }
+  Rules& chained() { return set(rules_.fail_window, FailWindow::chained); }
   Rules& unlock_time(Seconds time) { return set(rules_.unlock_time, time); }
   Rules& multiplier(double factor) { return set(rules_.lockout_multiplier, factor); }
   Rules& max_unlock_time(Seconds cap) { return set(rules_.max_unlock_time, cap); }
@@ -176,13 +179,143 @@ TEST(LockoutPolicyCounting, FailureExactlyFailIntervalLaterStartsANewCount) {
   EXPECT_EQ(account.status().failures, 1u);
 }
 
-TEST(LockoutPolicyCounting, TheWindowIsMeasuredFromThePreviousFailureNotTheFirst) {
-  Account account(Rules().deny(3).fail_interval(15min));
+TEST(LockoutPolicyChained, TheWindowIsMeasuredFromThePreviousFailureNotTheFirst) {
+  Account account(Rules().deny(3).fail_interval(15min).chained());
   account.fail();
   account.advance(10min);
   account.fail();
   account.advance(10min);  // 20 minutes after the first failure
   EXPECT_TRUE(account.fail().locked_now);
+  EXPECT_TRUE(account.state().earlier_failures.empty()) << "chained keeps no times";
+}
+
+// --- fail_window: sliding (pam_faillock's) against chained ----------------------
+
+// The difference in one picture: failures spaced just under fail_interval
+// apart chain for ever, but never three fall within one fail_interval.
+TEST(LockoutPolicySliding, FailuresJustUnderFailIntervalApartLockChainedButNotSliding) {
+  for (const bool chained : {false, true}) {
+    Rules rules = Rules().deny(3).fail_interval(15min);
+    if (chained) rules.chained();
+    Account account(rules);
+    account.fail();
+    account.advance(15min - 1s);
+    account.fail();
+    account.advance(15min - 1s);
+    const FailureOutcome third = account.fail();
+    EXPECT_TRUE(third.counted);
+    EXPECT_EQ(third.locked_now, chained) << (chained ? "chained" : "sliding");
+    EXPECT_EQ(account.status().failures, chained ? 3u : 2u);
+  }
+}
+
+TEST(LockoutPolicySliding, DenyFailuresWithinOneFailIntervalLock) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.fail();
+  account.advance(10min);
+  account.fail();
+  account.advance(5min - 1s);  // the first is 15m - 1s old: it still counts
+  EXPECT_TRUE(account.fail().locked_now);
+}
+
+TEST(LockoutPolicySliding, AFailureExactlyFailIntervalOldNoLongerCounts) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.fail();
+  account.advance(10min);
+  account.fail();
+  account.advance(5min);  // the first is exactly 15m old, as pam_faillock drops it
+  const FailureOutcome third = account.fail();
+  EXPECT_FALSE(third.locked_now);
+  EXPECT_EQ(account.status().failures, 2u);
+  EXPECT_EQ(account.state().earlier_failures,
+            std::vector<TimePoint>{account.now() - 5min});
+}
+
+TEST(LockoutPolicySliding, TheCountFallsAsEachFailureAges) {
+  Account account(Rules().deny(5).fail_interval(15min));
+  account.fail();
+  account.advance(5min);
+  account.fail();
+  account.advance(5min);
+  account.fail();
+  EXPECT_EQ(account.status().failures, 3u);
+  account.advance(5min);  // the first is 15m old
+  EXPECT_EQ(account.status().failures, 2u);
+  account.advance(5min);
+  EXPECT_EQ(account.status().failures, 1u);
+  EXPECT_FALSE(account.is_idle());
+  account.advance(5min);
+  EXPECT_EQ(account.status().failures, 0u);
+  EXPECT_TRUE(account.is_idle());
+  EXPECT_FALSE(account.settle()) << "no lock expired, only failures aged";
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+}
+
+TEST(LockoutPolicySliding, KeepsAtMostDenyFailureTimesForAUserItNeverLocks) {
+  // root without even_deny_root: counted, never locked. The window needs
+  // deny times to decide, and keeps no more: the count stops at deny.
+  Account root = Account::root(Rules().deny(3));
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    EXPECT_TRUE(root.fail().counted);
+    root.advance(1s);
+  }
+  EXPECT_EQ(root.state().earlier_failures.size(), 2u);
+  EXPECT_EQ(root.state().earlier_failures.front(), root.now() - 3s) << "the newest are kept";
+  EXPECT_EQ(root.status().failures, 3u);
+  EXPECT_EQ(root.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicySliding, ALockKeepsItsFailureTimesOnShowAndItsEndClearsThem) {
+  Account account(Rules().deny(3).unlock_time(1h).fail_interval(15min));
+  account.fail_until_locked();
+  account.advance(30min);
+  EXPECT_EQ(account.status().failures, 3u) << "the count that caused the lock stays";
+  account.advance(30min + 1s);
+  EXPECT_TRUE(account.settle());
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+}
+
+TEST(LockoutPolicySliding, ASuccessClearsTheFailureTimes) {
+  Account account(Rules().deny(3));
+  account.fail();
+  account.fail();
+  account.succeed();
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+  account.fail();
+  account.fail();
+  EXPECT_TRUE(account.fail().locked_now) << "a fresh count of 3 locks";
+}
+
+// A state counted under chained (or by acctlock 0.x, before the times were
+// kept) holds failures without times: they count as recent as the newest,
+// never less, until it ages out.
+TEST(LockoutPolicySliding, UntimedFailuresCountAsRecentAsTheNewest) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.state().failures = 2;
+  account.state().last_failure = account.now();
+  account.advance(15min - 1s);
+  EXPECT_EQ(account.status().failures, 2u);
+  EXPECT_TRUE(account.fail().locked_now);
+
+  Account aged(Rules().deny(3).fail_interval(15min));
+  aged.state().failures = 2;
+  aged.state().last_failure = aged.now();
+  aged.advance(15min);
+  EXPECT_EQ(aged.status().failures, 0u);
+  EXPECT_FALSE(aged.fail().locked_now);
+}
+
+TEST(LockoutPolicySliding, SwitchingToChainedDropsTheTimesAndKeepsTheCount) {
+  UserState state;
+  const LockoutPolicy sliding(Rules().deny(5));
+  sliding.record_failure(state, false, kStart);
+  sliding.record_failure(state, false, kStart + 1min);
+  ASSERT_EQ(state.earlier_failures.size(), 1u);
+  const LockoutPolicy chained(Rules().deny(5).chained());
+  chained.settle(state, kStart + 2min);
+  EXPECT_TRUE(state.earlier_failures.empty());
+  EXPECT_EQ(state.failures, 2u);
 }
 
 TEST(LockoutPolicyCounting, SettleKeepsACountUntilFailIntervalHasPassed) {
@@ -432,8 +565,10 @@ TEST(LockoutPolicyProgression, ZeroUnlockTimeLocksUntilAnAdminUnlocks) {
 
 // --- root --------------------------------------------------------------------------
 
+// Chained: the count can go past deny (under sliding it stops at deny, see
+// KeepsAtMostDenyFailureTimesForAUserItNeverLocks).
 TEST(LockoutPolicyRoot, RootIsCountedButNeverLockedWithoutEvenDenyRoot) {
-  Account root = Account::root(Rules().deny(3));
+  Account root = Account::root(Rules().deny(3).chained());
   for (int attempt = 0; attempt < 5; ++attempt) {
     const FailureOutcome outcome = root.fail();
     EXPECT_TRUE(outcome.counted);
@@ -840,7 +975,7 @@ TEST(LockoutPolicyClock, SettingTheClockBackLengthensALock) {
 // --- Exemptions (exempt_group, and admin_group with faillock's meaning) ------
 
 TEST(LockoutPolicyExempt, AnExemptUserIsCountedButNeverLockedEvenWithEvenDenyRoot) {
-  const LockoutPolicy policy(Rules().deny(3).even_deny_root());
+  const LockoutPolicy policy(Rules().deny(3).even_deny_root().chained());
   UserState state;
   TimePoint now{std::chrono::hours(1000)};
   for (int i = 0; i < 5; ++i) {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -81,6 +82,10 @@ enum class UnavailableAction { allow, deny };
 
 struct Options {
   LockoutRules rules;
+  // [service NAME] sections: the rules for requests from PAM service NAME,
+  // the global rules with the section's keys over them (docs/policy.md,
+  // "Per-service rules"). One tally per user is shared by all services.
+  std::map<std::string, LockoutRules, std::less<>> service_rules;
   std::string admin_group;                // treated like root: never locked unless even_deny_root
   Seconds history_retention{30 * 86400};  // login history older than this is deleted
   std::string event_socket = "/run/acctlock/event.sock";
@@ -154,6 +159,10 @@ struct OptionInfo {
 };
 
 std::span<const OptionInfo> option_table() noexcept;
+
+// Whether `key` may be set in a [service NAME] section: the keys of
+// LockoutRules but fail_window, which shapes the one tally all services share.
+bool is_service_rule_key(std::string_view key) noexcept;
 
 enum class SetResult { ok, unknown_key, bad_value };
 

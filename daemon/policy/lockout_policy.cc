@@ -78,7 +78,30 @@ TimePoint saturating_add(TimePoint now, Seconds duration) {
 
 }  // namespace
 
-LockoutPolicy::LockoutPolicy(LockoutRules rules) : rules_(std::move(rules)) {}
+LockoutPolicy::LockoutPolicy(LockoutRules rules, bool per_service)
+    : rules_(std::move(rules)), per_service_(per_service) {}
+
+bool LockoutPolicy::holds(const UserState& state) const {
+  if (state.manual_lock) return true;
+  if (!state.failure_lock) return false;
+  // Without per-service rules every lock holds (a lock survives a reload
+  // that raised deny). With them, a lenient rule (a higher deny) does not
+  // see the lock a stricter one set: its count stays on show while locked.
+  return !per_service_ || state.failures >= rules_.deny;
+}
+
+LockStatus LockoutPolicy::verdict(const UserState& state, TimePoint now) const {
+  LockStatus status = this->status(state, now);
+  if (status.kind == LockKind::failures || status.kind == LockKind::permanent) {
+    UserState settled = state;
+    settle(settled, now);
+    if (!holds(settled)) {
+      status.kind = LockKind::none;
+      status.until.reset();
+    }
+  }
+  return status;
+}
 
 bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   bool expired = false;
@@ -136,7 +159,7 @@ LockStatus LockoutPolicy::status(const UserState& state, TimePoint now) const {
 bool LockoutPolicy::failure_would_lock(const UserState& state, TimePoint now) const {
   UserState settled = state;
   settle(settled, now);
-  if (locked(settled)) return false;
+  if (holds(settled)) return false;
   return rules_.deny != 0 && saturating_increment(settled.failures) >= rules_.deny;
 }
 
@@ -146,8 +169,9 @@ FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, Tim
   outcome.lock_expired = settle(state, now);
   // Counting failures against a locked account would let an attacker who
   // keeps guessing push the next lockout's level up, or reach deny again the
-  // moment the lock ends.
-  if (locked(state)) return outcome;
+  // moment the lock ends. A lock this rule does not see (per_service) does
+  // not stop the count: this rule's own deny then locks, anew.
+  if (holds(state)) return outcome;
 
   outcome.counted = true;
   // settle() has already dropped the failures that fell out of the window.
@@ -183,11 +207,19 @@ SuccessOutcome LockoutPolicy::record_success(UserState& state, TimePoint now) co
   // A locked account can only succeed through something that bypasses the
   // lock (a service without pam_acctlock in its auth stack); that must not
   // become a way to clear the lock or the progression.
-  if (locked(state)) {
+  if (holds(state)) {
     outcome.ignored_while_locked = true;
     return outcome;
   }
-  outcome.reset = state.failures != 0 || state.level != 0;
+  // A success through a service whose rule does not see the failure lock
+  // (per_service) clears the shared tally, lock included, as pam_faillock's
+  // authsucc empties the tally file whichever line set the lock.
+  if (state.failure_lock) {
+    state.failure_lock.reset();
+    state.last_lock_end = now;
+    outcome.reset = true;
+  }
+  outcome.reset = outcome.reset || state.failures != 0 || state.level != 0;
   state.failures = 0;
   state.earlier_failures.clear();
   state.level = 0;

@@ -55,7 +55,11 @@ struct SuccessOutcome {
 
 class LockoutPolicy {
  public:
-  explicit LockoutPolicy(LockoutRules rules);
+  // `per_service`: the configuration has [service NAME] sections, and this
+  // policy is one service's view of a tally that all services share: a
+  // failure lock holds for this rule only if the count that caused it
+  // reached this rule's deny (docs/policy.md, "Per-service rules").
+  explicit LockoutPolicy(LockoutRules rules, bool per_service = false);
 
   const LockoutRules& rules() const { return rules_; }
 
@@ -68,8 +72,12 @@ class LockoutPolicy {
   bool settle(UserState& state, TimePoint now) const;
 
   // Is the user locked at `now`? Does not change the state; a lock whose time
-  // has passed reads as not locked.
+  // has passed reads as not locked. The lock as it stands, for admins.
   LockStatus status(const UserState& state, TimePoint now) const;
+
+  // The verdict for a request judged by this rule: status(), except that
+  // with per_service a failure lock this rule does not see reads as none.
+  LockStatus verdict(const UserState& state, TimePoint now) const;
 
   // `is_root`: the user is root or, with faillock's meaning, in admin_group.
   // `never_lock`: the user is in exempt_group; the failure is counted all the
@@ -111,7 +119,11 @@ class LockoutPolicy {
   bool is_idle(const UserState& state, TimePoint now) const;
 
  private:
+  // The lock in force for this rule: a manual lock, or a failure lock it sees.
+  bool holds(const UserState& state) const;
+
   LockoutRules rules_;
+  bool per_service_ = false;
 };
 
 }  // namespace acctlock

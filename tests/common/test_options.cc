@@ -990,3 +990,64 @@ TEST(OptionKeys, StorePostgresqlWithoutAServerIsAnErrorNamingTheLine) {
 
 }  // namespace
 }  // namespace acctlock
+
+// ---------------------------------------------------------------------------
+// [service NAME] sections (docs/policy.md, "Per-service rules")
+
+namespace acctlock {
+namespace {
+
+TEST(ServiceSections, OverrideTheRuleKeysOfTheGlobalRulesAboveThem) {
+  const Options o = parse_ok(
+      "deny = 5\nunlock_time = 10m\n"
+      "[service sshd]\ndeny = 2\nunlock_time = 1h\neven_deny_root\n"
+      "[ service su ]  # spaces inside the brackets are fine\nfail_interval = 1h\n");
+  EXPECT_EQ(o.rules.deny, 5u) << "a section's keys do not touch the global rules";
+  EXPECT_EQ(o.rules.unlock_time, 10min);
+  ASSERT_EQ(o.service_rules.size(), 2u);
+  const LockoutRules& sshd = o.service_rules.at("sshd");
+  EXPECT_EQ(sshd.deny, 2u);
+  EXPECT_EQ(sshd.unlock_time, 1h);
+  EXPECT_TRUE(sshd.even_deny_root);
+  EXPECT_EQ(sshd.fail_interval, 15min) << "unset keys come from the global rules";
+  const LockoutRules& su = o.service_rules.at("su");
+  EXPECT_EQ(su.deny, 5u);
+  EXPECT_EQ(su.fail_interval, 1h);
+  EXPECT_TRUE(parse_ok("deny = 4\n").service_rules.empty());
+}
+
+TEST(ServiceSections, MistakesNameFileLineAndKey) {
+  const auto one = [](std::string_view text) { return parse_one_diagnostic(text).to_string(); };
+  EXPECT_EQ(one("[jail sshd]\ndeny = 2\n"),
+            "acctlock.conf:1: unknown section \"[jail sshd]\"; the only section is [service NAME]");
+  EXPECT_EQ(one("[service sshd\n"),
+            "acctlock.conf:1: unknown section \"[service sshd\"; the only section is "
+            "[service NAME]");
+  EXPECT_EQ(one("[service]\n"),
+            "acctlock.conf:1: \"[service]\": \"\" is not a PAM service name");
+  EXPECT_EQ(one("[service a/b]\n"),
+            "acctlock.conf:1: \"[service a/b]\": \"a/b\" is not a PAM service name");
+  EXPECT_EQ(one("[service sshd]\ndenny = 2\n"),
+            "acctlock.conf:2: denny: unknown key in [service sshd]; a section sets deny, "
+            "fail_interval, unlock_time, lockout_multiplier, max_unlock_time, lockout_memory, "
+            "permanent_after, even_deny_root and root_unlock_time");
+  EXPECT_EQ(one("[service sshd]\nadmin_socket = /run/x.sock\n").substr(0, 69),
+            "acctlock.conf:2: admin_socket: not a rule key: it cannot be set in [s");
+  EXPECT_EQ(one("[service sshd]\nfail_window = chained\n").substr(0, 50),
+            "acctlock.conf:2: fail_window: not a rule key: it c");
+  EXPECT_EQ(one("[service sshd]\ndeny = 0\n"),
+            "acctlock.conf:2: deny: \"0\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(one("[service sshd]\ndeny = 2\n[service sshd]\ndeny = 3\n"),
+            "acctlock.conf:3: [service sshd] again (first at line 1): write its keys in one "
+            "section");
+  // Keys under a bad section header are checked, and never become global.
+  const ParsedConfig parsed = parse_config("[jail x]\ndeny = 2\nbogus = 1\n", "acctlock.conf");
+  ASSERT_EQ(parsed.diagnostics.size(), 2u);
+  EXPECT_EQ(parsed.diagnostics[1].line, 3u);
+  EXPECT_EQ(parsed.diagnostics[1].key, "bogus");
+  EXPECT_EQ(parsed.options.rules.deny, 3u);
+  EXPECT_TRUE(parsed.options.service_rules.empty());
+}
+
+}  // namespace
+}  // namespace acctlock

@@ -1007,3 +1007,76 @@ TEST(LockoutPolicyExempt, FailureWouldLockOnlyForTheFailureThatReachesDeny) {
 }
 
 }  // namespace acctlock
+
+// --- Per-service rules ([service NAME]): one tally, each rule its own view ----
+
+namespace acctlock {
+namespace {
+
+struct TwoServices {
+  // sshd: strict; login: lenient. Both see one tally.
+  LockoutPolicy sshd{Rules().deny(2).unlock_time(1h), true};
+  LockoutPolicy login{Rules().deny(5).unlock_time(10min), true};
+  UserState state;
+  TimePoint now = kStart;
+};
+
+TEST(LockoutPolicyPerService, AStrictRulesLockDoesNotRefuseALenientService) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(t.sshd.record_failure(t.state, false, t.now).locked_now);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::failures);
+  EXPECT_EQ(*t.sshd.verdict(t.state, t.now).until, t.now + 1h) << "sshd's length";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::none) << "2 failures < login's 5";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).failures, 2u);
+  // The lock as it stands, for admins: status() is the same through any rule.
+  EXPECT_EQ(t.login.status(t.state, t.now).kind, LockKind::failures);
+}
+
+TEST(LockoutPolicyPerService, ALenientServiceCountsOnAndItsOwnDenyLocksForEveryone) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  t.sshd.record_failure(t.state, false, t.now);  // sshd's lock, 1h
+  EXPECT_FALSE(t.sshd.record_failure(t.state, false, t.now).counted) << "sshd sees its lock";
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(t.login.record_failure(t.state, false, t.now).counted);
+  const FailureOutcome fifth = t.login.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(fifth.locked_now);
+  EXPECT_EQ(t.state.level, 2u) << "the second lockout in a row";
+  EXPECT_EQ(*t.state.failure_lock->until, t.now + 20min) << "login's length at level 2";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::failures);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::failures) << "5 >= sshd's 2";
+}
+
+TEST(LockoutPolicyPerService, ASuccessThroughAServiceThatDoesNotSeeTheLockClearsTheTally) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  t.sshd.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(t.sshd.record_success(t.state, t.now).ignored_while_locked);
+  EXPECT_TRUE(t.state.failure_lock.has_value());
+  const SuccessOutcome outcome = t.login.record_success(t.state, t.now);
+  EXPECT_FALSE(outcome.ignored_while_locked);
+  EXPECT_TRUE(outcome.reset);
+  EXPECT_FALSE(t.state.failure_lock.has_value()) << "as pam_faillock's authsucc empties the tally";
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::none);
+}
+
+TEST(LockoutPolicyPerService, AManualLockRefusesEveryService) {
+  TwoServices t;
+  t.login.lock_manually(t.state, "audit", 0, t.now);
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::manual);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::manual);
+  EXPECT_FALSE(t.login.record_failure(t.state, false, t.now).counted);
+}
+
+TEST(LockoutPolicyPerService, WithoutSectionsEveryLockHoldsEvenAfterDenyWasRaised) {
+  UserState state;
+  const LockoutPolicy strict{Rules().deny(2)};
+  strict.record_failure(state, false, kStart);
+  strict.record_failure(state, false, kStart);
+  const LockoutPolicy raised{Rules().deny(5)};  // a reload, no [service] sections
+  EXPECT_EQ(raised.verdict(state, kStart).kind, LockKind::failures);
+  EXPECT_FALSE(raised.record_failure(state, false, kStart).counted);
+}
+
+}  // namespace
+}  // namespace acctlock

@@ -786,8 +786,7 @@ std::span<const OptionInfo> option_table() noexcept {
 }
 
 bool is_service_rule_key(std::string_view key) noexcept {
-  return std::find(kServiceRuleKeys.begin(), kServiceRuleKeys.end(), key) !=
-         kServiceRuleKeys.end();
+  return std::find(kServiceRuleKeys.begin(), kServiceRuleKeys.end(), key) != kServiceRuleKeys.end();
 }
 
 SetResult set_option(Options& options, std::string_view key, std::optional<std::string_view> value,
@@ -916,9 +915,9 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
     }
 
     const OptionEntry* entry = find_option(key);
-    const std::string in_section =
-        section.empty() || section == "\n" ? std::string("in this section")
-                                           : "in [service " + section + "]";
+    const std::string in_section = section.empty() || section == "\n"
+                                       ? std::string("in this section")
+                                       : "in [service " + section + "]";
     if (entry == nullptr && !section.empty()) {
       // Not a warning as at the top: a section is acctlock's own syntax, so
       // a key there that nothing reads is a mistake, not a faillock key.

@@ -34,8 +34,8 @@ inline constexpr std::uint32_t kMaxDeny = 1000;
 
 // The lockout rules the daemon's policy enforces (daemon/policy/lockout_policy.h).
 struct LockoutRules {
-  std::uint32_t deny = 3;                   // failures that lock the account, 1..kMaxDeny
-  Seconds fail_interval{900};               // the window in which failures count
+  std::uint32_t deny = 3;      // failures that lock the account, 1..kMaxDeny
+  Seconds fail_interval{900};  // the window in which failures count
   FailWindow fail_window = FailWindow::sliding;
   Seconds unlock_time{600};                 // first lockout; 0 = until an admin unlocks
   double lockout_multiplier = 2.0;          // growth per consecutive lockout, >= 1

@@ -300,8 +300,7 @@ void AdminCommands::import_faillock(const AdminCaller& caller, const json& argum
   for (const json& record : *records) {
     if (!record.is_object()) throw InvalidArgument("each record is an object");
     for (const auto& [key, value] : record.items()) {
-      static constexpr std::string_view kRecordKeys[] = {"user", "time", "source", "kind",
-                                                         "valid"};
+      static constexpr std::string_view kRecordKeys[] = {"user", "time", "source", "kind", "valid"};
       if (std::find(std::begin(kRecordKeys), std::end(kRecordKeys), key) == std::end(kRecordKeys)) {
         throw InvalidArgument("unknown key \"" + printable_text(key) +
                               "\" in a record; a record has \"user\", \"time\", \"source\", "

@@ -21,7 +21,9 @@ bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) 
 // A timed lock is in force through its `until` second and over from the next
 // one, as pam_faillock's "latest failure + unlock_time < now" lets a login in:
 // locked until 09:12:00 refuses a login at 09:12:00 and admits one at 09:12:01.
-bool lock_over(const std::optional<TimePoint>& until, TimePoint now) { return until && *until < now; }
+bool lock_over(const std::optional<TimePoint>& until, TimePoint now) {
+  return until && *until < now;
+}
 
 bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {
   return now - state.last_lock_end >= lockout_memory;
@@ -38,7 +40,8 @@ void trim_earlier(UserState& state, const LockoutRules& rules) {
   auto& earlier = state.earlier_failures;
   const std::size_t keep = earlier_kept(rules);
   if (earlier.size() > keep) {
-    earlier.erase(earlier.begin(), earlier.begin() + static_cast<std::ptrdiff_t>(earlier.size() - keep));
+    earlier.erase(earlier.begin(),
+                  earlier.begin() + static_cast<std::ptrdiff_t>(earlier.size() - keep));
   }
 }
 
@@ -52,8 +55,7 @@ void slide(UserState& state, TimePoint now, const LockoutRules& rules) {
   // newest: they keep counting as long as it does, never less.
   const std::size_t known = earlier.size() + 1;
   if (state.failures > known) {
-    const std::size_t untimed =
-        std::min<std::size_t>(state.failures - known, earlier_kept(rules));
+    const std::size_t untimed = std::min<std::size_t>(state.failures - known, earlier_kept(rules));
     earlier.insert(earlier.end(), untimed, state.last_failure);
   }
   std::erase_if(earlier, [&](TimePoint time) { return now - time >= rules.fail_interval; });

@@ -1023,8 +1023,7 @@ TEST(ServiceSections, MistakesNameFileLineAndKey) {
   EXPECT_EQ(one("[service sshd\n"),
             "acctlock.conf:1: unknown section \"[service sshd\"; the only section is "
             "[service NAME]");
-  EXPECT_EQ(one("[service]\n"),
-            "acctlock.conf:1: \"[service]\": \"\" is not a PAM service name");
+  EXPECT_EQ(one("[service]\n"), "acctlock.conf:1: \"[service]\": \"\" is not a PAM service name");
   EXPECT_EQ(one("[service a/b]\n"),
             "acctlock.conf:1: \"[service a/b]\": \"a/b\" is not a PAM service name");
   EXPECT_EQ(one("[service sshd]\ndenny = 2\n"),

@@ -269,10 +269,10 @@ TEST_F(AdminCommandsTest, UnknownArgumentKeysAreRefusedByName) {
   EXPECT_TRUE(writer.pending().empty());
 
   // Every key the acctlock command sends is still taken.
-  EXPECT_EQ(call(root, "history", {{"user", "daemon"}, {"failed", true}, {"since", 0},
-                                   {"limit", 5}})
-                .result,
-            Result::success);
+  EXPECT_EQ(
+      call(root, "history", {{"user", "daemon"}, {"failed", true}, {"since", 0}, {"limit", 5}})
+          .result,
+      Result::success);
   EXPECT_EQ(call(root, "list", {{"locked", false}, {"limit", 5}, {"after", "a"}}).result,
             Result::success);
 }

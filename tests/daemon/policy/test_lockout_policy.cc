@@ -227,8 +227,7 @@ TEST(LockoutPolicySliding, AFailureExactlyFailIntervalOldNoLongerCounts) {
   const FailureOutcome third = account.fail();
   EXPECT_FALSE(third.locked_now);
   EXPECT_EQ(account.status().failures, 2u);
-  EXPECT_EQ(account.state().earlier_failures,
-            std::vector<TimePoint>{account.now() - 5min});
+  EXPECT_EQ(account.state().earlier_failures, std::vector<TimePoint>{account.now() - 5min});
 }
 
 TEST(LockoutPolicySliding, TheCountFallsAsEachFailureAges) {

@@ -476,8 +476,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent
   // as last_failure (LockoutPolicySliding.UntimedFailuresCountAsRecentAsTheNewest).
-  EXPECT_EQ(states_of(*store),
-            (std::map<std::string, UserState>{{"alice", failure_counted()}, {"bob", timed_lock()}}));
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()},
+                                                                 {"bob", timed_lock()}}));
   store->commit(StoreBatch{.put_states = {{"carol", sliding_failures()}}});
   EXPECT_EQ(states_of(*store).at("carol"), sliding_failures());
   store.reset();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/time.h"
 
@@ -41,8 +42,12 @@ struct FailureLock {
 // Everything remembered about one user. The policy (daemon/policy/lockout_policy.h)
 // is the only code that changes it; the store persists it as it is.
 struct UserState {
-  std::uint32_t failures = 0;               // counted failures in the current window
-  TimePoint last_failure{};                 // newest counted failure
+  std::uint32_t failures = 0;  // counted failures in the current window
+  TimePoint last_failure{};    // newest counted failure
+  // fail_window = sliding: the times of the other counted failures, oldest
+  // first, at most deny - 1 of them (the policy keeps it so). Empty under
+  // chained counting, which needs only last_failure.
+  std::vector<TimePoint> earlier_failures;
   std::uint32_t level = 0;                  // consecutive lockouts so far
   TimePoint last_lock_end{};                // when the newest failure lock ended
   std::optional<FailureLock> failure_lock;  // set while a failure lock is in force

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <map>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -287,6 +288,19 @@ bool parse_prefix_list(std::string_view text, std::vector<AddressPrefix>& out, s
   return true;
 }
 
+bool parse_fail_window(std::string_view text, FailWindow& out, std::string& error) {
+  if (text == "sliding") {
+    out = FailWindow::sliding;
+    return true;
+  }
+  if (text == "chained") {
+    out = FailWindow::chained;
+    return true;
+  }
+  error = quoted(text) + " is not sliding or chained";
+  return false;
+}
+
 bool parse_lockout_scope(std::string_view text, LockoutScope& out, std::string& error) {
   if (text == "account") {
     out = LockoutScope::account;
@@ -316,13 +330,26 @@ constexpr std::array kOptionEntries{
     OptionEntry{
         {"deny", "N", "3", "failed logins within fail_interval that lock the account", false},
         [](Options& o, std::string_view text, std::string& error) {
-          return parse_count(text, 1, "a whole number >= 1", o.rules.deny, error);
+          std::uint64_t value = 0;
+          if (!parse_whole_number(text, 1, kMaxDeny, "a whole number from 1 to 1000", value,
+                                  error)) {
+            return false;
+          }
+          o.rules.deny = static_cast<std::uint32_t>(value);
+          return true;
         }},
     OptionEntry{{"fail_interval", "DURATION", "15m",
                  "failures further apart than this start a new count", false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_duration_value(text, DurationZero::rejected, o.rules.fail_interval,
                                               error);
+                }},
+    OptionEntry{{"fail_window", "sliding|chained", "sliding",
+                 "sliding: the failures of the last fail_interval count, as pam_faillock; "
+                 "chained: each failure within fail_interval of the previous one adds up",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_fail_window(text, o.rules.fail_window, error);
                 }},
     OptionEntry{{"unlock_time", "DURATION|never", "10m",
                  "how long the first lockout lasts; 0 or never = until an admin unlocks", false},
@@ -635,6 +662,30 @@ std::size_t option_index(std::string_view key) {
                           : static_cast<std::size_t>(entry - kOptionEntries.data());
 }
 
+// The keys a [service NAME] section may set (is_service_rule_key).
+constexpr std::array<std::string_view, 9> kServiceRuleKeys{
+    "deny",           "fail_interval",   "unlock_time",    "lockout_multiplier", "max_unlock_time",
+    "lockout_memory", "permanent_after", "even_deny_root", "root_unlock_time"};
+
+std::string service_rule_key_list() {
+  std::string list;
+  for (std::size_t i = 0; i < kServiceRuleKeys.size(); ++i) {
+    if (i != 0) list += i + 1 == kServiceRuleKeys.size() ? " and " : ", ";
+    list += kServiceRuleKeys[i];
+  }
+  return list;
+}
+
+// A PAM service name as it can appear in /etc/pam.d: printable, no blanks,
+// no '/', not "." or "..".
+bool is_service_name(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
+  for (unsigned char c : name) {
+    if (c <= 0x20 || c == 0x7f || c == '/' || c == '[' || c == ']') return false;
+  }
+  return true;
+}
+
 // Strips a comment: '#' starting the line or following whitespace. A '#'
 // inside a word, as in a path "/srv/a#b", is kept.
 std::string_view strip_comment(std::string_view line) {
@@ -734,6 +785,10 @@ std::span<const OptionInfo> option_table() noexcept {
   return kOptionInfos;
 }
 
+bool is_service_rule_key(std::string_view key) noexcept {
+  return std::find(kServiceRuleKeys.begin(), kServiceRuleKeys.end(), key) != kServiceRuleKeys.end();
+}
+
 SetResult set_option(Options& options, std::string_view key, std::optional<std::string_view> value,
                      std::string* error) {
   const OptionEntry* entry = find_option(key);
@@ -772,6 +827,9 @@ bool ParsedConfig::has_warnings() const {
 ParsedConfig parse_config(std::string_view text, std::string_view file_name, Options base) {
   ParsedConfig parsed{std::move(base), {}};
   std::array<unsigned, kOptionEntries.size()> line_of{};
+  // The [service NAME] section the lines belong to; empty before the first.
+  std::string section;
+  std::map<std::string, unsigned, std::less<>> section_line;
 
   const auto report = [&](Diagnostic::Severity severity, unsigned line, std::string_view key,
                           std::string message) {
@@ -786,6 +844,48 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
 
     const std::string_view line = trim(strip_comment(raw));
     if (line.empty()) continue;
+
+    if (line.front() == '[') {
+      // The rules of one section start from the global ones as they stand.
+      const std::string_view inside =
+          line.back() == ']' ? trim(line.substr(1, line.size() - 2)) : std::string_view();
+      const std::size_t blank = inside.find_first_of(" \t");
+      const std::string_view kind = inside.substr(0, blank);
+      const std::string_view name =
+          blank == std::string_view::npos ? std::string_view() : trim(inside.substr(blank));
+      section.clear();
+      if (line.back() != ']' || kind != "service") {
+        report(Diagnostic::Severity::error, line_number, "",
+               "unknown section " + quoted(line) + "; the only section is [service NAME]");
+        // Its keys are not global ones: read them as a section's, into a
+        // throwaway, so each still gets its own diagnostic.
+        section = "\n";
+        parsed.options.service_rules.erase(section);
+        parsed.options.service_rules.emplace(section, parsed.options.rules);
+        continue;
+      }
+      if (!is_service_name(name)) {
+        report(Diagnostic::Severity::error, line_number, "",
+               quoted(line) + ": " + quoted(name) + " is not a PAM service name");
+        section = "\n";
+        parsed.options.service_rules.erase(section);
+        parsed.options.service_rules.emplace(section, parsed.options.rules);
+        continue;
+      }
+      if (const auto first = section_line.find(name); first != section_line.end()) {
+        report(Diagnostic::Severity::error, line_number, "",
+               "[service " + std::string(name) + "] again (first at line " +
+                   std::to_string(first->second) + "): write its keys in one section");
+        section = "\n";
+        parsed.options.service_rules.erase(section);
+        parsed.options.service_rules.emplace(section, parsed.options.rules);
+        continue;
+      }
+      section = std::string(name);
+      section_line.emplace(section, line_number);
+      parsed.options.service_rules.insert_or_assign(section, parsed.options.rules);
+      continue;
+    }
 
     std::string_view key;
     std::optional<std::string_view> value;
@@ -815,8 +915,24 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
     }
 
     const OptionEntry* entry = find_option(key);
+    const std::string in_section = section.empty() || section == "\n"
+                                       ? std::string("in this section")
+                                       : "in [service " + section + "]";
+    if (entry == nullptr && !section.empty()) {
+      // Not a warning as at the top: a section is acctlock's own syntax, so
+      // a key there that nothing reads is a mistake, not a faillock key.
+      report(Diagnostic::Severity::error, line_number, key,
+             "unknown key " + in_section + "; a section sets " + service_rule_key_list());
+      continue;
+    }
     if (entry == nullptr) {
       report(Diagnostic::Severity::warning, line_number, key, "unknown key, ignored");
+      continue;
+    }
+    if (!section.empty() && !is_service_rule_key(key)) {
+      report(Diagnostic::Severity::error, line_number, key,
+             "not a rule key: it cannot be set " + in_section + "; a section sets " +
+                 service_rule_key_list() + " (global keys go before the first section)");
       continue;
     }
     if (value && value->empty()) {
@@ -827,12 +943,25 @@ ParsedConfig parse_config(std::string_view text, std::string_view file_name, Opt
     }
 
     std::string error;
+    if (!section.empty()) {
+      // The section's rules go through the same setters, on a scratch copy.
+      LockoutRules& rules = parsed.options.service_rules.at(section);
+      Options scratch;
+      scratch.rules = rules;
+      if (set_option(scratch, key, value, &error) == SetResult::ok) {
+        rules = scratch.rules;
+      } else {
+        report(Diagnostic::Severity::error, line_number, key, std::move(error));
+      }
+      continue;
+    }
     if (set_option(parsed.options, key, value, &error) == SetResult::ok) {
       line_of[static_cast<std::size_t>(entry - kOptionEntries.data())] = line_number;
     } else {
       report(Diagnostic::Severity::error, line_number, key, std::move(error));
     }
   }
+  parsed.options.service_rules.erase("\n");
 
   check_caps(parsed, file_name, line_of);
   return parsed;

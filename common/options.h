@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,10 +23,20 @@
 
 namespace acctlock {
 
+// How failures add up to deny (key fail_window). `sliding`: pam_faillock's,
+// the failures of the last fail_interval count. `chained`: acctlock 0.x's,
+// each failure within fail_interval of the previous one continues the count.
+enum class FailWindow { sliding, chained };
+
+// The highest deny: the sliding window remembers up to deny failure times
+// per user, in memory and in the database.
+inline constexpr std::uint32_t kMaxDeny = 1000;
+
 // The lockout rules the daemon's policy enforces (daemon/policy/lockout_policy.h).
 struct LockoutRules {
-  std::uint32_t deny = 3;                   // failures that lock the account
-  Seconds fail_interval{900};               // failures further apart start a new count
+  std::uint32_t deny = 3;      // failures that lock the account, 1..kMaxDeny
+  Seconds fail_interval{900};  // the window in which failures count
+  FailWindow fail_window = FailWindow::sliding;
   Seconds unlock_time{600};                 // first lockout; 0 = until an admin unlocks
   double lockout_multiplier = 2.0;          // growth per consecutive lockout, >= 1
   Seconds max_unlock_time{86400};           // cap on any timed lockout
@@ -71,6 +82,10 @@ enum class UnavailableAction { allow, deny };
 
 struct Options {
   LockoutRules rules;
+  // [service NAME] sections: the rules for requests from PAM service NAME,
+  // the global rules with the section's keys over them (docs/policy.md,
+  // "Per-service rules"). One tally per user is shared by all services.
+  std::map<std::string, LockoutRules, std::less<>> service_rules;
   std::string admin_group;                // treated like root: never locked unless even_deny_root
   Seconds history_retention{30 * 86400};  // login history older than this is deleted
   std::string event_socket = "/run/acctlock/event.sock";
@@ -144,6 +159,10 @@ struct OptionInfo {
 };
 
 std::span<const OptionInfo> option_table() noexcept;
+
+// Whether `key` may be set in a [service NAME] section: the keys of
+// LockoutRules but fail_window, which shapes the one tally all services share.
+bool is_service_rule_key(std::string_view key) noexcept;
 
 enum class SetResult { ok, unknown_key, bad_value };
 

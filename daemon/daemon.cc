@@ -87,6 +87,7 @@ class Daemon {
       reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
       maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
+      service_->set_service_rules(config_.options.service_rules);
       service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
@@ -358,6 +359,7 @@ class Daemon {
       applied.host_name = config_.options.host_name;
       config_.options = applied;
       service_->set_rules(applied.rules);
+      service_->set_service_rules(applied.service_rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);

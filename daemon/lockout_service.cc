@@ -39,6 +39,11 @@ UserState LockoutService::unpack(const StateMap::value_type& entry) const {
       state.manual_lock = found->second;
     }
   }
+  if (m.earlier_failures) {
+    if (const auto found = earlier_failures_.find(entry.first); found != earlier_failures_.end()) {
+      state.earlier_failures = found->second;
+    }
+  }
   return state;
 }
 
@@ -57,6 +62,7 @@ LockoutService::MemoryState LockoutService::pack(const UserState& state) const {
     }
   }
   m.manual_lock = state.manual_lock.has_value();
+  m.earlier_failures = !state.earlier_failures.empty();
   return m;
 }
 
@@ -67,6 +73,11 @@ void LockoutService::put_in_memory(const std::string& user, const UserState& sta
     manual_locks_.insert_or_assign(user, *state.manual_lock);
   } else if (const auto found = manual_locks_.find(user); found != manual_locks_.end()) {
     manual_locks_.erase(found);
+  }
+  if (!state.earlier_failures.empty()) {
+    earlier_failures_.insert_or_assign(user, state.earlier_failures);
+  } else if (const auto found = earlier_failures_.find(user); found != earlier_failures_.end()) {
+    earlier_failures_.erase(found);
   }
   const auto indexed = locked_.find(user);
   if (state.failure_lock || state.manual_lock) {
@@ -80,6 +91,11 @@ LockoutService::StateMap::iterator LockoutService::erase_from_memory(StateMap::i
   if (found->second.manual_lock) {
     if (const auto manual = manual_locks_.find(found->first); manual != manual_locks_.end()) {
       manual_locks_.erase(manual);
+    }
+  }
+  if (found->second.earlier_failures) {
+    if (const auto times = earlier_failures_.find(found->first); times != earlier_failures_.end()) {
+      earlier_failures_.erase(times);
     }
   }
   if (found->second.failure_lock || found->second.manual_lock) {
@@ -102,6 +118,7 @@ void LockoutService::load_from_store() {
   });
   states_ = std::move(loaded.states_);
   manual_locks_ = std::move(loaded.manual_locks_);
+  earlier_failures_ = std::move(loaded.earlier_failures_);
   locked_ = std::move(loaded.locked_);
   expiries_ = std::move(loaded.expiries_);
   sweep_cursor_.clear();
@@ -120,6 +137,25 @@ void LockoutService::remember_answer(std::uint32_t peer_uid, const protocol::Req
 
 void LockoutService::set_rules(const LockoutRules& rules) {
   policy_ = LockoutPolicy(rules);
+  if (default_view_) default_view_.emplace(rules, true);
+}
+
+void LockoutService::set_service_rules(
+    const std::map<std::string, LockoutRules, std::less<>>& rules) {
+  service_policies_.clear();
+  default_view_.reset();
+  if (rules.empty()) return;
+  for (const auto& [service, service_rules] : rules) {
+    service_policies_.emplace(service, LockoutPolicy(service_rules, true));
+  }
+  default_view_.emplace(policy_.rules(), true);
+}
+
+const LockoutPolicy& LockoutService::policy_for(std::string_view service) const {
+  if (const auto found = service_policies_.find(service); found != service_policies_.end()) {
+    return found->second;
+  }
+  return default_view_ ? *default_view_ : policy_;
 }
 
 void LockoutService::set_groups(std::string admin_group, std::string exempt_group) {
@@ -163,7 +199,11 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   const UserState before = state;
-  if (policy_.settle(state, now)) {
+  // The request is judged by its service's rule (the global one without a
+  // [service] section for it): window, deny, the lock's length, its view of
+  // a lock another rule set.
+  const LockoutPolicy& rule = policy_for(request.service);
+  if (rule.settle(state, now)) {
     // The lock ran out on its own; this request only noticed it.
     add_event(work, request.user, HistoryEvent::expired, EventOrigin{}, before, now);
   }
@@ -172,11 +212,11 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
     case MessageType::failure: {
       bool treated_like_root = is_root;
       bool never_lock = false;
-      if (policy_.failure_would_lock(state, now)) {
+      if (rule.failure_would_lock(state, now)) {
         never_lock = in_group(request.user, exempt_group_);
         treated_like_root = treated_like_root || in_group(request.user, admin_group_);
       }
-      const auto outcome = policy_.record_failure(state, treated_like_root, now, never_lock);
+      const auto outcome = rule.record_failure(state, treated_like_root, now, never_lock);
       add_event(work, request.user,
                 outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, state,
                 now, {}, outcome.counted ? std::string() : std::string("while locked"));
@@ -188,7 +228,7 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
                   "reported by the user's own process: resets nothing");
         break;
       }
-      const auto outcome = policy_.record_success(state, now);
+      const auto outcome = rule.record_success(state, now);
       add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
                 outcome.ignored_while_locked ? std::string("while locked") : std::string());
       break;
@@ -203,7 +243,7 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       break;
   }
 
-  const auto status = policy_.status(state, now);
+  const auto status = rule.verdict(state, now);
   auto answer = answer_for(status, state);
   if (state != before) stage(request.user, old_expiry, state, now, work);
   return answer;
@@ -276,7 +316,7 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
 
 void LockoutService::import_failure(const std::string& user, bool is_root, TimePoint when,
                                     const EventOrigin& origin, bool valid, std::uint32_t admin_uid,
-                                    TimePoint now, PendingWork& work) {
+                                    TimePoint /*now*/, PendingWork& work) {
   std::string detail = "imported from pam_faillock";
   if (!valid) detail += " (no longer counted there)";
   if (!valid) {
@@ -290,7 +330,11 @@ void LockoutService::import_failure(const std::string& user, bool is_root, TimeP
   const auto outcome = policy_.record_failure(state, is_root, when);
   add_event(work, user, outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin,
             state, when, admin_uid, std::move(detail));
-  stage(user, old_expiry, state, now, work);
+  // Idle as of the record's own time, not of now: a record that has aged
+  // out by now still counts for the user's next, newer record (chained, or
+  // sliding with deny failures close together). What stays idle, the sweep
+  // removes.
+  stage(user, old_expiry, state, when, work);
 }
 
 std::optional<UserReport> LockoutService::report(const std::string& user, TimePoint now) const {
@@ -339,7 +383,7 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
     ++progress.examined;
     const MemoryState& m = it->second;
     // A lock is never swept: its end is the expiry timer's to announce.
-    if (!m.failure_lock && !m.manual_lock && policy_.is_idle(unpack(*it), now)) {
+    if (!m.failure_lock && !m.manual_lock && idle_under_every_rule(unpack(*it), now)) {
       work.states.insert_or_assign(it->first, std::nullopt);
       it = erase_from_memory(it);
       ++progress.removed;
@@ -380,11 +424,21 @@ LockoutService::LockedCounts LockoutService::locked_counts(TimePoint now) const 
   return counts;
 }
 
+bool LockoutService::idle_under_every_rule(const UserState& state, TimePoint now) const {
+  // A count one service's longer fail_interval (or a progression its longer
+  // lockout_memory) still needs is kept.
+  if (!policy_.is_idle(state, now)) return false;
+  for (const auto& [service, policy] : service_policies_) {
+    if (!policy.is_idle(state, now)) return false;
+  }
+  return true;
+}
+
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
                            const UserState& state, TimePoint now, PendingWork& work) {
   if (old_expiry) expiries_.erase({*old_expiry, user});
   const auto found = states_.find(user);
-  if (policy_.is_idle(state, now)) {
+  if (idle_under_every_rule(state, now)) {
     work.states.insert_or_assign(user, std::nullopt);
     if (found != states_.end()) erase_from_memory(found);
     return;

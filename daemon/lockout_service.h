@@ -80,6 +80,9 @@ class LockoutService {
 
   // A reload with new rules applies to the next event of each user.
   void set_rules(const LockoutRules& rules);
+  // The [service NAME] rules: a request from NAME is judged by them, the
+  // others by the global rules; the tally stays one per user.
+  void set_service_rules(const std::map<std::string, LockoutRules, std::less<>>& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
   // admin_group (treated like root) and exempt_group (never locked); empty
@@ -194,6 +197,7 @@ class LockoutService {
     bool failure_lock = false;
     bool lock_has_end = false;
     bool manual_lock = false;
+    bool earlier_failures = false;  // times in earlier_failures_ (fail_window = sliding)
   };
   using StateMap = std::map<std::string, MemoryState, std::less<>>;
 
@@ -212,10 +216,22 @@ class LockoutService {
                  const EventOrigin& origin, const UserState& state, TimePoint now,
                  std::optional<std::uint32_t> admin_uid = {}, std::string detail = {});
 
-  LockoutPolicy policy_;
+  // The rule a request from `service` is judged by.
+  const LockoutPolicy& policy_for(std::string_view service) const;
+  bool idle_under_every_rule(const UserState& state, TimePoint now) const;
+
+  LockoutPolicy policy_;  // the global rules; with service rules, as one more view
+  std::map<std::string, LockoutPolicy, std::less<>> service_policies_;
+  // Set with service rules: policy_ as the view of the services without a
+  // section (policy_ itself keeps admin views and the expiry as they were).
+  std::optional<LockoutPolicy> default_view_;
   Store& store_;
   StateMap states_;
   std::map<std::string, ManualLock, std::less<>> manual_locks_;
+  // UserState::earlier_failures of the users that have any: aside from
+  // MemoryState, so that the many users with one failure (a spray) pay
+  // nothing for them.
+  std::map<std::string, std::vector<TimePoint>, std::less<>> earlier_failures_;
   std::set<std::string, std::less<>> locked_;  // users with a failure or manual lock
   std::set<std::pair<TimePoint, std::string>> expiries_;
   AnsweredEvents answered_;

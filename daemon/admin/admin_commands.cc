@@ -237,31 +237,34 @@ AdminCommands::AdminCommands(AdminContext context) : context_(std::move(context)
   register_builtin_commands();
 }
 
-void AdminCommands::add(std::string name, Access access, Handler handler) {
-  commands_.insert_or_assign(std::move(name), Entry{access, std::move(handler)});
+void AdminCommands::add(std::string name, Access access, std::vector<std::string> arguments,
+                        Handler handler) {
+  commands_.insert_or_assign(std::move(name),
+                             Entry{access, std::move(arguments), std::move(handler)});
 }
 
 void AdminCommands::register_builtin_commands() {
-  add("status", Access::own_account,
+  add("status", Access::own_account, {"user"},
       [this](const AdminCaller&, const json& arguments, Reply reply) { status(arguments, reply); });
-  add("history", Access::own_account,
+  add("history", Access::own_account, {"user", "failed", "since", "limit"},
       [this](const AdminCaller&, const json& arguments, Reply reply) {
         history(arguments, reply);
       });
-  add("list", Access::admin,
+  add("list", Access::admin, {"locked", "limit", "after"},
       [this](const AdminCaller&, const json& arguments, Reply reply) { list(arguments, reply); });
   add("stats", Access::admin,
       [this](const AdminCaller&, const json&, Reply reply) { stats(reply); });
-  add("lock", Access::admin, [this](const AdminCaller& caller, const json& arguments, Reply reply) {
-    lock(caller, arguments, reply);
-  });
-  add("watch", Access::admin,
+  add("lock", Access::admin, {"user", "reason", "for"},
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        lock(caller, arguments, reply);
+      });
+  add("watch", Access::admin, {"successes"},
       [this](const AdminCaller&, const json& arguments, Reply reply) { watch(arguments, reply); });
-  add("unlock", Access::admin,
+  add("unlock", Access::admin, {"user"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, false, reply);
       });
-  add("reset", Access::admin,
+  add("reset", Access::admin, {"user"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, true, reply);
       });
@@ -274,7 +277,7 @@ void AdminCommands::register_builtin_commands() {
                       {"admin_protocol", admin::kProtocolVersion},
                       {"event_protocol", protocol::kVersion}}));
   });
-  add("import_faillock", Access::admin,
+  add("import_faillock", Access::admin, {"records"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         import_faillock(caller, arguments, reply);
       });
@@ -296,6 +299,14 @@ void AdminCommands::import_faillock(const AdminCaller& caller, const json& argum
   std::vector<Imported> imports;
   for (const json& record : *records) {
     if (!record.is_object()) throw InvalidArgument("each record is an object");
+    for (const auto& [key, value] : record.items()) {
+      static constexpr std::string_view kRecordKeys[] = {"user", "time", "source", "kind", "valid"};
+      if (std::find(std::begin(kRecordKeys), std::end(kRecordKeys), key) == std::end(kRecordKeys)) {
+        throw InvalidArgument("unknown key \"" + printable_text(key) +
+                              "\" in a record; a record has \"user\", \"time\", \"source\", "
+                              "\"kind\" and \"valid\"");
+      }
+    }
     Imported one;
     one.user = user_argument(record);
     const auto time = integer_argument(record, "time");
@@ -433,6 +444,22 @@ void AdminCommands::dispatch(const AdminCaller& caller, const json& request, Rep
       ++refused_requests_;
       return once(answer(Result::permission_denied, std::move(text)));
     }
+  }
+
+  // After the access check: someone refused learns nothing more.
+  const std::vector<std::string>& accepted = entry->second.arguments;
+  for (const auto& [key, value] : arguments.items()) {
+    if (std::find(accepted.begin(), accepted.end(), key) != accepted.end()) continue;
+    std::string text = "unknown argument \"" + printable_text(key) + "\" for \"" + name + "\"";
+    if (accepted.empty()) {
+      text += ", which takes none";
+    } else {
+      text += "; it takes ";
+      for (std::size_t i = 0; i < accepted.size(); ++i) {
+        text += (i == 0 ? "\"" : ", \"") + accepted[i] + "\"";
+      }
+    }
+    return once(answer(Result::invalid, std::move(text)));
   }
 
   try {

@@ -99,7 +99,14 @@ class AdminCommands {
   AdminCommands(const AdminCommands&) = delete;
   AdminCommands& operator=(const AdminCommands&) = delete;
 
-  void add(std::string name, Access access, Handler handler);
+  // `arguments`: the argument keys the command takes. dispatch() refuses a
+  // request with any other key (invalid, naming it) before the handler
+  // runs, so a misspelt or newer option is never silently ignored.
+  void add(std::string name, Access access, std::vector<std::string> arguments, Handler handler);
+  // A command that takes no arguments.
+  void add(std::string name, Access access, Handler handler) {
+    add(std::move(name), access, {}, std::move(handler));
+  }
 
   // Checks the request's shape and the caller's right to run it, then runs
   // the handler. Every outcome, including a handler's exception, ends in
@@ -114,6 +121,7 @@ class AdminCommands {
  private:
   struct Entry {
     Access access;
+    std::vector<std::string> arguments;  // the keys it takes
     Handler handler;
   };
 

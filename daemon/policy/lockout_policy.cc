@@ -3,23 +3,64 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <utility>
 
 namespace acctlock {
 namespace {
 
-// Both edges are inclusive: a failure exactly fail_interval after the previous
-// one still counts, and the progression is forgotten exactly lockout_memory
-// after the last lockout ended. docs/policy.md states the same boundaries.
+// The progression is forgotten exactly lockout_memory after the last lockout
+// ended. docs/policy.md states the same boundaries.
 bool still_counts(const UserState& state, TimePoint now, Seconds fail_interval) {
   // Strictly less, as pam_faillock: a failure exactly fail_interval old no
   // longer counts.
   return now - state.last_failure < fail_interval;
 }
 
+// A timed lock is in force through its `until` second and over from the next
+// one, as pam_faillock's "latest failure + unlock_time < now" lets a login in:
+// locked until 09:12:00 refuses a login at 09:12:00 and admits one at 09:12:01.
+bool lock_over(const std::optional<TimePoint>& until, TimePoint now) {
+  return until && *until < now;
+}
+
 bool progression_forgotten(const UserState& state, TimePoint now, Seconds lockout_memory) {
   return now - state.last_lock_end >= lockout_memory;
+}
+
+// The most failure times a sliding window needs besides the newest: the
+// failure that reaches deny locks, so deny - 1 earlier ones decide.
+std::size_t earlier_kept(const LockoutRules& rules) {
+  return rules.deny > 0 ? rules.deny - 1 : 0;
+}
+
+// Drops the oldest remembered failure times beyond what the window needs.
+void trim_earlier(UserState& state, const LockoutRules& rules) {
+  auto& earlier = state.earlier_failures;
+  const std::size_t keep = earlier_kept(rules);
+  if (earlier.size() > keep) {
+    earlier.erase(earlier.begin(),
+                  earlier.begin() + static_cast<std::ptrdiff_t>(earlier.size() - keep));
+  }
+}
+
+// fail_window = sliding: keeps the failures less than fail_interval old (as
+// pam_faillock: one exactly fail_interval old no longer counts) and makes
+// the count theirs. Called with last_failure itself still counting.
+void slide(UserState& state, TimePoint now, const LockoutRules& rules) {
+  auto& earlier = state.earlier_failures;
+  // Counted failures without a time of their own (a state written under
+  // chained counting or by acctlock 0.x) are taken to be as recent as the
+  // newest: they keep counting as long as it does, never less.
+  const std::size_t known = earlier.size() + 1;
+  if (state.failures > known) {
+    const std::size_t untimed = std::min<std::size_t>(state.failures - known, earlier_kept(rules));
+    earlier.insert(earlier.end(), untimed, state.last_failure);
+  }
+  std::erase_if(earlier, [&](TimePoint time) { return now - time >= rules.fail_interval; });
+  trim_earlier(state, rules);
+  state.failures = static_cast<std::uint32_t>(earlier.size() + 1);
 }
 
 bool locked(const UserState& state) {
@@ -39,20 +80,44 @@ TimePoint saturating_add(TimePoint now, Seconds duration) {
 
 }  // namespace
 
-LockoutPolicy::LockoutPolicy(LockoutRules rules) : rules_(std::move(rules)) {}
+LockoutPolicy::LockoutPolicy(LockoutRules rules, bool per_service)
+    : rules_(std::move(rules)), per_service_(per_service) {}
+
+bool LockoutPolicy::holds(const UserState& state) const {
+  if (state.manual_lock) return true;
+  if (!state.failure_lock) return false;
+  // Without per-service rules every lock holds (a lock survives a reload
+  // that raised deny). With them, a lenient rule (a higher deny) does not
+  // see the lock a stricter one set: its count stays on show while locked.
+  return !per_service_ || state.failures >= rules_.deny;
+}
+
+LockStatus LockoutPolicy::verdict(const UserState& state, TimePoint now) const {
+  LockStatus status = this->status(state, now);
+  if (status.kind == LockKind::failures || status.kind == LockKind::permanent) {
+    UserState settled = state;
+    settle(settled, now);
+    if (!holds(settled)) {
+      status.kind = LockKind::none;
+      status.until.reset();
+    }
+  }
+  return status;
+}
 
 bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   bool expired = false;
-  if (state.manual_lock && state.manual_lock->until && *state.manual_lock->until <= now) {
+  if (state.manual_lock && lock_over(state.manual_lock->until, now)) {
     state.manual_lock.reset();
     expired = true;
   }
-  if (state.failure_lock && state.failure_lock->until && *state.failure_lock->until <= now) {
+  if (state.failure_lock && lock_over(state.failure_lock->until, now)) {
     // Recorded as the scheduled end, not `now`: the lockout_memory countdown
     // starts when the lock ran out, however late someone noticed.
     state.last_lock_end = *state.failure_lock->until;
     state.failure_lock.reset();
     state.failures = 0;
+    state.earlier_failures.clear();
     expired = true;
   }
   if (state.failure_lock) return expired;  // the count that caused it stays on show
@@ -62,6 +127,12 @@ bool LockoutPolicy::settle(UserState& state, TimePoint now) const {
   }
   if (state.failures > 0 && !still_counts(state, now, rules_.fail_interval)) {
     state.failures = 0;
+  }
+  if (state.failures > 0 && rules_.fail_window == FailWindow::sliding) {
+    slide(state, now, rules_);
+  } else {
+    // Chained counting needs no times but the newest.
+    state.earlier_failures.clear();
   }
   return expired;
 }
@@ -90,7 +161,7 @@ LockStatus LockoutPolicy::status(const UserState& state, TimePoint now) const {
 bool LockoutPolicy::failure_would_lock(const UserState& state, TimePoint now) const {
   UserState settled = state;
   settle(settled, now);
-  if (locked(settled)) return false;
+  if (holds(settled)) return false;
   return rules_.deny != 0 && saturating_increment(settled.failures) >= rules_.deny;
 }
 
@@ -100,12 +171,21 @@ FailureOutcome LockoutPolicy::record_failure(UserState& state, bool is_root, Tim
   outcome.lock_expired = settle(state, now);
   // Counting failures against a locked account would let an attacker who
   // keeps guessing push the next lockout's level up, or reach deny again the
-  // moment the lock ends.
-  if (locked(state)) return outcome;
+  // moment the lock ends. A lock this rule does not see (per_service) does
+  // not stop the count: this rule's own deny then locks, anew.
+  if (holds(state)) return outcome;
 
   outcome.counted = true;
-  // settle() has already dropped a count that fell out of the window.
-  state.failures = saturating_increment(state.failures);
+  // settle() has already dropped the failures that fell out of the window.
+  if (rules_.fail_window == FailWindow::sliding) {
+    if (state.failures > 0) {
+      state.earlier_failures.push_back(state.last_failure);
+      trim_earlier(state, rules_);
+    }
+    state.failures = static_cast<std::uint32_t>(state.earlier_failures.size() + 1);
+  } else {
+    state.failures = saturating_increment(state.failures);
+  }
   state.last_failure = now;
 
   const bool may_lock = !never_lock && (!is_root || rules_.even_deny_root);
@@ -129,12 +209,21 @@ SuccessOutcome LockoutPolicy::record_success(UserState& state, TimePoint now) co
   // A locked account can only succeed through something that bypasses the
   // lock (a service without pam_acctlock in its auth stack); that must not
   // become a way to clear the lock or the progression.
-  if (locked(state)) {
+  if (holds(state)) {
     outcome.ignored_while_locked = true;
     return outcome;
   }
-  outcome.reset = state.failures != 0 || state.level != 0;
+  // A success through a service whose rule does not see the failure lock
+  // (per_service) clears the shared tally, lock included, as pam_faillock's
+  // authsucc empties the tally file whichever line set the lock.
+  if (state.failure_lock) {
+    state.failure_lock.reset();
+    state.last_lock_end = now;
+    outcome.reset = true;
+  }
+  outcome.reset = outcome.reset || state.failures != 0 || state.level != 0;
   state.failures = 0;
+  state.earlier_failures.clear();
   state.level = 0;
   return outcome;
 }
@@ -149,12 +238,14 @@ bool LockoutPolicy::lift_failure_lock(UserState& state, TimePoint now) const {
     state.last_lock_end = now;
   }
   state.failures = 0;
+  state.earlier_failures.clear();
   return lifted;
 }
 
 void LockoutPolicy::unlock(UserState& state) const {
   // last_lock_end is left alone: with the level at 0 nothing reads it.
   state.failures = 0;
+  state.earlier_failures.clear();
   state.level = 0;
   state.failure_lock.reset();
   state.manual_lock.reset();
@@ -205,11 +296,15 @@ std::optional<Seconds> LockoutPolicy::lockout_duration(std::uint32_t level, bool
 }
 
 std::optional<TimePoint> LockoutPolicy::next_expiry(const UserState& state) const {
-  std::optional<TimePoint> next;
-  if (state.failure_lock) next = state.failure_lock->until;
+  std::optional<TimePoint> last_locked_second;
+  if (state.failure_lock) last_locked_second = state.failure_lock->until;
   const auto& manual = state.manual_lock;
-  if (manual && manual->until && (!next || *manual->until < *next)) next = manual->until;
-  return next;
+  if (manual && manual->until && (!last_locked_second || *manual->until < *last_locked_second)) {
+    last_locked_second = manual->until;
+  }
+  // The lock is still in force at `until` (lock_over): it ends a second later.
+  if (!last_locked_second) return std::nullopt;
+  return saturating_add(*last_locked_second, Seconds{1});
 }
 
 bool LockoutPolicy::is_idle(const UserState& state, TimePoint now) const {

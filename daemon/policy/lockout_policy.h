@@ -6,9 +6,11 @@
 // The daemon is the only caller; it persists the state the policy leaves.
 //
 // The rules, per user (docs/policy.md tells operators the same):
-// - Failures count while each falls within fail_interval of the previous one
-//   (exactly fail_interval apart still counts); a failure after a longer gap
-//   starts a new count at 1. When the count reaches deny, the account locks.
+// - fail_window = sliding (the default, pam_faillock's): the failures less
+//   than fail_interval old count; the state keeps the times of up to deny of
+//   them. fail_window = chained: failures count while each comes less than
+//   fail_interval after the previous one; a failure after a longer gap starts
+//   a new count at 1. When the count reaches deny, the account locks.
 // - The n-th consecutive lockout lasts unlock_time * multiplier^(n-1), capped
 //   at max_unlock_time. unlock_time = 0 means until an admin unlocks.
 //   permanent_after = N makes the N-th consecutive lockout permanent.
@@ -21,8 +23,11 @@
 //   start from root_unlock_time and follow the same progression and cap.
 //   Members of admin_group are treated like root (faillock.conf's meaning);
 //   members of exempt_group are never locked by failures (never_lock).
+// - A timed lock is in force through its `until` second (start + duration)
+//   and over the second after, as pam_faillock's (latest failure +
+//   unlock_time is still locked).
 // - A manual lock is separate from all of this, wins over it, and lasts until
-//   an admin unlocks, or for the duration the admin gave (it then ends at
+//   an admin unlocks, or for the duration the admin gave (it then ends after
 //   `until` like a failure lock, and counts no level).
 #pragma once
 
@@ -50,7 +55,11 @@ struct SuccessOutcome {
 
 class LockoutPolicy {
  public:
-  explicit LockoutPolicy(LockoutRules rules);
+  // `per_service`: the configuration has [service NAME] sections, and this
+  // policy is one service's view of a tally that all services share: a
+  // failure lock holds for this rule only if the count that caused it
+  // reached this rule's deny (docs/policy.md, "Per-service rules").
+  explicit LockoutPolicy(LockoutRules rules, bool per_service = false);
 
   const LockoutRules& rules() const { return rules_; }
 
@@ -63,8 +72,12 @@ class LockoutPolicy {
   bool settle(UserState& state, TimePoint now) const;
 
   // Is the user locked at `now`? Does not change the state; a lock whose time
-  // has passed reads as not locked.
+  // has passed reads as not locked. The lock as it stands, for admins.
   LockStatus status(const UserState& state, TimePoint now) const;
+
+  // The verdict for a request judged by this rule: status(), except that
+  // with per_service a failure lock this rule does not see reads as none.
+  LockStatus verdict(const UserState& state, TimePoint now) const;
 
   // `is_root`: the user is root or, with faillock's meaning, in admin_group.
   // `never_lock`: the user is in exempt_group; the failure is counted all the
@@ -96,7 +109,8 @@ class LockoutPolicy {
   // or permanent_after reached).
   std::optional<Seconds> lockout_duration(std::uint32_t level, bool is_root) const;
 
-  // When this state next changes by itself (a lock ends), if ever.
+  // When this state next changes by itself (a lock ends), if ever: the
+  // second after the lock's `until`, which is still locked.
   std::optional<TimePoint> next_expiry(const UserState& state) const;
 
   // Nothing in `state` matters any more at `now`: no lock, no counted failure
@@ -105,7 +119,11 @@ class LockoutPolicy {
   bool is_idle(const UserState& state, TimePoint now) const;
 
  private:
+  // The lock in force for this rule: a manual lock, or a failure lock it sees.
+  bool holds(const UserState& state) const;
+
   LockoutRules rules_;
+  bool per_service_ = false;
 };
 
 }  // namespace acctlock

@@ -2,6 +2,7 @@
 #include "daemon/store/store.h"
 
 #include <array>
+#include <charconv>
 #include <string_view>
 
 namespace acctlock {
@@ -39,6 +40,37 @@ std::optional<HistoryEvent> history_event_from_string(std::string_view text) noe
     if (text == entry.name) return entry.event;
   }
   return std::nullopt;
+}
+
+std::string encode_failure_times(const std::vector<TimePoint>& times) {
+  std::string text;
+  for (const TimePoint time : times) {
+    if (!text.empty()) text += ' ';
+    text += std::to_string(time.time_since_epoch().count());
+  }
+  return text;
+}
+
+std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& user) {
+  std::vector<TimePoint> times;
+  const auto broken = [&](const std::string& why) {
+    return StoreError("user " + user + ": earlier_failures is not a list of times (" + why + ")");
+  };
+  while (!text.empty()) {
+    if (times.size() == kMaxDeny) throw broken("more than " + std::to_string(kMaxDeny));
+    const std::size_t space = text.find(' ');
+    const std::string_view word = text.substr(0, space);
+    std::int64_t seconds = 0;
+    const auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), seconds);
+    if (word.empty() || error != std::errc{} || end != word.data() + word.size()) {
+      throw broken("\"" + std::string(word) + "\"");
+    }
+    times.push_back(TimePoint{Seconds{seconds}});
+    if (space == std::string_view::npos) break;
+    text.remove_prefix(space + 1);
+    if (text.empty()) throw broken("a trailing space");
+  }
+  return times;
 }
 
 }  // namespace acctlock

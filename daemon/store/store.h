@@ -11,10 +11,12 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/lock_state.h"
+#include "common/options.h"
 #include "common/time.h"
 
 namespace acctlock {
@@ -61,6 +63,14 @@ struct HistoryQuery {
   bool failures_only = false;  // failure and locked events
   std::size_t limit = 100;     // newest first
 };
+
+// UserState::earlier_failures as both backends store it: unix seconds in
+// decimal, separated by single spaces, oldest first; "" for none. Text, so
+// the database reads well in a shell. The decoder takes at most kMaxDeny
+// times and throws StoreError, naming `user`, for anything else: a broken
+// row is reported, never read as "no failures".
+std::string encode_failure_times(const std::vector<TimePoint>& times);
+std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& user);
 
 // An event id and the answer it was given (common/protocol.h, event_id):
 // stored with its event, so that a resend after a restart gets the same

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -280,6 +281,61 @@ TEST_F(AcctlockCommandTest, HistoryWithoutUserShowsEveryUserToAdminsOnly) {
   EXPECT_EQ(acctlock({"history"}, As::nobody).exit_code, cli::kExitPermissionDenied);
 }
 
+// Writes `user`'s tally in pam_faillock's format (Linux-PAM's faillock.h:
+// source[52], reserved u16, status u16, time u64, host byte order): one
+// valid RHOST record per time.
+void write_tally(const std::filesystem::path& dir, const std::string& user,
+                 const std::vector<std::int64_t>& times) {
+  std::ofstream out(dir / user, std::ios::binary);
+  for (const std::int64_t time : times) {
+    struct {
+      char source[52] = "192.0.2.7";
+      std::uint16_t reserved = 0;
+      std::uint16_t status = 0x1 | 0x2;  // TALLY_STATUS_VALID | TALLY_STATUS_RHOST
+      std::uint64_t time = 0;
+    } record;
+    static_assert(sizeof record == 64);
+    record.time = static_cast<std::uint64_t>(time);
+    out.write(reinterpret_cast<const char*>(&record), sizeof record);
+  }
+}
+
+// fail_window = sliding (the default) end to end: imported tally records
+// keep their times, the times survive a restart, and a failure 20 minutes
+// after the first of them does not count it, as pam_faillock would not. The
+// same records under fail_window = chained lock: that is the difference.
+TEST_F(AcctlockCommandTest, ImportedFailureTimesSlideOutOfTheWindowAcrossARestart) {
+  TempDir tallies;
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  // deny = 3, fail_interval = 15m (the default): 20 and 10 minutes ago.
+  write_tally(tallies.path(), kTarget, {now - 1200, now - 600});
+
+  const auto imported = acctlock({"import-faillock", "--dir", tallies.path().string()});
+  ASSERT_EQ(imported.exit_code, cli::kExitOk) << imported.err;
+  EXPECT_EQ(status_json(kTarget)["failures"], 1) << "the 20-minute-old one no longer counts";
+
+  const int status = daemon.stop();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(daemon.start());
+  // Had the restart lost the times, the two failures would count as recent
+  // as the newest, and this third one would lock.
+  const auto sliding = daemon.request(MessageType::failure, kTarget, "sshd", "192.0.2.7");
+  EXPECT_EQ(sliding.verdict, Verdict::allowed);
+  EXPECT_EQ(sliding.failures, 2u);
+
+  TempDir chained_dir;
+  DaemonProcess chained(chained_dir, "deny = 3\nfail_window = chained\n");
+  ASSERT_TRUE(chained.start());
+  const auto chained_import = run_command({ACCTLOCK_PATH, "--config", chained.config_path(),
+                                           "import-faillock", "--dir", tallies.path().string()});
+  ASSERT_EQ(chained_import.exit_code, cli::kExitOk) << chained_import.err;
+  const auto locked = chained.request(MessageType::failure, kTarget, "sshd", "192.0.2.7");
+  EXPECT_EQ(locked.verdict, Verdict::locked) << "chained: 10 minutes apart, each";
+  EXPECT_EQ(locked.failures, 3u);
+}
+
 // pam_faillock's own tallies, written by the real module through real
 // libpam, brought over with their times, sources and validity.
 TEST_F(AcctlockCommandTest, ImportFaillockBringsTheRealTalliesOver) {
@@ -369,7 +425,9 @@ TEST_F(ExemptionTest, ExemptGroupIsNeverLockedAndAdminGroupIsLikeRoot) {
   EXPECT_EQ(after_failures("daemon", 5), Verdict::allowed);
   EXPECT_EQ(after_failures("bin", 5), Verdict::allowed);
   EXPECT_EQ(after_failures("sys", 3), Verdict::locked);
-  EXPECT_EQ(daemon->request(MessageType::check, "daemon").failures, 5u)
+  // Counted all the same; fail_window = sliding keeps deny failure times, so
+  // the count of a user it never locks stops at deny (docs/policy.md).
+  EXPECT_EQ(daemon->request(MessageType::check, "daemon").failures, 3u)
       << "an exempt user's failures are still counted";
 }
 

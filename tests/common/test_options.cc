@@ -32,6 +32,7 @@ void expect_same_options(const Options& actual, const Options& expected) {
   const LockoutRules& e = expected.rules;
   EXPECT_EQ(a.deny, e.deny);
   EXPECT_EQ(a.fail_interval, e.fail_interval);
+  EXPECT_EQ(a.fail_window, e.fail_window);
   EXPECT_EQ(a.unlock_time, e.unlock_time);
   EXPECT_EQ(a.lockout_multiplier, e.lockout_multiplier);
   EXPECT_EQ(a.max_unlock_time, e.max_unlock_time);
@@ -123,7 +124,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 45u);
+  EXPECT_EQ(names.size(), 46u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -153,14 +154,24 @@ TEST(OptionTable, ConcreteDefaultTextsParseToTheDefaults) {
 TEST(OptionKeys, Deny) {
   EXPECT_EQ(parse_ok("deny = 5").rules.deny, 5u);
   EXPECT_EQ(parse_ok("deny = 1").rules.deny, 1u);
-  EXPECT_EQ(parse_ok("deny = 4294967295").rules.deny, 4294967295u);
-  EXPECT_EQ(value_error("deny", "0"), "\"0\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "abc"), "\"abc\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "-1"), "\"-1\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "+3"), "\"+3\" is not a whole number >= 1");
-  EXPECT_EQ(value_error("deny", "3.0"), "\"3.0\" is not a whole number >= 1");
+  // The sliding window keeps up to deny failure times per user: bounded.
+  EXPECT_EQ(parse_ok("deny = 1000").rules.deny, kMaxDeny);
+  EXPECT_THAT(value_error("deny", "1001"), HasSubstr("is too large"));
+  EXPECT_EQ(value_error("deny", "0"), "\"0\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "abc"), "\"abc\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "-1"), "\"-1\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "+3"), "\"+3\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(value_error("deny", "3.0"), "\"3.0\" is not a whole number from 1 to 1000");
   EXPECT_THAT(value_error("deny", "4294967296"), HasSubstr("is too large"));
   EXPECT_THAT(value_error("deny", "99999999999999999999999"), HasSubstr("is too large"));
+}
+
+TEST(OptionKeys, FailWindow) {
+  EXPECT_EQ(Options{}.rules.fail_window, FailWindow::sliding) << "pam_faillock's, the default";
+  EXPECT_EQ(parse_ok("fail_window = chained").rules.fail_window, FailWindow::chained);
+  EXPECT_EQ(parse_ok("fail_window = sliding").rules.fail_window, FailWindow::sliding);
+  EXPECT_EQ(value_error("fail_window", "Sliding"), "\"Sliding\" is not sliding or chained");
+  EXPECT_EQ(value_error("fail_window", "window"), "\"window\" is not sliding or chained");
 }
 
 TEST(OptionKeys, FailInterval) {
@@ -426,7 +437,7 @@ TEST(ConfigLines, LaterDuplicateWins) {
 
 TEST(ConfigLines, LineNumbersCountEveryLine) {
   const Diagnostic d = parse_one_diagnostic("# one\n\ndeny = 3\n\n\n\ndeny = abc\n");
-  EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number >= 1");
+  EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number from 1 to 1000");
 }
 
 TEST(ConfigLines, BadValueKeepsThePreviousValue) {
@@ -655,7 +666,7 @@ TEST(SetOption, ReportsUnknownKeysAndBadValuesWithoutChangingOptions) {
   std::string error;
   EXPECT_EQ(set_option(options, "use_first_pass", std::nullopt, &error), SetResult::unknown_key);
   EXPECT_EQ(set_option(options, "deny", "", &error), SetResult::bad_value);
-  EXPECT_EQ(error, "\"\" is not a whole number >= 1");
+  EXPECT_EQ(error, "\"\" is not a whole number from 1 to 1000");
   EXPECT_EQ(set_option(options, "deny", std::nullopt, &error), SetResult::bad_value);
   EXPECT_EQ(error, "needs a value (deny = N)");
   EXPECT_EQ(set_option(options, "silent", "loud", nullptr), SetResult::bad_value);
@@ -975,6 +986,66 @@ TEST(OptionKeys, StorePostgresqlWithoutAServerIsAnErrorNamingTheLine) {
   EXPECT_EQ(parsed.diagnostics[0].key, "store");
   EXPECT_THAT(parsed.diagnostics[0].message, HasSubstr("needs postgresql ="));
   EXPECT_EQ(parsed.options.store, StoreKind::sqlite);
+}
+
+}  // namespace
+}  // namespace acctlock
+
+// ---------------------------------------------------------------------------
+// [service NAME] sections (docs/policy.md, "Per-service rules")
+
+namespace acctlock {
+namespace {
+
+TEST(ServiceSections, OverrideTheRuleKeysOfTheGlobalRulesAboveThem) {
+  const Options o = parse_ok(
+      "deny = 5\nunlock_time = 10m\n"
+      "[service sshd]\ndeny = 2\nunlock_time = 1h\neven_deny_root\n"
+      "[ service su ]  # spaces inside the brackets are fine\nfail_interval = 1h\n");
+  EXPECT_EQ(o.rules.deny, 5u) << "a section's keys do not touch the global rules";
+  EXPECT_EQ(o.rules.unlock_time, 10min);
+  ASSERT_EQ(o.service_rules.size(), 2u);
+  const LockoutRules& sshd = o.service_rules.at("sshd");
+  EXPECT_EQ(sshd.deny, 2u);
+  EXPECT_EQ(sshd.unlock_time, 1h);
+  EXPECT_TRUE(sshd.even_deny_root);
+  EXPECT_EQ(sshd.fail_interval, 15min) << "unset keys come from the global rules";
+  const LockoutRules& su = o.service_rules.at("su");
+  EXPECT_EQ(su.deny, 5u);
+  EXPECT_EQ(su.fail_interval, 1h);
+  EXPECT_TRUE(parse_ok("deny = 4\n").service_rules.empty());
+}
+
+TEST(ServiceSections, MistakesNameFileLineAndKey) {
+  const auto one = [](std::string_view text) { return parse_one_diagnostic(text).to_string(); };
+  EXPECT_EQ(one("[jail sshd]\ndeny = 2\n"),
+            "acctlock.conf:1: unknown section \"[jail sshd]\"; the only section is [service NAME]");
+  EXPECT_EQ(one("[service sshd\n"),
+            "acctlock.conf:1: unknown section \"[service sshd\"; the only section is "
+            "[service NAME]");
+  EXPECT_EQ(one("[service]\n"), "acctlock.conf:1: \"[service]\": \"\" is not a PAM service name");
+  EXPECT_EQ(one("[service a/b]\n"),
+            "acctlock.conf:1: \"[service a/b]\": \"a/b\" is not a PAM service name");
+  EXPECT_EQ(one("[service sshd]\ndenny = 2\n"),
+            "acctlock.conf:2: denny: unknown key in [service sshd]; a section sets deny, "
+            "fail_interval, unlock_time, lockout_multiplier, max_unlock_time, lockout_memory, "
+            "permanent_after, even_deny_root and root_unlock_time");
+  EXPECT_EQ(one("[service sshd]\nadmin_socket = /run/x.sock\n").substr(0, 69),
+            "acctlock.conf:2: admin_socket: not a rule key: it cannot be set in [s");
+  EXPECT_EQ(one("[service sshd]\nfail_window = chained\n").substr(0, 50),
+            "acctlock.conf:2: fail_window: not a rule key: it c");
+  EXPECT_EQ(one("[service sshd]\ndeny = 0\n"),
+            "acctlock.conf:2: deny: \"0\" is not a whole number from 1 to 1000");
+  EXPECT_EQ(one("[service sshd]\ndeny = 2\n[service sshd]\ndeny = 3\n"),
+            "acctlock.conf:3: [service sshd] again (first at line 1): write its keys in one "
+            "section");
+  // Keys under a bad section header are checked, and never become global.
+  const ParsedConfig parsed = parse_config("[jail x]\ndeny = 2\nbogus = 1\n", "acctlock.conf");
+  ASSERT_EQ(parsed.diagnostics.size(), 2u);
+  EXPECT_EQ(parsed.diagnostics[1].line, 3u);
+  EXPECT_EQ(parsed.diagnostics[1].key, "bogus");
+  EXPECT_EQ(parsed.options.rules.deny, 3u);
+  EXPECT_TRUE(parsed.options.service_rules.empty());
 }
 
 }  // namespace

@@ -1087,6 +1087,22 @@ TEST(DaemonCommandLine, CleanConfigChecksOk) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
+TEST(DaemonCommandLine, CheckConfigAcceptsServiceSectionsAndNamesTheirMistakes) {
+  TempDir dir;
+  const std::string good = dir / "good.conf";
+  write_file(good, "deny = 5\n[service sshd]\ndeny = 2\nunlock_time = 1h\n");
+  const auto ok = run_command({ACCTLOCKD_PATH, "--check-config", "--config", good});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+
+  const std::string bad = dir / "bad.conf";
+  write_file(bad, "deny = 5\n[service sshd]\ndeny = 2\ndatabase = /tmp/x.db\n[jail x]\n");
+  const auto result = run_command({ACCTLOCKD_PATH, "--check-config", "--config", bad});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(bad + ":4: database: not a rule key"), std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find(bad + ":5: unknown section"), std::string::npos) << result.err;
+}
+
 TEST(DaemonCommandLine, BadConfigRefusesToStart) {
   TempDir dir;
   const std::string config = dir / "bad.conf";

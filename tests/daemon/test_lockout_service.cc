@@ -103,8 +103,8 @@ TEST_F(LockoutServiceTest, SweepRemovesIdleUsersFromMemoryAndDiskInSlices) {
 
 TEST_F(LockoutServiceTest, SweepKeepsAProgressionUntilLockoutMemoryPasses) {
   for (int i = 0; i < 3; ++i) send(protocol::MessageType::failure, "alice", t0);
-  // The lock ends at t0 + 600; the expiry timer announces it.
-  service.expire_due(t0 + Seconds(600), work);
+  // The lock is in force through t0 + 600; the expiry timer announces its end.
+  service.expire_due(t0 + Seconds(601), work);
   commit();
   ASSERT_EQ(service.tracked_users(), 1u);
 
@@ -148,7 +148,7 @@ TEST_F(LockoutServiceTest, LockedIndexFollowsLocksUnlocksExpiriesAndReloads) {
 
   // A lock that ran out is not listed even before the timer settles it, and
   // leaves the index when it does.
-  const TimePoint after_lock = t0 + Seconds(600);
+  const TimePoint after_lock = t0 + Seconds(601);
   EXPECT_EQ(names(service.page("", 10, true, after_lock)), std::vector<std::string>{"alice"});
   service.expire_due(after_lock, work);
   EXPECT_EQ(service.locked_users(), 1u);

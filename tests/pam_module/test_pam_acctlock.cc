@@ -550,3 +550,53 @@ TEST(PamAcctlockModuleTest, ExportsOnlyThePamEntryPoints) {
 
 }  // namespace
 }  // namespace acctlock::test
+
+namespace acctlock::test {
+namespace {
+
+// [service NAME] through real libpam: two service files, one tally. The
+// module sends PAM_SERVICE; the daemon judges each request by that
+// service's rule: sshd locks after 2 failures, login after 5.
+TEST_F(PamAcctlockTest, AServiceSectionLocksSshdAfterTwoAndLoginAfterFive) {
+  start("deny = 5\nunlock_time = 1h\n[service sshd]\ndeny = 2\n");
+  write_service("sshd", documented_stack(daemon_->config_path()));
+
+  EXPECT_EQ(login(kAlice, "wrong", "sshd").status, PAM_AUTH_ERR);
+  EXPECT_EQ(login(kAlice, "wrong", "sshd").status, PAM_AUTH_ERR);
+  // sshd's rule: 2 failures lock; the right password is refused there...
+  const PamOutcome ssh = login(kAlice, kAlice.password, "sshd");
+  EXPECT_EQ(ssh.status, PAM_AUTH_ERR) << ssh.status_text;
+  EXPECT_THAT(ssh.messages, Contains(HasSubstr("locked"))) << "the module says why";
+  // ... and the failures were one tally: login sees 2 of its 5.
+  EXPECT_EQ(check(kAlice).failures, 2u);
+
+  // Three more through login: its own deny of 5 locks, for both services.
+  EXPECT_EQ(login(kBob, "wrong", "login").status, PAM_AUTH_ERR) << "another user, no effect";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(login(kAlice, "wrong", "login").status, PAM_AUTH_ERR);
+  EXPECT_EQ(login(kAlice, kAlice.password, "login").status, PAM_AUTH_ERR);
+  EXPECT_EQ(login(kAlice, kAlice.password, "sshd").status, PAM_AUTH_ERR);
+  const protocol::Answer locked = check(kAlice);
+  EXPECT_EQ(locked.verdict, protocol::Verdict::locked);
+  EXPECT_EQ(locked.failures, 5u);
+  EXPECT_EQ(locked.level, 2u) << "sshd's lockout, then login's";
+
+  // Bob under login's rule: 4 failures and still let in.
+  for (int i = 0; i < 3; ++i) login(kBob, "wrong", "login");
+  EXPECT_EQ(login(kBob, kBob.password, "login").status, PAM_SUCCESS);
+}
+
+// Before the second failure through sshd, login's right password is let in
+// and, as pam_faillock's authsucc, clears the tally.
+TEST_F(PamAcctlockTest, ALenientServicesSuccessClearsAStrictServicesLock) {
+  start("deny = 5\nunlock_time = 1h\n[service sshd]\ndeny = 2\n");
+  write_service("sshd", documented_stack(daemon_->config_path()));
+  login(kAlice, "wrong", "sshd");
+  login(kAlice, "wrong", "sshd");
+  ASSERT_EQ(login(kAlice, kAlice.password, "sshd").status, PAM_AUTH_ERR);
+  EXPECT_EQ(login(kAlice, kAlice.password, "login").status, PAM_SUCCESS)
+      << "2 failures are below login's deny of 5";
+  EXPECT_EQ(login(kAlice, kAlice.password, "sshd").status, PAM_SUCCESS);
+}
+
+}  // namespace
+}  // namespace acctlock::test

@@ -77,6 +77,12 @@ CREATE TABLE fleet_host (
   last_start timestamptz NOT NULL DEFAULT now()
 );
 )sql",
+    // 2: fail_window = sliding keeps the times of the counted failures before
+    // last_failure, as in SQLite's schema 4 (unix seconds, space-separated,
+    // oldest first). Rows from before have none.
+    R"sql(
+ALTER TABLE user_state ADD COLUMN earlier_failures text NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
@@ -410,8 +416,8 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
       "SELECT user_name, failures, last_failure, level, last_lock_end, locked, lock_since, "
-      "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until "
-      "FROM user_state "
+      "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until, "
+      "earlier_failures FROM user_state "
       "ORDER BY user_name COLLATE \"C\"",
       {}, "reading user states");
   std::vector<std::pair<std::string, UserState>> states;
@@ -435,7 +441,9 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
       manual_lock.admin_uid = uint32(rows, r, 11, server_);
       if (!is_null(rows, r, 12)) manual_lock.until = from_unix(int64(rows, r, 12));
     }
-    states.emplace_back(text(rows, r, 0), std::move(state));
+    std::string user = text(rows, r, 0);
+    state.earlier_failures = decode_failure_times(text(rows, r, 13), user);
+    states.emplace_back(std::move(user), std::move(state));
   }
   return states;
 }
@@ -448,7 +456,7 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
   db.exec("BEGIN", {}, doing);
   try {
     if (!batch.put_states.empty()) {
-      ArrayLiteral columns[13];
+      ArrayLiteral columns[14];
       for (const auto& [user, state] : batch.put_states) {
         columns[0].add(user);
         columns[1].add(number(state.failures));
@@ -467,22 +475,24 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
         columns[12].add(state.manual_lock && state.manual_lock->until
                             ? number(*state.manual_lock->until)
                             : Param{});
+        columns[13].add(encode_failure_times(state.earlier_failures));
       }
       std::vector<Param> params;
       for (const auto& column : columns) params.emplace_back(column.finish());
       db.exec(
           "INSERT INTO user_state (user_name, failures, last_failure, level, last_lock_end, "
           "locked, lock_since, lock_until, manual, manual_reason, manual_since, "
-          "manual_admin_uid, manual_until) SELECT * FROM unnest($1::text[], $2::bigint[], "
-          "$3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], $8::bigint[], "
-          "$9::boolean[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) "
+          "manual_admin_uid, manual_until, earlier_failures) SELECT * FROM unnest($1::text[], "
+          "$2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], "
+          "$8::bigint[], $9::boolean[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], "
+          "$14::text[]) "
           "ON CONFLICT (user_name) DO UPDATE SET failures = EXCLUDED.failures, "
           "last_failure = EXCLUDED.last_failure, level = EXCLUDED.level, "
           "last_lock_end = EXCLUDED.last_lock_end, locked = EXCLUDED.locked, "
           "lock_since = EXCLUDED.lock_since, lock_until = EXCLUDED.lock_until, "
           "manual = EXCLUDED.manual, manual_reason = EXCLUDED.manual_reason, "
           "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid, "
-          "manual_until = EXCLUDED.manual_until",
+          "manual_until = EXCLUDED.manual_until, earlier_failures = EXCLUDED.earlier_failures",
           params, doing);
     }
     if (!batch.delete_states.empty()) {

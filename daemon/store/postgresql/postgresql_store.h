@@ -49,7 +49,7 @@ struct PostgresqlSettings {
 
 class PostgresqlStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
   // server (never the password), on any problem.

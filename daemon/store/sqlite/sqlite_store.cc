@@ -74,6 +74,13 @@ CREATE INDEX answered_event_by_time ON answered_event (time);
     R"sql(
 ALTER TABLE user_state ADD COLUMN manual_until INTEGER;  -- NULL: until an admin unlocks
 )sql",
+    // 4: fail_window = sliding keeps the times of the counted failures before
+    // last_failure (unix seconds, space-separated, oldest first). Rows from
+    // before have none: the policy counts their failures as recent as
+    // last_failure.
+    R"sql(
+ALTER TABLE user_state ADD COLUMN earlier_failures TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -418,8 +425,8 @@ struct SqliteStore::WriteSide {
         db,
         "INSERT OR REPLACE INTO user_state (user, failures, last_failure, level, "
         "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
-        "manual_since, manual_admin_uid, manual_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-        "?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+        "manual_since, manual_admin_uid, manual_until, earlier_failures) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     delete_state.emplace(db, "DELETE FROM user_state WHERE user = ?1");
     insert_history.emplace(db,
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
@@ -453,7 +460,8 @@ struct SqliteStore::ReadSide {
   Statement load_states{db,
                         "SELECT user, failures, last_failure, level, last_lock_end, locked, "
                         "lock_since, lock_until, manual, manual_reason, manual_since, "
-                        "manual_admin_uid, manual_until FROM user_state ORDER BY user"};
+                        "manual_admin_uid, manual_until, earlier_failures FROM user_state "
+                        "ORDER BY user"};
   // Two statements rather than one with "?user IS NULL OR user = ?user": the
   // planner picks one index per statement, and each case wants its own.
   Statement history_all{db, history_sql("")};
@@ -620,7 +628,9 @@ void SqliteStore::for_each_state(const std::function<void(std::string, UserState
       manual_lock.admin_uid = select.uint32(11);
       if (!select.is_null(12)) manual_lock.until = select.time(12);
     }
-    visit(select.text(0), std::move(state));
+    std::string user = select.text(0);
+    state.earlier_failures = decode_failure_times(select.text(13), user);
+    visit(std::move(user), std::move(state));
   }
 }
 
@@ -633,6 +643,8 @@ void SqliteStore::commit(const StoreBatch& batch) {
   w.begin->run(doing);
   try {
     for (const auto& [user, state] : batch.put_states) {
+      // Outlives the statement's use: bound without a copy.
+      const std::string earlier = encode_failure_times(state.earlier_failures);
       Statement& put = *w.put_state;
       Statement::Use use(put);
       put.bind(1, user);
@@ -660,6 +672,7 @@ void SqliteStore::commit(const StoreBatch& batch) {
         put.bind_null(12);
         put.bind_null(13);
       }
+      put.bind(14, std::string_view(earlier));
       put.step(doing);
     }
     for (const std::string& user : batch.delete_states) {

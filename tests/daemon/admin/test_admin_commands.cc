@@ -237,6 +237,46 @@ TEST_F(AdminCommandsTest, MalformedRequestsAreInvalid) {
   EXPECT_TRUE(writer.pending().empty());
 }
 
+// A misspelt or newer option is refused by name, never ignored: "lock" with
+// "duration" instead of "for" would otherwise lock until an admin unlocks.
+TEST_F(AdminCommandsTest, UnknownArgumentKeysAreRefusedByName) {
+  const auto misspelt = call(root, "lock", {{"user", "daemon"}, {"duration", 3600}});
+  EXPECT_EQ(misspelt.result, Result::invalid);
+  EXPECT_EQ(misspelt.text,
+            "unknown argument \"duration\" for \"lock\"; it takes \"user\", \"reason\", \"for\"");
+  EXPECT_TRUE(writer.pending().empty()) << "nothing was locked";
+  EXPECT_EQ(call(root, "status", {{"user", "daemon"}}).arguments["locked"], false);
+
+  const auto none = call(root, "stats", {{"verbose", true}});
+  EXPECT_EQ(none.result, Result::invalid);
+  EXPECT_EQ(none.text, "unknown argument \"verbose\" for \"stats\", which takes none");
+
+  // A user asking about their own account is told too, the key escaped.
+  const auto odd = call(nobody, "status", {{"user", "nobody"}, {"x\ny", 1}});
+  EXPECT_EQ(odd.result, Result::invalid);
+  EXPECT_EQ(odd.text.find('\n'), std::string::npos) << odd.text;
+
+  const auto record = call(root, "import_faillock",
+                           {{"records", json::array({{{"user", "daemon"},
+                                                      {"time", 1700000000},
+                                                      {"source", "tty1"},
+                                                      {"kind", "tty"},
+                                                      {"valid", true},
+                                                      {"status", 3}}})}});
+  EXPECT_EQ(record.result, Result::invalid);
+  EXPECT_NE(record.text.find("unknown key \"status\" in a record"), std::string::npos)
+      << record.text;
+  EXPECT_TRUE(writer.pending().empty());
+
+  // Every key the acctlock command sends is still taken.
+  EXPECT_EQ(
+      call(root, "history", {{"user", "daemon"}, {"failed", true}, {"since", 0}, {"limit", 5}})
+          .result,
+      Result::success);
+  EXPECT_EQ(call(root, "list", {{"locked", false}, {"limit", 5}, {"after", "a"}}).result,
+            Result::success);
+}
+
 TEST_F(AdminCommandsTest, HistoryFiltersAndStatsCount) {
   fail_login("daemon");
   now += Seconds(10);
@@ -320,6 +360,8 @@ TEST_F(AdminCommandsTest, ListPagesInNameOrderWithLimitAndAfter) {
 TEST_F(AdminCommandsTest, StoreReadsDoNotHoldUpTheLoop) {
   fail_login("daemon");
   for (const char* command : {"history", "stats"}) {
+    const json arguments =
+        std::string(command) == "history" ? json{{"user", "daemon"}} : json::object();
     std::promise<void> release;
     std::shared_future<void> released = release.get_future().share();
     ASSERT_TRUE(reader.run(
@@ -329,7 +371,7 @@ TEST_F(AdminCommandsTest, StoreReadsDoNotHoldUpTheLoop) {
         },
         [](std::optional<int>, const std::string&) {}));
     std::optional<AdminAnswer> answer;
-    commands.dispatch(root, {{"command", command}, {"arguments", {{"user", "daemon"}}}},
+    commands.dispatch(root, {{"command", command}, {"arguments", arguments}},
                       [&](AdminAnswer given) { answer = std::move(given); });
     bool loop_ran = false;
     boost::asio::post(io, [&] { loop_ran = true; });

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <vector>
 
 #include "daemon/policy/lockout_policy.h"
 
@@ -26,6 +27,7 @@ class Rules {
   Rules() {
     rules_.deny = 3;
     rules_.fail_interval = 15min;
+    rules_.fail_window = FailWindow::sliding;
     rules_.unlock_time = 10min;
     rules_.lockout_multiplier = 2.0;
     rules_.max_unlock_time = 24h;
@@ -37,6 +39,7 @@ class Rules {
 
   Rules& deny(std::uint32_t count) { return set(rules_.deny, count); }
   Rules& fail_interval(Seconds interval) { return set(rules_.fail_interval, interval); }
+  Rules& chained() { return set(rules_.fail_window, FailWindow::chained); }
   Rules& unlock_time(Seconds time) { return set(rules_.unlock_time, time); }
   Rules& multiplier(double factor) { return set(rules_.lockout_multiplier, factor); }
   Rules& max_unlock_time(Seconds cap) { return set(rules_.max_unlock_time, cap); }
@@ -176,13 +179,142 @@ TEST(LockoutPolicyCounting, FailureExactlyFailIntervalLaterStartsANewCount) {
   EXPECT_EQ(account.status().failures, 1u);
 }
 
-TEST(LockoutPolicyCounting, TheWindowIsMeasuredFromThePreviousFailureNotTheFirst) {
-  Account account(Rules().deny(3).fail_interval(15min));
+TEST(LockoutPolicyChained, TheWindowIsMeasuredFromThePreviousFailureNotTheFirst) {
+  Account account(Rules().deny(3).fail_interval(15min).chained());
   account.fail();
   account.advance(10min);
   account.fail();
   account.advance(10min);  // 20 minutes after the first failure
   EXPECT_TRUE(account.fail().locked_now);
+  EXPECT_TRUE(account.state().earlier_failures.empty()) << "chained keeps no times";
+}
+
+// --- fail_window: sliding (pam_faillock's) against chained ----------------------
+
+// The difference in one picture: failures spaced just under fail_interval
+// apart chain for ever, but never three fall within one fail_interval.
+TEST(LockoutPolicySliding, FailuresJustUnderFailIntervalApartLockChainedButNotSliding) {
+  for (const bool chained : {false, true}) {
+    Rules rules = Rules().deny(3).fail_interval(15min);
+    if (chained) rules.chained();
+    Account account(rules);
+    account.fail();
+    account.advance(15min - 1s);
+    account.fail();
+    account.advance(15min - 1s);
+    const FailureOutcome third = account.fail();
+    EXPECT_TRUE(third.counted);
+    EXPECT_EQ(third.locked_now, chained) << (chained ? "chained" : "sliding");
+    EXPECT_EQ(account.status().failures, chained ? 3u : 2u);
+  }
+}
+
+TEST(LockoutPolicySliding, DenyFailuresWithinOneFailIntervalLock) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.fail();
+  account.advance(10min);
+  account.fail();
+  account.advance(5min - 1s);  // the first is 15m - 1s old: it still counts
+  EXPECT_TRUE(account.fail().locked_now);
+}
+
+TEST(LockoutPolicySliding, AFailureExactlyFailIntervalOldNoLongerCounts) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.fail();
+  account.advance(10min);
+  account.fail();
+  account.advance(5min);  // the first is exactly 15m old, as pam_faillock drops it
+  const FailureOutcome third = account.fail();
+  EXPECT_FALSE(third.locked_now);
+  EXPECT_EQ(account.status().failures, 2u);
+  EXPECT_EQ(account.state().earlier_failures, std::vector<TimePoint>{account.now() - 5min});
+}
+
+TEST(LockoutPolicySliding, TheCountFallsAsEachFailureAges) {
+  Account account(Rules().deny(5).fail_interval(15min));
+  account.fail();
+  account.advance(5min);
+  account.fail();
+  account.advance(5min);
+  account.fail();
+  EXPECT_EQ(account.status().failures, 3u);
+  account.advance(5min);  // the first is 15m old
+  EXPECT_EQ(account.status().failures, 2u);
+  account.advance(5min);
+  EXPECT_EQ(account.status().failures, 1u);
+  EXPECT_FALSE(account.is_idle());
+  account.advance(5min);
+  EXPECT_EQ(account.status().failures, 0u);
+  EXPECT_TRUE(account.is_idle());
+  EXPECT_FALSE(account.settle()) << "no lock expired, only failures aged";
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+}
+
+TEST(LockoutPolicySliding, KeepsAtMostDenyFailureTimesForAUserItNeverLocks) {
+  // root without even_deny_root: counted, never locked. The window needs
+  // deny times to decide, and keeps no more: the count stops at deny.
+  Account root = Account::root(Rules().deny(3));
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    EXPECT_TRUE(root.fail().counted);
+    root.advance(1s);
+  }
+  EXPECT_EQ(root.state().earlier_failures.size(), 2u);
+  EXPECT_EQ(root.state().earlier_failures.front(), root.now() - 3s) << "the newest are kept";
+  EXPECT_EQ(root.status().failures, 3u);
+  EXPECT_EQ(root.status().kind, LockKind::none);
+}
+
+TEST(LockoutPolicySliding, ALockKeepsItsFailureTimesOnShowAndItsEndClearsThem) {
+  Account account(Rules().deny(3).unlock_time(1h).fail_interval(15min));
+  account.fail_until_locked();
+  account.advance(30min);
+  EXPECT_EQ(account.status().failures, 3u) << "the count that caused the lock stays";
+  account.advance(30min + 1s);
+  EXPECT_TRUE(account.settle());
+  EXPECT_EQ(account.state().failures, 0u);
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+}
+
+TEST(LockoutPolicySliding, ASuccessClearsTheFailureTimes) {
+  Account account(Rules().deny(3));
+  account.fail();
+  account.fail();
+  account.succeed();
+  EXPECT_TRUE(account.state().earlier_failures.empty());
+  account.fail();
+  account.fail();
+  EXPECT_TRUE(account.fail().locked_now) << "a fresh count of 3 locks";
+}
+
+// A state counted under chained (or by acctlock 0.x, before the times were
+// kept) holds failures without times: they count as recent as the newest,
+// never less, until it ages out.
+TEST(LockoutPolicySliding, UntimedFailuresCountAsRecentAsTheNewest) {
+  Account account(Rules().deny(3).fail_interval(15min));
+  account.state().failures = 2;
+  account.state().last_failure = account.now();
+  account.advance(15min - 1s);
+  EXPECT_EQ(account.status().failures, 2u);
+  EXPECT_TRUE(account.fail().locked_now);
+
+  Account aged(Rules().deny(3).fail_interval(15min));
+  aged.state().failures = 2;
+  aged.state().last_failure = aged.now();
+  aged.advance(15min);
+  EXPECT_EQ(aged.status().failures, 0u);
+  EXPECT_FALSE(aged.fail().locked_now);
+}
+
+TEST(LockoutPolicySliding, SwitchingToChainedDropsTheTimesAndKeepsTheCount) {
+  UserState state;
+  const LockoutPolicy sliding(Rules().deny(5));
+  sliding.record_failure(state, false, kStart);
+  sliding.record_failure(state, false, kStart + 1min);
+  ASSERT_EQ(state.earlier_failures.size(), 1u);
+  const LockoutPolicy chained(Rules().deny(5).chained());
+  chained.settle(state, kStart + 2min);
+  EXPECT_TRUE(state.earlier_failures.empty());
+  EXPECT_EQ(state.failures, 2u);
 }
 
 TEST(LockoutPolicyCounting, SettleKeepsACountUntilFailIntervalHasPassed) {
@@ -211,15 +343,21 @@ TEST(LockoutPolicyCounting, StatusHidesAStaleCountWithoutBeingSettled) {
 
 // --- A lock in force -----------------------------------------------------------
 
-TEST(LockoutPolicyLock, LockEndsExactlyAtItsUntil) {
+// pam_faillock refuses while latest failure + unlock_time >= now: the lock's
+// last second is `until` itself, and the next one is free.
+TEST(LockoutPolicyLock, LockHoldsThroughItsUntilSecondAndEndsTheNextAsPamFaillock) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
   const TimePoint until = account.now() + 10min;
+  EXPECT_EQ(account.status().until, until);
+  EXPECT_EQ(account.next_expiry(), until + 1s);
 
-  account.advance(10min - 1s);
+  account.advance(10min);
+  ASSERT_EQ(account.now(), until);
   EXPECT_EQ(account.status().kind, LockKind::failures);
   EXPECT_FALSE(account.settle());
   EXPECT_TRUE(account.state().failure_lock.has_value());
+  EXPECT_FALSE(account.fail().counted) << "a failure at the until second meets a lock";
 
   account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none);
@@ -261,13 +399,15 @@ TEST(LockoutPolicyLock, FailureWhileLockedIsNotCountedAndDoesNotExtendTheLock) {
   EXPECT_EQ(account.state(), locked);
 
   account.advance(1min);
+  EXPECT_EQ(account.status().kind, LockKind::failures) << "still the until second";
+  account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none);
 }
 
 TEST(LockoutPolicyLock, FailureAtTheMomentALockEndsStartsAFreshCount) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
-  account.advance(10min);
+  account.advance(10min + 1s);
   const FailureOutcome outcome = account.fail();
   EXPECT_TRUE(outcome.lock_expired);
   EXPECT_TRUE(outcome.counted);
@@ -281,12 +421,12 @@ TEST(LockoutPolicyProgression, ConsecutiveLockoutsGrowByTheMultiplier) {
   Account account(Rules().unlock_time(10min).multiplier(2).max_unlock_time(24h));
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{10min});
-  account.advance(10min);
+  account.advance(10min + 1s);
 
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{20min});
   EXPECT_EQ(account.status().level, 2u);
-  account.advance(20min);
+  account.advance(20min + 1s);
 
   account.fail_until_locked();
   EXPECT_EQ(account.lock_length(), Seconds{40min});
@@ -343,8 +483,8 @@ TEST(LockoutPolicyProgression, LockingAtTheHighestLevelStaysThereAndLastsTheCap)
 
 TEST(LockoutPolicyProgression, ForgottenExactlyLockoutMemoryAfterTheLastLockEnded) {
   Account account(Rules().unlock_time(10min).lockout_memory(24h));
-  account.serve_lockout();  // now = the end of the first lockout
-  account.advance(24h);
+  account.serve_lockout();  // now: one second after last_lock_end, the lock's end
+  account.advance(24h - 1s);
   EXPECT_EQ(account.status().level, 0u);
   account.fail_until_locked();
   EXPECT_EQ(account.state().level, 1u);
@@ -353,8 +493,8 @@ TEST(LockoutPolicyProgression, ForgottenExactlyLockoutMemoryAfterTheLastLockEnde
 
 TEST(LockoutPolicyProgression, RememberedOneSecondBeforeLockoutMemoryPasses) {
   Account account(Rules().unlock_time(10min).lockout_memory(24h));
-  account.serve_lockout();
-  account.advance(24h - 1s);
+  account.serve_lockout();  // now: the first free second, one after the lock's end
+  account.advance(24h - 2s);
   EXPECT_EQ(account.status().level, 1u);
   account.fail_until_locked();
   EXPECT_EQ(account.state().level, 2u);
@@ -424,8 +564,10 @@ TEST(LockoutPolicyProgression, ZeroUnlockTimeLocksUntilAnAdminUnlocks) {
 
 // --- root --------------------------------------------------------------------------
 
+// Chained: the count can go past deny (under sliding it stops at deny, see
+// KeepsAtMostDenyFailureTimesForAUserItNeverLocks).
 TEST(LockoutPolicyRoot, RootIsCountedButNeverLockedWithoutEvenDenyRoot) {
-  Account root = Account::root(Rules().deny(3));
+  Account root = Account::root(Rules().deny(3).chained());
   for (int attempt = 0; attempt < 5; ++attempt) {
     const FailureOutcome outcome = root.fail();
     EXPECT_TRUE(outcome.counted);
@@ -452,10 +594,10 @@ TEST(LockoutPolicyRoot, RootLockoutsStartFromRootUnlockTimeAndFollowTheProgressi
                                    .max_unlock_time(3min));
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{1min});
-  root.advance(1min);
+  root.advance(1min + 1s);
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{2min});
-  root.advance(2min);
+  root.advance(2min + 1s);
   root.fail_until_locked();
   EXPECT_EQ(root.lock_length(), Seconds{3min});  // 4 minutes, capped
 }
@@ -509,10 +651,10 @@ TEST(LockoutPolicyManual, AFailureLockEndingBeneathAManualLockLeavesTheManualLoc
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
   account.admin_lock();
-  EXPECT_EQ(account.next_expiry(), account.now() + 10min)
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min + 1s)
       << "the failure lock's end still changes the state";
 
-  account.advance(10min);
+  account.advance(10min + 1s);
   EXPECT_TRUE(account.settle());
   EXPECT_FALSE(account.state().failure_lock.has_value());
   EXPECT_EQ(account.status().kind, LockKind::manual);
@@ -551,10 +693,10 @@ TEST(LockoutPolicyManual, ATimedManualLockEndsByItselfAtItsEnd) {
   const TimePoint end = account.now() + 2h;
   EXPECT_EQ(account.status().kind, LockKind::manual);
   EXPECT_EQ(account.status().until, end);
-  EXPECT_EQ(account.next_expiry(), end);
+  EXPECT_EQ(account.next_expiry(), end + 1s);
 
-  account.advance(2h - 1s);
-  EXPECT_FALSE(account.settle());
+  account.advance(2h);
+  EXPECT_FALSE(account.settle()) << "in force through its end second, as a failure lock";
   EXPECT_EQ(account.status().kind, LockKind::manual);
   account.advance(1s);
   EXPECT_EQ(account.status().kind, LockKind::none) << "status reads the end without a settle";
@@ -569,14 +711,14 @@ TEST(LockoutPolicyManual, ATimedManualLockAndAFailureLockEachEndAtTheirOwnTime) 
   const TimePoint start = account.now();
   account.fail_until_locked();
   account.admin_lock_for(1h);
-  EXPECT_EQ(account.next_expiry(), start + 10min) << "the earlier end comes first";
+  EXPECT_EQ(account.next_expiry(), start + 10min + 1s) << "the earlier end comes first";
   EXPECT_EQ(account.status().until, start + 1h) << "the manual lock's end is the one shown";
 
-  account.advance(10min);
+  account.advance(10min + 1s);
   EXPECT_TRUE(account.settle());
   EXPECT_FALSE(account.state().failure_lock.has_value());
   EXPECT_EQ(account.status().kind, LockKind::manual);
-  EXPECT_EQ(account.next_expiry(), start + 1h);
+  EXPECT_EQ(account.next_expiry(), start + 1h + 1s);
   // Failures while manually locked are not counted, timed or not.
   EXPECT_FALSE(account.fail().counted);
 
@@ -650,7 +792,7 @@ TEST(LockoutPolicySuccess, SuccessWhileManuallyLockedChangesNothing) {
 TEST(LockoutPolicySuccess, SuccessAtTheMomentALockEndsResets) {
   Account account(Rules().unlock_time(10min));
   account.fail_until_locked();
-  account.advance(10min);
+  account.advance(10min + 1s);
   const SuccessOutcome outcome = account.succeed();
   EXPECT_TRUE(outcome.lock_expired);
   EXPECT_FALSE(outcome.ignored_while_locked);
@@ -736,7 +878,7 @@ TEST(LockoutPolicyExpiry, NextExpiryIsTheEndOfATimedFailureLockOnly) {
   account.fail();
   EXPECT_FALSE(account.next_expiry().has_value());
   account.fail_until_locked();
-  EXPECT_EQ(account.next_expiry(), account.now() + 10min);
+  EXPECT_EQ(account.next_expiry(), account.now() + 10min + 1s) << "locked through now + 10min";
 
   Account permanent(Rules().unlock_time(0s));
   permanent.fail_until_locked();
@@ -832,7 +974,7 @@ TEST(LockoutPolicyClock, SettingTheClockBackLengthensALock) {
 // --- Exemptions (exempt_group, and admin_group with faillock's meaning) ------
 
 TEST(LockoutPolicyExempt, AnExemptUserIsCountedButNeverLockedEvenWithEvenDenyRoot) {
-  const LockoutPolicy policy(Rules().deny(3).even_deny_root());
+  const LockoutPolicy policy(Rules().deny(3).even_deny_root().chained());
   UserState state;
   TimePoint now{std::chrono::hours(1000)};
   for (int i = 0; i < 5; ++i) {
@@ -863,4 +1005,77 @@ TEST(LockoutPolicyExempt, FailureWouldLockOnlyForTheFailureThatReachesDeny) {
   EXPECT_FALSE(policy.failure_would_lock(state, now)) << "already locked";
 }
 
+}  // namespace acctlock
+
+// --- Per-service rules ([service NAME]): one tally, each rule its own view ----
+
+namespace acctlock {
+namespace {
+
+struct TwoServices {
+  // sshd: strict; login: lenient. Both see one tally.
+  LockoutPolicy sshd{Rules().deny(2).unlock_time(1h), true};
+  LockoutPolicy login{Rules().deny(5).unlock_time(10min), true};
+  UserState state;
+  TimePoint now = kStart;
+};
+
+TEST(LockoutPolicyPerService, AStrictRulesLockDoesNotRefuseALenientService) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(t.sshd.record_failure(t.state, false, t.now).locked_now);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::failures);
+  EXPECT_EQ(*t.sshd.verdict(t.state, t.now).until, t.now + 1h) << "sshd's length";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::none) << "2 failures < login's 5";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).failures, 2u);
+  // The lock as it stands, for admins: status() is the same through any rule.
+  EXPECT_EQ(t.login.status(t.state, t.now).kind, LockKind::failures);
+}
+
+TEST(LockoutPolicyPerService, ALenientServiceCountsOnAndItsOwnDenyLocksForEveryone) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  t.sshd.record_failure(t.state, false, t.now);  // sshd's lock, 1h
+  EXPECT_FALSE(t.sshd.record_failure(t.state, false, t.now).counted) << "sshd sees its lock";
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(t.login.record_failure(t.state, false, t.now).counted);
+  const FailureOutcome fifth = t.login.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(fifth.locked_now);
+  EXPECT_EQ(t.state.level, 2u) << "the second lockout in a row";
+  EXPECT_EQ(*t.state.failure_lock->until, t.now + 20min) << "login's length at level 2";
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::failures);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::failures) << "5 >= sshd's 2";
+}
+
+TEST(LockoutPolicyPerService, ASuccessThroughAServiceThatDoesNotSeeTheLockClearsTheTally) {
+  TwoServices t;
+  t.sshd.record_failure(t.state, false, t.now);
+  t.sshd.record_failure(t.state, false, t.now);
+  EXPECT_TRUE(t.sshd.record_success(t.state, t.now).ignored_while_locked);
+  EXPECT_TRUE(t.state.failure_lock.has_value());
+  const SuccessOutcome outcome = t.login.record_success(t.state, t.now);
+  EXPECT_FALSE(outcome.ignored_while_locked);
+  EXPECT_TRUE(outcome.reset);
+  EXPECT_FALSE(t.state.failure_lock.has_value()) << "as pam_faillock's authsucc empties the tally";
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::none);
+}
+
+TEST(LockoutPolicyPerService, AManualLockRefusesEveryService) {
+  TwoServices t;
+  t.login.lock_manually(t.state, "audit", 0, t.now);
+  EXPECT_EQ(t.login.verdict(t.state, t.now).kind, LockKind::manual);
+  EXPECT_EQ(t.sshd.verdict(t.state, t.now).kind, LockKind::manual);
+  EXPECT_FALSE(t.login.record_failure(t.state, false, t.now).counted);
+}
+
+TEST(LockoutPolicyPerService, WithoutSectionsEveryLockHoldsEvenAfterDenyWasRaised) {
+  UserState state;
+  const LockoutPolicy strict{Rules().deny(2)};
+  strict.record_failure(state, false, kStart);
+  strict.record_failure(state, false, kStart);
+  const LockoutPolicy raised{Rules().deny(5)};  // a reload, no [service] sections
+  EXPECT_EQ(raised.verdict(state, kStart).kind, LockKind::failures);
+  EXPECT_FALSE(raised.record_failure(state, false, kStart).counted);
+}
+
+}  // namespace
 }  // namespace acctlock

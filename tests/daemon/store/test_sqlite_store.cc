@@ -164,6 +164,15 @@ UserState both_locks() {
   return state;
 }
 
+// fail_window = sliding: three failures with the times of the first two.
+UserState sliding_failures() {
+  UserState state;
+  state.failures = 3;
+  state.last_failure = at(1'700'000'300);
+  state.earlier_failures = {at(1'700'000'100), at(1'700'000'200)};
+  return state;
+}
+
 // acctlock lock --for 2h.
 UserState timed_manual_lock() {
   UserState state;
@@ -180,6 +189,7 @@ TEST_F(SqliteStoreTest, UserStatesRoundTripWithEveryField) {
       {"both", both_locks()},
       {"blank", UserState{}},
       {"timed manual", timed_manual_lock()},
+      {"sliding", sliding_failures()},
   };
   auto store = open_store();
   StoreBatch batch;
@@ -444,12 +454,59 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec("ALTER TABLE user_state DROP COLUMN manual_until; PRAGMA user_version = 2;");
+    raw.exec(
+        "ALTER TABLE user_state DROP COLUMN earlier_failures; "
+        "ALTER TABLE user_state DROP COLUMN manual_until; PRAGMA user_version = 2;");
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
   store->commit(StoreBatch{.put_states = {{"carol", timed_manual_lock()}}});
   EXPECT_EQ(states_of(*store).at("carol"), timed_manual_lock());
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
+  // Schema 3 (acctlock before fail_window): no earlier_failures column.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"alice", failure_counted()}, {"bob", timed_lock()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec("ALTER TABLE user_state DROP COLUMN earlier_failures; PRAGMA user_version = 3;");
+  }
+  auto store = open_store();
+  // The counts come over without times; the policy counts them as recent
+  // as last_failure (LockoutPolicySliding.UntimedFailuresCountAsRecentAsTheNewest).
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()},
+                                                                 {"bob", timed_lock()}}));
+  store->commit(StoreBatch{.put_states = {{"carol", sliding_failures()}}});
+  EXPECT_EQ(states_of(*store).at("carol"), sliding_failures());
+  store.reset();
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.text("SELECT earlier_failures FROM user_state WHERE user = 'carol'"),
+            "1700000100 1700000200");
+}
+
+TEST_F(SqliteStoreTest, AMalformedFailureTimesListIsReportedNotReadAsNone) {
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"alice", sliding_failures()}}});
+  }
+  for (const char* broken : {"1700000100  1700000200", "17000001x", "1700000100 ", " "}) {
+    {
+      RawDatabase raw(path_);
+      raw.exec(std::string("UPDATE user_state SET earlier_failures = '") + broken + "'");
+    }
+    try {
+      auto store = open_store();
+      states_of(*store);
+      ADD_FAILURE() << "read \"" << broken << "\" without an error";
+    } catch (const StoreError& error) {
+      EXPECT_THAT(error.what(), HasSubstr("user alice: earlier_failures is not a list of times"))
+          << broken;
+    }
+  }
 }
 
 TEST_F(SqliteStoreTest, AnsweredEventsRoundTripAndStayBounded) {

@@ -72,6 +72,15 @@ UserState both_locks() {
   return state;
 }
 // acctlock lock --for 2h.
+// fail_window = sliding: three failures with the times of the first two.
+UserState sliding_failures() {
+  UserState state;
+  state.failures = 3;
+  state.last_failure = at(1'700'000'300);
+  state.earlier_failures = {at(1'700'000'100), at(1'700'000'200)};
+  return state;
+}
+
 UserState timed_manual_lock() {
   UserState state;
   state.manual_lock = ManualLock{"audit", at(1'700'000'400), 0, at(1'700'007'600)};
@@ -143,6 +152,7 @@ TEST_P(StoreBehaviour, UserStatesRoundTripWithEveryField) {
       {"NULL", failure_counted()},
       {"o\"dd\\name,{x}", timed_lock()},
       {"timed manual", timed_manual_lock()},
+      {"sliding", sliding_failures()},
   };
   auto store = open_store();
   StoreBatch batch;
@@ -444,6 +454,22 @@ TEST_F(PostgresqlStoreTest, RecordsTheSchemaVersionAndTheHostOfEachHistoryRow) {
   EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
             std::to_string(PostgresqlStore::kSchemaVersion));
   EXPECT_EQ(postgres().query_text("SELECT host FROM history", database_), "web-1");
+}
+
+TEST_F(PostgresqlStoreTest, MigratesASchemaVersion1DatabaseToOneWithFailureTimes) {
+  PostgresqlStore::open({conninfo(), "h"})
+      ->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}});
+  // Schema 1 (acctlock before fail_window): no earlier_failures column.
+  postgres().execute(
+      "ALTER TABLE user_state DROP COLUMN earlier_failures; UPDATE acctlock_schema SET version = 1",
+      database_);
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_), "2");
+  store->commit(StoreBatch{.put_states = {{"carol", sliding_failures()}}});
+  const auto loaded = store->load_states();
+  const std::map<std::string, UserState> states(loaded.begin(), loaded.end());
+  EXPECT_EQ(states, (std::map<std::string, UserState>{{"alice", failure_counted()},
+                                                      {"carol", sliding_failures()}}));
 }
 
 TEST_F(PostgresqlStoreTest, AnsweredEventsArePerHost) {

@@ -148,15 +148,19 @@ TEST(SourceBlocking, FailuresFurtherApartThanTheIntervalStartAgain) {
   EXPECT_TRUE(policy.record_failure(attacker, state, kStart + 20min - 1s).blocked_now);
 }
 
-TEST(SourceBlocking, BlockEndsExactlyAtUnlockTime) {
+// As a user's lock (and pam_faillock's): in force through its until second,
+// over the second after.
+TEST(SourceBlocking, BlockHoldsThroughItsUntilSecondAndEndsTheNext) {
   const SourcePolicy policy(rules(1));
   const Source attacker = source("203.0.113.5");
   UserState state;
   fail(policy, attacker, state, kStart);
-  EXPECT_TRUE(policy.status(attacker, state, kStart + 10min - 1s).locked());
-  EXPECT_FALSE(policy.status(attacker, state, kStart + 10min).locked());
-  EXPECT_EQ(policy.next_expiry(state), kStart + 10min);
-  EXPECT_TRUE(policy.settle(state, kStart + 10min));
+  EXPECT_EQ(policy.status(attacker, state, kStart).until, kStart + 10min);
+  EXPECT_TRUE(policy.status(attacker, state, kStart + 10min).locked());
+  EXPECT_FALSE(policy.settle(state, kStart + 10min));
+  EXPECT_FALSE(policy.status(attacker, state, kStart + 10min + 1s).locked());
+  EXPECT_EQ(policy.next_expiry(state), kStart + 10min + 1s);
+  EXPECT_TRUE(policy.settle(state, kStart + 10min + 1s));
 }
 
 TEST(SourceBlocking, ConsecutiveBlocksGrowUpToTheCap) {
@@ -168,7 +172,7 @@ TEST(SourceBlocking, ConsecutiveBlocksGrowUpToTheCap) {
        {Seconds{10min}, Seconds{20min}, Seconds{40min}, Seconds{1h}, Seconds{1h}}) {
     ASSERT_TRUE(policy.record_failure(attacker, state, now).blocked_now);
     EXPECT_EQ(policy.status(attacker, state, now).until, now + expected);
-    now += expected;
+    now += expected + 1s;  // the first second the block is over
   }
 }
 

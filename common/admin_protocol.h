@@ -25,8 +25,9 @@ namespace acctlock::admin {
 // thousand.) Version 3 adds `lock`'s "for" and the `version` command that
 // tells a client which version the daemon speaks: a version 2 daemon would
 // ignore "for" and lock for good, so the command asks first.
+// Version 4 adds `sources` and `unlock_source` (issue 11).
 // docs/protocol.md lists what each version changed.
-inline constexpr int kProtocolVersion = 3;
+inline constexpr int kProtocolVersion = 4;
 
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.

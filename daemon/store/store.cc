@@ -14,7 +14,7 @@ struct EventName {
   const char* name;
 };
 
-constexpr std::array<EventName, 8> kEventNames{{
+constexpr std::array<EventName, 11> kEventNames{{
     {HistoryEvent::success, "success"},
     {HistoryEvent::failure, "failure"},
     {HistoryEvent::locked, "locked"},
@@ -23,6 +23,9 @@ constexpr std::array<EventName, 8> kEventNames{{
     {HistoryEvent::manual_lock, "manual_lock"},
     {HistoryEvent::unlocked, "unlocked"},
     {HistoryEvent::reset, "reset"},
+    {HistoryEvent::source_blocked, "source_blocked"},
+    {HistoryEvent::source_expired, "source_expired"},
+    {HistoryEvent::source_unlocked, "source_unlocked"},
 }};
 
 }  // namespace

@@ -35,6 +35,12 @@ enum class HistoryEvent : std::uint8_t {
   manual_lock,       // an admin locked the account
   unlocked,          // an admin lifted a lock
   reset,             // an admin cleared the failures
+  // A source (daemon/policy/source_policy.h), named in `detail`: blocked by
+  // the failure of `user` from it, its block ran out (no user), or an admin
+  // lifted it (no user).
+  source_blocked,
+  source_expired,
+  source_unlocked,
 };
 
 const char* to_string(HistoryEvent event) noexcept;
@@ -85,13 +91,17 @@ inline constexpr std::size_t kMaxAnsweredEvents = 100'000;
 struct StoreBatch {
   std::vector<std::pair<std::string, UserState>> put_states;  // insert or replace
   std::vector<std::string> delete_states;
+  // Per-source state (issue 11), keyed by the normalised source.
+  std::vector<std::pair<std::string, UserState>> put_sources;
+  std::vector<std::string> delete_sources;
   std::vector<HistoryEntry> history;
   std::vector<AnsweredEvent> answered;
   // Answered events older than this are deleted in the same transaction.
   std::optional<TimePoint> forget_answered_before;
 
   bool empty() const {
-    return put_states.empty() && delete_states.empty() && history.empty() && answered.empty();
+    return put_states.empty() && delete_states.empty() && put_sources.empty() &&
+           delete_sources.empty() && history.empty() && answered.empty();
   }
 };
 
@@ -101,6 +111,10 @@ class Store {
 
   // Every stored user state, for the daemon to load at start-up.
   virtual std::vector<std::pair<std::string, UserState>> load_states() = 0;
+
+  // Every stored source state (daemon/policy/source_policy.h), for the
+  // daemon to load at start-up. Bounded by max_tracked_sources.
+  virtual std::vector<std::pair<std::string, UserState>> load_sources() = 0;
 
   // The answered events kept (at most kMaxAnsweredEvents, those at or after
   // `since`), oldest first.

@@ -639,6 +639,18 @@ constexpr std::array kOptionEntries{
                   return parse_duration_value(text, DurationZero::rejected,
                                               o.familiar_sources.memory, error);
                 }},
+    OptionEntry{
+        {"max_tracked_sources", "N", "65536",
+         "the most sources acctlockd keeps state for; past that the least useful go", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          std::uint64_t value = 0;
+          if (!parse_whole_number(text, 16, 100'000'000, "a whole number from 16 to 100000000",
+                                  value, error)) {
+            return false;
+          }
+          o.max_tracked_sources = static_cast<std::size_t>(value);
+          return true;
+        }},
 };
 
 // The public, documentation-only view of the same entries, so that a name

@@ -126,6 +126,8 @@ struct Options {
   // Sources, familiar sources (issue 11).
   SourceRules source_rules;
   FamiliarSourceRules familiar_sources;
+  // The bound on acctlockd's source table (memory and database rows).
+  std::size_t max_tracked_sources = 65536;
 };
 
 // Notes for a configuration written for an older acctlock or for

@@ -749,5 +749,64 @@ TEST_F(AdminSocketTest, OversizedRequestClosesOnlyItsConnection) {
   close(bystander);
 }
 
+// Sources (issue 11): source_deny failures from one address, spread over
+// several accounts (none of them reaches deny), block the address for every
+// account; `acctlock sources` shows it with the time left and `unblock` (or
+// `unlock --source`) lifts it, for admins only.
+TEST_F(AcctlockCommandTest, SourcesShowsABlockedAddressAndUnblockLiftsIt) {
+  // The default source_deny is 10; deny is 3 here, so two failures each.
+  for (const char* user : {"daemon", "bin", "sys", "sync", "nobody"}) {
+    for (int i = 0; i < 2; ++i) daemon.request(MessageType::failure, user, "sshd", "192.0.2.99");
+  }
+  const auto refused = daemon.request(MessageType::check, "games", "sshd", "192.0.2.99");
+  EXPECT_EQ(refused.verdict, Verdict::locked);
+  EXPECT_EQ(refused.lock, LockKind::source);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.98").verdict,
+            Verdict::allowed);
+  EXPECT_FALSE(status_json("daemon")["locked"].get<bool>()) << "no account is locked";
+
+  const auto listed = acctlock({"sources", "--blocked", "--json"});
+  ASSERT_EQ(listed.exit_code, cli::kExitOk) << listed.err;
+  const json sources = json::parse(listed.out)["sources"];
+  ASSERT_EQ(sources.size(), 1u) << listed.out;
+  EXPECT_EQ(sources[0]["source"], "192.0.2.99");
+  EXPECT_EQ(sources[0]["blocked"], true);
+  EXPECT_EQ(sources[0]["lock"], "failures");
+  EXPECT_EQ(sources[0]["failures"], 10);
+  EXPECT_TRUE(sources[0]["blocked_until"].is_string());
+
+  const auto table = acctlock({"sources"});
+  ASSERT_EQ(table.exit_code, cli::kExitOk) << table.err;
+  EXPECT_NE(table.out.find("192.0.2.99"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(" left"), std::string::npos) << table.out;
+
+  EXPECT_EQ(acctlock({"sources"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+  EXPECT_EQ(acctlock({"unblock", "192.0.2.99"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.99").verdict,
+            Verdict::locked);
+  EXPECT_EQ(acctlock({"unblock", "not an address"}).exit_code, cli::kExitUsage);
+
+  const auto unblocked = acctlock({"unblock", "192.0.2.99", "--json"});
+  ASSERT_EQ(unblocked.exit_code, cli::kExitOk) << unblocked.err;
+  EXPECT_EQ(json::parse(unblocked.out)["blocked"], false) << unblocked.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.99").verdict,
+            Verdict::allowed);
+  const auto none = acctlock({"sources", "--blocked"});
+  EXPECT_NE(none.out.find("No source is blocked."), std::string::npos) << none.out;
+
+  // The faillock-style form does the same.
+  for (int i = 0; i < 10; ++i) {
+    daemon.request(MessageType::failure, i % 2 ? "bin" : "sys", "sshd", "2001:db8:7::1");
+  }
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "2001:db8:7::ffff").lock,
+            LockKind::source);
+  ASSERT_EQ(acctlock({"unlock", "--source", "2001:db8:7::5"}).exit_code, cli::kExitOk);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "2001:db8:7::ffff").verdict,
+            Verdict::allowed);
+  const auto history = acctlock({"history", "--json"});
+  EXPECT_NE(history.out.find("\"source_unlocked\""), std::string::npos) << history.out;
+  EXPECT_NE(history.out.find("\"source_blocked\""), std::string::npos) << history.out;
+}
+
 }  // namespace
 }  // namespace acctlock::test

@@ -74,6 +74,7 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(as.trusted, es.trusted);
   EXPECT_EQ(actual.familiar_sources.scope, expected.familiar_sources.scope);
   EXPECT_EQ(actual.familiar_sources.max_per_user, expected.familiar_sources.max_per_user);
+  EXPECT_EQ(actual.max_tracked_sources, expected.max_tracked_sources);
   EXPECT_EQ(actual.familiar_sources.memory, expected.familiar_sources.memory);
 }
 
@@ -124,7 +125,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 46u);
+  EXPECT_EQ(names.size(), 47u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -635,6 +636,16 @@ TEST(OptionKeys, FamiliarSources) {
   EXPECT_EQ(parse_ok("familiar_source_memory = 90d").familiar_sources.memory, 90 * 24h);
   EXPECT_THAT(value_error("familiar_source_memory", "0"),
               HasSubstr("is not a duration greater than 0"));
+}
+
+TEST(OptionKeys, MaxTrackedSources) {
+  EXPECT_EQ(Options{}.max_tracked_sources, 65536u);
+  EXPECT_EQ(parse_ok("max_tracked_sources = 16").max_tracked_sources, 16u);
+  EXPECT_EQ(parse_ok("max_tracked_sources = 100000000").max_tracked_sources, 100'000'000u);
+  EXPECT_THAT(value_error("max_tracked_sources", "15"),
+              HasSubstr("is not a whole number from 16 to 100000000"));
+  EXPECT_THAT(value_error("max_tracked_sources", "100000001"),
+              HasSubstr("is too large: expected a whole number from 16 to 100000000"));
 }
 
 TEST(CrossChecks, SourceCapShorterThanSourceUnlockTimeWarns) {

@@ -17,6 +17,8 @@
 //   at source_deny the source is blocked for source_unlock_time, growing by
 //   source_lockout_multiplier up to source_max_unlock_time, forgotten after
 //   source_lockout_memory: the user rules of lockout_policy.h, own keys.
+//   A block, like a user's lock, is in force through its `until` second and
+//   ends at the next (pam_faillock's boundary).
 // - A success from a source does not reset its count: one valid account in
 //   an attacker's hands must not buy unlimited guesses at the others.
 // - trusted_sources (checked against the full address, before masking) and

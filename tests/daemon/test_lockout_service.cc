@@ -241,11 +241,16 @@ TEST_F(SourceServiceTest, ASourceIsBlockedForEveryUserAfterSourceDenyAcrossNames
   EXPECT_EQ(from(MessageType::check, "alice", "192.0.2.9", t0 + Seconds(7)).lock,
             LockKind::failures);
 
-  // The block ends by itself, announced by the expiry timer.
-  EXPECT_EQ(service.next_expiry(), t0 + Seconds(303));
-  service.expire_due(t0 + Seconds(303), work);
-  EXPECT_EQ(events_of(HistoryEvent::source_expired), 1u);
+  // The block holds through its until second (t0 + 303, as a user's lock)
+  // and ends by itself at the next, announced by the expiry timer.
   EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(303)).verdict,
+            protocol::Verdict::locked);
+  EXPECT_EQ(service.next_expiry(), t0 + Seconds(304));
+  service.expire_due(t0 + Seconds(303), work);
+  EXPECT_EQ(events_of(HistoryEvent::source_expired), 0u);
+  service.expire_due(t0 + Seconds(304), work);
+  EXPECT_EQ(events_of(HistoryEvent::source_expired), 1u);
+  EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(304)).verdict,
             protocol::Verdict::allowed);
 }
 
@@ -301,7 +306,8 @@ TEST_F(SourceServiceTest, BlocksAreDurableAndRestoredAtStart) {
   check.user = "carol";
   check.rhost = "203.0.113.5";
   EXPECT_EQ(restarted.apply(check, false, t0 + Seconds(10), work).lock, LockKind::source);
-  EXPECT_EQ(restarted.next_expiry(), t0 + Seconds(2) + Seconds(300));
+  // The second after the until second (docs/policy.md, the lock boundary).
+  EXPECT_EQ(restarted.next_expiry(), t0 + Seconds(2) + Seconds(300) + Seconds(1));
 }
 
 TEST_F(SourceServiceTest, AnAdminUnblocksASource) {

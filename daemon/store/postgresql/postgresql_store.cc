@@ -497,8 +497,8 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
   Result rows = reader_->exec(
       "SELECT " + key_column +
           ", failures, last_failure, level, last_lock_end, locked, lock_since, "
-          "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until "
-          "FROM " +
+          "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until, "
+          "earlier_failures FROM " +
           std::string(table) + " ORDER BY " + key_column + " COLLATE \"C\"",
       {}, doing);
   std::vector<std::pair<std::string, UserState>> states;

@@ -62,6 +62,9 @@ enum class LockoutScope { account, unfamiliar };
 struct SourceRules {
   std::uint32_t deny = 10;             // key source_deny; 0 = sources are never blocked
   Seconds fail_interval{600};          // key source_fail_interval
+  // Not a key of its own: fail_window, so that "the failures count within
+  // the interval" means one thing for users and sources in one file.
+  FailWindow fail_window = FailWindow::sliding;
   Seconds unlock_time{600};            // key source_unlock_time; 0 = until an admin unlocks
   double lockout_multiplier = 2.0;     // key source_lockout_multiplier
   Seconds max_unlock_time{86400};      // key source_max_unlock_time

@@ -84,7 +84,8 @@ struct SourceReport {
 };
 
 // The default bound on the source table: about 200 bytes a source in memory,
-// so some 13 MB, and the same order on disk.
+// so some 13 MB, and the same order on disk; a sliding window adds 8 bytes
+// per failure time it keeps (fewer than source_deny per source).
 inline constexpr std::size_t kDefaultMaxTrackedSources = 65536;
 
 class LockoutService {

@@ -579,7 +579,18 @@ TEST(DiagnosticText, LeavesOutEmptyParts) {
 TEST(OptionKeys, SourceDenyAcceptsZeroAsOff) {
   EXPECT_EQ(parse_ok("source_deny = 20").source_rules.deny, 20u);
   EXPECT_EQ(parse_ok("source_deny = 0").source_rules.deny, 0u);
-  EXPECT_EQ(value_error("source_deny", "-1"), "\"-1\" is not a whole number (0 turns this off)");
+  EXPECT_EQ(value_error("source_deny", "-1"),
+            "\"-1\" is not a whole number from 0 to 1000 (0 turns this off)");
+  // As deny: a sliding window keeps up to source_deny times per source.
+  EXPECT_EQ(parse_ok("source_deny = 1000").source_rules.deny, 1000u);
+  EXPECT_THAT(value_error("source_deny", "1001"), HasSubstr("is too large"));
+}
+
+TEST(OptionKeys, SourcesCountFailuresAsFailWindowSays) {
+  EXPECT_EQ(Options{}.source_rules.fail_window, FailWindow::sliding);
+  EXPECT_EQ(parse_ok("fail_window = chained").source_rules.fail_window, FailWindow::chained);
+  EXPECT_EQ(parse_ok("fail_window = chained\nfail_window = sliding").source_rules.fail_window,
+            FailWindow::sliding);
 }
 
 TEST(OptionKeys, SourceDurations) {

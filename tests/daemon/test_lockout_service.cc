@@ -310,6 +310,29 @@ TEST_F(SourceServiceTest, BlocksAreDurableAndRestoredAtStart) {
   EXPECT_EQ(restarted.next_expiry(), t0 + Seconds(2) + Seconds(300) + Seconds(1));
 }
 
+TEST_F(SourceServiceTest, ASourcesSlidingWindowSurvivesARestart) {
+  // fail_window = sliding (the default) for sources too: the times of the
+  // counted failures are stored, so a restart counts the same window.
+  from(protocol::MessageType::failure, "nosuch", "203.0.113.5", t0, true);
+  from(protocol::MessageType::failure, "nosuch", "203.0.113.5", t0 + Seconds(400), true);
+  commit();
+
+  LockoutService restarted(rules(), *store);
+  restarted.set_source_rules(source_rules(), 64);
+  restarted.load_from_store();
+  protocol::Request failure;
+  failure.type = protocol::MessageType::failure;
+  failure.user = "nosuch";
+  failure.user_unknown = true;
+  failure.rhost = "203.0.113.5";
+  // At t0 + 700 the first failure is older than source_fail_interval (600 s):
+  // two count, no block. Read as untimed, all three would have counted.
+  EXPECT_EQ(restarted.apply(failure, false, t0 + Seconds(700), work).verdict,
+            protocol::Verdict::allowed);
+  EXPECT_EQ(restarted.source_report("203.0.113.5", t0 + Seconds(700))->state.failures, 2u);
+  EXPECT_EQ(restarted.apply(failure, false, t0 + Seconds(900), work).lock, LockKind::source);
+}
+
 TEST_F(SourceServiceTest, AnAdminUnblocksASource) {
   for (int i = 0; i < 3; ++i) from(protocol::MessageType::failure, "bob", "192.0.2.44", t0);
   commit();

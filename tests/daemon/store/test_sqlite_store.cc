@@ -25,6 +25,7 @@ namespace acctlock {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
 
 TimePoint at(std::int64_t unix_seconds) {
   return TimePoint{Seconds{unix_seconds}};
@@ -512,11 +513,27 @@ TEST_F(SqliteStoreTest, AMalformedFailureTimesListIsReportedNotReadAsNone) {
   }
 }
 
+TEST_F(SqliteStoreTest, AMalformedFailureTimesListOfASourceIsReportedNamingIt) {
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_sources = {{"192.0.2.8", sliding_failures()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec("UPDATE source_state SET earlier_failures = '1700000100 x'");
+  }
+  auto store = open_store();
+  EXPECT_THAT([&] { store->load_sources(); },
+              ThrowsMessage<StoreError>(
+                  HasSubstr("source 192.0.2.8: earlier_failures is not a list of times")));
+}
+
 TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   // Schema 4 (acctlock before issue 11): no source_state table.
   {
     auto store = open_store();
-    store->commit(StoreBatch{.put_states = {{"bob", timed_manual_lock()}, {"carol", sliding_failures()}}});
+    store->commit(
+        StoreBatch{.put_states = {{"bob", timed_manual_lock()}, {"carol", sliding_failures()}}});
   }
   {
     RawDatabase raw(path_);

@@ -137,10 +137,14 @@ class CockpitPageTest : public ::testing::Test {
     fs::create_directories(plugin);
     fs::copy(fs::path(ACCTLOCK_SOURCE_DIR) / "cockpit", plugin, fs::copy_options::recursive);
     // The page runs "acctlock" from PATH; this one talks to the test's daemon.
+    // A copy of the command in the world-readable temp dir: the non-admin
+    // test runs it as nobody, who cannot reach a build tree in /root (0700),
+    // where administrators clone.
     fs::create_directories(dir_.path() / "bin");
-    write_file(dir_ / "bin/acctlock", "#!/bin/sh\nexec " + std::string(ACCTLOCK_BINARY_DIR) +
-                                          "/cli/acctlock --config " + daemon_.config_path() +
-                                          " \"$@\"\n");
+    fs::copy_file(fs::path(ACCTLOCK_BINARY_DIR) / "cli/acctlock", dir_.path() / "bin/acctlock.bin");
+    chmod((dir_ / "bin/acctlock.bin").c_str(), 0755);
+    write_file(dir_ / "bin/acctlock", "#!/bin/sh\nexec " + (dir_ / "bin/acctlock.bin") +
+                                          " --config " + daemon_.config_path() + " \"$@\"\n");
     chmod((dir_ / "bin/acctlock").c_str(), 0755);
     fs::create_directories(dir_.path() / "screenshots");
     fs::create_directories(sync_dir_);

@@ -130,6 +130,153 @@ if [ -n "$cockpit_deb" ]; then
   echo "ok: cockpit-acctlock installed; cockpit-bridge lists the page \"Account lockout\""
 fi
 
+# --- docs/migration.md: from pam_faillock to acctlock and back. -------------
+# Debian 12's pam_faillock has no pam-auth-update profile: a host on faillock
+# has its lines in common-auth and common-account by hand, as pam_faillock(8)
+# shows them: preauth before pam_unix, authfail right after it (pam_unix's
+# success jump grows by one to skip it), and an account line.
+faillock_on() {
+  awk '
+    /^auth[ \t].*pam_unix\.so/ {
+      print "auth\trequired\t\t\tpam_faillock.so preauth"
+      if (match($0, /success=[0-9]+/)) {
+        n = substr($0, RSTART + 8, RLENGTH - 8) + 1
+        $0 = substr($0, 1, RSTART - 1) "success=" n substr($0, RSTART + RLENGTH)
+      }
+      print
+      print "auth\t[default=die]\t\t\tpam_faillock.so authfail"
+      next
+    }
+    { print }' /etc/pam.d/common-auth >/tmp/common-auth.new
+  cat /tmp/common-auth.new >/etc/pam.d/common-auth
+  printf 'account\trequired\t\t\tpam_faillock.so\n' >>/etc/pam.d/common-account
+}
+# Step 3 of the migration, by hand: the faillock lines out again.
+faillock_off() {
+  for file in common-auth common-account; do
+    awk '
+      /pam_faillock\.so/ { next }
+      /^auth[ \t].*pam_unix\.so/ && match($0, /success=[0-9]+/) {
+        n = substr($0, RSTART + 8, RLENGTH - 8) - 1
+        $0 = substr($0, 1, RSTART - 1) "success=" n substr($0, RSTART + RLENGTH)
+      }
+      { print }' "/etc/pam.d/$file" >"/tmp/$file.new"
+    cat "/tmp/$file.new" >"/etc/pam.d/$file"
+  done
+}
+# One authentication of nobody (no password: pam_unix fails it) through the
+# host's common-* stacks.
+fail_nobody() {
+  pamtester migration-test nobody authenticate </dev/null >/tmp/pamtester.out 2>&1 &&
+    fail "nobody authenticated through common-auth"
+  return 0
+}
+# acctlock's count of nobody's failures.
+acctlock_count() {
+  /usr/sbin/acctlock status nobody --json | sed -n 's/.*"failures": *\([0-9]*\).*/\1/p' | head -n 1
+}
+# Faillock's own count of nobody's failures.
+faillock_count() { faillock --user nobody | grep -c -E '^[0-9]{4}-' || true; }
+
+# Whether pam-auth-update manages this host's files at all (it does not on a
+# host whose common-* were edited by hand): enable and disable once.
+# shellcheck disable=SC2086 # the profile names are words
+pam-auth-update --enable $profiles 2>/dev/null || true
+pam_auth_update_manages=no
+if grep -q pam_acctlock /etc/pam.d/common-auth; then
+  pam_auth_update_manages=yes
+  # shellcheck disable=SC2086
+  pam-auth-update --disable $profiles
+  cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
+    fail "pam-auth-update --disable did not give back common-auth as it was"
+fi
+
+if [ "$pam_auth_update_manages" = no ]; then
+  echo "note: pam-auth-update does not manage this host's common-*; the faillock migration is not checked"
+elif [ "$(grep -c 'success=' /etc/pam.d/common-auth)" != 1 ] || ! grep -q pam_unix /etc/pam.d/common-auth; then
+  echo "note: common-auth here has other password modules than pam_unix; the faillock migration is not checked"
+elif ! command -v pamtester >/dev/null 2>&1; then
+  echo "note: pamtester is not installed; the faillock migration is not checked"
+else
+  echo "== from pam_faillock (docs/migration.md)"
+  cp /etc/pam.d/common-account /tmp/common-account.before
+  printf 'auth include common-auth\naccount include common-account\n' >/etc/pam.d/migration-test
+  faillock_on
+  cp /etc/pam.d/common-auth /tmp/common-auth.faillock
+  cp /etc/pam.d/common-account /tmp/common-account.faillock
+  fail_nobody
+  fail_nobody
+  [ "$(faillock_count)" = 2 ] || fail "the host on pam_faillock did not count nobody's 2 failures: $(faillock --user nobody)"
+  echo "ok: a host on pam_faillock (lines by hand) counts failures in /var/run/faillock"
+
+  # The trap the guide warns about: pam-auth-update does not manage files
+  # with local changes, so enabling before the faillock lines are out does
+  # nothing (a failure would otherwise be counted twice).
+  # shellcheck disable=SC2086 # the profile names are words
+  pam-auth-update --enable $profiles 2>/tmp/enable.err || true
+  if grep -q pam_acctlock /etc/pam.d/common-auth; then
+    fail "pam-auth-update enabled acctlock beside hand-written pam_faillock lines; docs/migration.md says it does not"
+  fi
+  grep -q "Local modifications" /tmp/enable.err ||
+    fail "pam-auth-update did not say why it left common-auth alone: $(cat /tmp/enable.err)"
+  cmp -s /etc/pam.d/common-auth /tmp/common-auth.faillock || fail "pam-auth-update changed a locally modified common-auth"
+
+  # Step 3: the faillock lines out, which gives back what pam-auth-update
+  # wrote, then the profiles.
+  faillock_off
+  cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
+    fail "taking the faillock lines out did not give back common-auth as it was"
+  cmp -s /etc/pam.d/common-account /tmp/common-account.before ||
+    fail "taking the faillock lines out did not give back common-account as it was"
+  # shellcheck disable=SC2086
+  pam-auth-update --enable $profiles 2>/tmp/enable.err
+  grep -q 'pam_acctlock\.so preauth' /etc/pam.d/common-auth || {
+    cat /tmp/enable.err >&2
+    fail "pam-auth-update --enable did not add pam_acctlock.so once the faillock lines were out"
+  }
+  ! grep -q pam_faillock /etc/pam.d/common-* || fail "pam_faillock lines are left after the switch"
+
+  # The daemon as the unit would run it (no systemd here), then step 4.
+  mkdir -p /run/acctlock "$database_dir"
+  /usr/sbin/acctlockd >/tmp/acctlockd.log 2>&1 &
+  daemon_pid=$!
+  ready=no
+  for _ in $(seq 1 200); do
+    if /usr/sbin/acctlock list >/dev/null 2>&1; then ready=yes; break; fi
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$ready" = yes ] || fail "acctlockd did not answer: $(cat /tmp/acctlockd.log)"
+  /usr/sbin/acctlock import-faillock --dry-run >/tmp/import.out 2>&1 ||
+    fail "import-faillock --dry-run: $(cat /tmp/import.out)"
+  [ "$(acctlock_count)" = 0 ] || fail "import-faillock --dry-run recorded something"
+  /usr/sbin/acctlock import-faillock >/tmp/import.out 2>&1 || fail "import-faillock: $(cat /tmp/import.out)"
+  [ "$(acctlock_count)" = 2 ] || fail "the import did not count nobody's 2 failures: $(cat /tmp/import.out)"
+  [ "$(/usr/sbin/acctlock history nobody --json | grep -c 'imported from pam_faillock')" = 2 ] ||
+    fail "the import did not record nobody's 2 failures in the history"
+  # The same PAM stack now reports to acctlock, and faillock counts no more.
+  fail_nobody
+  [ "$(acctlock_count)" = 3 ] || fail "a failure after the switch did not count: $(cat /tmp/acctlockd.log)"
+  [ "$(faillock_count)" = 2 ] || fail "pam_faillock still counts after the switch"
+  echo "ok: switched with pam-auth-update; tallies imported; the next failure goes to acctlock only"
+
+  # Back to pam_faillock, as the guide's last section says.
+  kill "$daemon_pid"
+  wait "$daemon_pid" || true
+  pam-auth-update --disable acctlock acctlock-authfail acctlock-preauth
+  cmp -s /etc/pam.d/common-auth /tmp/common-auth.before ||
+    fail "disabling the profiles did not give back common-auth as it was"
+  faillock_on
+  cmp -s /etc/pam.d/common-auth /tmp/common-auth.faillock ||
+    fail "putting the faillock lines back did not give the faillock host's common-auth"
+  fail_nobody
+  [ "$(faillock_count)" = 3 ] || fail "pam_faillock does not count again after the way back"
+  echo "ok: back to pam_faillock; it counts again"
+  # The rest of this test starts from the package's own state.
+  faillock_off
+  rm -f /etc/pam.d/migration-test
+fi
+
 # shellcheck disable=SC2086 # the profile names are words
 pam-auth-update --enable $profiles 2>/tmp/enable.err
 managed=yes

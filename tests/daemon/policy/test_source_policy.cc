@@ -176,20 +176,18 @@ TEST(SourceCounting, ChainedCountsEachFailureWithinTheIntervalOfThePrevious) {
   EXPECT_TRUE(state.earlier_failures.empty()) << "chained keeps no times";
 }
 
-TEST(SourceBlocking, ABlockHoldsThroughItsUntilSecondAndEndsTheNextAsAUserLock) {
-  // The boundary of lockout_policy.h (pam_faillock's): a block of
-  // source_unlock_time from kStart is in force at kStart + 10m and ends at
-  // the second after.
+// As a user's lock (and pam_faillock's): in force through its until second,
+// over the second after.
+TEST(SourceBlocking, BlockHoldsThroughItsUntilSecondAndEndsTheNext) {
   const SourcePolicy policy(rules(1));
   const Source attacker = source("203.0.113.5");
   UserState state;
   fail(policy, attacker, state, kStart);
   EXPECT_EQ(policy.status(attacker, state, kStart).until, kStart + 10min);
-  EXPECT_TRUE(policy.status(attacker, state, kStart + 10min - 1s).locked());
   EXPECT_TRUE(policy.status(attacker, state, kStart + 10min).locked());
+  EXPECT_FALSE(policy.settle(state, kStart + 10min));
   EXPECT_FALSE(policy.status(attacker, state, kStart + 10min + 1s).locked());
   EXPECT_EQ(policy.next_expiry(state), kStart + 10min + 1s);
-  EXPECT_FALSE(policy.settle(state, kStart + 10min));
   // A failure at the until second meets the block: not counted, no longer.
   const SourceFailureOutcome at_until = policy.record_failure(attacker, state, kStart + 10min);
   EXPECT_FALSE(at_until.counted);
@@ -207,7 +205,7 @@ TEST(SourceBlocking, ConsecutiveBlocksGrowUpToTheCap) {
        {Seconds{10min}, Seconds{20min}, Seconds{40min}, Seconds{1h}, Seconds{1h}}) {
     ASSERT_TRUE(policy.record_failure(attacker, state, now).blocked_now);
     EXPECT_EQ(policy.status(attacker, state, now).until, now + expected);
-    now += expected + 1s;  // the first second the block no longer holds
+    now += expected + 1s;  // the first second the block is over
   }
 }
 

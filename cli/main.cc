@@ -289,15 +289,32 @@ void print_json(const json& document) {
   std::cout << document.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
 }
 
-// Sends one request; a refusal or failure becomes a CommandError carrying the
-// daemon's text and the matching exit code.
-json call(AdminClient& client, const std::string& command, const json& arguments) {
-  json answer = client.request(command, arguments);
+// A refusal or failure becomes a CommandError carrying the daemon's text and
+// the matching exit code.
+json call_answer(json answer) {
   const auto result = static_cast<admin::Result>(answer["result"].get<int>());
   if (result != admin::Result::success) {
     throw CommandError(exit_code_for(result), printable(answer["text"].get<std::string>()));
   }
   return answer;
+}
+
+// Sends one request, answered as call_answer() says.
+json call(AdminClient& client, const std::string& command, const json& arguments) {
+  return call_answer(client.request(command, arguments));
+}
+
+// As call(), for a command added in admin protocol `version`: an older
+// daemon does not know it and answers `unsupported`, which is said plainly.
+json call_added_in(AdminClient& client, int version, const std::string& command,
+                   const json& arguments) {
+  json answer = client.request(command, arguments);
+  if (answer.value("result", -1) == static_cast<int>(admin::Result::unsupported)) {
+    throw CommandError(kExitFailure, "this acctlockd is too old for " + command +
+                                         " (admin protocol " + std::to_string(version) +
+                                         "; restart it after an upgrade)");
+  }
+  return call_answer(std::move(answer));
 }
 
 // Records per request: each is ~150 bytes of JSON, well inside the admin
@@ -628,7 +645,8 @@ int run(int argc, char** argv) {
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (unblock_command->parsed() || (unlock_command->parsed() && !source_text.empty())) {
-    const json answer = call(client, "unlock_source", {{"source", source_text}});
+    const json answer = call_added_in(client, admin::kSourcesProtocolVersion, "unlock_source",
+                                      {{"source", source_text}});
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
   } else if (sources_command->parsed()) {
@@ -637,9 +655,9 @@ int run(int argc, char** argv) {
     json all = json::array();
     std::optional<std::string> after = std::string();
     while (after) {
-      const json answer =
-          call(client, "sources",
-               {{"blocked", blocked_only}, {"limit", admin::kMaxListLimit}, {"after", *after}});
+      const json answer = call_added_in(
+          client, admin::kSourcesProtocolVersion, "sources",
+          {{"blocked", blocked_only}, {"limit", admin::kMaxListLimit}, {"after", *after}});
       for (const auto& source : answer["arguments"]["sources"]) all.push_back(source);
       const json& next = answer["arguments"]["next"];
       after.reset();

@@ -30,6 +30,10 @@ namespace acctlock::admin {
 // docs/protocol.md lists what each version changed.
 inline constexpr int kProtocolVersion = 5;
 
+// The version that added `sources` and `unlock_source`: an older daemon
+// answers them `unsupported`, which the command turns into "too old".
+inline constexpr int kSourcesProtocolVersion = 5;
+
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.
 enum class Result : int {

@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/exit_codes.h"
@@ -806,6 +807,61 @@ TEST_F(AcctlockCommandTest, SourcesShowsABlockedAddressAndUnblockLiftsIt) {
   const auto history = acctlock({"history", "--json"});
   EXPECT_NE(history.out.find("\"source_unlocked\""), std::string::npos) << history.out;
   EXPECT_NE(history.out.find("\"source_blocked\""), std::string::npos) << history.out;
+}
+
+// An acctlockd before admin protocol 5 does not know sources nor
+// unlock_source and answers "unsupported": the command says it is too old,
+// not "unknown command". The old daemon is a socket that answers so.
+TEST_F(AcctlockCommandTest, SourcesAndUnblockSayWhenTheDaemonIsTooOld) {
+  const std::string socket_path = dir / "old-admin.sock";
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket_path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  std::vector<std::string> commands;
+  std::thread old_daemon([&] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      timeval timeout{10, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      std::string line;
+      char byte;
+      while (recv(fd, &byte, 1, 0) == 1 && byte != '\n') line += byte;
+      const std::string command = json::parse(line).value("command", "");
+      commands.push_back(command);
+      const std::string answer =
+          json{{"result", 2}, {"text", "unknown command \"" + command + "\""}, {"arguments", {}}}
+              .dump() +
+          "\n";
+      send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      close(fd);
+    }
+  });
+  const std::string config = dir / "old.conf";
+  write_file(config, "admin_socket = " + socket_path + "\n");
+  const auto run = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {ACCTLOCK_PATH, "--config", config});
+    return run_command(arguments);
+  };
+  const auto listed = run({"sources"});
+  const auto unblocked = run({"unblock", "192.0.2.99"});
+  shutdown(listener, SHUT_RDWR);
+  old_daemon.join();
+  close(listener);
+
+  EXPECT_EQ(commands, (std::vector<std::string>{"sources", "unlock_source"}));
+  EXPECT_EQ(listed.exit_code, cli::kExitFailure);
+  EXPECT_NE(listed.err.find("this acctlockd is too old for sources (admin protocol 5"),
+            std::string::npos)
+      << listed.err;
+  EXPECT_EQ(unblocked.exit_code, cli::kExitFailure);
+  EXPECT_NE(unblocked.err.find("this acctlockd is too old for unlock_source (admin protocol 5"),
+            std::string::npos)
+      << unblocked.err;
 }
 
 }  // namespace

@@ -758,6 +758,14 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 
 TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServingRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to lower the daemon's hard file limit";
+#ifdef ACCTLOCK_SANITIZED_BUILD
+  // UBSan's -fsanitize=vptr checks an object it has not seen before by
+  // reading its memory through a pipe; a process out of descriptors cannot
+  // make one, so the check reports an "invalid vptr" in Boost.System's
+  // error_category, and -fno-sanitize-recover ends the daemon. That is the
+  // sanitizer's limit, not the daemon's: the -Werror build runs this test.
+  GTEST_SKIP() << "UBSan's vptr check needs file descriptors this test takes away";
+#endif
   // A small max_connections, so the daemon's own sizing never depends on the
   // file limit this test inherits (a CI runner's differs from a desktop's).
   // 21 failures from one address: source_deny = 0, so that they count for

@@ -209,6 +209,32 @@ class UserListPrinter {
   std::vector<std::size_t> widths_;
 };
 
+// `acctlock sources`: one page at a time, like `list`, with the time left
+// of each block. --json prints {"sources": [...]}.
+std::string time_left_column(const json& source, TimePoint now) {
+  if (!source.value("blocked", false)) return "-";
+  if (source["blocked_until"].is_null()) return "until unblocked";
+  const auto until = parse_iso8601_utc(text_of(source["blocked_until"]));
+  if (!until) return text_of(source["blocked_until"]);
+  const auto left = *until > now ? *until - now : Seconds::zero();
+  return format_duration(std::chrono::duration_cast<Seconds>(left)) + " left";
+}
+
+void print_sources(const json& sources, bool blocked_only, TimePoint now) {
+  if (sources.empty()) {
+    std::cout << (blocked_only ? "No source is blocked.\n"
+                               : "No source has failures or a block.\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& source : sources) {
+    rows.push_back(
+        {text_of(source["source"]), source.value("blocked", false) ? text_of(source["lock"]) : "-",
+         text_of(source["failures"]), text_of(source["level"]), time_left_column(source, now)});
+  }
+  print_table({"SOURCE", "BLOCK", "FAILURES", "LEVEL", "TIME LEFT"}, rows);
+}
+
 void print_history(const json& entries, bool with_user = false) {
   if (entries.empty()) {
     std::cout << "No matching events.\n";
@@ -263,15 +289,32 @@ void print_json(const json& document) {
   std::cout << document.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
 }
 
-// Sends one request; a refusal or failure becomes a CommandError carrying the
-// daemon's text and the matching exit code.
-json call(AdminClient& client, const std::string& command, const json& arguments) {
-  json answer = client.request(command, arguments);
+// A refusal or failure becomes a CommandError carrying the daemon's text and
+// the matching exit code.
+json call_answer(json answer) {
   const auto result = static_cast<admin::Result>(answer["result"].get<int>());
   if (result != admin::Result::success) {
     throw CommandError(exit_code_for(result), printable(answer["text"].get<std::string>()));
   }
   return answer;
+}
+
+// Sends one request, answered as call_answer() says.
+json call(AdminClient& client, const std::string& command, const json& arguments) {
+  return call_answer(client.request(command, arguments));
+}
+
+// As call(), for a command added in admin protocol `version`: an older
+// daemon does not know it and answers `unsupported`, which is said plainly.
+json call_added_in(AdminClient& client, int version, const std::string& command,
+                   const json& arguments) {
+  json answer = client.request(command, arguments);
+  if (answer.value("result", -1) == static_cast<int>(admin::Result::unsupported)) {
+    throw CommandError(kExitFailure, "this acctlockd is too old for " + command +
+                                         " (admin protocol " + std::to_string(version) +
+                                         "; restart it after an upgrade)");
+  }
+  return call_answer(std::move(answer));
 }
 
 // Records per request: each is ~150 bytes of JSON, well inside the admin
@@ -456,6 +499,20 @@ int run(int argc, char** argv) {
   unlock_command->add_flag("--all", unlock_all, "Every user with failures or a lock")
       ->excludes(unlock_user);
 
+  std::string source_text;
+  auto* unlock_source_option = unlock_command->add_option(
+      "--source", source_text, "Lift the block of SOURCE (as acctlock sources shows it)");
+  unlock_source_option->excludes(unlock_user);
+  auto* unblock_command =
+      app.add_subcommand("unblock", "Lift the block of SOURCE and clear its failures");
+  unblock_command->add_option("source", source_text, "Address, IPv6 prefix, host or local:USER")
+      ->required();
+
+  bool blocked_only = false;
+  auto* sources_command =
+      app.add_subcommand("sources", "List sources (addresses) with failures or a block");
+  sources_command->add_flag("--blocked", blocked_only, "Only sources that are blocked now");
+
   bool locked_only = false;
   std::size_t list_limit = 0;
   std::string list_after;
@@ -515,7 +572,7 @@ int run(int argc, char** argv) {
   }
 
   const bool any_subcommand = !app.get_subcommands().empty();
-  if (unlock_command->parsed() && user.empty() && !unlock_all) {
+  if (unlock_command->parsed() && user.empty() && !unlock_all && source_text.empty()) {
     std::cerr << "acctlock: unlock needs a USER or --all (see acctlock unlock --help)\n";
     return kExitUsage;
   }
@@ -587,6 +644,27 @@ int run(int argc, char** argv) {
     const json answer = call(client, "unlock_all", json::object());
     as_json ? print_json(answer["arguments"])
             : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (unblock_command->parsed() || (unlock_command->parsed() && !source_text.empty())) {
+    const json answer = call_added_in(client, admin::kSourcesProtocolVersion, "unlock_source",
+                                      {{"source", source_text}});
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (sources_command->parsed()) {
+    // Pages of kMaxListLimit, gathered: the table is bounded by
+    // max_tracked_sources.
+    json all = json::array();
+    std::optional<std::string> after = std::string();
+    while (after) {
+      const json answer = call_added_in(
+          client, admin::kSourcesProtocolVersion, "sources",
+          {{"blocked", blocked_only}, {"limit", admin::kMaxListLimit}, {"after", *after}});
+      for (const auto& source : answer["arguments"]["sources"]) all.push_back(source);
+      const json& next = answer["arguments"]["next"];
+      after.reset();
+      if (next.is_string()) after = next.get<std::string>();
+    }
+    as_json ? print_json(json{{"sources", all}})
+            : print_sources(all, blocked_only, wall_clock_now());
   } else if (unlock_command->parsed()) {
     const json answer = call(client, "unlock", {{"user", user}});
     as_json ? print_json(answer["arguments"])

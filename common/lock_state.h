@@ -18,6 +18,7 @@ enum class LockKind : std::uint8_t {
   failures = 1,   // too many failed logins; may expire on its own
   permanent = 2,  // a failure lock that only an admin can lift
   manual = 3,     // set by an admin; wins over everything else
+  source = 4,     // not the user: the source of the attempt is blocked (issue 11)
 };
 
 // A lock an admin set by hand. It stays until an admin lifts it, or until

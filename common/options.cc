@@ -349,7 +349,9 @@ constexpr std::array kOptionEntries{
                  "chained: each failure within fail_interval of the previous one adds up",
                  false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  return parse_fail_window(text, o.rules.fail_window, error);
+                  if (!parse_fail_window(text, o.rules.fail_window, error)) return false;
+                  o.source_rules.fail_window = o.rules.fail_window;  // sources count alike
+                  return true;
                 }},
     OptionEntry{{"unlock_time", "DURATION|never", "10m",
                  "how long the first lockout lasts; 0 or never = until an admin unlocks", false},
@@ -571,11 +573,19 @@ constexpr std::array kOptionEntries{
         {"source_deny", "N", "10",
          "failures from one source, across all users, that block the source; 0 = never", false},
         [](Options& o, std::string_view text, std::string& error) {
-          return parse_count(text, 0, "a whole number (0 turns this off)", o.source_rules.deny,
-                             error);
+          // Bounded as deny: under fail_window = sliding each source keeps up
+          // to this many failure times, in memory and in the database.
+          std::uint64_t value = 0;
+          if (!parse_whole_number(text, 0, kMaxDeny,
+                                  "a whole number from 0 to 1000 (0 turns this off)", value,
+                                  error)) {
+            return false;
+          }
+          o.source_rules.deny = static_cast<std::uint32_t>(value);
+          return true;
         }},
     OptionEntry{{"source_fail_interval", "DURATION", "10m",
-                 "failures from a source further apart than this start a new count", false},
+                 "the window in which failures from a source count (see fail_window)", false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_duration_value(text, DurationZero::rejected,
                                               o.source_rules.fail_interval, error);
@@ -639,6 +649,18 @@ constexpr std::array kOptionEntries{
                   return parse_duration_value(text, DurationZero::rejected,
                                               o.familiar_sources.memory, error);
                 }},
+    OptionEntry{
+        {"max_tracked_sources", "N", "65536",
+         "the most sources acctlockd keeps state for; past that the least useful go", false},
+        [](Options& o, std::string_view text, std::string& error) {
+          std::uint64_t value = 0;
+          if (!parse_whole_number(text, 16, 100'000'000, "a whole number from 16 to 100000000",
+                                  value, error)) {
+            return false;
+          }
+          o.max_tracked_sources = static_cast<std::size_t>(value);
+          return true;
+        }},
 };
 
 // The public, documentation-only view of the same entries, so that a name

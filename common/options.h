@@ -62,6 +62,9 @@ enum class LockoutScope { account, unfamiliar };
 struct SourceRules {
   std::uint32_t deny = 10;             // key source_deny; 0 = sources are never blocked
   Seconds fail_interval{600};          // key source_fail_interval
+  // Not a key of its own: fail_window, so that "the failures count within
+  // the interval" means one thing for users and sources in one file.
+  FailWindow fail_window = FailWindow::sliding;
   Seconds unlock_time{600};            // key source_unlock_time; 0 = until an admin unlocks
   double lockout_multiplier = 2.0;     // key source_lockout_multiplier
   Seconds max_unlock_time{86400};      // key source_max_unlock_time
@@ -126,6 +129,8 @@ struct Options {
   // Sources, familiar sources (issue 11).
   SourceRules source_rules;
   FamiliarSourceRules familiar_sources;
+  // The bound on acctlockd's source table (memory and database rows).
+  std::size_t max_tracked_sources = 65536;
 };
 
 // Notes for a configuration written for an older acctlock or for

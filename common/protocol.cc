@@ -11,8 +11,8 @@
 namespace acctlock::protocol {
 namespace {
 
-static_assert(static_cast<std::uint8_t>(LockKind::manual) == 3,
-              "wire.cc bounds the lock byte by LockKind::manual");
+static_assert(static_cast<std::uint8_t>(LockKind::source) == 4,
+              "wire.cc bounds the lock byte by LockKind::source");
 
 wire::Text text_of(const std::string& text) {
   return wire::Text{text.data(), text.size()};
@@ -57,6 +57,7 @@ Decoded<Request> decode_request(std::string_view bytes) noexcept {
     Request request;
     request.type = fields.type;
     request.user_is_root = fields.user_is_root;
+    request.user_unknown = fields.user_unknown;
     request.event_id = fields.event_id;
     request.user = string_of(fields.user);
     request.service = string_of(fields.service);
@@ -97,6 +98,7 @@ bool encode_request(const Request& request, std::string& out) {
   wire::RequestFields fields;
   fields.type = request.type;
   fields.user_is_root = request.user_is_root;
+  fields.user_unknown = request.user_unknown;
   fields.event_id = request.event_id;
   fields.user = text_of(request.user);
   fields.service = text_of(request.service);

@@ -22,8 +22,9 @@
 //              attempt): a resend of the same event carries the same id, and
 //              the daemon answers it with the first answer instead of
 //              counting it again. Never 0.
-//   flags    = bit 0: the user is uid 0 (see Request::user_is_root); other
-//              bits must be 0
+//   flags    = bit 0: the user is uid 0 (see Request::user_is_root);
+//              bit 1: the user is unknown to NSS (Request::user_unknown);
+//              never both; other bits must be 0
 //   answer body   (type answer)
 //            = verdict:u8 lock:u8 failures:u32 level:u32 locked_until:i64
 //              reason:string
@@ -32,8 +33,9 @@
 // pairs, one at a time: the client waits for each answer before the next
 // request. A frame that does not decode closes the connection.
 //
-// Version 2 added event_id and the `busy` verdict; a version 1 frame is
-// refused as bad_version.
+// Version 2 added event_id and the `busy` verdict; version 3 the
+// user_unknown flag and the `source` lock kind (issue 11). A frame of another
+// version is refused as bad_version.
 #pragma once
 
 #include <cstddef>
@@ -46,7 +48,7 @@
 
 namespace acctlock::protocol {
 
-inline constexpr std::uint8_t kVersion = 2;
+inline constexpr std::uint8_t kVersion = 3;
 inline constexpr std::size_t kLengthSize = 4;
 inline constexpr std::size_t kMaxPayload = 4096;
 
@@ -81,11 +83,18 @@ struct Request {
   std::string rhost;    // PAM_RHOST, empty when local
   std::string tty;      // PAM_TTY
   std::string ruser;    // PAM_RUSER
+  // Last, so that aggregate initialisers written before it still read.
+  // The module found no such user in NSS (a failure for a name that does not
+  // exist, or a check before one). The daemon then applies the source rules
+  // only: the name creates no user state and no history row. Taken from a
+  // root peer only; any other peer speaks for its own, existing, user.
+  bool user_unknown = false;
 
   bool operator==(const Request&) const = default;
 };
 
 inline constexpr std::uint8_t kFlagUserIsRoot = 0x01;
+inline constexpr std::uint8_t kFlagUserUnknown = 0x02;
 
 enum class Verdict : std::uint8_t {
   allowed = 0,   // not locked (after a failure: not locked yet)
@@ -103,7 +112,8 @@ struct Answer {
   std::uint32_t failures = 0;    // counted failures (for a lock: those that caused it)
   std::uint32_t level = 0;       // consecutive lockouts so far
   std::int64_t locked_until = 0; // seconds since the epoch; 0 when not timed
-  std::string reason;            // an admin's reason for a manual lock
+  std::string reason;            // an admin's reason for a manual lock; for a
+                                 // `source` lock, the blocked source's key
 
   bool operator==(const Answer&) const = default;
 };

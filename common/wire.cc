@@ -4,8 +4,8 @@
 namespace acctlock::protocol::wire {
 namespace {
 
-// The highest LockKind on the wire (common/lock_state.h: manual = 3).
-constexpr std::uint8_t kMaxLockKind = 3;
+// The highest LockKind on the wire (common/lock_state.h: source = 4).
+constexpr std::uint8_t kMaxLockKind = 4;
 
 // Reads fields from one payload, remembering the first error so that callers
 // can read a whole message and check once at the end.
@@ -197,8 +197,13 @@ DecodeError decode_request(const char* bytes, std::size_t size, RequestFields& o
   RequestFields request;
   request.type = static_cast<MessageType>(type);
   const std::uint8_t flags = reader.u8();
-  if ((flags & ~kFlagUserIsRoot) != 0) reader.fail(DecodeError::bad_value);
+  // A user unknown to NSS cannot be known to be root.
+  if ((flags & ~(kFlagUserIsRoot | kFlagUserUnknown)) != 0 ||
+      (flags & (kFlagUserIsRoot | kFlagUserUnknown)) == (kFlagUserIsRoot | kFlagUserUnknown)) {
+    reader.fail(DecodeError::bad_value);
+  }
   request.user_is_root = (flags & kFlagUserIsRoot) != 0;
+  request.user_unknown = (flags & kFlagUserUnknown) != 0;
   request.event_id = reader.big_endian(8);
   request.user = reader.string(kMaxUser);
   request.service = reader.string(kMaxService);
@@ -255,7 +260,8 @@ std::size_t encode_request(const RequestFields& request, char* out, std::size_t 
   }
   Writer writer(out, capacity);
   writer.begin(request.type);
-  writer.u8(request.user_is_root ? kFlagUserIsRoot : 0);
+  writer.u8(static_cast<std::uint8_t>((request.user_is_root ? kFlagUserIsRoot : 0) |
+                                      (request.user_unknown ? kFlagUserUnknown : 0)));
   writer.big_endian(request.event_id, 8);
   writer.string(request.user);
   writer.string(request.service);

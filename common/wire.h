@@ -32,6 +32,7 @@ struct Text {
 struct RequestFields {
   MessageType type = MessageType::check;
   bool user_is_root = false;
+  bool user_unknown = false;
   std::uint64_t event_id = 0;
   Text user, service, rhost, tty, ruser;
 };

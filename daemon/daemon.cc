@@ -89,6 +89,7 @@ class Daemon {
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
       service_->set_service_rules(config_.options.service_rules);
       service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
+      service_->set_source_rules(config_.options.source_rules, config_.options.max_tracked_sources);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -265,6 +266,11 @@ class Daemon {
     snapshot.locked_permanent = locked.permanent;
     snapshot.locked_manual = locked.manual;
     snapshot.tracked_users = service_->tracked_users();
+    snapshot.tracked_sources = service_->tracked_sources();
+    for (const auto& report :
+         service_->source_page("", service_->blocked_sources(), true, wall_clock_now())) {
+      if (report.status.locked()) ++snapshot.blocked_sources;
+    }
     if (event_server_) snapshot.refused_event_peers = event_server_->refused_peers();
     if (admin_server_) snapshot.refused_admin_peers = admin_server_->refused_requests();
     for (const char* suffix : {"", "-wal"}) {
@@ -361,6 +367,7 @@ class Daemon {
       service_->set_rules(applied.rules);
       service_->set_service_rules(applied.service_rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);
+      service_->set_source_rules(applied.source_rules, applied.max_tracked_sources);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/lockout_service.h"
 
+#include "common/user_name.h"
+
 namespace acctlock {
 
 StoreBatch PendingWork::to_store_batch() const {
@@ -10,6 +12,13 @@ StoreBatch PendingWork::to_store_batch() const {
       batch.put_states.emplace_back(user, *state);
     } else {
       batch.delete_states.push_back(user);
+    }
+  }
+  for (const auto& [source, state] : sources) {
+    if (state) {
+      batch.put_sources.emplace_back(source, *state);
+    } else {
+      batch.delete_sources.push_back(source);
     }
   }
   batch.history.reserve(events.size());
@@ -116,6 +125,16 @@ void LockoutService::load_from_store() {
     if (auto expiry = policy_.next_expiry(state)) loaded.expiries_.emplace(*expiry, user);
     loaded.put_in_memory(user, state, loaded.states_.end());
   });
+  SourceMap sources;
+  for (auto& [key, state] : store_.load_sources()) {
+    sources.emplace_hint(sources.end(), std::move(key), SourceEntry{std::move(state), {}, false});
+  }
+  source_expiries_.clear();
+  idle_order_.clear();
+  blocked_sources_.clear();
+  sources_ = std::move(sources);
+  for (auto it = sources_.begin(); it != sources_.end(); ++it) index_source(it);
+  source_sweep_cursor_.clear();
   states_ = std::move(loaded.states_);
   manual_locks_ = std::move(loaded.manual_locks_);
   earlier_failures_ = std::move(loaded.earlier_failures_);
@@ -158,6 +177,15 @@ const LockoutPolicy& LockoutService::policy_for(std::string_view service) const 
   return default_view_ ? *default_view_ : policy_;
 }
 
+void LockoutService::set_source_rules(const SourceRules& rules, std::size_t max_tracked_sources) {
+  source_policy_ = SourcePolicy(rules);
+  max_tracked_sources_ = std::max<std::size_t>(max_tracked_sources, 1);
+  // Expiries and the blocked index follow the state, which the new rules may
+  // read differently (unlock_time is kept in each block's end already).
+  for (auto it = sources_.begin(); it != sources_.end(); ++it) unindex_source(it);
+  for (auto it = sources_.begin(); it != sources_.end(); ++it) index_source(it);
+}
+
 void LockoutService::set_groups(std::string admin_group, std::string exempt_group) {
   admin_group_ = std::move(admin_group);
   exempt_group_ = std::move(exempt_group);
@@ -182,6 +210,27 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   using protocol::MessageType;
   const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser};
 
+  // The source rules (issue 11). A failure counts for its source only on
+  // root's word: any other peer could name any address as PAM_RHOST and get
+  // it blocked for everyone. A block refuses every peer's attempt.
+  const std::optional<Source> source =
+      normalise_source(request.rhost, request.ruser, source_policy_.rules().prefix_v6);
+  if (source && may_reset && request.type == MessageType::failure) {
+    record_source_failure(*source, request, origin, now, work);
+  }
+  const LockStatus source_lock = source ? source_status(*source, now) : LockStatus{};
+  // The user's own lock says more (and outlasts an unblock): it comes first.
+  const auto combined = [&](protocol::Answer user_answer) {
+    if (user_answer.verdict == protocol::Verdict::locked || !source_lock.locked()) {
+      return user_answer;
+    }
+    return source_answer(source->key, source_lock);
+  };
+
+  // A name NSS does not know: counted for its source above, and nothing
+  // else, so that a spray of invented names creates no user state.
+  if (request.user_unknown) return combined(answer_for(LockStatus{}, UserState{}));
+
   const auto found = states_.find(request.user);
   if (found == states_.end() && request.type != MessageType::failure) {
     // Nothing known: a check or a success has nothing to change or record
@@ -190,7 +239,7 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now, {},
                 may_reset ? std::string() : "reported by the user's own process: resets nothing");
     }
-    return answer_for(LockStatus{}, UserState{});
+    return combined(answer_for(LockStatus{}, UserState{}));
   }
 
   // Worked on as a copy and written back by stage() only when it changed:
@@ -246,10 +295,33 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   const auto status = rule.verdict(state, now);
   auto answer = answer_for(status, state);
   if (state != before) stage(request.user, old_expiry, state, now, work);
-  return answer;
+  return combined(std::move(answer));
 }
 
 void LockoutService::expire_due(TimePoint now, PendingWork& work) {
+  while (!source_expiries_.empty() && source_expiries_.begin()->first <= now) {
+    const std::string key = source_expiries_.begin()->second;
+    const auto found = sources_.find(key);
+    if (found == sources_.end()) {
+      source_expiries_.erase(source_expiries_.begin());
+      continue;
+    }
+    UserState state = found->second.state;
+    const UserState before = state;
+    if (source_policy_.settle(state, now)) {
+      add_source_event(work, HistoryEvent::source_expired, key, std::string(), EventOrigin{},
+                       before, now);
+    }
+    if (state != before) {
+      stage_source(key, state, now, work);
+    } else {
+      // Not due under the current rules: re-index from the state.
+      unindex_source(found);
+      found->second.expiry.reset();
+      const auto expiry = source_policy_.next_expiry(state);
+      if (expiry && *expiry > now) index_source(found);
+    }
+  }
   while (!expiries_.empty() && expiries_.begin()->first <= now) {
     const std::string user = expiries_.begin()->second;
     const auto found = states_.find(user);
@@ -277,8 +349,12 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
 }
 
 std::optional<TimePoint> LockoutService::next_expiry() const {
-  if (expiries_.empty()) return std::nullopt;
-  return expiries_.begin()->first;
+  std::optional<TimePoint> next;
+  if (!expiries_.empty()) next = expiries_.begin()->first;
+  if (!source_expiries_.empty() && (!next || source_expiries_.begin()->first < *next)) {
+    next = source_expiries_.begin()->first;
+  }
+  return next;
 }
 
 bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, TimePoint now,
@@ -397,6 +473,28 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
   } else {
     sweep_cursor_ = it->first;
   }
+
+  // The sources, with a budget and a cursor of their own: a flood of
+  // addresses leaves the table once source_fail_interval has passed.
+  std::size_t source_budget = budget;
+  auto source = sources_.lower_bound(source_sweep_cursor_);
+  while (source != sources_.end() && source_budget > 0) {
+    --source_budget;
+    ++progress.examined;
+    if (!source->second.blocked && source_policy_.is_idle(source->second.state, now)) {
+      work.sources.insert_or_assign(source->first, std::nullopt);
+      unindex_source(source);
+      source = sources_.erase(source);
+      ++progress.removed;
+      continue;
+    }
+    ++source;
+  }
+  if (source == sources_.end()) {
+    source_sweep_cursor_.clear();
+  } else {
+    source_sweep_cursor_ = source->first;
+  }
   return progress;
 }
 
@@ -418,6 +516,7 @@ LockoutService::LockedCounts LockoutService::locked_counts(TimePoint now) const 
         ++counts.manual;
         break;
       case LockKind::none:
+      case LockKind::source:  // a user's state never reads as a source block
         break;
     }
   }
@@ -468,6 +567,186 @@ void LockoutService::add_event(PendingWork& work, const std::string& user, Histo
   record.level = state.level;
   if (state.failure_lock) record.locked_until = state.failure_lock->until;
   work.events.push_back(std::move(record));
+}
+
+LockStatus LockoutService::source_status(const Source& source, TimePoint now) const {
+  const auto found = sources_.find(source.key);
+  if (found == sources_.end()) return LockStatus{};
+  UserState state = found->second.state;
+  source_policy_.settle(state, now);
+  return source_policy_.status(source, state, now);
+}
+
+protocol::Answer LockoutService::source_answer(const std::string& key,
+                                               const LockStatus& status) const {
+  protocol::Answer answer;
+  answer.verdict = protocol::Verdict::locked;
+  answer.lock = LockKind::source;
+  answer.failures = status.failures;
+  answer.level = status.level;
+  if (status.until) answer.locked_until = status.until->time_since_epoch().count();
+  answer.reason = key.substr(0, protocol::kMaxReason);
+  return answer;
+}
+
+void LockoutService::record_source_failure(const Source& source, const protocol::Request& request,
+                                           const EventOrigin& origin, TimePoint now,
+                                           PendingWork& work) {
+  if (!source_policy_.may_block(source)) return;
+  const auto found = sources_.find(source.key);
+  UserState state = found == sources_.end() ? UserState{} : found->second.state;
+  const UserState before = state;
+  const SourceFailureOutcome outcome = source_policy_.record_failure(source, state, now);
+  if (outcome.block_expired) {
+    add_source_event(work, HistoryEvent::source_expired, source.key, std::string(), EventOrigin{},
+                     before, now);
+  }
+  if (outcome.blocked_now) {
+    add_source_event(work, HistoryEvent::source_blocked, source.key, request.user, origin, state,
+                     now);
+  }
+  if (state != before) stage_source(source.key, state, now, work);
+}
+
+void LockoutService::index_source(SourceMap::iterator entry) {
+  SourceEntry& e = entry->second;
+  e.expiry = source_policy_.next_expiry(e.state);
+  if (e.expiry) {
+    source_expiries_.emplace(*e.expiry, entry->first);
+    if (on_new_expiry_) on_new_expiry_(*e.expiry);
+  }
+  e.blocked = e.state.failure_lock.has_value() || e.state.manual_lock.has_value();
+  if (e.blocked) {
+    blocked_sources_.insert(entry->first);
+  } else {
+    idle_order_.emplace(e.state.last_failure, entry->first);
+  }
+}
+
+void LockoutService::unindex_source(SourceMap::iterator entry) {
+  SourceEntry& e = entry->second;
+  if (e.expiry) source_expiries_.erase({*e.expiry, entry->first});
+  if (e.blocked) {
+    blocked_sources_.erase(entry->first);
+  } else {
+    idle_order_.erase({e.state.last_failure, entry->first});
+  }
+}
+
+void LockoutService::stage_source(const std::string& key, const UserState& state, TimePoint now,
+                                  PendingWork& work) {
+  auto found = sources_.find(key);
+  if (found != sources_.end()) unindex_source(found);
+  if (source_policy_.is_idle(state, now)) {
+    work.sources.insert_or_assign(key, std::nullopt);
+    if (found != sources_.end()) sources_.erase(found);
+    return;
+  }
+  if (found == sources_.end()) {
+    found = sources_.emplace(key, SourceEntry{state, {}, false}).first;
+  } else {
+    found->second.state = state;
+  }
+  index_source(found);
+  work.sources.insert_or_assign(key, state);
+  while (sources_.size() > max_tracked_sources_) {
+    if (!evict_one_source(key, work)) {
+      // Every other source is blocked until an admin lifts it: the newcomer
+      // is the one not kept. Its failures still count for its users.
+      const auto newcomer = sources_.find(key);
+      unindex_source(newcomer);
+      sources_.erase(newcomer);
+      work.sources.insert_or_assign(key, std::nullopt);
+      ++evicted_sources_;
+      return;
+    }
+  }
+}
+
+bool LockoutService::evict_one_source(std::string_view keep, PendingWork& work) {
+  std::string victim;
+  for (const auto& [time, key] : idle_order_) {
+    if (key != keep) {
+      victim = key;
+      break;
+    }
+  }
+  if (victim.empty()) {
+    // Only blocks are left: the one that ends first goes first.
+    for (const auto& [time, key] : source_expiries_) {
+      if (key != keep) {
+        victim = key;
+        break;
+      }
+    }
+  }
+  if (victim.empty()) return false;
+  const auto found = sources_.find(victim);
+  unindex_source(found);
+  sources_.erase(found);
+  work.sources.insert_or_assign(victim, std::nullopt);
+  ++evicted_sources_;
+  return true;
+}
+
+void LockoutService::add_source_event(PendingWork& work, HistoryEvent event, const std::string& key,
+                                      const std::string& user, const EventOrigin& origin,
+                                      const UserState& state, TimePoint now,
+                                      std::optional<std::uint32_t> admin_uid) {
+  // The user of the failure that blocked the source may be a name NSS does
+  // not know, chosen by the attacker: kept only when it is a valid name.
+  add_event(work, is_valid_user_name(user) ? user : std::string(), event, origin, state, now,
+            admin_uid, key);
+}
+
+std::optional<SourceReport> LockoutService::source_report(const std::string& source,
+                                                          TimePoint now) const {
+  const auto found = sources_.find(source);
+  if (found == sources_.end()) return std::nullopt;
+  UserState state = found->second.state;
+  source_policy_.settle(state, now);
+  Source as_source;
+  as_source.kind = Source::Kind::host;  // status() reads the kind only for the console
+  as_source.key = source;
+  // Trusted addresses read as not blocked by failures, as at an attempt.
+  if (const auto parsed = normalise_source(source.substr(0, source.find('/')), std::string(),
+                                           source_policy_.rules().prefix_v6)) {
+    if (parsed->address) as_source.address = parsed->address;
+  }
+  return SourceReport{source, source_policy_.status(as_source, state, now), std::move(state)};
+}
+
+std::vector<SourceReport> LockoutService::source_page(std::string_view after, std::size_t limit,
+                                                      bool blocked_only, TimePoint now) const {
+  std::vector<SourceReport> out;
+  const auto add = [&](const std::string& key) {
+    auto report = source_report(key, now);
+    if (!report || (blocked_only && !report->status.locked())) return;
+    out.push_back(std::move(*report));
+  };
+  if (blocked_only) {
+    for (auto it = blocked_sources_.upper_bound(after);
+         it != blocked_sources_.end() && out.size() < limit; ++it) {
+      add(*it);
+    }
+  } else {
+    for (auto it = sources_.upper_bound(after); it != sources_.end() && out.size() < limit; ++it) {
+      add(it->first);
+    }
+  }
+  return out;
+}
+
+bool LockoutService::unlock_source(const std::string& source, std::uint32_t admin_uid,
+                                   TimePoint now, PendingWork& work) {
+  const auto found = sources_.find(source);
+  if (found == sources_.end()) return false;
+  UserState state = found->second.state;
+  source_policy_.unlock(state);
+  add_source_event(work, HistoryEvent::source_unlocked, source, std::string(), EventOrigin{}, state,
+                   now, admin_uid);
+  stage_source(source, state, now, work);
+  return true;
 }
 
 }  // namespace acctlock

@@ -35,6 +35,7 @@
 #include "daemon/events/answered_events.h"
 #include "daemon/journal/event_log.h"
 #include "daemon/policy/lockout_policy.h"
+#include "daemon/policy/source_policy.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -44,12 +45,17 @@ namespace acctlock {
 // nullopt deletes the row.
 struct PendingWork {
   std::unordered_map<std::string, std::optional<UserState>> states;
+  std::unordered_map<std::string, std::optional<UserState>> sources;  // by source key
   std::vector<LockEvent> events;        // each also becomes a history row
   std::vector<AnsweredEvent> answered;  // event ids and their answers
   std::optional<TimePoint> forget_answered_before;
 
-  bool empty() const { return states.empty() && events.empty() && answered.empty(); }
-  std::size_t size() const { return states.size() + events.size() + answered.size(); }
+  bool empty() const {
+    return states.empty() && sources.empty() && events.empty() && answered.empty();
+  }
+  std::size_t size() const {
+    return states.size() + sources.size() + events.size() + answered.size();
+  }
 
   // The store's view of this work.
   StoreBatch to_store_batch() const;
@@ -70,6 +76,18 @@ struct UserReport {
   UserState state;
 };
 
+// One source's state at a moment, for the admin interface.
+struct SourceReport {
+  std::string source;  // the key: "192.0.2.1", "2001:db8::/64", "local:alice"
+  LockStatus status;   // kind `failures`, `permanent` (never) or `manual`, as for users
+  UserState state;
+};
+
+// The default bound on the source table: about 200 bytes a source in memory,
+// so some 13 MB, and the same order on disk; a sliding window adds 8 bytes
+// per failure time it keeps (fewer than source_deny per source).
+inline constexpr std::size_t kDefaultMaxTrackedSources = 65536;
+
 class LockoutService {
  public:
   LockoutService(const LockoutRules& rules, Store& store);
@@ -83,6 +101,11 @@ class LockoutService {
   // The [service NAME] rules: a request from NAME is judged by them, the
   // others by the global rules; the tally stays one per user.
   void set_service_rules(const std::map<std::string, LockoutRules, std::less<>>& rules);
+
+  // The source rules (issue 11) and the bound on the source table. A lower
+  // bound takes effect as sources are added (each addition evicts down to it).
+  void set_source_rules(const SourceRules& rules, std::size_t max_tracked_sources);
+  const SourceRules& source_rules() const { return source_policy_.rules(); }
   const LockoutRules& rules() const { return policy_.rules(); }
 
   // admin_group (treated like root) and exempt_group (never locked); empty
@@ -153,6 +176,22 @@ class LockoutService {
   std::vector<std::string> locked_names(std::size_t limit) const;
 
   std::size_t tracked_users() const { return states_.size(); }
+
+  // Sources (issue 11). The views settle a copy, like report() and page().
+  std::optional<SourceReport> source_report(const std::string& source, TimePoint now) const;
+  // Up to `limit` sources after `after` in key order; with blocked_only,
+  // only those blocked at `now` (walks the blocked index only).
+  std::vector<SourceReport> source_page(std::string_view after, std::size_t limit,
+                                        bool blocked_only, TimePoint now) const;
+  // An admin's unblock: clears the source's failures, block and progression.
+  // False, changing nothing, when the source is not tracked.
+  bool unlock_source(const std::string& source, std::uint32_t admin_uid, TimePoint now,
+                     PendingWork& work);
+  std::size_t tracked_sources() const { return sources_.size(); }
+  // Sources that may be blocked at `now` (the index, like locked_users()).
+  std::size_t blocked_sources() const { return blocked_sources_.size(); }
+  // Sources dropped to keep the table within max_tracked_sources.
+  std::uint64_t evicted_sources() const { return evicted_sources_; }
 
   // Looks at up to `budget` users after the sweep cursor and deletes the idle
   // ones (staged into `work`, as any other change). Returns true when the
@@ -225,6 +264,41 @@ class LockoutService {
   // Set with service rules: policy_ as the view of the services without a
   // section (policy_ itself keeps admin views and the expiry as they were).
   std::optional<LockoutPolicy> default_view_;
+
+  // Sources.
+  struct SourceEntry {
+    UserState state;
+    std::optional<TimePoint> expiry;  // as indexed in source_expiries_
+    bool blocked = false;             // as indexed in blocked_sources_
+  };
+  using SourceMap = std::map<std::string, SourceEntry, std::less<>>;
+  LockStatus source_status(const Source& source, TimePoint now) const;
+  protocol::Answer source_answer(const std::string& key, const LockStatus& status) const;
+  void record_source_failure(const Source& source, const protocol::Request& request,
+                             const EventOrigin& origin, TimePoint now, PendingWork& work);
+  // As stage(), for a source: the table, its indexes and the bound.
+  void stage_source(const std::string& key, const UserState& state, TimePoint now,
+                    PendingWork& work);
+  void index_source(SourceMap::iterator entry);
+  void unindex_source(SourceMap::iterator entry);
+  // Drops the least useful source other than `keep`: the unblocked one with
+  // the oldest failure, else the block that ends first. False when every
+  // other source is blocked without an end.
+  bool evict_one_source(std::string_view keep, PendingWork& work);
+  void add_source_event(PendingWork& work, HistoryEvent event, const std::string& key,
+                        const std::string& user, const EventOrigin& origin, const UserState& state,
+                        TimePoint now, std::optional<std::uint32_t> admin_uid = {});
+
+  SourcePolicy source_policy_{SourceRules{}};
+  std::size_t max_tracked_sources_ = kDefaultMaxTrackedSources;
+  SourceMap sources_;
+  std::set<std::pair<TimePoint, std::string>> source_expiries_;
+  // Unblocked sources by their newest failure: eviction takes the oldest.
+  std::set<std::pair<TimePoint, std::string>> idle_order_;
+  std::set<std::string, std::less<>> blocked_sources_;
+  std::string source_sweep_cursor_;
+  std::uint64_t evicted_sources_ = 0;
+
   Store& store_;
   StateMap states_;
   std::map<std::string, ManualLock, std::less<>> manual_locks_;

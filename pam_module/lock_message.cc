@@ -32,6 +32,18 @@ std::vector<std::string> lock_message(const protocol::Answer& answer, std::int64
       }
       return {"The account is locked due to " + failed_logins(answer.failures), until};
     }
+    case LockKind::source: {
+      // Not the account: where the attempt comes from. The text names no
+      // account, so that it tells an attacker nothing about the name tried.
+      std::string until = "(an administrator must unblock it)";
+      if (answer.locked_until != 0) {
+        const std::int64_t minutes = minutes_left(answer.locked_until, now);
+        until = "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
+                " left to unblock)";
+      }
+      return {"Logins from this address are blocked due to " + failed_logins(answer.failures),
+              until};
+    }
     case LockKind::none:
       break;
   }
@@ -51,6 +63,13 @@ std::string lock_log_text(const protocol::Answer& answer, std::int64_t now) {
              std::to_string(answer.level) + "), " +
              (answer.locked_until == 0
                   ? std::string("until an administrator unlocks it")
+                  : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
+                        "s left");
+    case LockKind::source:
+      return "source " + answer.reason + " blocked after " + std::to_string(answer.failures) +
+             " failures (block " + std::to_string(answer.level) + "), " +
+             (answer.locked_until == 0
+                  ? std::string("until an administrator unblocks it")
                   : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
                         "s left");
     case LockKind::none:

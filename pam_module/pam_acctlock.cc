@@ -148,7 +148,8 @@ class Invocation {
     user_ = name;
     const struct passwd* account = pam_modutil_getpwnam(pamh_, name);
     if (account == nullptr) {
-      debug("user " + user_ + " is unknown to NSS; not tracked");
+      debug("user " + user_ + " is unknown to NSS; counted for its source only");
+      user_unknown_ = true;
       return PAM_USER_UNKNOWN;
     }
     user_is_root_ = account->pw_uid == 0;
@@ -161,6 +162,7 @@ class Invocation {
     protocol::Request request;
     request.type = type;
     request.user_is_root = user_is_root_;
+    request.user_unknown = user_unknown_;
     request.event_id = new_event_id();  // one per event; a resend keeps it
     request.user = user_;
     request.service = item(pamh_, PAM_SERVICE, protocol::kMaxService);
@@ -248,7 +250,34 @@ class Invocation {
   Settings settings_;
   std::string user_;
   bool user_is_root_ = false;
+  bool user_unknown_ = false;
 };
+
+// A name NSS does not know still counts for the source of the attempt
+// (issue 11), and a blocked source is refused whatever name it tries, so
+// that the refusal tells nothing about which names exist. Only a service
+// running as root reports one: the daemon takes the report from root only.
+int unknown_user_auth(Invocation& call, AuthMode mode) {
+  if (call.user().empty() || geteuid() != 0)
+    return mode == AuthMode::authfail ? PAM_AUTH_ERR : PAM_IGNORE;
+  protocol::Answer answer;
+  switch (mode) {
+    case AuthMode::preauth:
+      if (call.ask(protocol::MessageType::check, answer) &&
+          answer.verdict == protocol::Verdict::locked) {
+        call.report_locked(answer);
+        return PAM_AUTH_ERR;
+      }
+      return PAM_IGNORE;
+    case AuthMode::authfail:
+      call.ask(protocol::MessageType::failure, answer);
+      return PAM_AUTH_ERR;
+    case AuthMode::authsucc:
+    case AuthMode::none:
+      break;
+  }
+  return PAM_IGNORE;
+}
 
 int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   Invocation call(pamh, flags, argc, argv);
@@ -261,10 +290,12 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   // here, the answer stays a failure.
   const int failed = PAM_AUTH_ERR;
   if (const int rc = call.find_user(); rc != PAM_SUCCESS) {
-    if (mode == AuthMode::authfail) return failed;
     // authsucc is reached only when the password was right: a user this
     // module cannot track must not turn that into a failure.
-    if (rc == PAM_USER_UNKNOWN) return mode == AuthMode::authsucc ? PAM_SUCCESS : PAM_IGNORE;
+    if (rc == PAM_USER_UNKNOWN) {
+      return mode == AuthMode::authsucc ? PAM_SUCCESS : unknown_user_auth(call, mode);
+    }
+    if (mode == AuthMode::authfail) return failed;
     return rc;
   }
   set_flag(pamh, kAuthRanKey);
@@ -331,7 +362,8 @@ int account(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   }
   if (report_success) set_flag(pamh, kSuccessReportedKey);
   if (answer.verdict == protocol::Verdict::locked &&
-      (answer.lock == LockKind::manual || call.settings().options.account_deny_locked)) {
+      (answer.lock == LockKind::manual || answer.lock == LockKind::source ||
+       call.settings().options.account_deny_locked)) {
     call.report_locked(answer);
     return PAM_PERM_DENIED;
   }

@@ -92,12 +92,68 @@ const char* lock_kind_name(LockKind kind) {
       return "permanent";
     case LockKind::manual:
       return "manual";
+    case LockKind::source:
+      return "source";
   }
   return "none";
 }
 
 json time_or_null(const std::optional<TimePoint>& time) {
   return time ? json(to_iso8601(*time)) : json(nullptr);
+}
+
+// A source as an admin names it: an address (an IPv6 one is taken to its
+// prefix, as at an attempt), a source key as `acctlock sources` shows it
+// ("2001:db8::/64", "local:alice"), or a host name.
+std::string source_argument(const json& arguments, unsigned prefix_v6) {
+  const auto found = arguments.find("source");
+  if (found == arguments.end() || !found->is_string()) {
+    throw InvalidArgument("argument \"source\" (a string) is required");
+  }
+  const auto& text = found->get_ref<const std::string&>();
+  std::optional<Source> source;
+  if (text.starts_with("local:")) {
+    source = normalise_source("", std::string_view(text).substr(6), prefix_v6);
+  } else if (const auto slash = text.find('/'); slash != std::string::npos) {
+    std::string error;
+    if (const auto prefix = parse_address_prefix(text, &error); prefix && prefix->network.is_v6) {
+      return format_ip_address(prefix->network) + "/" + std::to_string(prefix->length);
+    }
+    throw InvalidArgument(
+        "\"" + printable_text(text) + "\" is not a source" +
+        (error.empty() ? std::string(" (only IPv6 sources are prefixes)") : ": " + error));
+  } else {
+    source = normalise_source(text, "", prefix_v6);
+  }
+  if (!source || source->kind == Source::Kind::console) {
+    throw InvalidArgument("\"" + printable_text(text) + "\" is not a source");
+  }
+  return source->key;
+}
+
+json source_json(const SourceReport& report) {
+  const UserState& state = report.state;
+  std::optional<TimePoint> blocked_since;
+  json reason = nullptr;
+  if (report.status.kind == LockKind::manual && state.manual_lock) {
+    blocked_since = state.manual_lock->since;
+    if (!state.manual_lock->reason.empty()) reason = state.manual_lock->reason;
+  } else if (report.status.locked() && state.failure_lock) {
+    blocked_since = state.failure_lock->since;
+  }
+  std::optional<TimePoint> last_failure;
+  if (state.failures > 0 || state.failure_lock) last_failure = state.last_failure;
+  return json{
+      {"source", report.source},
+      {"blocked", report.status.locked()},
+      {"lock", lock_kind_name(report.status.kind)},
+      {"failures", report.status.failures},
+      {"level", report.status.level},
+      {"blocked_since", time_or_null(blocked_since)},
+      {"blocked_until", time_or_null(report.status.until)},
+      {"reason", reason},
+      {"last_failure", time_or_null(last_failure)},
+  };
 }
 
 json report_json(const std::string& user, const LockStatus& status, const UserState& state) {
@@ -263,6 +319,14 @@ void AdminCommands::register_builtin_commands() {
   add("unlock", Access::admin, {"user"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         unlock(caller, arguments, false, reply);
+      });
+  add("sources", Access::admin, {"blocked", "limit", "after"},
+      [this](const AdminCaller&, const json& arguments, Reply reply) {
+        sources(arguments, reply);
+      });
+  add("unlock_source", Access::admin, {"source"},
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        unlock_source(caller, arguments, reply);
       });
   add("reset", Access::admin, {"user"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
@@ -533,6 +597,53 @@ void AdminCommands::list(const json& arguments, const Reply& reply) {
         return page;
       },
       [reply](AdminAnswer page) { reply(std::move(page)); });
+}
+
+void AdminCommands::sources(const json& arguments, const Reply& reply) {
+  const bool blocked_only = bool_argument(arguments, "blocked");
+  std::size_t limit = admin::kDefaultListLimit;
+  if (const auto given = integer_argument(arguments, "limit")) {
+    if (*given < 1 || static_cast<std::uint64_t>(*given) > admin::kMaxListLimit) {
+      throw InvalidArgument("\"limit\" must be between 1 and " +
+                            std::to_string(admin::kMaxListLimit));
+    }
+    limit = static_cast<std::size_t>(*given);
+  }
+  std::string after;
+  if (const auto found = arguments.find("after"); found != arguments.end() && !found->is_null()) {
+    if (!found->is_string()) throw InvalidArgument("\"after\" must be a string");
+    after = found->get<std::string>();
+  }
+  auto reports = context_.service.source_page(after, limit + 1, blocked_only, context_.now());
+  const bool more = reports.size() > limit;
+  if (more) reports.pop_back();
+  json rows = json::array();
+  for (const auto& report : reports) rows.push_back(source_json(report));
+  json next = more ? json(reports.back().source) : json(nullptr);
+  std::string text = std::to_string(rows.size()) + " source(s)";
+  if (more) text += "; more after " + reports.back().source;
+  reply(answer(Result::success, std::move(text),
+               json{{"sources", std::move(rows)}, {"next", std::move(next)}}));
+}
+
+void AdminCommands::unlock_source(const AdminCaller& caller, const json& arguments,
+                                  const Reply& reply) {
+  const std::string source = source_argument(arguments, context_.service.source_rules().prefix_v6);
+  const TimePoint now = context_.now();
+  const auto status_of = [this, source] {
+    const auto report = context_.service.source_report(source, context_.now());
+    return report ? source_json(*report) : json{{"source", source}, {"blocked", false}};
+  };
+  if (!context_.service.unlock_source(source, caller.uid, now, context_.writer.pending())) {
+    // Nothing tracked: the goal already holds, as for a user.
+    return reply(answer(Result::success, source + " has no failures and no block", status_of()));
+  }
+  context_.writer.after_commit([source, reply, status_of](const std::string& error) {
+    if (!error.empty()) {
+      return reply(answer(Result::error, "the change could not be saved: " + error));
+    }
+    reply(answer(Result::success, "unblocked " + source, status_of()));
+  });
 }
 
 void AdminCommands::lock(const AdminCaller& caller, const json& arguments, const Reply& reply) {

@@ -128,6 +128,11 @@ class AdminCommands {
   void register_builtin_commands();
   void status(const nlohmann::json& arguments, const Reply& reply);
   void list(const nlohmann::json& arguments, const Reply& reply);
+  // Sources (issue 11): `sources` pages through them, `unlock_source` lifts
+  // one's block.
+  void sources(const nlohmann::json& arguments, const Reply& reply);
+  void unlock_source(const AdminCaller& caller, const nlohmann::json& arguments,
+                     const Reply& reply);
   void lock(const AdminCaller& caller, const nlohmann::json& arguments, const Reply& reply);
   void unlock(const AdminCaller& caller, const nlohmann::json& arguments, bool reset_only,
               const Reply& reply);

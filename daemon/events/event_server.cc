@@ -142,14 +142,28 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
       answer.verdict = protocol::Verdict::busy;
       return send(answer);
     }
-    if (!is_valid_user_name(request.user)) {
+    // A name NSS does not know is reported for its source's sake only
+    // (issue 11). Only root's word is taken for it: any other peer speaks for
+    // its own user, who exists. The name is then not checked: an attacker
+    // picks it, and a name that is not valid must count all the same.
+    if (request.user_unknown) {
+      if (peer_.uid != 0) {
+        log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
+                    std::to_string(peer_.pid) +
+                    ") reporting an unknown user: accepted from root only");
+        ++server_.refused_peers_;
+        answer.verdict = protocol::Verdict::refused;
+        return send(answer);
+      }
+    } else if (!is_valid_user_name(request.user)) {
       answer.verdict = protocol::Verdict::invalid;
       return send(answer);
     }
     // Root may speak for anyone, and its word on whether the user is root is
     // taken as given. Anyone else speaks only for the user that resolves to
     // their own uid, which is then not root.
-    if (peer_.uid != 0 && server_.context_.users.uid_of(request.user) != peer_.uid) {
+    if (peer_.uid != 0 && !request.user_unknown &&
+        server_.context_.users.uid_of(request.user) != peer_.uid) {
       log_warning("event socket: refused uid " + std::to_string(peer_.uid) + " (pid " +
                   std::to_string(peer_.pid) + ") speaking for user \"" + escaped(request.user) +
                   "\"");

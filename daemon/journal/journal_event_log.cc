@@ -24,7 +24,7 @@ namespace {
 // class and can never push out a state change (locked, manual_lock:
 // warning; expired, unlocked, reset, password_changed: notice). The unit
 // raises the service's limit so that a mass lockout is recorded in full.
-constexpr std::array<JournalMessage, 7> kJournalMessages{{
+constexpr std::array<JournalMessage, 10> kJournalMessages{{
     {HistoryEvent::failure, "350a71c68abd45c185c99fdbe5ba25ad", LOG_DEBUG},
     {HistoryEvent::locked, "ac30e5a38ec54c1786b0b040cf6c0bd9", LOG_WARNING},
     {HistoryEvent::expired, "ab6d8dc38fa44074a9d4cfaa4ecf7413", LOG_NOTICE},
@@ -32,6 +32,9 @@ constexpr std::array<JournalMessage, 7> kJournalMessages{{
     {HistoryEvent::unlocked, "a8042509863149ee9f86c9f4a327b1e0", LOG_NOTICE},
     {HistoryEvent::reset, "4841b847efbb4a748b0adb6885182fbc", LOG_NOTICE},
     {HistoryEvent::password_changed, "0cdd50308ec1458fb32c17934c1f2624", LOG_NOTICE},
+    {HistoryEvent::source_blocked, "f0d6445c7f8a4917a5ffb8fb2da52f91", LOG_WARNING},
+    {HistoryEvent::source_expired, "b45e5b55ad724677aebc31c3569917cb", LOG_NOTICE},
+    {HistoryEvent::source_unlocked, "3400549c4add4bcc9fa18e4ea481b765", LOG_NOTICE},
 }};
 
 std::string iso8601_utc(TimePoint time) {
@@ -69,6 +72,16 @@ std::string message_text(const LockEvent& event) {
       return "Failures of account " + e.user + " reset" + admin;
     case HistoryEvent::password_changed:
       return "Password of account " + e.user + " changed; failure lock lifted";
+    case HistoryEvent::source_blocked:
+      return "Source " + e.detail + " blocked after " + std::to_string(event.failures) +
+             " failed logins (block " + std::to_string(event.level) + "), the last for " + e.user +
+             via + ", " +
+             (event.locked_until ? "until " + iso8601_utc(*event.locked_until)
+                                 : std::string("until an administrator unblocks it"));
+    case HistoryEvent::source_expired:
+      return "Block of source " + e.detail + " expired";
+    case HistoryEvent::source_unlocked:
+      return "Source " + e.detail + " unblocked" + admin;
     case HistoryEvent::success:
       break;
   }
@@ -112,7 +125,10 @@ void JournalEventLog::record(const LockEvent& event) {
   add("ACCTLOCK_RHOST", e.rhost);
   add("ACCTLOCK_TTY", e.tty);
   add("ACCTLOCK_RUSER", e.ruser);
-  add("ACCTLOCK_REASON", e.detail);
+  const bool about_source = e.event == HistoryEvent::source_blocked ||
+                            e.event == HistoryEvent::source_expired ||
+                            e.event == HistoryEvent::source_unlocked;
+  add(about_source ? "ACCTLOCK_SOURCE" : "ACCTLOCK_REASON", e.detail);
   if (event.locked_until) add("ACCTLOCK_LOCKED_UNTIL", iso8601_utc(*event.locked_until));
   if (e.admin_uid) add("ACCTLOCK_ADMIN_UID", std::to_string(*e.admin_uid));
 

@@ -143,6 +143,9 @@ void DaemonMetrics::record(const LockEvent& event) {
       ++lifted_by_password_change_;
       break;
     case HistoryEvent::reset:
+    case HistoryEvent::source_blocked:  // its failure has an event of its own
+    case HistoryEvent::source_expired:
+    case HistoryEvent::source_unlocked:
       break;
   }
 }
@@ -202,6 +205,14 @@ std::string DaemonMetrics::render() const {
   sample(out, "acctlock_locked_accounts", label("kind", "failures"), now.locked_failures);
   sample(out, "acctlock_locked_accounts", label("kind", "permanent"), now.locked_permanent);
   sample(out, "acctlock_locked_accounts", label("kind", "manual"), now.locked_manual);
+
+  header(out, "acctlock_blocked_sources", "gauge",
+         "Sources (addresses, IPv6 prefixes, host names) blocked now, by failures or by an "
+         "administrator.");
+  sample(out, "acctlock_blocked_sources", "", now.blocked_sources);
+  header(out, "acctlock_tracked_sources", "gauge",
+         "Sources with state kept (counted failures, blocks), at most max_tracked_sources.");
+  sample(out, "acctlock_tracked_sources", "", now.tracked_sources);
 
   header(out, "acctlock_tracked_users", "gauge",
          "Users with failures or a lock that acctlockd keeps in memory and in the database.");

@@ -53,6 +53,8 @@ struct MetricsSnapshot {
   std::uint64_t locked_permanent = 0;  // failure locks only an admin lifts
   std::uint64_t locked_manual = 0;     // locks an admin set
   std::uint64_t tracked_users = 0;
+  std::uint64_t blocked_sources = 0;
+  std::uint64_t tracked_sources = 0;
   std::uint64_t refused_event_peers = 0;
   std::uint64_t refused_admin_peers = 0;
   std::uint64_t database_bytes = 0;  // the database file and its WAL

@@ -29,6 +29,7 @@ LockoutRules counting_rules(const SourceRules& source) {
   LockoutRules rules;
   rules.deny = source.deny;
   rules.fail_interval = source.fail_interval;
+  rules.fail_window = source.fail_window;
   rules.unlock_time = source.unlock_time;
   rules.lockout_multiplier = source.lockout_multiplier;
   rules.max_unlock_time = source.max_unlock_time;

@@ -13,10 +13,15 @@
 //   local: "local:RUSER" when PAM_RUSER is set (su, sudo: the user who is
 //   trying), plain "local" otherwise (the console).
 // - Failures from one source, across all users (unknown names included),
-//   count while each falls within source_fail_interval of the previous one;
-//   at source_deny the source is blocked for source_unlock_time, growing by
+//   count as fail_window says for users, over source_fail_interval: with
+//   `sliding` (the default) the failures of the last source_fail_interval,
+//   whose times the source's state keeps (at most source_deny of them);
+//   with `chained` while each comes within source_fail_interval of the
+//   previous one. At source_deny the source is blocked for source_unlock_time, growing by
 //   source_lockout_multiplier up to source_max_unlock_time, forgotten after
 //   source_lockout_memory: the user rules of lockout_policy.h, own keys.
+//   A block, like a user's lock, is in force through its `until` second and
+//   ends at the next (pam_faillock's boundary).
 // - A success from a source does not reset its count: one valid account in
 //   an attacker's hands must not buy unlimited guesses at the others.
 // - trusted_sources (checked against the full address, before masking) and

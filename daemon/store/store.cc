@@ -15,7 +15,7 @@ struct EventName {
   const char* name;
 };
 
-constexpr std::array<EventName, 8> kEventNames{{
+constexpr std::array<EventName, 11> kEventNames{{
     {HistoryEvent::success, "success"},
     {HistoryEvent::failure, "failure"},
     {HistoryEvent::locked, "locked"},
@@ -24,6 +24,9 @@ constexpr std::array<EventName, 8> kEventNames{{
     {HistoryEvent::manual_lock, "manual_lock"},
     {HistoryEvent::unlocked, "unlocked"},
     {HistoryEvent::reset, "reset"},
+    {HistoryEvent::source_blocked, "source_blocked"},
+    {HistoryEvent::source_expired, "source_expired"},
+    {HistoryEvent::source_unlocked, "source_unlocked"},
 }};
 
 }  // namespace
@@ -51,10 +54,10 @@ std::string encode_failure_times(const std::vector<TimePoint>& times) {
   return text;
 }
 
-std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& user) {
+std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& owner) {
   std::vector<TimePoint> times;
   const auto broken = [&](const std::string& why) {
-    return StoreError("user " + user + ": earlier_failures is not a list of times (" + why + ")");
+    return StoreError(owner + ": earlier_failures is not a list of times (" + why + ")");
   };
   while (!text.empty()) {
     if (times.size() == kMaxDeny) throw broken("more than " + std::to_string(kMaxDeny));

@@ -37,6 +37,12 @@ enum class HistoryEvent : std::uint8_t {
   manual_lock,       // an admin locked the account
   unlocked,          // an admin lifted a lock
   reset,             // an admin cleared the failures
+  // A source (daemon/policy/source_policy.h), named in `detail`: blocked by
+  // the failure of `user` from it, its block ran out (no user), or an admin
+  // lifted it (no user).
+  source_blocked,
+  source_expired,
+  source_unlocked,
 };
 
 const char* to_string(HistoryEvent event) noexcept;
@@ -67,10 +73,11 @@ struct HistoryQuery {
 // UserState::earlier_failures as both backends store it: unix seconds in
 // decimal, separated by single spaces, oldest first; "" for none. Text, so
 // the database reads well in a shell. The decoder takes at most kMaxDeny
-// times and throws StoreError, naming `user`, for anything else: a broken
-// row is reported, never read as "no failures".
+// times and throws StoreError, naming `owner` ("user alice", "source
+// 192.0.2.1"), for anything else: a broken row is reported, never read as
+// "no failures".
 std::string encode_failure_times(const std::vector<TimePoint>& times);
-std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& user);
+std::vector<TimePoint> decode_failure_times(std::string_view text, const std::string& owner);
 
 // An event id and the answer it was given (common/protocol.h, event_id):
 // stored with its event, so that a resend after a restart gets the same
@@ -95,13 +102,17 @@ inline constexpr std::size_t kMaxAnsweredEvents = 100'000;
 struct StoreBatch {
   std::vector<std::pair<std::string, UserState>> put_states;  // insert or replace
   std::vector<std::string> delete_states;
+  // Per-source state (issue 11), keyed by the normalised source.
+  std::vector<std::pair<std::string, UserState>> put_sources;
+  std::vector<std::string> delete_sources;
   std::vector<HistoryEntry> history;
   std::vector<AnsweredEvent> answered;
   // Answered events older than this are deleted in the same transaction.
   std::optional<TimePoint> forget_answered_before;
 
   bool empty() const {
-    return put_states.empty() && delete_states.empty() && history.empty() && answered.empty();
+    return put_states.empty() && delete_states.empty() && put_sources.empty() &&
+           delete_sources.empty() && history.empty() && answered.empty();
   }
 };
 
@@ -111,6 +122,10 @@ class Store {
 
   // Every stored user state, for the daemon to load at start-up.
   virtual std::vector<std::pair<std::string, UserState>> load_states() = 0;
+
+  // Every stored source state (daemon/policy/source_policy.h), for the
+  // daemon to load at start-up. Bounded by max_tracked_sources.
+  virtual std::vector<std::pair<std::string, UserState>> load_sources() = 0;
 
   // The answered events kept (at most kMaxAnsweredEvents, those at or after
   // `since`), oldest first.

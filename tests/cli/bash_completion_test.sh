@@ -44,6 +44,9 @@ expect_contains "acctlock --" --reset
 expect_contains "acctlock unlock --" --all
 expect_not_contains "acctlock unlock --" --locked
 expect_contains "acctlock list --" --locked
+expect_contains "acctlock so" sources
+expect_contains "acctlock sources --" --blocked
+expect_contains "acctlock unlock --" --source
 expect_contains "acctlock history --" --since
 expect_contains "acctlock imp" import-faillock
 expect_contains "acctlock import-faillock --" --dry-run

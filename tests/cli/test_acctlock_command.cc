@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/exit_codes.h"
@@ -747,6 +748,120 @@ TEST_F(AdminSocketTest, OversizedRequestClosesOnlyItsConnection) {
   EXPECT_EQ(json::parse(read_line(bystander))["result"], 0);
   close(flooder);
   close(bystander);
+}
+
+// Sources (issue 11): source_deny failures from one address, spread over
+// several accounts (none of them reaches deny), block the address for every
+// account; `acctlock sources` shows it with the time left and `unblock` (or
+// `unlock --source`) lifts it, for admins only.
+TEST_F(AcctlockCommandTest, SourcesShowsABlockedAddressAndUnblockLiftsIt) {
+  // The default source_deny is 10; deny is 3 here, so two failures each.
+  for (const char* user : {"daemon", "bin", "sys", "sync", "nobody"}) {
+    for (int i = 0; i < 2; ++i) daemon.request(MessageType::failure, user, "sshd", "192.0.2.99");
+  }
+  const auto refused = daemon.request(MessageType::check, "games", "sshd", "192.0.2.99");
+  EXPECT_EQ(refused.verdict, Verdict::locked);
+  EXPECT_EQ(refused.lock, LockKind::source);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.98").verdict,
+            Verdict::allowed);
+  EXPECT_FALSE(status_json("daemon")["locked"].get<bool>()) << "no account is locked";
+
+  const auto listed = acctlock({"sources", "--blocked", "--json"});
+  ASSERT_EQ(listed.exit_code, cli::kExitOk) << listed.err;
+  const json sources = json::parse(listed.out)["sources"];
+  ASSERT_EQ(sources.size(), 1u) << listed.out;
+  EXPECT_EQ(sources[0]["source"], "192.0.2.99");
+  EXPECT_EQ(sources[0]["blocked"], true);
+  EXPECT_EQ(sources[0]["lock"], "failures");
+  EXPECT_EQ(sources[0]["failures"], 10);
+  EXPECT_TRUE(sources[0]["blocked_until"].is_string());
+
+  const auto table = acctlock({"sources"});
+  ASSERT_EQ(table.exit_code, cli::kExitOk) << table.err;
+  EXPECT_NE(table.out.find("192.0.2.99"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(" left"), std::string::npos) << table.out;
+
+  EXPECT_EQ(acctlock({"sources"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+  EXPECT_EQ(acctlock({"unblock", "192.0.2.99"}, As::nobody).exit_code, cli::kExitPermissionDenied);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.99").verdict,
+            Verdict::locked);
+  EXPECT_EQ(acctlock({"unblock", "not an address"}).exit_code, cli::kExitUsage);
+
+  const auto unblocked = acctlock({"unblock", "192.0.2.99", "--json"});
+  ASSERT_EQ(unblocked.exit_code, cli::kExitOk) << unblocked.err;
+  EXPECT_EQ(json::parse(unblocked.out)["blocked"], false) << unblocked.out;
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "192.0.2.99").verdict,
+            Verdict::allowed);
+  const auto none = acctlock({"sources", "--blocked"});
+  EXPECT_NE(none.out.find("No source is blocked."), std::string::npos) << none.out;
+
+  // The faillock-style form does the same.
+  for (int i = 0; i < 10; ++i) {
+    daemon.request(MessageType::failure, i % 2 ? "bin" : "sys", "sshd", "2001:db8:7::1");
+  }
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "2001:db8:7::ffff").lock,
+            LockKind::source);
+  ASSERT_EQ(acctlock({"unlock", "--source", "2001:db8:7::5"}).exit_code, cli::kExitOk);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "2001:db8:7::ffff").verdict,
+            Verdict::allowed);
+  const auto history = acctlock({"history", "--json"});
+  EXPECT_NE(history.out.find("\"source_unlocked\""), std::string::npos) << history.out;
+  EXPECT_NE(history.out.find("\"source_blocked\""), std::string::npos) << history.out;
+}
+
+// An acctlockd before admin protocol 5 does not know sources nor
+// unlock_source and answers "unsupported": the command says it is too old,
+// not "unknown command". The old daemon is a socket that answers so.
+TEST_F(AcctlockCommandTest, SourcesAndUnblockSayWhenTheDaemonIsTooOld) {
+  const std::string socket_path = dir / "old-admin.sock";
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket_path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  std::vector<std::string> commands;
+  std::thread old_daemon([&] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      timeval timeout{10, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      std::string line;
+      char byte;
+      while (recv(fd, &byte, 1, 0) == 1 && byte != '\n') line += byte;
+      const std::string command = json::parse(line).value("command", "");
+      commands.push_back(command);
+      const std::string answer =
+          json{{"result", 2}, {"text", "unknown command \"" + command + "\""}, {"arguments", {}}}
+              .dump() +
+          "\n";
+      send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      close(fd);
+    }
+  });
+  const std::string config = dir / "old.conf";
+  write_file(config, "admin_socket = " + socket_path + "\n");
+  const auto run = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {ACCTLOCK_PATH, "--config", config});
+    return run_command(arguments);
+  };
+  const auto listed = run({"sources"});
+  const auto unblocked = run({"unblock", "192.0.2.99"});
+  shutdown(listener, SHUT_RDWR);
+  old_daemon.join();
+  close(listener);
+
+  EXPECT_EQ(commands, (std::vector<std::string>{"sources", "unlock_source"}));
+  EXPECT_EQ(listed.exit_code, cli::kExitFailure);
+  EXPECT_NE(listed.err.find("this acctlockd is too old for sources (admin protocol 5"),
+            std::string::npos)
+      << listed.err;
+  EXPECT_EQ(unblocked.exit_code, cli::kExitFailure);
+  EXPECT_NE(unblocked.err.find("this acctlockd is too old for unlock_source (admin protocol 5"),
+            std::string::npos)
+      << unblocked.err;
 }
 
 }  // namespace

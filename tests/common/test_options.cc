@@ -74,6 +74,7 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(as.trusted, es.trusted);
   EXPECT_EQ(actual.familiar_sources.scope, expected.familiar_sources.scope);
   EXPECT_EQ(actual.familiar_sources.max_per_user, expected.familiar_sources.max_per_user);
+  EXPECT_EQ(actual.max_tracked_sources, expected.max_tracked_sources);
   EXPECT_EQ(actual.familiar_sources.memory, expected.familiar_sources.memory);
 }
 
@@ -124,7 +125,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 46u);
+  EXPECT_EQ(names.size(), 47u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -578,7 +579,18 @@ TEST(DiagnosticText, LeavesOutEmptyParts) {
 TEST(OptionKeys, SourceDenyAcceptsZeroAsOff) {
   EXPECT_EQ(parse_ok("source_deny = 20").source_rules.deny, 20u);
   EXPECT_EQ(parse_ok("source_deny = 0").source_rules.deny, 0u);
-  EXPECT_EQ(value_error("source_deny", "-1"), "\"-1\" is not a whole number (0 turns this off)");
+  EXPECT_EQ(value_error("source_deny", "-1"),
+            "\"-1\" is not a whole number from 0 to 1000 (0 turns this off)");
+  // As deny: a sliding window keeps up to source_deny times per source.
+  EXPECT_EQ(parse_ok("source_deny = 1000").source_rules.deny, 1000u);
+  EXPECT_THAT(value_error("source_deny", "1001"), HasSubstr("is too large"));
+}
+
+TEST(OptionKeys, SourcesCountFailuresAsFailWindowSays) {
+  EXPECT_EQ(Options{}.source_rules.fail_window, FailWindow::sliding);
+  EXPECT_EQ(parse_ok("fail_window = chained").source_rules.fail_window, FailWindow::chained);
+  EXPECT_EQ(parse_ok("fail_window = chained\nfail_window = sliding").source_rules.fail_window,
+            FailWindow::sliding);
 }
 
 TEST(OptionKeys, SourceDurations) {
@@ -635,6 +647,16 @@ TEST(OptionKeys, FamiliarSources) {
   EXPECT_EQ(parse_ok("familiar_source_memory = 90d").familiar_sources.memory, 90 * 24h);
   EXPECT_THAT(value_error("familiar_source_memory", "0"),
               HasSubstr("is not a duration greater than 0"));
+}
+
+TEST(OptionKeys, MaxTrackedSources) {
+  EXPECT_EQ(Options{}.max_tracked_sources, 65536u);
+  EXPECT_EQ(parse_ok("max_tracked_sources = 16").max_tracked_sources, 16u);
+  EXPECT_EQ(parse_ok("max_tracked_sources = 100000000").max_tracked_sources, 100'000'000u);
+  EXPECT_THAT(value_error("max_tracked_sources", "15"),
+              HasSubstr("is not a whole number from 16 to 100000000"));
+  EXPECT_THAT(value_error("max_tracked_sources", "100000001"),
+              HasSubstr("is too large: expected a whole number from 16 to 100000000"));
 }
 
 TEST(CrossChecks, SourceCapShorterThanSourceUnlockTimeWarns) {

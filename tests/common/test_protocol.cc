@@ -117,7 +117,7 @@ TEST(Protocol, LengthTooSmallForVersionAndTypeIsRefused) {
 
 TEST(Protocol, WrongVersionIsRefused) {
   std::string bytes = frame_of(full_request(MessageType::check));
-  bytes[4] = 3;
+  bytes[4] = 4;
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_version);
 }
 
@@ -138,20 +138,45 @@ TEST(Protocol, RootFlagRoundTripsAndUnknownFlagsAreRefused) {
   std::string bytes = frame_of(request);
   ASSERT_TRUE(decode_request(bytes).message);
   EXPECT_TRUE(decode_request(bytes).message->user_is_root);
-  bytes[6] = 0x02;  // the flags byte, with a bit nobody defined
+  bytes[6] = 0x04;  // the flags byte, with a bit nobody defined
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_value);
+  bytes[6] = 0x03;  // root and unknown to NSS at once: a contradiction
+  EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_value);
+}
+
+TEST(Protocol, UnknownUserFlagAndSourceLockRoundTrip) {
+  Request request = full_request(MessageType::failure);
+  request.user_unknown = true;
+  const auto decoded = decode_request(frame_of(request));
+  ASSERT_TRUE(decoded.message) << describe(decoded.error);
+  EXPECT_EQ(*decoded.message, request);
+  EXPECT_TRUE(decoded.message->user_unknown);
+
+  const Answer answer{Verdict::locked, LockKind::source, 10, 2, 1'900'000'000, "192.0.2.1"};
+  std::string bytes;
+  ASSERT_TRUE(encode_answer(answer, bytes));
+  EXPECT_EQ(decode_answer(bytes).message, answer);
+  bytes[7] = 5;  // the lock byte, past `source`
+  EXPECT_EQ(decode_answer(bytes).error, DecodeError::bad_value);
 }
 
 TEST(Protocol, StringRunningPastTheFrameIsRefused) {
   // version, type, flags, event id, then a user whose declared size exceeds
   // what follows.
   const std::string bytes =
-      raw_frame(std::string("\x02\x02\x00" "\0\0\0\0\0\0\0\x01" "\x00\x09" "abc", 16));
+      raw_frame(std::string("\x03\x02\x00"
+                            "\0\0\0\0\0\0\0\x01"
+                            "\x00\x09"
+                            "abc",
+                            16));
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_field);
 }
 
 TEST(Protocol, StringLongerThanItsFieldAllowsIsRefused) {
-  std::string payload("\x02\x02\x00" "\0\0\0\0\0\0\0\x01", 11);
+  std::string payload(
+      "\x03\x02\x00"
+      "\0\0\0\0\0\0\0\x01",
+      11);
   payload += std::string("\x01\x00", 2) + std::string(256, 'u');  // user of 256 > kMaxUser
   for (int i = 0; i < 4; ++i) payload += std::string("\0\0", 2);
   EXPECT_EQ(decode_request(raw_frame(payload)).error, DecodeError::bad_field);
@@ -244,7 +269,11 @@ TEST(Protocol, VersionOneFramesAreRefused) {
   std::string bytes = frame_of(full_request(MessageType::failure));
   bytes[4] = 1;
   EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_version);
-  EXPECT_EQ(kVersion, 2);
+  EXPECT_EQ(kVersion, 3);
+  // A version 2 frame too: it cannot say that a user is unknown, and its
+  // module would not understand a `source` lock.
+  bytes[4] = 2;
+  EXPECT_EQ(decode_request(bytes).error, DecodeError::bad_version);
 }
 
 TEST(Protocol, UserNamesThatAreNotUtf8AreRefused) {

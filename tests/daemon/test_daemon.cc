@@ -357,6 +357,89 @@ std::optional<Answer> send_frame(const std::string& socket, const std::string& f
   return std::nullopt;
 }
 
+// Sources (issue 11), through the real daemon: names unknown to NSS count
+// for their source (root's word only) and leave no user behind; the block
+// refuses every user, is on disk and outlives a restart.
+Answer from_source(const DaemonProcess& daemon, MessageType type, const std::string& user,
+                   const std::string& rhost, bool unknown) {
+  protocol::Request request;
+  request.type = type;
+  request.event_id = new_event_id();
+  request.user = user;
+  request.service = "sshd";
+  request.rhost = rhost;
+  request.user_unknown = unknown;
+  EventClient client;
+  Answer answer;
+  EXPECT_EQ(client.exchange(daemon.event_socket(), request, answer, std::chrono::seconds(10)),
+            ClientStatus::ok);
+  return answer;
+}
+
+TEST_F(DaemonTest, UnknownNamesBlockTheirSourceForEveryUserAcrossARestart) {
+  DaemonProcess daemon(dir, "source_deny = 4\nsource_unlock_time = 1h\n");
+  ASSERT_TRUE(daemon.start());
+  // A spray of invented names, one of them not even a valid user name.
+  for (const char* name : {"admin", "oracle", "no such name!", "test"}) {
+    from_source(daemon, MessageType::failure, name, "203.0.113.66", true);
+  }
+  const Answer refused = from_source(daemon, MessageType::check, "root", "203.0.113.66", false);
+  EXPECT_EQ(refused.verdict, Verdict::locked);
+  EXPECT_EQ(refused.lock, LockKind::source);
+  EXPECT_EQ(refused.reason, "203.0.113.66");
+  // The check of an unknown name is refused the same, so the refusal does
+  // not tell which names exist.
+  EXPECT_EQ(from_source(daemon, MessageType::check, "oracle", "203.0.113.66", true).lock,
+            LockKind::source);
+  EXPECT_EQ(from_source(daemon, MessageType::check, "root", "203.0.113.67", false).verdict,
+            Verdict::allowed);
+  {
+    Database db(daemon.database());
+    EXPECT_EQ(db.count("SELECT count(*) FROM user_state"), 0);
+    EXPECT_EQ(db.count("SELECT count(*) FROM source_state WHERE source = '203.0.113.66' AND "
+                       "locked = 1"),
+              1);
+    EXPECT_EQ(db.count("SELECT count(*) FROM history WHERE event = 'failure'"), 0)
+        << "an unknown name's failure is not a history row";
+    EXPECT_EQ(db.count("SELECT count(*) FROM history WHERE event = 'source_blocked' AND "
+                       "detail = '203.0.113.66' AND user = 'test'"),
+              1);
+  }
+  EXPECT_NE(daemon.log().find("203.0.113.66"), std::string::npos) << daemon.log();
+
+  const int status = daemon.stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(daemon.start());
+  const Answer after = from_source(daemon, MessageType::check, "root", "203.0.113.66", false);
+  EXPECT_EQ(after.lock, LockKind::source);
+  EXPECT_EQ(after.locked_until, refused.locked_until);
+}
+
+TEST_F(DaemonTest, OnlyRootMayReportAnUnknownUserOrCountForASource) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user with setpriv";
+  DaemonProcess daemon(dir, "source_deny = 2\n");
+  ASSERT_TRUE(daemon.start());
+  const auto as_nobody = [&](const std::vector<std::string>& arguments) {
+    std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=65534",    "--regid=65534",
+                                     "--clear-groups",   EVENT_REQUEST_PATH, daemon.event_socket()};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    return run_command(argv);
+  };
+  for (int i = 0; i < 3; ++i) {
+    const auto unknown = as_nobody({"failure", "nosuch", "192.0.2.5", "unknown"});
+    ASSERT_EQ(unknown.exit_code, 0) << unknown.err;
+    EXPECT_NE(unknown.out.find("verdict=refused"), std::string::npos) << unknown.out;
+    // Its own failures count for itself, never for the address it names:
+    // any user could otherwise block an admin's address.
+    const auto own = as_nobody({"failure", "nobody", "192.0.2.5"});
+    EXPECT_NE(own.out.find("verdict="), std::string::npos) << own.err;
+  }
+  EXPECT_NE(daemon.log().find("reporting an unknown user"), std::string::npos) << daemon.log();
+  EXPECT_EQ(from_source(daemon, MessageType::check, "root", "192.0.2.5", false).verdict,
+            Verdict::allowed);
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").failures, 3u);
+}
+
 TEST_F(DaemonTest, ResentFailureWithTheSameIdCountsOnce) {
   DaemonProcess daemon(dir, "deny = 5\n");
   ASSERT_TRUE(daemon.start());
@@ -685,8 +768,10 @@ TEST_F(DaemonTest, OutOfFileDescriptorsAtAcceptBacksOffLogsRarelyAndKeepsServing
 #endif
   // A small max_connections, so the daemon's own sizing never depends on the
   // file limit this test inherits (a CI runner's differs from a desktop's).
-  DaemonProcess daemon(dir,
-                       "deny = 50\nmax_connections = 200\nroot_reserved_connections = 20\n");
+  // 21 failures from one address: source_deny = 0, so that they count for
+  // the user only and the answers carry the user's count, not a source block.
+  DaemonProcess daemon(
+      dir, "deny = 50\nsource_deny = 0\nmax_connections = 200\nroot_reserved_connections = 20\n");
   ASSERT_TRUE(daemon.start());
   ASSERT_EQ(daemon.log().find("lowered from max_connections"), std::string::npos) << daemon.log();
   // Root's PAM stack holds a connection, as sshd's would across a login.

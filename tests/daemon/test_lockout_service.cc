@@ -167,5 +167,226 @@ TEST_F(LockoutServiceTest, LockedIndexFollowsLocksUnlocksExpiriesAndReloads) {
   EXPECT_EQ(reloaded.report("dave", after_lock)->state.manual_lock->reason, "audit");
 }
 
+// Sources (issue 11): the policy of daemon/policy/source_policy.h applied by
+// the daemon, over the real store.
+class SourceServiceTest : public LockoutServiceTest {
+ protected:
+  SourceServiceTest() { service.set_source_rules(source_rules(), 64); }
+
+  static SourceRules source_rules() {
+    SourceRules rules;
+    rules.deny = 3;
+    rules.fail_interval = Seconds(600);
+    rules.unlock_time = Seconds(300);
+    rules.lockout_memory = Seconds(3600);
+    std::string error;
+    rules.trusted = {*parse_address_prefix("198.51.100.0/24", &error)};
+    return rules;
+  }
+
+  protocol::Answer from(protocol::MessageType type, const std::string& user,
+                        const std::string& rhost, TimePoint when, bool unknown = false,
+                        bool root_peer = true) {
+    protocol::Request request;
+    request.type = type;
+    request.user = user;
+    request.user_unknown = unknown;
+    request.service = "sshd";
+    request.rhost = rhost;
+    return service.apply(request, false, when, work, root_peer);
+  }
+
+  std::vector<std::string> stored_sources() {
+    std::vector<std::string> keys;
+    for (const auto& [key, state] : store->load_sources()) keys.push_back(key);
+    return keys;
+  }
+
+  std::size_t events_of(HistoryEvent kind) const {
+    std::size_t n = 0;
+    for (const auto& event : work.events) n += event.entry.event == kind ? 1 : 0;
+    return n;
+  }
+};
+
+TEST_F(SourceServiceTest, ASourceIsBlockedForEveryUserAfterSourceDenyAcrossNames) {
+  using protocol::MessageType;
+  from(MessageType::failure, "alice", "192.0.2.9", t0);
+  from(MessageType::failure, "bob", "192.0.2.9", t0 + Seconds(1));
+  EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(2)).verdict,
+            protocol::Verdict::allowed);
+  // The third failure is for a name NSS does not know: it counts all the same.
+  const auto third = from(MessageType::failure, "nosuch", "192.0.2.9", t0 + Seconds(3), true);
+  EXPECT_EQ(third.verdict, protocol::Verdict::locked);
+  EXPECT_EQ(third.lock, LockKind::source);
+  EXPECT_EQ(events_of(HistoryEvent::source_blocked), 1u);
+
+  // Every user is refused from it, right password or not; not from elsewhere.
+  const auto carol = from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(4));
+  EXPECT_EQ(carol.verdict, protocol::Verdict::locked);
+  EXPECT_EQ(carol.lock, LockKind::source);
+  EXPECT_EQ(carol.reason, "192.0.2.9");
+  EXPECT_EQ(carol.failures, 3u);
+  EXPECT_EQ(carol.locked_until, (t0 + Seconds(3) + Seconds(300)).time_since_epoch().count());
+  EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.10", t0 + Seconds(4)).verdict,
+            protocol::Verdict::allowed);
+  // The unknown name left no user behind; the two real ones count 1 each.
+  EXPECT_FALSE(service.report("nosuch", t0 + Seconds(4)).has_value());
+  EXPECT_EQ(service.report("alice", t0 + Seconds(4))->status.failures, 1u);
+  EXPECT_EQ(service.tracked_users(), 2u);
+
+  // A user's own lock says more and comes first.
+  from(MessageType::failure, "alice", "192.0.2.20", t0 + Seconds(5));
+  from(MessageType::failure, "alice", "192.0.2.21", t0 + Seconds(6));
+  EXPECT_EQ(from(MessageType::check, "alice", "192.0.2.9", t0 + Seconds(7)).lock,
+            LockKind::failures);
+
+  // The block holds through its until second (t0 + 303, as a user's lock)
+  // and ends by itself at the next, announced by the expiry timer.
+  EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(303)).verdict,
+            protocol::Verdict::locked);
+  EXPECT_EQ(service.next_expiry(), t0 + Seconds(304));
+  service.expire_due(t0 + Seconds(303), work);
+  EXPECT_EQ(events_of(HistoryEvent::source_expired), 0u);
+  service.expire_due(t0 + Seconds(304), work);
+  EXPECT_EQ(events_of(HistoryEvent::source_expired), 1u);
+  EXPECT_EQ(from(MessageType::check, "carol", "192.0.2.9", t0 + Seconds(304)).verdict,
+            protocol::Verdict::allowed);
+}
+
+TEST_F(SourceServiceTest, OnlyRootsWordCountsForASource) {
+  // Any local user can name any PAM_RHOST: their failures count for their
+  // own account, never for the source, or they could block an admin's address.
+  for (int i = 0; i < 5; ++i) {
+    from(protocol::MessageType::failure, "alice", "192.0.2.1", t0, false, false);
+  }
+  EXPECT_EQ(service.tracked_sources(), 0u);
+  EXPECT_EQ(from(protocol::MessageType::check, "bob", "192.0.2.1", t0).verdict,
+            protocol::Verdict::allowed);
+}
+
+TEST_F(SourceServiceTest, TrustedSourcesAndTheConsoleAreNeverCounted) {
+  for (int i = 0; i < 5; ++i) {
+    from(protocol::MessageType::failure, "nosuch" + std::to_string(i), "198.51.100.7", t0, true);
+    from(protocol::MessageType::failure, "nosuch" + std::to_string(i), "", t0, true);
+  }
+  EXPECT_EQ(service.tracked_sources(), 0u);
+  EXPECT_EQ(service.tracked_users(), 0u);
+  EXPECT_TRUE(work.events.empty()) << "an unknown name's failure leaves no history row";
+  EXPECT_EQ(from(protocol::MessageType::check, "bob", "198.51.100.7", t0).verdict,
+            protocol::Verdict::allowed);
+}
+
+TEST_F(SourceServiceTest, IPv6SourcesCountByPrefixAndLocalOnesByRuser) {
+  from(protocol::MessageType::failure, "a", "2001:db8:1:2::1", t0, true);
+  from(protocol::MessageType::failure, "b", "2001:db8:1:2:ffff::9", t0, true);
+  from(protocol::MessageType::failure, "c", "2001:db8:1:2::abcd", t0, true);
+  EXPECT_EQ(from(protocol::MessageType::check, "d", "2001:db8:1:2::77", t0).lock, LockKind::source);
+  EXPECT_EQ(from(protocol::MessageType::check, "d", "2001:db8:1:3::1", t0).verdict,
+            protocol::Verdict::allowed);
+  const auto report = service.source_report("2001:db8:1:2::/64", t0);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_TRUE(report->status.locked());
+}
+
+TEST_F(SourceServiceTest, BlocksAreDurableAndRestoredAtStart) {
+  for (int i = 0; i < 3; ++i) {
+    from(protocol::MessageType::failure, "nosuch", "203.0.113.5", t0 + Seconds(i), true);
+  }
+  from(protocol::MessageType::failure, "nosuch", "203.0.113.6", t0, true);
+  commit();
+  EXPECT_EQ(stored_sources(), (std::vector<std::string>{"203.0.113.5", "203.0.113.6"}));
+
+  LockoutService restarted(rules(), *store);
+  restarted.set_source_rules(source_rules(), 64);
+  restarted.load_from_store();
+  EXPECT_EQ(restarted.tracked_sources(), 2u);
+  EXPECT_EQ(restarted.blocked_sources(), 1u);
+  protocol::Request check;
+  check.user = "carol";
+  check.rhost = "203.0.113.5";
+  EXPECT_EQ(restarted.apply(check, false, t0 + Seconds(10), work).lock, LockKind::source);
+  // The second after the until second (docs/policy.md, the lock boundary).
+  EXPECT_EQ(restarted.next_expiry(), t0 + Seconds(2) + Seconds(300) + Seconds(1));
+}
+
+TEST_F(SourceServiceTest, ASourcesSlidingWindowSurvivesARestart) {
+  // fail_window = sliding (the default) for sources too: the times of the
+  // counted failures are stored, so a restart counts the same window.
+  from(protocol::MessageType::failure, "nosuch", "203.0.113.5", t0, true);
+  from(protocol::MessageType::failure, "nosuch", "203.0.113.5", t0 + Seconds(400), true);
+  commit();
+
+  LockoutService restarted(rules(), *store);
+  restarted.set_source_rules(source_rules(), 64);
+  restarted.load_from_store();
+  protocol::Request failure;
+  failure.type = protocol::MessageType::failure;
+  failure.user = "nosuch";
+  failure.user_unknown = true;
+  failure.rhost = "203.0.113.5";
+  // At t0 + 700 the first failure is older than source_fail_interval (600 s):
+  // two count, no block. Read as untimed, all three would have counted.
+  EXPECT_EQ(restarted.apply(failure, false, t0 + Seconds(700), work).verdict,
+            protocol::Verdict::allowed);
+  EXPECT_EQ(restarted.source_report("203.0.113.5", t0 + Seconds(700))->state.failures, 2u);
+  EXPECT_EQ(restarted.apply(failure, false, t0 + Seconds(900), work).lock, LockKind::source);
+}
+
+TEST_F(SourceServiceTest, AnAdminUnblocksASource) {
+  for (int i = 0; i < 3; ++i) from(protocol::MessageType::failure, "bob", "192.0.2.44", t0);
+  commit();
+  EXPECT_FALSE(service.unlock_source("192.0.2.45", 0, t0, work));
+  EXPECT_TRUE(work.empty());
+  EXPECT_TRUE(service.unlock_source("192.0.2.44", 1000, t0 + Seconds(1), work));
+  ASSERT_EQ(work.events.size(), 1u);
+  EXPECT_EQ(work.events[0].entry.event, HistoryEvent::source_unlocked);
+  EXPECT_EQ(work.events[0].entry.detail, "192.0.2.44");
+  EXPECT_EQ(work.events[0].entry.admin_uid, 1000u);
+  commit();
+  EXPECT_TRUE(stored_sources().empty()) << "an unblocked source has nothing left to keep";
+  EXPECT_EQ(from(protocol::MessageType::check, "carol", "192.0.2.44", t0 + Seconds(2)).verdict,
+            protocol::Verdict::allowed);
+  // bob's own failures stand: unblocking a source is not unlocking a user.
+  EXPECT_EQ(service.report("bob", t0 + Seconds(2))->status.kind, LockKind::failures);
+}
+
+TEST_F(SourceServiceTest, TheTableIsBoundedAndBlockedSourcesGoLast) {
+  service.set_source_rules(source_rules(), 4);
+  for (int i = 0; i < 3; ++i) from(protocol::MessageType::failure, "x", "192.0.2.1", t0, true);
+  // A flood of fresh addresses, one failure each, newer and newer.
+  for (int i = 0; i < 20; ++i) {
+    from(protocol::MessageType::failure, "x", "10.0.0." + std::to_string(i), t0 + Seconds(1 + i),
+         true);
+  }
+  EXPECT_EQ(service.tracked_sources(), 4u);
+  EXPECT_EQ(service.evicted_sources(), 17u);
+  // The block stayed; of the others the newest three.
+  std::vector<std::string> kept;
+  for (const auto& report : service.source_page("", 10, false, t0 + Seconds(30))) {
+    kept.push_back(report.source);
+  }
+  EXPECT_EQ(kept, (std::vector<std::string>{"10.0.0.17", "10.0.0.18", "10.0.0.19", "192.0.2.1"}));
+  commit();
+  EXPECT_EQ(stored_sources(), kept);
+}
+
+TEST_F(SourceServiceTest, TheSweepDropsIdleSourcesAndKeepsBlocks) {
+  for (int i = 0; i < 3; ++i) from(protocol::MessageType::failure, "x", "192.0.2.1", t0, true);
+  for (int i = 0; i < 5; ++i) {
+    from(protocol::MessageType::failure, "x", "10.0.0." + std::to_string(i), t0, true);
+  }
+  commit();
+  // Within source_fail_interval nothing is idle.
+  service.sweep_slice(t0 + Seconds(299), 100, work);
+  EXPECT_EQ(service.tracked_sources(), 6u);
+  // Past it, the one-failure sources go; the block (ending at t0 + 300) is
+  // the expiry timer's, never the sweep's.
+  service.sweep_slice(t0 + Seconds(600), 100, work);
+  EXPECT_EQ(service.tracked_sources(), 1u);
+  commit();
+  EXPECT_EQ(stored_sources(), std::vector<std::string>{"192.0.2.1"});
+}
+
 }  // namespace
 }  // namespace acctlock

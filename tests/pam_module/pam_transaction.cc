@@ -70,6 +70,7 @@ PamOutcome run_pam(const PamTransaction& transaction) {
     outcome.status_text = pam_strerror(pamh, rc);
     return outcome;
   }
+  if (!transaction.rhost.empty()) pam_set_item(pamh, PAM_RHOST, transaction.rhost.c_str());
   for (const PamPhase phase : transaction.phases) {
     switch (phase) {
       case PamPhase::auth:

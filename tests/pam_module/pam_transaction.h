@@ -17,6 +17,7 @@ struct PamTransaction {
   std::string password;      // the answer to every prompt...
   std::string new_password;  // ...but the first, in the password phase, when set
   std::vector<PamPhase> phases{PamPhase::auth, PamPhase::account};
+  std::string rhost;  // PAM_RHOST, as sshd sets it; unset when empty
 };
 
 struct PamOutcome {

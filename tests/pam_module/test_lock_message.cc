@@ -51,5 +51,18 @@ TEST(LockMessageTest, TheLogLineCarriesLevelAndSecondsLeft) {
             "locked after 4 failures (lockout 1), 90s left");
 }
 
+TEST(LockMessageTest, ABlockedSourceSaysSoAndNamesNoAccount) {
+  protocol::Answer answer = locked(LockKind::source, 10, 1000 + 5 * 60);
+  answer.reason = "203.0.113.5";
+  EXPECT_THAT(lock_message(answer, 1000),
+              ElementsAre("Logins from this address are blocked due to 10 failed logins.",
+                          "(5 minutes left to unblock)"));
+  EXPECT_EQ(lock_log_text(answer, 1000),
+            "source 203.0.113.5 blocked after 10 failures (block 1), 300s left");
+  answer.locked_until = 0;
+  EXPECT_THAT(lock_message(answer, 1000),
+              ElementsAre(HasSubstr("10 failed logins"), "(an administrator must unblock it)"));
+}
+
 }  // namespace
 }  // namespace acctlock::pam

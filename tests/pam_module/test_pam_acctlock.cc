@@ -421,6 +421,41 @@ TEST_F(PamAcctlockTest, UsersUnknownToTheSystemAreNotTracked) {
   EXPECT_THAT(list.out, ::testing::Not(HasSubstr("acctlock-no-such-user")));
 }
 
+// Sources (issue 11), through real libpam with PAM_RHOST set as sshd sets
+// it: failures spread over two users and a name that does not exist block
+// the address; then even the right password is refused from it, with the
+// source's own message, while other addresses log in.
+TEST_F(PamAcctlockTest, ABlockedAddressRefusesEveryUserWithItsOwnMessage) {
+  start("deny = 5\nsource_deny = 3\nsource_unlock_time = 1h\n");
+  const auto from = [&](const TestUser& user, const std::string& password,
+                        const std::string& rhost) {
+    return run_pam(
+        {confdir_, "login", user.name, password, {}, {PamPhase::auth, PamPhase::account}, rhost});
+  };
+  EXPECT_EQ(from(kAlice, "wrong", "192.0.2.50").status, PAM_AUTH_ERR);
+  EXPECT_EQ(from(kBob, "wrong", "192.0.2.50").status, PAM_AUTH_ERR);
+  const TestUser ghost{"acctlock-no-such-user", 0, 0, ""};
+  EXPECT_NE(from(ghost, "x", "192.0.2.50").status, PAM_SUCCESS);
+
+  const PamOutcome refused = from(kAlice, kAlice.password, "192.0.2.50");
+  EXPECT_EQ(refused.status, PAM_AUTH_ERR);
+  EXPECT_THAT(refused.messages,
+              Contains("Logins from this address are blocked due to 3 failed logins."));
+  EXPECT_THAT(refused.messages, Contains(HasSubstr("left to unblock")));
+  // A name that does not exist is refused the same way: the refusal does
+  // not tell which names exist.
+  EXPECT_THAT(from(ghost, "x", "192.0.2.50").messages,
+              Contains("Logins from this address are blocked due to 3 failed logins."));
+  // No account is locked, and the same user gets in from elsewhere.
+  EXPECT_EQ(check(kAlice).verdict, protocol::Verdict::allowed);
+  const PamOutcome elsewhere = from(kAlice, kAlice.password, "192.0.2.51");
+  EXPECT_EQ(elsewhere.status, PAM_SUCCESS) << elsewhere.status_text;
+
+  const CommandResult list =
+      run_command({ACCTLOCK_PATH, "--socket", daemon_->admin_socket(), "list", "--json"});
+  EXPECT_THAT(list.out, ::testing::Not(HasSubstr(ghost.name)));
+}
+
 // A screen locker runs as the user it unlocks for. It may report that user's
 // own failures, and no one else's.
 TEST_F(PamAcctlockTest, AnUnprivilegedCallerReportsOnlyForItself) {

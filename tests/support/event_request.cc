@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// event_request SOCKET TYPE USER: sends one request to acctlockd and prints
+// event_request SOCKET TYPE USER [RHOST [unknown]]: sends one request to
+// acctlockd (from RHOST; flagged as a user unknown to NSS) and prints
 // the answer as "verdict=... lock=... failures=N". Tests run it as another
 // user with setpriv, to check what the daemon lets that uid do.
 #include <cstdio>
@@ -11,9 +12,10 @@
 
 int main(int argc, char** argv) {
   using namespace acctlock;
-  if (argc != 4) {
+  if (argc < 4 || argc > 6 || (argc == 6 && std::strcmp(argv[5], "unknown") != 0)) {
     std::fprintf(stderr,
-                 "usage: event_request SOCKET check|failure|success|password_changed USER\n");
+                 "usage: event_request SOCKET check|failure|success|password_changed USER "
+                 "[RHOST [unknown]]\n");
     return 2;
   }
   protocol::Request request;
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
   request.event_id = new_event_id();
   request.user = argv[3];
   request.service = "event_request";
+  if (argc >= 5) request.rhost = argv[4];
+  request.user_unknown = argc == 6;
 
   EventClient client;
   protocol::Answer answer;

@@ -83,6 +83,26 @@ CREATE TABLE fleet_host (
     R"sql(
 ALTER TABLE user_state ADD COLUMN earlier_failures text NOT NULL DEFAULT '';
 )sql",
+    // 3: per-source state (issue 11): the columns of user_state, keyed by the
+    // normalised source ("192.0.2.1", "2001:db8::/64", "local:alice").
+    R"sql(
+CREATE TABLE source_state (
+  source text NOT NULL PRIMARY KEY CHECK (source <> ''),
+  failures bigint NOT NULL CHECK (failures >= 0),
+  last_failure bigint NOT NULL,
+  level bigint NOT NULL CHECK (level >= 0),
+  last_lock_end bigint NOT NULL,
+  locked boolean NOT NULL,
+  lock_since bigint CHECK (NOT locked OR lock_since IS NOT NULL),
+  lock_until bigint,
+  manual boolean NOT NULL,
+  manual_reason text CHECK (NOT manual OR manual_reason IS NOT NULL),
+  manual_since bigint CHECK (NOT manual OR manual_since IS NOT NULL),
+  manual_admin_uid bigint CHECK (NOT manual OR manual_admin_uid IS NOT NULL),
+  manual_until bigint,
+  earlier_failures text NOT NULL DEFAULT ''
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
@@ -350,6 +370,56 @@ std::uint32_t uint32(const Result& result, int row, int column, const std::strin
   return static_cast<std::uint32_t>(value);
 }
 
+// Inserts or replaces rows of user_state or source_state (the same columns
+// after the key), all in one statement.
+void put_state_rows(PostgresqlStore::Connection& db, const std::string& table,
+                    const std::string& key_column,
+                    const std::vector<std::pair<std::string, UserState>>& rows) {
+  if (rows.empty()) return;
+  constexpr std::string_view doing = "commit";
+  ArrayLiteral columns[14];
+  for (const auto& [key, state] : rows) {
+    columns[0].add(key);
+    columns[1].add(number(state.failures));
+    columns[2].add(number(state.last_failure));
+    columns[3].add(number(state.level));
+    columns[4].add(number(state.last_lock_end));
+    columns[5].add(state.failure_lock ? "t" : "f");
+    columns[6].add(state.failure_lock ? number(state.failure_lock->since) : Param{});
+    columns[7].add(state.failure_lock && state.failure_lock->until
+                       ? number(*state.failure_lock->until)
+                       : Param{});
+    columns[8].add(state.manual_lock ? "t" : "f");
+    columns[9].add(state.manual_lock ? Param{state.manual_lock->reason} : Param{});
+    columns[10].add(state.manual_lock ? number(state.manual_lock->since) : Param{});
+    columns[11].add(state.manual_lock ? number(state.manual_lock->admin_uid) : Param{});
+    columns[12].add(state.manual_lock && state.manual_lock->until
+                        ? number(*state.manual_lock->until)
+                        : Param{});
+    columns[13].add(encode_failure_times(state.earlier_failures));
+  }
+  std::vector<Param> params;
+  for (const auto& column : columns) params.emplace_back(column.finish());
+  db.exec(
+      "INSERT INTO " + table + " (" + key_column +
+          ", failures, last_failure, level, last_lock_end, "
+          "locked, lock_since, lock_until, manual, manual_reason, manual_since, "
+          "manual_admin_uid, manual_until, earlier_failures) SELECT * FROM unnest($1::text[], "
+          "$2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], "
+          "$8::bigint[], $9::boolean[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], "
+          "$14::text[]) "
+          "ON CONFLICT (" +
+          key_column +
+          ") DO UPDATE SET failures = EXCLUDED.failures, "
+          "last_failure = EXCLUDED.last_failure, level = EXCLUDED.level, "
+          "last_lock_end = EXCLUDED.last_lock_end, locked = EXCLUDED.locked, "
+          "lock_since = EXCLUDED.lock_since, lock_until = EXCLUDED.lock_until, "
+          "manual = EXCLUDED.manual, manual_reason = EXCLUDED.manual_reason, "
+          "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid, "
+          "manual_until = EXCLUDED.manual_until, earlier_failures = EXCLUDED.earlier_failures",
+      params, doing);
+}
+
 void migrate(PostgresqlStore::Connection& db) {
   db.exec("BEGIN", {}, "starting a schema migration");
   try {
@@ -413,13 +483,24 @@ std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings&
 }
 
 std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
+  return load_state_table("user_state", "user_name", "user", "reading user states");
+}
+
+std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_sources() {
+  return load_state_table("source_state", "source", "source", "reading source states");
+}
+
+std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table(
+    std::string_view table, std::string_view key, std::string_view owner, std::string_view doing) {
   std::lock_guard lock(read_mutex_);
+  const std::string key_column(key);
   Result rows = reader_->exec(
-      "SELECT user_name, failures, last_failure, level, last_lock_end, locked, lock_since, "
-      "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until, "
-      "earlier_failures FROM user_state "
-      "ORDER BY user_name COLLATE \"C\"",
-      {}, "reading user states");
+      "SELECT " + key_column +
+          ", failures, last_failure, level, last_lock_end, locked, lock_since, "
+          "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until, "
+          "earlier_failures FROM " +
+          std::string(table) + " ORDER BY " + key_column + " COLLATE \"C\"",
+      {}, doing);
   std::vector<std::pair<std::string, UserState>> states;
   const int count = PQntuples(rows.get());
   states.reserve(static_cast<std::size_t>(count));
@@ -441,9 +522,10 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
       manual_lock.admin_uid = uint32(rows, r, 11, server_);
       if (!is_null(rows, r, 12)) manual_lock.until = from_unix(int64(rows, r, 12));
     }
-    std::string user = text(rows, r, 0);
-    state.earlier_failures = decode_failure_times(text(rows, r, 13), user);
-    states.emplace_back(std::move(user), std::move(state));
+    std::string name = text(rows, r, 0);
+    state.earlier_failures =
+        decode_failure_times(text(rows, r, 13), std::string(owner) + " " + name);
+    states.emplace_back(std::move(name), std::move(state));
   }
   return states;
 }
@@ -455,50 +537,17 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
   constexpr std::string_view doing = "commit";
   db.exec("BEGIN", {}, doing);
   try {
-    if (!batch.put_states.empty()) {
-      ArrayLiteral columns[14];
-      for (const auto& [user, state] : batch.put_states) {
-        columns[0].add(user);
-        columns[1].add(number(state.failures));
-        columns[2].add(number(state.last_failure));
-        columns[3].add(number(state.level));
-        columns[4].add(number(state.last_lock_end));
-        columns[5].add(state.failure_lock ? "t" : "f");
-        columns[6].add(state.failure_lock ? number(state.failure_lock->since) : Param{});
-        columns[7].add(state.failure_lock && state.failure_lock->until
-                           ? number(*state.failure_lock->until)
-                           : Param{});
-        columns[8].add(state.manual_lock ? "t" : "f");
-        columns[9].add(state.manual_lock ? Param{state.manual_lock->reason} : Param{});
-        columns[10].add(state.manual_lock ? number(state.manual_lock->since) : Param{});
-        columns[11].add(state.manual_lock ? number(state.manual_lock->admin_uid) : Param{});
-        columns[12].add(state.manual_lock && state.manual_lock->until
-                            ? number(*state.manual_lock->until)
-                            : Param{});
-        columns[13].add(encode_failure_times(state.earlier_failures));
-      }
-      std::vector<Param> params;
-      for (const auto& column : columns) params.emplace_back(column.finish());
-      db.exec(
-          "INSERT INTO user_state (user_name, failures, last_failure, level, last_lock_end, "
-          "locked, lock_since, lock_until, manual, manual_reason, manual_since, "
-          "manual_admin_uid, manual_until, earlier_failures) SELECT * FROM unnest($1::text[], "
-          "$2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::bigint[], "
-          "$8::bigint[], $9::boolean[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], "
-          "$14::text[]) "
-          "ON CONFLICT (user_name) DO UPDATE SET failures = EXCLUDED.failures, "
-          "last_failure = EXCLUDED.last_failure, level = EXCLUDED.level, "
-          "last_lock_end = EXCLUDED.last_lock_end, locked = EXCLUDED.locked, "
-          "lock_since = EXCLUDED.lock_since, lock_until = EXCLUDED.lock_until, "
-          "manual = EXCLUDED.manual, manual_reason = EXCLUDED.manual_reason, "
-          "manual_since = EXCLUDED.manual_since, manual_admin_uid = EXCLUDED.manual_admin_uid, "
-          "manual_until = EXCLUDED.manual_until, earlier_failures = EXCLUDED.earlier_failures",
-          params, doing);
-    }
+    put_state_rows(db, "user_state", "user_name", batch.put_states);
+    put_state_rows(db, "source_state", "source", batch.put_sources);
     if (!batch.delete_states.empty()) {
       ArrayLiteral users;
       for (const auto& user : batch.delete_states) users.add(user);
       db.exec("DELETE FROM user_state WHERE user_name = ANY($1::text[])", {users.finish()}, doing);
+    }
+    if (!batch.delete_sources.empty()) {
+      ArrayLiteral sources;
+      for (const auto& source : batch.delete_sources) sources.add(source);
+      db.exec("DELETE FROM source_state WHERE source = ANY($1::text[])", {sources.finish()}, doing);
     }
     if (!batch.history.empty()) {
       ArrayLiteral columns[9];

@@ -49,7 +49,7 @@ struct PostgresqlSettings {
 
 class PostgresqlStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
   // server (never the password), on any problem.
@@ -60,6 +60,7 @@ class PostgresqlStore final : public Store {
   PostgresqlStore& operator=(const PostgresqlStore&) = delete;
 
   std::vector<std::pair<std::string, UserState>> load_states() override;
+  std::vector<std::pair<std::string, UserState>> load_sources() override;
   // A batch names each user at most once across put_states and
   // delete_states; when a user is in both, the delete wins (as SQLite).
   void commit(const StoreBatch& batch) override;
@@ -88,6 +89,11 @@ class PostgresqlStore final : public Store {
 
  private:
   PostgresqlStore(std::string host_name, std::string server);
+  // user_state or source_state: the same columns after the key.
+  std::vector<std::pair<std::string, UserState>> load_state_table(std::string_view table,
+                                                                  std::string_view key,
+                                                                  std::string_view owner,
+                                                                  std::string_view doing);
 
   std::string host_name_;
   std::string server_;

@@ -81,6 +81,26 @@ ALTER TABLE user_state ADD COLUMN manual_until INTEGER;  -- NULL: until an admin
     R"sql(
 ALTER TABLE user_state ADD COLUMN earlier_failures TEXT NOT NULL DEFAULT '';
 )sql",
+    // 5: per-source state (issue 11): the columns of user_state, keyed by the
+    // normalised source ("192.0.2.1", "2001:db8::/64", "local:alice").
+    R"sql(
+CREATE TABLE source_state (
+  source TEXT NOT NULL PRIMARY KEY CHECK (source <> ''),
+  failures INTEGER NOT NULL CHECK (failures >= 0),
+  last_failure INTEGER NOT NULL,
+  level INTEGER NOT NULL CHECK (level >= 0),
+  last_lock_end INTEGER NOT NULL,
+  locked INTEGER NOT NULL CHECK (locked IN (0, 1)),
+  lock_since INTEGER CHECK (locked = 0 OR lock_since IS NOT NULL),
+  lock_until INTEGER,
+  manual INTEGER NOT NULL CHECK (manual IN (0, 1)),
+  manual_reason TEXT CHECK (manual = 0 OR manual_reason IS NOT NULL),
+  manual_since INTEGER CHECK (manual = 0 OR manual_since IS NOT NULL),
+  manual_admin_uid INTEGER CHECK (manual = 0 OR manual_admin_uid IS NOT NULL),
+  manual_until INTEGER,
+  earlier_failures TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -412,6 +432,64 @@ void migrate(const Connection& db) {
   }
 }
 
+// A user_state or source_state row, columns 1 to 12 (0 is the key).
+// Reads a user_state or source_state row; `owner` ("user alice", "source
+// 192.0.2.1") names it in an error.
+UserState read_state(Statement& select, const std::string& owner) {
+  UserState state;
+  state.failures = select.uint32(1);
+  state.last_failure = select.time(2);
+  state.level = select.uint32(3);
+  state.last_lock_end = select.time(4);
+  if (select.boolean(5)) {
+    FailureLock& failure_lock = state.failure_lock.emplace();
+    failure_lock.since = select.time(6);
+    if (!select.is_null(7)) failure_lock.until = select.time(7);
+  }
+  if (select.boolean(8)) {
+    ManualLock& manual_lock = state.manual_lock.emplace();
+    manual_lock.reason = select.text(9);
+    manual_lock.since = select.time(10);
+    manual_lock.admin_uid = select.uint32(11);
+    if (!select.is_null(12)) manual_lock.until = select.time(12);
+  }
+  state.earlier_failures = decode_failure_times(select.text(13), owner);
+  return state;
+}
+
+// Binds a user_state or source_state row to `put`'s 14 parameters.
+// `earlier_failures` is state.earlier_failures encoded; it is bound without a
+// copy, so it must outlive the statement's use.
+void bind_state(Statement& put, std::string_view key, const UserState& state,
+                std::string_view earlier_failures) {
+  put.bind(1, key);
+  put.bind(2, state.failures);
+  put.bind(3, state.last_failure);
+  put.bind(4, state.level);
+  put.bind(5, state.last_lock_end);
+  put.bind(6, state.failure_lock.has_value());
+  if (state.failure_lock) {
+    put.bind(7, state.failure_lock->since);
+    put.bind(8, state.failure_lock->until);
+  } else {
+    put.bind_null(7);
+    put.bind_null(8);
+  }
+  put.bind(9, state.manual_lock.has_value());
+  if (state.manual_lock) {
+    put.bind(10, std::string_view(state.manual_lock->reason));
+    put.bind(11, state.manual_lock->since);
+    put.bind(12, state.manual_lock->admin_uid);
+    put.bind(13, state.manual_lock->until);
+  } else {
+    put.bind_null(10);
+    put.bind_null(11);
+    put.bind_null(12);
+    put.bind_null(13);
+  }
+  put.bind(14, earlier_failures);
+}
+
 }  // namespace
 
 struct SqliteStore::WriteSide {
@@ -428,6 +506,13 @@ struct SqliteStore::WriteSide {
         "manual_since, manual_admin_uid, manual_until, earlier_failures) VALUES (?1, ?2, ?3, "
         "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     delete_state.emplace(db, "DELETE FROM user_state WHERE user = ?1");
+    put_source.emplace(
+        db,
+        "INSERT OR REPLACE INTO source_state (source, failures, last_failure, level, "
+        "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
+        "manual_since, manual_admin_uid, manual_until, earlier_failures) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+    delete_source.emplace(db, "DELETE FROM source_state WHERE source = ?1");
     insert_history.emplace(db,
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
                            "admin_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
@@ -448,7 +533,7 @@ struct SqliteStore::WriteSide {
   // tables they name exist only after the migrations ran.
   std::optional<Statement> begin, commit, put_state, delete_state, insert_history, prune,
       insert_answered, forget_answered;
-  std::optional<Statement> prune_slice;
+  std::optional<Statement> prune_slice, put_source, delete_source;
 };
 
 struct SqliteStore::ReadSide {
@@ -462,6 +547,11 @@ struct SqliteStore::ReadSide {
                         "lock_since, lock_until, manual, manual_reason, manual_since, "
                         "manual_admin_uid, manual_until, earlier_failures FROM user_state "
                         "ORDER BY user"};
+  Statement load_sources{db,
+                         "SELECT source, failures, last_failure, level, last_lock_end, locked, "
+                         "lock_since, lock_until, manual, manual_reason, manual_since, "
+                         "manual_admin_uid, manual_until, earlier_failures FROM source_state "
+                         "ORDER BY source"};
   // Two statements rather than one with "?user IS NULL OR user = ?user": the
   // planner picks one index per statement, and each case wants its own.
   Statement history_all{db, history_sql("")};
@@ -611,27 +701,23 @@ void SqliteStore::for_each_state(const std::function<void(std::string, UserState
   Statement& select = reader_->load_states;
   Statement::Use use(select);
   while (select.step("reading user states")) {
-    UserState state;
-    state.failures = select.uint32(1);
-    state.last_failure = select.time(2);
-    state.level = select.uint32(3);
-    state.last_lock_end = select.time(4);
-    if (select.boolean(5)) {
-      FailureLock& failure_lock = state.failure_lock.emplace();
-      failure_lock.since = select.time(6);
-      if (!select.is_null(7)) failure_lock.until = select.time(7);
-    }
-    if (select.boolean(8)) {
-      ManualLock& manual_lock = state.manual_lock.emplace();
-      manual_lock.reason = select.text(9);
-      manual_lock.since = select.time(10);
-      manual_lock.admin_uid = select.uint32(11);
-      if (!select.is_null(12)) manual_lock.until = select.time(12);
-    }
     std::string user = select.text(0);
-    state.earlier_failures = decode_failure_times(select.text(13), user);
+    UserState state = read_state(select, "user " + user);
     visit(std::move(user), std::move(state));
   }
+}
+
+std::vector<std::pair<std::string, UserState>> SqliteStore::load_sources() {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->load_sources;
+  Statement::Use use(select);
+  std::vector<std::pair<std::string, UserState>> sources;
+  while (select.step("reading source states")) {
+    std::string source = select.text(0);
+    UserState state = read_state(select, "source " + source);
+    sources.emplace_back(std::move(source), std::move(state));
+  }
+  return sources;
 }
 
 void SqliteStore::commit(const StoreBatch& batch) {
@@ -647,33 +733,21 @@ void SqliteStore::commit(const StoreBatch& batch) {
       const std::string earlier = encode_failure_times(state.earlier_failures);
       Statement& put = *w.put_state;
       Statement::Use use(put);
-      put.bind(1, user);
-      put.bind(2, state.failures);
-      put.bind(3, state.last_failure);
-      put.bind(4, state.level);
-      put.bind(5, state.last_lock_end);
-      put.bind(6, state.failure_lock.has_value());
-      if (state.failure_lock) {
-        put.bind(7, state.failure_lock->since);
-        put.bind(8, state.failure_lock->until);
-      } else {
-        put.bind_null(7);
-        put.bind_null(8);
-      }
-      put.bind(9, state.manual_lock.has_value());
-      if (state.manual_lock) {
-        put.bind(10, std::string_view(state.manual_lock->reason));
-        put.bind(11, state.manual_lock->since);
-        put.bind(12, state.manual_lock->admin_uid);
-        put.bind(13, state.manual_lock->until);
-      } else {
-        put.bind_null(10);
-        put.bind_null(11);
-        put.bind_null(12);
-        put.bind_null(13);
-      }
-      put.bind(14, std::string_view(earlier));
+      bind_state(put, user, state, earlier);
       put.step(doing);
+    }
+    for (const auto& [source, state] : batch.put_sources) {
+      const std::string earlier = encode_failure_times(state.earlier_failures);
+      Statement& put = *w.put_source;
+      Statement::Use use(put);
+      bind_state(put, source, state, earlier);
+      put.step(doing);
+    }
+    for (const std::string& source : batch.delete_sources) {
+      Statement& remove = *w.delete_source;
+      Statement::Use use(remove);
+      remove.bind(1, std::string_view(source));
+      remove.step(doing);
     }
     for (const std::string& user : batch.delete_states) {
       Statement& remove = *w.delete_state;

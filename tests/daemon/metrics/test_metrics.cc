@@ -122,6 +122,24 @@ class MetricsTest : public ::testing::Test {
   std::uint16_t port_ = 0;
 };
 
+// Sources (issue 11): source_deny (default 10) failures from one address,
+// whatever users they name, block it, and the gauge says so.
+TEST_F(MetricsTest, TheBlockedSourcesGaugeCountsABlockedAddress) {
+  EXPECT_THAT(body_of(get(port_)), HasSubstr("acctlock_blocked_sources 0\n"));
+  for (int i = 0; i < 10; ++i) {
+    daemon_.request(MessageType::failure, i % 2 ? "daemon" : "bin", "sshd", "192.0.2.33");
+  }
+  daemon_.request(MessageType::failure, "sys", "sshd", "192.0.2.34");
+  std::string page;
+  EXPECT_TRUE(eventually([&] {
+    page = body_of(get(port_));
+    return page.find("acctlock_blocked_sources 1\n") != std::string::npos;
+  })) << page;
+  EXPECT_THAT(page, HasSubstr("acctlock_tracked_sources 2\n"));
+  // The page names no address.
+  EXPECT_THAT(page, Not(HasSubstr("192.0.2.")));
+}
+
 TEST_F(MetricsTest, ThePageCountsALockoutAndPromtoolAcceptsIt) {
   EXPECT_EQ(daemon_.request(MessageType::failure, "root", "sshd").verdict,
             protocol::Verdict::allowed);

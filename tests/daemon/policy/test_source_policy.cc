@@ -148,6 +148,34 @@ TEST(SourceBlocking, FailuresFurtherApartThanTheIntervalStartAgain) {
   EXPECT_TRUE(policy.record_failure(attacker, state, kStart + 20min - 1s).blocked_now);
 }
 
+TEST(SourceCounting, SlidingByDefaultCountsOnlyTheFailuresOfTheLastInterval) {
+  // source_deny 3, source_fail_interval 10m: failures 6 minutes apart. At
+  // +12m the first is 12 minutes old and no longer counts.
+  const SourcePolicy policy(rules(3));
+  ASSERT_EQ(policy.rules().fail_window, FailWindow::sliding);
+  const Source attacker = source("203.0.113.5");
+  UserState state;
+  fail(policy, attacker, state, kStart);
+  fail(policy, attacker, state, kStart + 6min);
+  EXPECT_FALSE(policy.record_failure(attacker, state, kStart + 12min).blocked_now);
+  EXPECT_EQ(state.failures, 2u);
+  EXPECT_EQ(state.earlier_failures, std::vector<TimePoint>{kStart + 6min});
+  // The third within any 10 minutes blocks.
+  EXPECT_TRUE(policy.record_failure(attacker, state, kStart + 15min).blocked_now);
+}
+
+TEST(SourceCounting, ChainedCountsEachFailureWithinTheIntervalOfThePrevious) {
+  SourceRules r = rules(3);
+  r.fail_window = FailWindow::chained;
+  const SourcePolicy policy(r);
+  const Source attacker = source("203.0.113.5");
+  UserState state;
+  fail(policy, attacker, state, kStart);
+  fail(policy, attacker, state, kStart + 6min);
+  EXPECT_TRUE(policy.record_failure(attacker, state, kStart + 12min).blocked_now);
+  EXPECT_TRUE(state.earlier_failures.empty()) << "chained keeps no times";
+}
+
 // As a user's lock (and pam_faillock's): in force through its until second,
 // over the second after.
 TEST(SourceBlocking, BlockHoldsThroughItsUntilSecondAndEndsTheNext) {
@@ -160,6 +188,11 @@ TEST(SourceBlocking, BlockHoldsThroughItsUntilSecondAndEndsTheNext) {
   EXPECT_FALSE(policy.settle(state, kStart + 10min));
   EXPECT_FALSE(policy.status(attacker, state, kStart + 10min + 1s).locked());
   EXPECT_EQ(policy.next_expiry(state), kStart + 10min + 1s);
+  // A failure at the until second meets the block: not counted, no longer.
+  const SourceFailureOutcome at_until = policy.record_failure(attacker, state, kStart + 10min);
+  EXPECT_FALSE(at_until.counted);
+  EXPECT_FALSE(at_until.block_expired);
+  EXPECT_EQ(policy.status(attacker, state, kStart + 10min).until, kStart + 10min);
   EXPECT_TRUE(policy.settle(state, kStart + 10min + 1s));
 }
 

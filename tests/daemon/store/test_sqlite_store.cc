@@ -25,6 +25,7 @@ namespace acctlock {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
 
 TimePoint at(std::int64_t unix_seconds) {
   return TimePoint{Seconds{unix_seconds}};
@@ -456,7 +457,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
     RawDatabase raw(path_);
     raw.exec(
         "ALTER TABLE user_state DROP COLUMN earlier_failures; "
-        "ALTER TABLE user_state DROP COLUMN manual_until; PRAGMA user_version = 2;");
+        "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
+        "PRAGMA user_version = 2;");
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
@@ -472,7 +474,9 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec("ALTER TABLE user_state DROP COLUMN earlier_failures; PRAGMA user_version = 3;");
+    raw.exec(
+        "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; "
+        "PRAGMA user_version = 3;");
   }
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent
@@ -483,7 +487,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   EXPECT_EQ(states_of(*store).at("carol"), sliding_failures());
   store.reset();
   RawDatabase raw(path_);
-  EXPECT_EQ(raw.text("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
   EXPECT_EQ(raw.text("SELECT earlier_failures FROM user_state WHERE user = 'carol'"),
             "1700000100 1700000200");
 }
@@ -507,6 +511,63 @@ TEST_F(SqliteStoreTest, AMalformedFailureTimesListIsReportedNotReadAsNone) {
           << broken;
     }
   }
+}
+
+TEST_F(SqliteStoreTest, AMalformedFailureTimesListOfASourceIsReportedNamingIt) {
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_sources = {{"192.0.2.8", sliding_failures()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec("UPDATE source_state SET earlier_failures = '1700000100 x'");
+  }
+  auto store = open_store();
+  EXPECT_THAT([&] { store->load_sources(); },
+              ThrowsMessage<StoreError>(
+                  HasSubstr("source 192.0.2.8: earlier_failures is not a list of times")));
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
+  // Schema 4 (acctlock before issue 11): no source_state table.
+  {
+    auto store = open_store();
+    store->commit(
+        StoreBatch{.put_states = {{"bob", timed_manual_lock()}, {"carol", sliding_failures()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec("DROP TABLE source_state; PRAGMA user_version = 4;");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_manual_lock()},
+                                                                 {"carol", sliding_failures()}}));
+  EXPECT_TRUE(store->load_sources().empty());
+  store->commit(
+      StoreBatch{.put_sources = {{"192.0.2.7", timed_lock()}, {"192.0.2.8", sliding_failures()}}});
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()},
+                                                            {"192.0.2.8", sliding_failures()}}));
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, SourceStatesRoundTripApartFromUsers) {
+  auto store = open_store();
+  store->commit(StoreBatch{.put_states = {{"alice", failure_counted()}},
+                           .put_sources = {{"192.0.2.1", timed_lock()},
+                                           {"2001:db8:1::/64", permanent_lock()},
+                                           {"local:mallory", manual_lock()},
+                                           {"alice", both_locks()}}});
+  store->commit(StoreBatch{.delete_sources = {"192.0.2.1"}});
+  // A source named like a user is another row: deleting one leaves the other.
+  store->commit(StoreBatch{.delete_states = {"alice"}});
+
+  EXPECT_TRUE(states_of(*store).empty());
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"2001:db8:1::/64", permanent_lock()},
+                                                            {"alice", both_locks()},
+                                                            {"local:mallory", manual_lock()}}));
 }
 
 TEST_F(SqliteStoreTest, AnsweredEventsRoundTripAndStayBounded) {

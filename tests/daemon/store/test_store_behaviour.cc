@@ -349,6 +349,36 @@ TEST_P(StoreBehaviour, ReopeningKeepsStatesAndHistory) {
   EXPECT_EQ(store->history(HistoryQuery{}), before);
 }
 
+// Sources (issue 11): a table of their own, the columns of user_state.
+TEST_P(StoreBehaviour, SourceStatesRoundTripApartFromUsersAndSurviveReopening) {
+  const std::vector<std::pair<std::string, UserState>> sources{
+      {"192.0.2.1", timed_lock()},
+      {"2001:db8:1::/64", permanent_lock()},
+      {"alice", both_locks()},  // a host name that is also a user name
+      {"gw.example.org", failure_counted()},
+      {"local:mallory", manual_lock()},
+      {"timed", timed_manual_lock()},
+  };
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}, .put_sources = sources});
+    // Deleting the user leaves the source of the same name, and the reverse.
+    store->commit(StoreBatch{.delete_states = {"alice"}});
+  }
+  auto store = open_store();
+  EXPECT_TRUE(states_of(*store).empty());
+  EXPECT_EQ(store->load_sources(), sources);
+
+  store->commit(StoreBatch{.put_states = {{"alice", failure_counted()}},
+                           .put_sources = {{"192.0.2.1", permanent_lock()}},
+                           .delete_sources = {"alice", "never-stored"}});
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()}}));
+  auto expected = sources;
+  expected.erase(expected.begin() + 2);
+  expected[0].second = permanent_lock();
+  EXPECT_EQ(store->load_sources(), expected);
+}
+
 TEST_P(StoreBehaviour, AnsweredEventsRoundTripAndStayBounded) {
   auto store = open_store();
   const TimePoint now{std::chrono::seconds(1'800'000'000)};
@@ -461,15 +491,37 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion1DatabaseToOneWithFailureTimes
       ->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}});
   // Schema 1 (acctlock before fail_window): no earlier_failures column.
   postgres().execute(
-      "ALTER TABLE user_state DROP COLUMN earlier_failures; UPDATE acctlock_schema SET version = 1",
+      "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; "
+      "UPDATE acctlock_schema SET version = 1",
       database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
-  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_), "2");
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
   store->commit(StoreBatch{.put_states = {{"carol", sliding_failures()}}});
   const auto loaded = store->load_states();
   const std::map<std::string, UserState> states(loaded.begin(), loaded.end());
   EXPECT_EQ(states, (std::map<std::string, UserState>{{"alice", failure_counted()},
                                                       {"carol", sliding_failures()}}));
+}
+
+TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
+  // Schema 2 (before issue 11): no source_state table.
+  {
+    auto store = PostgresqlStore::open({conninfo(), "h"});
+    store->commit(StoreBatch{.put_states = {{"bob", timed_manual_lock()}}});
+  }
+  postgres().execute("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2", database_);
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  EXPECT_EQ(store->load_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"bob", timed_manual_lock()}}));
+  EXPECT_TRUE(store->load_sources().empty());
+  store->commit(
+      StoreBatch{.put_sources = {{"192.0.2.7", timed_lock()}, {"192.0.2.8", sliding_failures()}}});
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()},
+                                                            {"192.0.2.8", sliding_failures()}}));
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
 }
 
 TEST_F(PostgresqlStoreTest, AnsweredEventsArePerHost) {

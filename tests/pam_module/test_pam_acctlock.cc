@@ -35,6 +35,10 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
+// How long a login against a daemon that never answers may take before the
+// module's waits count as unbounded (see the tests that use it).
+constexpr auto kHangBound = 30s;
+
 const TestUser kAlice{"acctlock-alice", 60401, 60401, "alice's right password"};
 const TestUser kBob{"acctlock-bob", 60402, 60402, "bob's right password"};
 
@@ -273,9 +277,12 @@ TEST_F(PamAcctlockTest, DaemonDownWithOnUnavailableAllowTheRightPasswordLogsIn) 
   write_file(conf, "event_socket = " + (dir_ / "silent.sock") + "\n");
   const auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(login(kAlice, kAlice.password).status, PAM_SUCCESS);
-  // Three requests (preauth, authsucc, account), each bounded by 300 ms; the
-  // bound is loose because this is a hang check, not a benchmark.
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  // Three requests (preauth, authsucc, account), each bounded by 300 ms. A
+  // hang check, not a benchmark: without the bound the silent socket would
+  // hold the login forever; with it, the login's own work (pam_unix's hash)
+  // is what takes the time, seconds on a loaded CI machine (5 s seen at a
+  // load of 16), hence the margin.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, kHangBound);
 }
 
 TEST_F(PamAcctlockTest, DaemonDownWithOnUnavailableDenyEvenTheRightPasswordIsRefused) {
@@ -289,7 +296,7 @@ TEST_F(PamAcctlockTest, DaemonDownWithOnUnavailableDenyEvenTheRightPasswordIsRef
   write_file(conf, "event_socket = " + (dir_ / "silent.sock") + "\n");
   const auto started = std::chrono::steady_clock::now();
   EXPECT_NE(login(kAlice, kAlice.password).status, PAM_SUCCESS);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, kHangBound);
 }
 
 TEST_F(PamAcctlockTest, AnAdminLockRefusesTheRightPasswordAndAnUnlockLetsItIn) {

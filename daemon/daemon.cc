@@ -84,6 +84,7 @@ class Daemon {
   int run() {
     try {
       store_ = open_store(config_.options);
+      for (const std::string& warning : store_->open_warnings()) log_warning(warning);
       reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
       maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
@@ -202,7 +203,8 @@ class Daemon {
     try {
       event_server_ = std::make_unique<EventServer>(
           socket_for(inherited_.event, config_.options.event_socket, 0666),
-          EventServerContext{*service_, *writer_, users_, wall_clock_now, limits});
+          EventServerContext{*service_, *writer_, users_, wall_clock_now, limits,
+                             [this] { return file_problem_reported_; }});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the event socket: ") + e.what());
       return false;

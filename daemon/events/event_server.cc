@@ -235,7 +235,17 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
   void send(const protocol::Answer& answer) {
     if (!socket_.is_open()) return;
     out_.clear();
-    protocol::encode_answer(answer, out_);
+    const auto& lost = context().store_lost;
+    if (answer.verdict == protocol::Verdict::allowed && lost && lost()) {
+      // `locked` and the refusals stand; only an `allowed` built on memory
+      // the disk no longer backs becomes `failed`, which the module treats
+      // as the daemon being unavailable (on_unavailable decides).
+      protocol::Answer failed;
+      failed.verdict = protocol::Verdict::failed;
+      protocol::encode_answer(failed, out_);
+    } else {
+      protocol::encode_answer(answer, out_);
+    }
     set_deadline(context().limits.frame_timeout);
     asio::async_write(socket_, asio::buffer(out_),
                       [self = shared_from_this()](error_code ec, std::size_t) {

@@ -44,6 +44,11 @@ struct EventServerContext {
   UserDirectory& users;
   std::function<TimePoint()> now;
   EventServerLimits limits;
+  // True once the database file can no longer be trusted to keep what is
+  // committed (deleted, moved or replaced under the daemon). From then on no
+  // answer says `allowed`: it would rest on state that a restart will not
+  // find. Unset means never.
+  std::function<bool()> store_lost = nullptr;
 };
 
 class EventSession;

@@ -162,6 +162,10 @@ class Store {
   // Cheap and safe from any thread.
   virtual std::string file_problem() { return {}; }
 
+  // What opening the store found that the log must say although the store
+  // could start (a write-ahead log whose last commit recovery dropped).
+  virtual std::vector<std::string> open_warnings() const { return {}; }
+
   // Deletes history older than `before`; returns how many rows went.
   virtual std::uint64_t prune_history(TimePoint before) = 0;
 

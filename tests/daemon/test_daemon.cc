@@ -301,6 +301,33 @@ TEST_F(DaemonTest, KillNineAtRandomMomentsWithConcurrentClientsLosesNoAcknowledg
   }
 }
 
+// A damaged frame in the middle of the -wal left by a crash: SQLite's
+// recovery would start on the commits before it and drop those after, all
+// acknowledged. The daemon refuses to start instead, and touches neither file.
+TEST_F(DaemonTest, DoesNotStartOnAWalWhoseRecoveryWouldDropAcknowledgedFailures) {
+  DaemonProcess daemon(dir, "deny = 100\nsource_deny = 0\n");
+  ASSERT_TRUE(daemon.start());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  }
+  daemon.kill_hard();
+  const std::string wal = daemon.database() + "-wal";
+  std::string wal_bytes = read_file(wal);
+  // The second frame's page data (frames follow a 32-byte header, each a
+  // 24-byte header and a page).
+  ASSERT_GT(wal_bytes.size(), 32u + 2 * (24 + 4096));
+  wal_bytes[32 + (24 + 4096) + 24 + 100] ^= 0x5a;
+  write_file(wal, wal_bytes);
+  const std::string db_bytes = read_file(daemon.database());
+
+  EXPECT_FALSE(daemon.start_quietly());
+  EXPECT_NE(daemon.log().find(wal + ": the write-ahead log is damaged at frame 2 of"),
+            std::string::npos)
+      << daemon.log();
+  EXPECT_TRUE(read_file(daemon.database()) == db_bytes) << "the database file was changed";
+  EXPECT_TRUE(read_file(wal) == wal_bytes) << "the -wal file was changed";
+}
+
 TEST_F(DaemonTest, UnprivilegedPeerSpeaksOnlyForItself) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user with setpriv";
   DaemonProcess daemon(dir);
@@ -1130,9 +1157,12 @@ TEST_F(DaemonTest, CorruptDatabaseStopsStartUpAndIsLeftAlone) {
 }
 
 TEST_F(DaemonTest, ADatabaseDeletedUnderTheDaemonIsReportedAndNothingMoreIsAcknowledged) {
-  DaemonProcess daemon(dir, "deny = 5\n");
+  DaemonProcess daemon(dir, "deny = 2\nsource_deny = 0\n");
   ASSERT_TRUE(daemon.start());
   ASSERT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  ASSERT_EQ(daemon.request(MessageType::failure, "bob").verdict, Verdict::allowed);
+  ASSERT_EQ(daemon.request(MessageType::failure, "bob").verdict, Verdict::locked);
+  ASSERT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::allowed);
   ASSERT_EQ(unlink(daemon.database().c_str()), 0);
   // Noticed without any event running into it.
   EXPECT_TRUE(eventually([&] {
@@ -1141,6 +1171,11 @@ TEST_F(DaemonTest, ADatabaseDeletedUnderTheDaemonIsReportedAndNothingMoreIsAckno
   })) << daemon.log();
   // A failure it cannot make durable is not answered as counted.
   EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::failed);
+  // Nor is a check answered `allowed` from memory the disk no longer backs;
+  // a lock still stands.
+  EXPECT_EQ(daemon.request(MessageType::check, "alice").verdict, Verdict::failed);
+  EXPECT_EQ(daemon.request(MessageType::check, "carol").verdict, Verdict::failed);
+  EXPECT_EQ(daemon.request(MessageType::check, "bob").verdict, Verdict::locked);
   EXPECT_EQ(count_of(daemon.log(), "had it open; nothing more"), 2u) << daemon.log();
 }
 

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "daemon/store/sqlite/wal_inspection.h"
+
 namespace acctlock {
 namespace {
 
@@ -392,6 +394,45 @@ void refuse_newer(const Connection& db, int version) {
   }
 }
 
+// Schema version 0 is a new, empty file; with tables in it, some other
+// application's database.
+void refuse_foreign(const Connection& db, int version) {
+  if (version == 0 &&
+      query_int(db, "SELECT count(*) FROM sqlite_schema", "reading the schema") != 0) {
+    throw StoreError(db.path() +
+                     ": an SQLite database, but not an acctlock one (it has tables and no "
+                     "schema version)");
+  }
+  if (version < 0) {
+    throw StoreError(db.path() + ": invalid schema version " + std::to_string(version));
+  }
+}
+
+// Everything that decides whether the file is acctlock's and whole, on a
+// connection that cannot write: a file refused here is left byte for byte
+// as it was, its -wal included (a read-only connection neither rolls back a
+// hot journal nor checkpoints).
+void check_before_writing(const std::string& path) {
+  // acctlock's databases are in WAL mode from their first write; a rollback
+  // journal is another program's interrupted transaction, which the first
+  // read-write connection would roll back into the file.
+  std::error_code error;
+  if (std::filesystem::exists(path + "-journal", error)) {
+    throw StoreError(path + ": has a rollback journal (" + path +
+                     "-journal) from another program's interrupted transaction; acctlockd "
+                     "leaves both as they are (acctlock's own databases use a -wal file)");
+  }
+  Connection db(path, SQLITE_OPEN_READONLY);
+  if (stopped_cleanly(path)) {
+    check_tables(db);
+  } else {
+    check_integrity(db);
+  }
+  const int version = stored_version(db);
+  refuse_newer(db, version);
+  refuse_foreign(db, version);
+}
+
 // Settings that live with the connection rather than in the file.
 void configure(const Connection& db) {
   // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power
@@ -412,15 +453,7 @@ void migrate(const Connection& db) {
         db.exec("COMMIT", "finishing the schema check");
         return;
       }
-      if (version == 0 &&
-          query_int(db, "SELECT count(*) FROM sqlite_schema", "reading the schema") != 0) {
-        throw StoreError(db.path() +
-                         ": an SQLite database, but not an acctlock one (it has tables and no "
-                         "schema version)");
-      }
-      if (version < 0) {
-        throw StoreError(db.path() + ": invalid schema version " + std::to_string(version));
-      }
+      refuse_foreign(db, version);
       const std::string doing = "migrating the schema to version " + std::to_string(version + 1);
       db.exec(kMigrations[version], doing);
       db.exec(("PRAGMA user_version = " + std::to_string(version + 1)).c_str(), doing);
@@ -644,6 +677,15 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
     }
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
+  // Before SQLite sees the log: its recovery drops what follows a damaged
+  // frame without a word.
+  const WalInspection wal = inspect_wal(path + "-wal");
+  if (wal.outcome == WalInspection::Outcome::damaged_middle) throw StoreError(wal.description);
+  if (wal.outcome == WalInspection::Outcome::damaged_tail) {
+    store->open_warnings_.push_back(wal.description);
+  }
+  check_before_writing(path);
+
   store->writer_ = std::make_unique<WriteSide>(path);
   const Connection& db = store->writer_->db;
   // Closing the last connection to a database with a -wal file checkpoints
@@ -655,13 +697,8 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
     // cannot record a failure must not start.
     throw StoreError(path + ": not writable");
   }
-  // Nothing is written before these checks pass, so a file they refuse is
-  // left exactly as it was. The first read also tells a non-database apart.
-  if (stopped_cleanly(path)) {
-    check_tables(db);
-  } else {
-    check_integrity(db);
-  }
+  // Checked again on the connection that writes: the file may have been
+  // swapped between the two opens. Still before any write.
   refuse_newer(db, stored_version(db));
 
   {

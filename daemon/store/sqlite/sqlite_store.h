@@ -22,6 +22,9 @@
 // check (quick_check) runs when the previous run did not stop cleanly (its
 // WAL file is still there); after a clean stop only the header and schema are
 // checked, so that a database of ten million rows is ready in a second.
+// All of it runs on a read-only connection, after the -wal file has been read
+// the way SQLite's recovery will read it (wal_inspection.h): nothing is
+// written to a file before it is trusted.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +51,8 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
+
+  std::vector<std::string> open_warnings() const override { return open_warnings_; }
 
   std::vector<std::pair<std::string, UserState>> load_states() override;
   // In name order (the table's key).
@@ -87,6 +92,7 @@ class SqliteStore final : public Store {
 
   std::string path_;
   int identity_fd_ = -1;    // the database file as opened, for file_problem()
+  std::vector<std::string> open_warnings_;
   std::mutex problem_mutex_;  // guards problem_
   std::string problem_;
   std::mutex write_mutex_;  // guards writer_

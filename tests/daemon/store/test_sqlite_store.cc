@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +26,7 @@ namespace acctlock {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::ThrowsMessage;
 
 TimePoint at(std::int64_t unix_seconds) {
@@ -82,6 +84,16 @@ class RawDatabase {
   sqlite3* db_ = nullptr;
 };
 
+// A database and its -wal as a crash leaves them, the log holding `commits`
+// commits of one failure each (for users late0, late1, ...) after the
+// history already in the file.
+struct CrashedDatabase {
+  std::filesystem::path path;
+  std::size_t page_size = 0;
+  std::size_t frame_size = 0;
+  std::size_t frames = 0;
+};
+
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -127,6 +139,8 @@ class SqliteStoreTest : public ::testing::Test {
     }
     store->commit(batch);
   }
+
+  CrashedDatabase make_crashed_database(int commits);
 
   std::filesystem::path dir_;
   std::filesystem::path path_;
@@ -618,9 +632,50 @@ TEST_F(SqliteStoreTest, RefusesSomeOtherApplicationsDatabase) {
     RawDatabase raw(path_);
     raw.exec("CREATE TABLE accounts (name TEXT)");
   }
+  const std::string bytes = read_bytes(path_);
   EXPECT_THAT(open_error(path_), HasSubstr("not an acctlock one"));
+  // Not even switched to WAL mode on the way to the refusal.
+  EXPECT_TRUE(read_bytes(path_) == bytes) << "the database file was changed";
+  EXPECT_FALSE(std::filesystem::exists(path_.string() + "-wal"));
   RawDatabase raw(path_);
   EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema"), "1");
+}
+
+TEST_F(SqliteStoreTest, RefusesADatabaseWithAHotRollbackJournalAndLeavesBothAlone) {
+  {
+    RawDatabase raw(path_);
+    raw.exec("CREATE TABLE accounts (name TEXT)");
+  }
+  // Another program dies in the middle of a transaction that has already
+  // spilled pages into the file: the -journal holds the old pages, which a
+  // read-write connection would roll back into it.
+  const pid_t child = fork();
+  ASSERT_NE(child, -1) << std::strerror(errno);
+  if (child == 0) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK) _exit(1);
+    if (sqlite3_exec(db,
+                     "PRAGMA cache_size = 1; BEGIN; "
+                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+                     "INSERT INTO accounts SELECT printf('%.500c', 'x') FROM n;",
+                     nullptr, nullptr, nullptr) != SQLITE_OK) {
+      _exit(2);
+    }
+    _exit(0);  // no COMMIT, no close
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  const std::string journal = path_.string() + "-journal";
+  ASSERT_TRUE(std::filesystem::exists(journal));
+  const std::string db_bytes = read_bytes(path_);
+  const std::string journal_bytes = read_bytes(journal);
+
+  const std::string error = open_error(path_);
+  EXPECT_THAT(error, HasSubstr(path_.string() + ": has a rollback journal"));
+  EXPECT_TRUE(read_bytes(path_) == db_bytes) << "the database file was changed";
+  ASSERT_TRUE(std::filesystem::exists(journal)) << "the journal was removed";
+  EXPECT_TRUE(read_bytes(journal) == journal_bytes) << "the journal was changed";
 }
 
 TEST_F(SqliteStoreTest, RefusesATextFileAndLeavesItAlone) {
@@ -682,6 +737,98 @@ TEST_F(SqliteStoreTest, RefusesATruncatedDatabaseWithAWalAndLeavesBothAlone) {
   EXPECT_TRUE(read_bytes(crashed) == db_bytes) << "the database file was changed";
   ASSERT_TRUE(std::filesystem::exists(crashed.string() + "-wal")) << "the -wal file was removed";
   EXPECT_TRUE(read_bytes(crashed.string() + "-wal") == wal_bytes) << "the -wal file was changed";
+}
+
+// Frame `index` (0-based) of a -wal file starts here; its page data 24
+// bytes later.
+std::size_t frame_offset(const CrashedDatabase& crashed, std::size_t index) {
+  return 32 + index * crashed.frame_size;
+}
+
+void flip_byte(const std::filesystem::path& path, std::size_t offset) {
+  std::string bytes = read_bytes(path);
+  ASSERT_LT(offset, bytes.size());
+  bytes[offset] = static_cast<char>(bytes[offset] ^ 0x5a);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+CrashedDatabase SqliteStoreTest::make_crashed_database(int commits) {
+  make_database_with_history();
+  CrashedDatabase crashed;
+  crashed.path = dir_ / "crashed.db";
+  {
+    auto store = open_store();
+    for (int i = 0; i < commits; ++i) {
+      StoreBatch batch;
+      batch.history.push_back(event(5000 + i, "late" + std::to_string(i), HistoryEvent::failure));
+      batch.put_states.emplace_back("late" + std::to_string(i), UserState{.failures = 1});
+      store->commit(batch);
+    }
+    copy_crashed_database(*store, path_, crashed.path);
+  }
+  crashed.page_size = std::stoul(RawDatabase(path_).text("PRAGMA page_size"));
+  crashed.frame_size = 24 + crashed.page_size;
+  const std::size_t wal_size = std::filesystem::file_size(crashed.path.string() + "-wal");
+  crashed.frames = (wal_size - 32) / crashed.frame_size;
+  return crashed;
+}
+
+TEST_F(SqliteStoreTest, AWalLeftByACrashIsRecoveredWithoutAWarning) {
+  const CrashedDatabase crashed = make_crashed_database(10);
+  ASSERT_GE(crashed.frames, 10u);
+  auto store = SqliteStore::open(crashed.path.string());
+  EXPECT_THAT(store->open_warnings(), IsEmpty());
+  const auto loaded = store->load_states();
+  EXPECT_EQ(loaded.size(), 210u);
+}
+
+TEST_F(SqliteStoreTest, RefusesAWalDamagedBeforeLaterCommitsAndLeavesBothAlone) {
+  const CrashedDatabase crashed = make_crashed_database(10);
+  const std::string wal = crashed.path.string() + "-wal";
+  // A byte of the second frame's page: SQLite's recovery would stop there
+  // and drop every commit after it without a word.
+  flip_byte(wal, frame_offset(crashed, 1) + 24 + 100);
+  const std::string db_bytes = read_bytes(crashed.path);
+  const std::string wal_bytes = read_bytes(wal);
+
+  const std::string error = open_error(crashed.path);
+  EXPECT_THAT(error, HasSubstr(wal + ": the write-ahead log is damaged at frame 2 of " +
+                               std::to_string(crashed.frames)));
+  EXPECT_THAT(error, HasSubstr("silently drop the "));
+  EXPECT_THAT(error, HasSubstr("move the -wal file aside"));
+  EXPECT_TRUE(read_bytes(crashed.path) == db_bytes) << "the database file was changed";
+  ASSERT_TRUE(std::filesystem::exists(wal)) << "the -wal file was removed";
+  EXPECT_TRUE(read_bytes(wal) == wal_bytes) << "the -wal file was changed";
+}
+
+TEST_F(SqliteStoreTest, RefusesAWalWithADamagedHeaderOverCommits) {
+  const CrashedDatabase crashed = make_crashed_database(5);
+  const std::string wal = crashed.path.string() + "-wal";
+  // The first salt: SQLite then ignores the whole log.
+  flip_byte(wal, 16);
+  const std::string wal_bytes = read_bytes(wal);
+  EXPECT_THAT(open_error(crashed.path),
+              HasSubstr(wal + ": the write-ahead log is damaged in its header"));
+  EXPECT_TRUE(read_bytes(wal) == wal_bytes) << "the -wal file was changed";
+}
+
+TEST_F(SqliteStoreTest, AWalWhoseLastCommitIsDamagedOpensWithAWarningAndKeepsTheRest) {
+  const CrashedDatabase crashed = make_crashed_database(10);
+  const std::string wal = crashed.path.string() + "-wal";
+  // The last frame is the last commit's: a power loss in the middle of that
+  // commit can leave it so, and then it was never acknowledged.
+  flip_byte(wal, frame_offset(crashed, crashed.frames - 1) + 24 + 100);
+
+  auto store = SqliteStore::open(crashed.path.string());
+  ASSERT_EQ(store->open_warnings().size(), 1u);
+  EXPECT_THAT(store->open_warnings()[0],
+              HasSubstr(wal + ": the write-ahead log is damaged at frame " +
+                        std::to_string(crashed.frames) + " of " + std::to_string(crashed.frames) +
+                        ", in its last commit"));
+  std::set<std::string> users;
+  for (const auto& [user, state] : store->load_states()) users.insert(user);
+  EXPECT_EQ(users.count("late8"), 1u) << "a commit before the damaged one was lost";
+  EXPECT_EQ(users.count("late9"), 0u) << "the damaged commit was read";
 }
 
 StoreBatch one_failure(std::int64_t time) {

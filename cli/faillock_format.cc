@@ -55,10 +55,22 @@ std::string faillock_table(const std::string& user, const nlohmann::json& histor
       row.type = "SVC";
       row.source = field(entry, "service");
     }
+    // An aggregate row (acctlock(8), "Bounded history") stands for several
+    // failures: one line, saying how many since when.
+    std::uint64_t events = 1;
+    if (const auto first = field(entry, "first_time"); !first.empty()) {
+      const auto found = entry.find("events");
+      if (found != entry.end() && found->is_number_unsigned()) {
+        events = std::max<std::uint64_t>(found->get<std::uint64_t>(), 1);
+      }
+      const auto since = parse_iso8601_utc(first);
+      row.source += " (" + std::to_string(events) + " since " +
+                    (since ? format_local(*since) : first) + ")";
+    }
     const bool counted = field(entry, "detail") != "while locked";
     if (counted && valid_left > 0) {
       row.valid = true;
-      --valid_left;
+      valid_left -= static_cast<unsigned>(std::min<std::uint64_t>(events, valid_left));
     }
     rows.push_back(std::move(row));
   }

@@ -235,6 +235,27 @@ void print_sources(const json& sources, bool blocked_only, TimePoint now) {
   print_table({"SOURCE", "BLOCK", "FAILURES", "LEVEL", "TIME LEFT"}, rows);
 }
 
+// An aggregate history row (acctlock(8), "Bounded history") in words: how
+// many events, over which span, and who reported them; empty for a plain
+// row. The TIME column shows its last event.
+std::string aggregate_summary(const json& entry) {
+  const auto first = entry.find("first_time");
+  if (first == entry.end() || !first->is_string()) return {};
+  const auto events = entry.find("events");
+  const std::string count =
+      events != entry.end() && events->is_number_unsigned() ? events->dump() : "?";
+  std::string text = "aggregate: " + count + " " + text_of(entry["event"]) + " event(s) from " +
+                     local_time_of(*first) + " to " + local_time_of(entry["time"]);
+  if (text_of(entry["service"]) == "*" && text_of(entry["rhost"]) == "*") {
+    text += " from any service and host";
+  }
+  const auto peer = entry.find("peer_uid");
+  if (peer != entry.end() && peer->is_number_unsigned() && peer->get<std::uint64_t>() != 0) {
+    text += ", reported by uid " + peer->dump();
+  }
+  return text;
+}
+
 void print_history(const json& entries, bool with_user = false) {
   if (entries.empty()) {
     std::cout << "No matching events.\n";
@@ -245,6 +266,9 @@ void print_history(const json& entries, bool with_user = false) {
     std::string detail = text_of(entry["detail"], "");
     if (!entry["admin_uid"].is_null()) {
       detail = "by uid " + text_of(entry["admin_uid"]) + (detail.empty() ? "" : ": " + detail);
+    }
+    if (const std::string summary = aggregate_summary(entry); !summary.empty()) {
+      detail = summary + (detail.empty() ? "" : "; " + detail);
     }
     rows.push_back({local_time_of(entry["time"]), text_of(entry["event"]),
                     text_of(entry["service"]), text_of(entry["rhost"]), text_of(entry["tty"]),

@@ -187,6 +187,16 @@ function lock(event) {
                     .then(() => { $("lock-form").reset(); refresh() }, error => showAlert(explain(error))));
 }
 
+// An aggregate row (acctlock(8), "Bounded history") stands for `events`
+// events from first_time to time: say so before the row's own detail.
+function historyDetail(entry) {
+    if (!entry.first_time) return entry.detail;
+    let text = `${entry.events} ${entry.event} events from ${localTime(entry.first_time)} to ${localTime(entry.time)}`;
+    if (entry.service === "*" && entry.rhost === "*") text += " from any service and host";
+    if (entry.peer_uid) text += `, reported by uid ${entry.peer_uid}`;
+    return entry.detail ? `${text}; ${entry.detail}` : text;
+}
+
 function showHistory(event) {
     event.preventDefault();
     const args = ["history", $("history-user").value.trim()];
@@ -203,7 +213,7 @@ function showHistory(event) {
             cell(row, entry.service);
             cell(row, entry.rhost);
             cell(row, entry.tty);
-            cell(row, entry.detail);
+            cell(row, historyDetail(entry));
             body.appendChild(row);
         }
         $("history-table").hidden = false;

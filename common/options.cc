@@ -661,6 +661,30 @@ constexpr std::array kOptionEntries{
           o.max_tracked_sources = static_cast<std::size_t>(value);
           return true;
         }},
+    OptionEntry{{"history_max_rows", "N", "1000000",
+                 "the most history rows; past that events are aggregated, one row per kind",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_whole_number(text, 100, 1'000'000'000,
+                                            "a whole number from 100 to 1000000000",
+                                            o.history_max_rows, error);
+                }},
+    OptionEntry{{"history_root_reserved_rows", "N", "500000",
+                 "of history_max_rows, how many only root's PAM stacks, the daemon and admins "
+                 "may fill",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_whole_number(text, 0, 1'000'000'000,
+                                            "a whole number from 0 to 1000000000",
+                                            o.history_root_reserved_rows, error);
+                }},
+    OptionEntry{{"history_max_rows_per_uid", "N", "1000",
+                 "the most history rows the events one non-root user reports may take", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_whole_number(text, 10, 1'000'000'000,
+                                            "a whole number from 10 to 1000000000",
+                                            o.history_max_rows_per_uid, error);
+                }},
 };
 
 // The public, documentation-only view of the same entries, so that a name
@@ -773,6 +797,21 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
     parsed.diagnostics.push_back(std::move(error));
     parsed.options.root_reserved_connections = Options{}.root_reserved_connections;
     parsed.options.max_connections = Options{}.max_connections;
+  }
+
+  // Non-root peers' history rows get what root's reserve leaves; none left
+  // would aggregate every screen locker's first failure, so it is an error.
+  if (o.history_root_reserved_rows >= o.history_max_rows) {
+    Diagnostic error;
+    error.file = std::string(file_name);
+    error.line = line_of[option_index("history_root_reserved_rows")];
+    error.key = "history_root_reserved_rows";
+    error.message = "history_root_reserved_rows (" + std::to_string(o.history_root_reserved_rows) +
+                    ") must be below history_max_rows (" + std::to_string(o.history_max_rows) +
+                    ")";
+    parsed.diagnostics.push_back(std::move(error));
+    parsed.options.history_root_reserved_rows = Options{}.history_root_reserved_rows;
+    parsed.options.history_max_rows = Options{}.history_max_rows;
   }
 
   // A PostgreSQL store needs to know which server.

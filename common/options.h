@@ -131,6 +131,12 @@ struct Options {
   FamiliarSourceRules familiar_sources;
   // The bound on acctlockd's source table (memory and database rows).
   std::size_t max_tracked_sources = 65536;
+
+  // Caps on the login history (issue 9; daemon/store/history_budget.h):
+  // past them events still count but are aggregated, a row per kind.
+  std::uint64_t history_max_rows = 1'000'000;          // all rows
+  std::uint64_t history_root_reserved_rows = 500'000;  // of those, never for non-root peers
+  std::uint64_t history_max_rows_per_uid = 1'000;      // rows one non-root peer uid reports
 };
 
 // Notes for a configuration written for an older acctlock or for

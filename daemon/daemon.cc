@@ -44,6 +44,11 @@ using boost::system::error_code;
 
 // Wall-clock locks are re-checked at least this often, so a clock jump is
 // noticed within this bound even when no expiry is near.
+HistoryLimits history_limits(const Options& options) {
+  return HistoryLimits{options.history_max_rows, options.history_root_reserved_rows,
+                       options.history_max_rows_per_uid};
+}
+
 constexpr auto kExpiryRecheck = std::chrono::seconds(60);
 constexpr auto kRetentionInterval = std::chrono::hours(1);
 
@@ -91,6 +96,15 @@ class Daemon {
       service_->set_service_rules(config_.options.service_rules);
       service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
       service_->set_source_rules(config_.options.source_rules, config_.options.max_tracked_sources);
+      service_->set_history_limits(history_limits(config_.options));
+      service_->history().on_capped([](std::uint32_t uid, const std::string& why) {
+        log_warning("history: " +
+                    (uid == 0 ? std::string("root's PAM stacks and the daemon's own events")
+                              : "events reported by uid " + std::to_string(uid)) +
+                    " are now aggregated, a row per user, kind and origin, instead of a row "
+                    "each (" +
+                    why + "); they still count for the lockout");
+      });
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -370,6 +384,7 @@ class Daemon {
       service_->set_service_rules(applied.service_rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);
       service_->set_source_rules(applied.source_rules, applied.max_tracked_sources);
+      service_->set_history_limits(history_limits(applied));
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.
@@ -437,16 +452,18 @@ class Daemon {
     if (stopping_) return;
     Store& store = *store_;
     const bool queued = maintenance_->run(
-        [&store, before] { return store.prune_history_slice(before, kPruneSlice); },
-        [this, before, removed_so_far](std::optional<std::uint64_t> removed,
+        [&store, before] { return store.prune_history_slice_counted(before, kPruneSlice); },
+        [this, before, removed_so_far](std::optional<HistoryUsage> removed,
                                        const std::string& error) {
           if (!removed) {
             log_error("cannot prune history: " + error);
             metrics_->record_prune_error();
             return schedule_prune(kRetentionInterval);
           }
-          const std::uint64_t total = removed_so_far + *removed;
-          if (*removed >= kPruneSlice) {
+          // The history caps' counts follow the rows that went.
+          service_->history().forget(*removed);
+          const std::uint64_t total = removed_so_far + removed->rows;
+          if (removed->rows >= kPruneSlice) {
             retention_timer_.expires_after(kPrunePause);
             retention_timer_.async_wait([this, before, total](error_code ec) {
               if (!ec) prune_slice(before, total);

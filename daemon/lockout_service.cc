@@ -21,8 +21,7 @@ StoreBatch PendingWork::to_store_batch() const {
       batch.delete_sources.push_back(source);
     }
   }
-  batch.history.reserve(events.size());
-  for (const auto& event : events) batch.history.push_back(event.entry);
+  batch.history = history;
   batch.answered = answered;
   batch.forget_answered_before = forget_answered_before;
   return batch;
@@ -145,6 +144,8 @@ void LockoutService::load_from_store() {
   // them here makes their resend count, which is right, since the event was
   // not recorded.
   answered_.replace(store_.load_answered(wall_clock_now() - kAnsweredEventRetention));
+  // After a failed commit too: the rows it would have added are not there.
+  history_.load(store_.history_usage());
 }
 
 void LockoutService::remember_answer(std::uint32_t peer_uid, const protocol::Request& request,
@@ -206,9 +207,10 @@ protocol::Answer LockoutService::answer_for(const LockStatus& status,
 }
 
 protocol::Answer LockoutService::apply(const protocol::Request& request, bool is_root,
-                                       TimePoint now, PendingWork& work, bool may_reset) {
+                                       TimePoint now, PendingWork& work, bool may_reset,
+                                       std::optional<std::uint32_t> peer_uid) {
   using protocol::MessageType;
-  const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser};
+  const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser, peer_uid};
 
   // The source rules (issue 11). A failure counts for its source only on
   // root's word: any other peer could name any address as PAM_RHOST and get
@@ -563,6 +565,9 @@ void LockoutService::add_event(PendingWork& work, const std::string& user, Histo
   record.entry.ruser = origin.ruser;
   record.entry.admin_uid = admin_uid;
   record.entry.detail = std::move(detail);
+  record.entry.peer_uid = origin.peer_uid;
+  HistoryEntry& row = work.history.emplace_back(record.entry);
+  history_.admit(row);
   record.failures = state.failures;
   record.level = state.level;
   if (state.failure_lock) record.locked_until = state.failure_lock->until;

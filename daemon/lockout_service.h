@@ -36,6 +36,7 @@
 #include "daemon/journal/event_log.h"
 #include "daemon/policy/lockout_policy.h"
 #include "daemon/policy/source_policy.h"
+#include "daemon/store/history_budget.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -46,7 +47,10 @@ namespace acctlock {
 struct PendingWork {
   std::unordered_map<std::string, std::optional<UserState>> states;
   std::unordered_map<std::string, std::optional<UserState>> sources;  // by source key
-  std::vector<LockEvent> events;        // each also becomes a history row
+  std::vector<LockEvent> events;        // what happened, for the event log
+  // The history rows the events become, after the history caps
+  // (HistoryBudget::admit): one each, or one more event of an aggregate.
+  std::vector<HistoryEntry> history;
   std::vector<AnsweredEvent> answered;  // event ids and their answers
   std::optional<TimePoint> forget_answered_before;
 
@@ -67,6 +71,8 @@ struct EventOrigin {
   std::string rhost;
   std::string tty;
   std::string ruser;
+  // The event socket peer that reported it (HistoryEntry::peer_uid).
+  std::optional<std::uint32_t> peer_uid;
 };
 
 // One user's lockout state at a moment, for the admin interface.
@@ -122,8 +128,17 @@ class LockoutService {
   // `success` is recorded in the history but resets nothing, since a user
   // who has a shell but not the password must not clear their own lock or
   // count (issue 9; docs/protocol.md, "Authorisation").
+  // `peer_uid` is the reporting peer's, for the history caps (nullopt: the
+  // caller is not a peer, as in tests of the policy alone).
   protocol::Answer apply(const protocol::Request& request, bool is_root, TimePoint now,
-                         PendingWork& work, bool may_reset = true);
+                         PendingWork& work, bool may_reset = true,
+                         std::optional<std::uint32_t> peer_uid = std::nullopt);
+
+  // The caps on the history (daemon/store/history_budget.h). Its counts are
+  // loaded by load_from_store(); a prune's removals go to history().forget.
+  void set_history_limits(const HistoryLimits& limits) { history_.set_limits(limits); }
+  HistoryBudget& history() { return history_; }
+  const HistoryBudget& history() const { return history_; }
 
   // Event ids (docs/protocol.md, "Exactly once"): the first answer to a
   // repeated id, and remembering one, staged with its event into `work`.
@@ -300,6 +315,7 @@ class LockoutService {
   std::uint64_t evicted_sources_ = 0;
 
   Store& store_;
+  HistoryBudget history_;
   StateMap states_;
   std::map<std::string, ManualLock, std::less<>> manual_locks_;
   // UserState::earlier_failures of the users that have any: aside from

@@ -205,6 +205,11 @@ json history_json(const HistoryEntry& entry) {
       {"ruser", entry.ruser},
       {"admin_uid", entry.admin_uid ? json(*entry.admin_uid) : json(nullptr)},
       {"detail", entry.detail},
+      // An aggregate row (daemon/store/history_budget.h) stands for `events`
+      // events from `first_time` to `time`; a plain row has 1 and null.
+      {"events", entry.count},
+      {"first_time", entry.first_time ? json(to_iso8601(*entry.first_time)) : json(nullptr)},
+      {"peer_uid", entry.peer_uid ? json(*entry.peer_uid) : json(nullptr)},
   };
 }
 

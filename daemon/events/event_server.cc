@@ -209,7 +209,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     const std::size_t staged_before = work.size();
     const bool is_root = peer_.uid == 0 && request.user_is_root;
     const TimePoint now = server_.context_.now();
-    answer = service.apply(request, is_root, now, work, peer_.uid == 0);
+    answer = service.apply(request, is_root, now, work, peer_.uid == 0, peer_.uid);
     if (work.size() == staged_before) return send(answer);
     service.remember_answer(peer_.uid, request, answer, now, work);
     // Only a failure must be on disk before its answer leaves. A success or a

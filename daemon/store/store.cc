@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/store/store.h"
 
+#include <algorithm>
 #include <array>
+#include <map>
 #include <charconv>
 #include <string_view>
 
@@ -43,6 +45,32 @@ std::optional<HistoryEvent> history_event_from_string(std::string_view text) noe
     if (text == entry.name) return entry.event;
   }
   return std::nullopt;
+}
+
+HistoryAggregateKey aggregate_key_of(const HistoryEntry& entry) {
+  return HistoryAggregateKey{entry.peer_uid, entry.user, entry.event, entry.service, entry.rhost};
+}
+
+std::vector<HistoryEntry> merge_aggregate_entries(const std::vector<HistoryEntry>& history) {
+  std::vector<HistoryEntry> merged;
+  std::map<HistoryAggregateKey, std::size_t> index;
+  for (const HistoryEntry& entry : history) {
+    if (!entry.is_aggregate()) continue;
+    const auto [found, added] = index.try_emplace(aggregate_key_of(entry), merged.size());
+    if (added) {
+      HistoryEntry& first = merged.emplace_back(entry);
+      first.count = 1;
+      continue;
+    }
+    HistoryEntry& into = merged[found->second];
+    into.count += 1;
+    into.first_time = std::min(*into.first_time, *entry.first_time);
+    into.time = std::max(into.time, entry.time);
+    into.tty = entry.tty;
+    into.ruser = entry.ruser;
+    into.detail = entry.detail;
+  }
+  return merged;
 }
 
 std::string encode_failure_times(const std::vector<TimePoint>& times) {

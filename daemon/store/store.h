@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -59,8 +60,50 @@ struct HistoryEntry {
   std::string ruser;
   std::optional<std::uint32_t> admin_uid;  // who, for admin actions
   std::string detail;                      // e.g. a manual lock's reason
+  // The uid of the event socket peer that reported the event; nullopt for
+  // the daemon's own events (an expiry) and admin actions, and for rows
+  // from before schema 6. What the history caps count by (HistoryBudget).
+  std::optional<std::uint32_t> peer_uid;
+  // An aggregate row (daemon/history_budget.h) stands for `count` events of
+  // one key, from `first_time` to `time`; a plain row has count 1 and no
+  // first_time. In a StoreBatch, an entry with first_time set is one more
+  // event for the aggregate of its key (aggregate_key_matches): the store
+  // adds it to that row, or starts the row with it.
+  std::uint64_t count = 1;
+  std::optional<TimePoint> first_time;
+
+  bool is_aggregate() const { return first_time.has_value(); }
 
   bool operator==(const HistoryEntry&) const = default;
+};
+
+// What an aggregate row is keyed by: events folded into one row share all of
+// these. service and rhost are "*" in a uid's catch-all aggregate.
+struct HistoryAggregateKey {
+  std::optional<std::uint32_t> peer_uid;
+  std::string user;
+  HistoryEvent event = HistoryEvent::failure;
+  std::string service;
+  std::string rhost;
+
+  auto operator<=>(const HistoryAggregateKey&) const = default;
+  bool operator==(const HistoryAggregateKey&) const = default;
+};
+HistoryAggregateKey aggregate_key_of(const HistoryEntry& entry);
+
+// A batch's aggregate entries merged, one per key, in order of first
+// appearance: count the events, first_time and time the earliest and the
+// latest, the other fields the last entry's. For a backend that applies them
+// as a set rather than one by one.
+std::vector<HistoryEntry> merge_aggregate_entries(const std::vector<HistoryEntry>& history);
+
+// What the history holds, as the caps count it (HistoryBudget): rows in all,
+// rows per reporting non-root peer uid, and the keys of the aggregate rows.
+// Loaded at start-up; a prune reports what it removed in the same form.
+struct HistoryUsage {
+  std::uint64_t rows = 0;
+  std::map<std::uint32_t, std::uint64_t> rows_by_peer_uid;  // non-root peers only
+  std::vector<HistoryAggregateKey> aggregates;
 };
 
 struct HistoryQuery {
@@ -143,7 +186,9 @@ class Store {
 
   virtual std::vector<HistoryEntry> history(const HistoryQuery& query) = 0;
 
-  // Count of history events of `event` kind at or after `since`.
+  // Count of history events of `event` kind at or after `since`. Here and in
+  // the two below, an aggregate row counts as the events it stands for, at
+  // its `time` (its last event).
   virtual std::uint64_t count_events(HistoryEvent event, TimePoint since) = 0;
 
   // Users (or rhosts, when by_rhost) with most failures since `since`.
@@ -177,6 +222,14 @@ class Store {
     (void)limit;
     return prune_history(before);
   }
+
+  // The same, and says what went in the form history_usage() counts, so
+  // that the daemon's in-memory counts follow the table without a count(*).
+  virtual HistoryUsage prune_history_slice_counted(TimePoint before, std::size_t limit) = 0;
+
+  // What the history holds, for the caps' counts (HistoryUsage). Read at
+  // start-up and after a failed commit; an indexed scan, not for each event.
+  virtual HistoryUsage history_usage() = 0;
 };
 
 }  // namespace acctlock

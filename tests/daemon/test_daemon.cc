@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <cstring>
@@ -617,6 +618,156 @@ TEST_F(DaemonTest, ConnectionFloodByOneUserLeavesRootsLoginsCounted) {
     ++lines;
   }
   EXPECT_LE(lines, 3u);
+}
+
+// Issue 9's bounded history: an unprivileged user reporting its own
+// failures as fast as it can, every field at its protocol maximum, adds at
+// most its cap in rows plus one aggregate; every failure still counts (it
+// stays locked); root's failures for another user meanwhile each keep a row;
+// and the aggregate, which says how many and between when, outlives a
+// restart, after which the flood goes on folding into it.
+TEST_F(DaemonTest, HistoryFloodByOneUserStaysUnderItsCapAndLeavesRootsRows) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a flooding client as another uid";
+  const std::string config =
+      "deny = 3\nunlock_time = 1h\nsource_deny = 0\nmax_requests_per_uid = 100000\n"
+      "max_connections_per_uid = 100\nhistory_max_rows_per_uid = 100\n";
+  DaemonProcess daemon(dir, config);
+  ASSERT_TRUE(daemon.start());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 750;  // 3000 failures in all
+  const std::int64_t started = now_seconds();
+  auto flood = [&](int id_base) {
+    int report[2];
+    EXPECT_EQ(pipe(report), 0);
+    const pid_t child = fork();
+    if (child == 0) {
+      close(report[0]);
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+      std::atomic<int> answered{0};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+          EventClient client;
+          for (int i = 0; i < kPerThread; ++i) {
+            protocol::Request request{MessageType::failure,
+                                      false,
+                                      static_cast<std::uint64_t>(id_base + t * kPerThread + i + 1),
+                                      "nobody",
+                                      std::string(protocol::kMaxService, 's'),
+                                      std::string(protocol::kMaxRhost, 'r'),
+                                      std::string(protocol::kMaxTty, 't'),
+                                      std::string(protocol::kMaxRuser, 'u')};
+            Answer answer;
+            if (client.exchange(daemon.event_socket(), request, answer, 10s) == ClientStatus::ok &&
+                (answer.verdict == Verdict::allowed || answer.verdict == Verdict::locked)) {
+              ++answered;
+            }
+          }
+        });
+      }
+      for (auto& thread : threads) thread.join();
+      const int total = answered.load();
+      if (write(report[1], &total, sizeof total) != sizeof total) _exit(5);
+      _exit(0);
+    }
+    close(report[1]);
+    return std::pair<pid_t, int>{child, report[0]};
+  };
+  auto finish = [](std::pair<pid_t, int> child) {
+    int answered = -1;
+    EXPECT_EQ(read(child.second, &answered, sizeof answered),
+              static_cast<ssize_t>(sizeof answered));
+    close(child.second);
+    int status = 0;
+    EXPECT_EQ(waitpid(child.first, &status, 0), child.first);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return answered;
+  };
+
+  const auto attacker = flood(0);
+  // Meanwhile sshd (root) reports failures for alice from a real address.
+  constexpr int kRootFailures = 20;
+  for (int i = 0; i < kRootFailures; ++i) {
+    const Verdict verdict =
+        daemon.request(MessageType::failure, "alice", "sshd", "192.0.2.77").verdict;
+    EXPECT_TRUE(verdict == Verdict::allowed || verdict == Verdict::locked);
+  }
+  const int first_flood = finish(attacker);
+  EXPECT_EQ(first_flood, kThreads * kPerThread) << "every failure is answered and counted";
+  const std::int64_t flood_ended = now_seconds();
+
+  // Every failure counted: nobody is locked, and stays locked.
+  const Answer nobody = daemon.request(MessageType::check, "nobody");
+  EXPECT_EQ(nobody.verdict, Verdict::locked);
+  {
+    Database database(daemon.database());
+    EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 101)
+        << "100 rows, then one aggregate";
+    EXPECT_EQ(database.count("SELECT sum(events) FROM history WHERE user = 'nobody'"),
+              first_flood);
+    EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"),
+              first_flood - 100);
+    const std::int64_t first = database.count("SELECT first_time FROM history WHERE first_time "
+                                              "IS NOT NULL");
+    const std::int64_t last = database.count("SELECT time FROM history WHERE first_time IS NOT "
+                                             "NULL");
+    EXPECT_GE(first, started);
+    EXPECT_LE(first, last);
+    EXPECT_LE(last, flood_ended);
+    // Root's failures for alice: a row each, none aggregated.
+    EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE user = 'alice' AND "
+                             "rhost = '192.0.2.77' AND first_time IS NULL AND events = 1"),
+              kRootFailures);
+  }
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("events reported by uid 65534 are now aggregated"), std::string::npos) << log;
+
+  // The aggregate outlives a restart, and the flood goes on folding into it.
+  ASSERT_EQ(daemon.stop(), 0);
+  ASSERT_TRUE(daemon.start());
+  const int second_flood = finish(flood(100'000));
+  EXPECT_EQ(second_flood, kThreads * kPerThread);
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").verdict, Verdict::locked);
+  ASSERT_EQ(daemon.stop(), 0);
+  Database database(daemon.database());
+  EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 101);
+  EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"),
+            first_flood + second_flood - 100);
+  // The file: 6,000 rows of some 2.3 KB each would take 14 MB; the cap's
+  // 101 rows and root's take a fraction of one.
+  const auto size = std::filesystem::file_size(daemon.database());
+  EXPECT_LT(size, 1024u * 1024u) << size << " bytes";
+}
+
+// Retention prunes aggregates like any row, and gives their rows back to
+// the cap: after a prune, the uid's next events get rows of their own again.
+TEST_F(DaemonTest, PruningRemovesAggregatesAndGivesTheirRowsBack) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to report as another uid with setpriv";
+  DaemonProcess daemon(dir, "deny = 1000\nsource_deny = 0\nhistory_max_rows_per_uid = 10\n");
+  ASSERT_TRUE(daemon.start());
+  auto report_as_nobody = [&] {
+    const auto result =
+        run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     EVENT_REQUEST_PATH, daemon.event_socket(), "failure", "nobody"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+  };
+  for (int i = 0; i < 13; ++i) report_as_nobody();
+  Database database(daemon.database());
+  EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 11);
+  EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"), 3);
+  database.exec("UPDATE history SET time = time - 10 * 86400, first_time = first_time - 864000");
+  daemon.rewrite_config("deny = 1000\nsource_deny = 0\nhistory_max_rows_per_uid = 10\n"
+                        "history_retention = 1d\n");
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return database.count("SELECT count(*) FROM history") == 0; }))
+      << daemon.log();
+  // The count is back to zero: ten rows of its own, then a new aggregate.
+  for (int i = 0; i < 12; ++i) report_as_nobody();
+  EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534 AND "
+                           "first_time IS NULL"),
+            10);
+  EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"), 2);
+  EXPECT_EQ(daemon.request(MessageType::check, "nobody").failures, 25u);
 }
 
 TEST_F(DaemonTest, UserOverItsConnectionShareIsToldBusyNotDisconnected) {

@@ -103,6 +103,21 @@ CREATE TABLE source_state (
   earlier_failures text NOT NULL DEFAULT ''
 );
 )sql",
+    // 4: bounded history (issue 9), as SQLite's schema 6. peer_uid: who
+    // reported the event (NULL: the daemon, an admin, or a row from before).
+    // An aggregate row stands for `events` events of one key from first_time
+    // to time; a plain row has events = 1 and no first_time. The partial
+    // indexes keep the start-up counts and the aggregate lookup off a full
+    // scan; both lead with host, since each host counts its own rows.
+    R"sql(
+ALTER TABLE history ADD COLUMN peer_uid bigint;
+ALTER TABLE history ADD COLUMN events bigint NOT NULL DEFAULT 1 CHECK (events >= 1);
+ALTER TABLE history ADD COLUMN first_time bigint;
+CREATE INDEX history_by_host_peer_uid ON history (host, peer_uid)
+  WHERE peer_uid IS NOT NULL AND peer_uid <> 0;
+CREATE INDEX history_aggregates ON history (host, user_name, event, service, rhost)
+  WHERE first_time IS NOT NULL;
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
@@ -549,9 +564,48 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
       for (const auto& source : batch.delete_sources) sources.add(source);
       db.exec("DELETE FROM source_state WHERE source = ANY($1::text[])", {sources.finish()}, doing);
     }
-    if (!batch.history.empty()) {
-      ArrayLiteral columns[9];
+    const std::vector<HistoryEntry> aggregates = merge_aggregate_entries(batch.history);
+    if (!aggregates.empty()) {
+      // Each key's events are added to its aggregate row, or start one: one
+      // statement for the batch (the keys in it are distinct).
+      ArrayLiteral columns[11];
+      for (const HistoryEntry& entry : aggregates) {
+        columns[0].add(number(*entry.first_time));
+        columns[1].add(number(entry.time));
+        columns[2].add(number(static_cast<std::int64_t>(entry.count)));
+        columns[3].add(entry.user);
+        columns[4].add(std::string(to_string(entry.event)));
+        columns[5].add(entry.service);
+        columns[6].add(entry.rhost);
+        columns[7].add(entry.tty);
+        columns[8].add(entry.ruser);
+        columns[9].add(entry.detail);
+        columns[10].add(entry.peer_uid ? number(*entry.peer_uid) : Param{});
+      }
+      std::vector<Param> params;
+      for (const auto& column : columns) params.emplace_back(column.finish());
+      params.emplace_back(host_name_);
+      db.exec(
+          "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], "
+          "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[]) "
+          "WITH ORDINALITY AS x(t0, t1, c, u, e, s, r, y, ru, d, p, n)), "
+          "folded AS (UPDATE history h SET events = h.events + f.c, time = greatest(h.time, f.t1), "
+          "first_time = least(h.first_time, f.t0), tty = f.y, ruser = f.ru, detail = f.d FROM f "
+          "WHERE h.first_time IS NOT NULL AND h.host = $12 AND h.user_name = f.u AND "
+          "h.event = f.e AND h.service = f.s AND h.rhost = f.r AND "
+          "h.peer_uid IS NOT DISTINCT FROM f.p RETURNING f.n) "
+          "INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, admin_uid, "
+          "detail, host, peer_uid, events, first_time) SELECT t1, u, e, s, r, y, ru, NULL, d, $12, "
+          "p, c, t0 FROM f WHERE n NOT IN (SELECT n FROM folded) ORDER BY n",
+          params, doing);
+    }
+    if (std::any_of(batch.history.begin(), batch.history.end(),
+                    [](const HistoryEntry& entry) { return !entry.is_aggregate(); })) {
+      ArrayLiteral columns[11];
       for (const HistoryEntry& entry : batch.history) {
+        if (entry.is_aggregate()) continue;
+        columns[9].add(entry.peer_uid ? number(*entry.peer_uid) : Param{});
+        columns[10].add(number(static_cast<std::int64_t>(entry.count)));
         columns[0].add(number(entry.time));
         columns[1].add(entry.user);
         columns[2].add(std::string(to_string(entry.event)));
@@ -568,9 +622,10 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
       // WITH ORDINALITY: ids follow the batch's order, as SQLite's do.
       db.exec(
           "INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, admin_uid, "
-          "detail, host) SELECT t, u, e, s, r, y, ru, a, d, $10 FROM unnest($1::bigint[], "
-          "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], "
-          "$9::text[]) WITH ORDINALITY AS x(t, u, e, s, r, y, ru, a, d, n) ORDER BY n",
+          "detail, peer_uid, events, host) SELECT t, u, e, s, r, y, ru, a, d, p, c, $12 FROM "
+          "unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+          "$7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) WITH ORDINALITY "
+          "AS x(t, u, e, s, r, y, ru, a, d, p, c, n) ORDER BY n",
           params, doing);
     }
     if (!batch.answered.empty()) {
@@ -633,8 +688,8 @@ std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {
 std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
-      "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail "
-      "FROM history WHERE ($4::text IS NULL OR user_name = $4) AND time >= $1 AND "
+      "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail, "
+      "peer_uid, events, first_time FROM history WHERE ($4::text IS NULL OR user_name = $4) AND time >= $1 AND "
       "(NOT $2::boolean OR event IN " +
           failure_events_sql() + ") ORDER BY time DESC, id DESC LIMIT $3",
       {number(query.since ? to_unix(*query.since) : std::numeric_limits<std::int64_t>::min()),
@@ -659,13 +714,21 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
     entry.ruser = text(rows, r, 7);
     if (!is_null(rows, r, 8)) entry.admin_uid = uint32(rows, r, 8, server_);
     entry.detail = text(rows, r, 9);
+    if (!is_null(rows, r, 10)) entry.peer_uid = uint32(rows, r, 10, server_);
+    const std::int64_t events = int64(rows, r, 11);
+    if (events < 1) {
+      throw StoreError("postgresql " + server_ + ": history row " + std::to_string(entry.id) +
+                       " stands for " + std::to_string(events) + " events");
+    }
+    entry.count = static_cast<std::uint64_t>(events);
+    if (!is_null(rows, r, 12)) entry.first_time = from_unix(int64(rows, r, 12));
   }
   return entries;
 }
 
 std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since) {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec("SELECT count(*) FROM history WHERE event = $1 AND time >= $2",
+  Result rows = reader_->exec("SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2",
                               {std::string(to_string(event)), number(since)}, "counting events");
   return static_cast<std::uint64_t>(int64(rows, 0, 0));
 }
@@ -677,7 +740,7 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
   // database's locale.
   const std::string column = by_rhost ? "rhost" : "user_name";
   Result rows = reader_->exec(
-      "SELECT " + column + ", count(*) AS n FROM history WHERE time >= $1 AND event IN " +
+      "SELECT " + column + ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
           failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") + " GROUP BY " + column +
           " ORDER BY n DESC, " + column + " COLLATE \"C\" LIMIT $2",
       {number(since), number(sql_limit(limit))}, "ranking failures");
@@ -691,7 +754,7 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
 std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, std::size_t hours) {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
-      "SELECT (time - $1) / 3600 AS hour, count(*) FROM history WHERE time >= $1 AND time < $2 "
+      "SELECT (time - $1) / 3600 AS hour, sum(events) FROM history WHERE time >= $1 AND time < $2 "
       "AND event IN " +
           failure_events_sql() + " GROUP BY hour",
       {number(from), number(from + std::chrono::hours(static_cast<std::int64_t>(hours)))},
@@ -720,6 +783,72 @@ std::uint64_t PostgresqlStore::prune_history_slice(TimePoint before, std::size_t
       "LIMIT $2)",
       {number(before), number(sql_limit(limit))}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
+}
+
+namespace {
+
+// One row of history_usage() or of a counted prune, columns from `first`:
+// peer_uid, whether the row is an aggregate, user, event, service, rhost.
+void count_usage_row(const Result& rows, int r, int first, const std::string& server,
+                     HistoryUsage& usage) {
+  ++usage.rows;
+  std::optional<std::uint32_t> peer_uid;
+  if (!is_null(rows, r, first)) peer_uid = uint32(rows, r, first, server);
+  if (peer_uid && *peer_uid != 0) ++usage.rows_by_peer_uid[*peer_uid];
+  if (text(rows, r, first + 1) != "t") return;
+  const std::string event = text(rows, r, first + 3);
+  const auto parsed = history_event_from_string(event);
+  if (!parsed) {
+    throw StoreError("postgresql " + server + ": an aggregate history row has an unknown event \"" +
+                     event + "\"");
+  }
+  usage.aggregates.push_back(HistoryAggregateKey{peer_uid, text(rows, r, first + 2), *parsed,
+                                                 text(rows, r, first + 4),
+                                                 text(rows, r, first + 5)});
+}
+
+}  // namespace
+
+HistoryUsage PostgresqlStore::prune_history_slice_counted(TimePoint before, std::size_t limit) {
+  std::lock_guard lock(write_mutex_);
+  // Every host's rows past retention go, as in prune_history_slice; only
+  // this host's count against its caps.
+  Result rows = writer_->exec(
+      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < $1 ORDER BY time "
+      "LIMIT $2) RETURNING host = $3, peer_uid, first_time IS NOT NULL, user_name, event, "
+      "service, rhost",
+      {number(before), number(sql_limit(limit)), host_name_}, "pruning history");
+  HistoryUsage removed;
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    if (text(rows, r, 0) == "t") count_usage_row(rows, r, 1, server_, removed);
+  }
+  return removed;
+}
+
+HistoryUsage PostgresqlStore::history_usage() {
+  std::lock_guard lock(read_mutex_);
+  HistoryUsage usage;
+  Result total = reader_->exec("SELECT count(*) FROM history WHERE host = $1", {host_name_},
+                               "counting history rows");
+  usage.rows = static_cast<std::uint64_t>(int64(total, 0, 0));
+  Result by_uid = reader_->exec(
+      "SELECT peer_uid, count(*) FROM history WHERE host = $1 AND peer_uid IS NOT NULL AND "
+      "peer_uid <> 0 GROUP BY peer_uid",
+      {host_name_}, "counting history rows by peer");
+  for (int r = 0; r < PQntuples(by_uid.get()); ++r) {
+    usage.rows_by_peer_uid[uint32(by_uid, r, 0, server_)] =
+        static_cast<std::uint64_t>(int64(by_uid, r, 1));
+  }
+  Result keys = reader_->exec(
+      "SELECT peer_uid, true, user_name, event, service, rhost FROM history WHERE host = $1 AND "
+      "first_time IS NOT NULL",
+      {host_name_}, "reading aggregate history rows");
+  for (int r = 0; r < PQntuples(keys.get()); ++r) {
+    HistoryUsage one;
+    count_usage_row(keys, r, 0, server_, one);
+    usage.aggregates.insert(usage.aggregates.end(), one.aggregates.begin(), one.aggregates.end());
+  }
+  return usage;
 }
 
 void PostgresqlStore::claim_host() {

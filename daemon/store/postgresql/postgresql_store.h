@@ -49,7 +49,7 @@ struct PostgresqlSettings {
 
 class PostgresqlStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
   // server (never the password), on any problem.
@@ -74,6 +74,9 @@ class PostgresqlStore final : public Store {
                                                                   std::size_t limit) override;
   std::uint64_t prune_history(TimePoint before) override;
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
+  // Counts only this host's rows: each host has its own caps.
+  HistoryUsage prune_history_slice_counted(TimePoint before, std::size_t limit) override;
+  HistoryUsage history_usage() override;
 
   // Records this host as the database's writer, refusing when another host
   // already is: until hosts' states are merged in the database (issue 15,

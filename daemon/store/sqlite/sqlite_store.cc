@@ -103,6 +103,20 @@ CREATE TABLE source_state (
   earlier_failures TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 )sql",
+    // 6: bounded history (issue 9). peer_uid: who reported the event (NULL:
+    // the daemon itself, an admin, or a row from before). An aggregate row
+    // stands for `events` events of one key from first_time to time; a plain
+    // row has events = 1 and no first_time. The partial indexes keep the
+    // start-up counts and the aggregate lookup off a full scan.
+    R"sql(
+ALTER TABLE history ADD COLUMN peer_uid INTEGER;
+ALTER TABLE history ADD COLUMN events INTEGER NOT NULL DEFAULT 1 CHECK (events >= 1);
+ALTER TABLE history ADD COLUMN first_time INTEGER;
+CREATE INDEX history_by_peer_uid ON history (peer_uid)
+  WHERE peer_uid IS NOT NULL AND peer_uid <> 0;
+CREATE INDEX history_aggregates ON history (user, event, service, rhost)
+  WHERE first_time IS NOT NULL;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -548,7 +562,18 @@ struct SqliteStore::WriteSide {
     delete_source.emplace(db, "DELETE FROM source_state WHERE source = ?1");
     insert_history.emplace(db,
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
-                           "admin_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+                           "admin_uid, detail, peer_uid, events, first_time) VALUES (?1, ?2, ?3, "
+                           "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+    // The key's columns are those of the history_aggregates index.
+    fold_history.emplace(db,
+                         "UPDATE history SET events = events + 1, time = max(time, ?1), "
+                         "first_time = min(first_time, ?1), tty = ?2, ruser = ?3, detail = ?4 "
+                         "WHERE first_time IS NOT NULL AND user = ?6 AND event = ?7 AND "
+                         "service = ?8 AND rhost = ?9 AND peer_uid IS ?5");
+    prune_slice_counted.emplace(
+        db,
+        "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < ?1 ORDER BY time "
+        "LIMIT ?2) RETURNING peer_uid, first_time IS NOT NULL, user, event, service, rhost");
     prune.emplace(db, "DELETE FROM history WHERE time < ?1");
     insert_answered.emplace(db,
                             "INSERT INTO answered_event (event_id, peer_uid, user, type, time, "
@@ -566,7 +591,8 @@ struct SqliteStore::WriteSide {
   // tables they name exist only after the migrations ran.
   std::optional<Statement> begin, commit, put_state, delete_state, insert_history, prune,
       insert_answered, forget_answered;
-  std::optional<Statement> prune_slice, put_source, delete_source;
+  std::optional<Statement> prune_slice, put_source, delete_source, fold_history,
+      prune_slice_counted;
 };
 
 struct SqliteStore::ReadSide {
@@ -589,27 +615,36 @@ struct SqliteStore::ReadSide {
   // planner picks one index per statement, and each case wants its own.
   Statement history_all{db, history_sql("")};
   Statement history_of_user{db, history_sql("user = ?4 AND ")};
-  Statement count_events{db, "SELECT count(*) FROM history WHERE event = ?1 AND time >= ?2"};
+  Statement count_events{db,
+                         "SELECT coalesce(sum(events), 0) FROM history WHERE event = ?1 AND "
+                         "time >= ?2"};
+  Statement count_rows{db, "SELECT count(*) FROM history"};
+  Statement rows_by_peer_uid{db,
+                             "SELECT peer_uid, count(*) FROM history WHERE peer_uid IS NOT NULL "
+                             "AND peer_uid <> 0 GROUP BY peer_uid"};
+  Statement aggregate_keys{db,
+                           "SELECT peer_uid, user, event, service, rhost FROM history "
+                           "WHERE first_time IS NOT NULL"};
   Statement load_answered{db,
                           "SELECT event_id, peer_uid, user, type, time, answer FROM answered_event "
                           "WHERE time >= ?1 ORDER BY seq DESC LIMIT ?2"};
   Statement failures_per_hour{db,
-                              "SELECT (time - ?1) / 3600 AS hour, count(*) FROM history "
+                              "SELECT (time - ?1) / 3600 AS hour, sum(events) FROM history "
                               "WHERE time >= ?1 AND time < ?2 AND event IN " +
                                   failure_events_sql() + " GROUP BY hour"};
-  Statement top_users{db, "SELECT user, count(*) AS n FROM history WHERE time >= ?1 AND event IN " +
+  Statement top_users{db, "SELECT user, sum(events) AS n FROM history WHERE time >= ?1 AND event IN " +
                               failure_events_sql() +
                               " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
   Statement top_rhosts{db,
-                       "SELECT rhost, count(*) AS n FROM history WHERE time >= ?1 AND "
+                       "SELECT rhost, sum(events) AS n FROM history WHERE time >= ?1 AND "
                        "rhost <> '' AND event IN " +
                            failure_events_sql() +
                            " GROUP BY rhost ORDER BY n DESC, rhost LIMIT ?2"};
 
  private:
   static std::string history_sql(const std::string& user_filter) {
-    return "SELECT id, time, user, event, service, rhost, tty, ruser, admin_uid, detail "
-           "FROM history WHERE " +
+    return "SELECT id, time, user, event, service, rhost, tty, ruser, admin_uid, detail, "
+           "peer_uid, events, first_time FROM history WHERE " +
            user_filter + "time >= ?1 AND (?2 = 0 OR event IN " + failure_events_sql() +
            ") ORDER BY time DESC, id DESC LIMIT ?3";
   }
@@ -793,6 +828,22 @@ void SqliteStore::commit(const StoreBatch& batch) {
       remove.step(doing);
     }
     for (const HistoryEntry& entry : batch.history) {
+      if (entry.is_aggregate()) {
+        // One more event for its aggregate row, or the first one.
+        Statement& fold = *w.fold_history;
+        Statement::Use use(fold);
+        fold.bind(1, entry.time);
+        fold.bind(2, std::string_view(entry.tty));
+        fold.bind(3, std::string_view(entry.ruser));
+        fold.bind(4, std::string_view(entry.detail));
+        fold.bind(5, entry.peer_uid);
+        fold.bind(6, std::string_view(entry.user));
+        fold.bind(7, std::string_view(to_string(entry.event)));
+        fold.bind(8, std::string_view(entry.service));
+        fold.bind(9, std::string_view(entry.rhost));
+        fold.step(doing);
+        if (sqlite3_changes64(w.db.get()) > 0) continue;
+      }
       Statement& insert = *w.insert_history;
       Statement::Use use(insert);
       insert.bind(1, entry.time);
@@ -804,6 +855,9 @@ void SqliteStore::commit(const StoreBatch& batch) {
       insert.bind(7, std::string_view(entry.ruser));
       insert.bind(8, entry.admin_uid);
       insert.bind(9, std::string_view(entry.detail));
+      insert.bind(10, entry.peer_uid);
+      insert.bind(11, static_cast<std::int64_t>(entry.is_aggregate() ? 1 : entry.count));
+      insert.bind(12, entry.first_time);
       insert.step(doing);
     }
     for (const AnsweredEvent& answered : batch.answered) {
@@ -880,6 +934,14 @@ std::vector<HistoryEntry> SqliteStore::history(const HistoryQuery& query) {
     entry.ruser = select.text(7);
     if (!select.is_null(8)) entry.admin_uid = select.uint32(8);
     entry.detail = select.text(9);
+    if (!select.is_null(10)) entry.peer_uid = select.uint32(10);
+    const std::int64_t events = select.int64(11);
+    if (events < 1) {
+      throw StoreError(path_ + ": history row " + std::to_string(entry.id) + " stands for " +
+                       std::to_string(events) + " events");
+    }
+    entry.count = static_cast<std::uint64_t>(events);
+    if (!select.is_null(12)) entry.first_time = select.time(12);
   }
   return entries;
 }
@@ -942,6 +1004,72 @@ std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::s
     }
   }
   return counts;
+}
+
+namespace {
+
+// One row of history_usage() or of a counted prune: peer_uid, whether the row
+// is an aggregate, and the aggregate key's other columns.
+void count_usage_row(Statement& row, const std::string& path, HistoryUsage& usage) {
+  ++usage.rows;
+  std::optional<std::uint32_t> peer_uid;
+  if (!row.is_null(0)) peer_uid = row.uint32(0);
+  if (peer_uid && *peer_uid != 0) ++usage.rows_by_peer_uid[*peer_uid];
+  if (!row.boolean(1)) return;
+  const std::string event = row.text(3);
+  const auto parsed = history_event_from_string(event);
+  if (!parsed) throw StoreError(path + ": an aggregate history row has an unknown event \"" + event + "\"");
+  usage.aggregates.push_back(
+      HistoryAggregateKey{peer_uid, row.text(2), *parsed, row.text(4), row.text(5)});
+}
+
+}  // namespace
+
+HistoryUsage SqliteStore::prune_history_slice_counted(TimePoint before, std::size_t limit) {
+  std::lock_guard lock(write_mutex_);
+  Statement& prune = *writer_->prune_slice_counted;
+  HistoryUsage removed;
+  // RETURNING rows come while the statement runs; its changes count only
+  // once it is done, so the whole slice is read before the reset.
+  Statement::Use use(prune);
+  prune.bind(1, before);
+  prune.bind(2, sql_limit(limit));
+  while (prune.step("pruning history")) count_usage_row(prune, path_, removed);
+  return removed;
+}
+
+HistoryUsage SqliteStore::history_usage() {
+  std::lock_guard lock(read_mutex_);
+  HistoryUsage usage;
+  {
+    Statement& count = reader_->count_rows;
+    Statement::Use use(count);
+    if (count.step("counting history rows")) usage.rows = static_cast<std::uint64_t>(count.int64(0));
+  }
+  {
+    Statement& select = reader_->rows_by_peer_uid;
+    Statement::Use use(select);
+    while (select.step("counting history rows by peer")) {
+      usage.rows_by_peer_uid[select.uint32(0)] = static_cast<std::uint64_t>(select.int64(1));
+    }
+  }
+  Statement& select = reader_->aggregate_keys;
+  Statement::Use use(select);
+  while (select.step("reading aggregate history rows")) {
+    const std::string event = select.text(2);
+    const auto parsed = history_event_from_string(event);
+    if (!parsed) {
+      throw StoreError(path_ + ": an aggregate history row has an unknown event \"" + event + "\"");
+    }
+    HistoryAggregateKey key;
+    if (!select.is_null(0)) key.peer_uid = select.uint32(0);
+    key.user = select.text(1);
+    key.event = *parsed;
+    key.service = select.text(3);
+    key.rhost = select.text(4);
+    usage.aggregates.push_back(std::move(key));
+  }
+  return usage;
 }
 
 }  // namespace acctlock

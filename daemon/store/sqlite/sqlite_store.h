@@ -42,7 +42,7 @@ class SqliteStore final : public Store {
  public:
   // The PRAGMA user_version this code writes; migrations bring older files up
   // to it, and a file with a higher one is refused.
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.
@@ -76,6 +76,8 @@ class SqliteStore final : public Store {
   // Also on the write connection, but one slice of the oldest rows (by the
   // time index) per transaction: commits wait for one slice at most.
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
+  HistoryUsage prune_history_slice_counted(TimePoint before, std::size_t limit) override;
+  HistoryUsage history_usage() override;
 
   // Compares the open file (a descriptor kept for this) with what `path`
   // names now: deleted (no links left, or the path gone) or replaced (the

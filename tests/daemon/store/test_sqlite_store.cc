@@ -421,6 +421,58 @@ TEST_F(SqliteStoreTest, NewDatabaseRecordsSchemaVersionAndWalMode) {
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
 }
 
+// Takes a database of the current schema back to schema 5, before bounded
+// history (issue 9), for the tests of older schemas' migrations.
+const std::string kUndoSchema6 =
+    "DROP INDEX history_by_peer_uid; DROP INDEX history_aggregates; "
+    "ALTER TABLE history DROP COLUMN first_time; ALTER TABLE history DROP COLUMN events; "
+    "ALTER TABLE history DROP COLUMN peer_uid; ";
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion5DatabaseToOneWithBoundedHistory) {
+  // Schema 5 (acctlock before issue 9's bounded history): history rows
+  // without peer_uid, events or first_time.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec(kUndoSchema6 +
+             std::string("INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
+                         "admin_uid, detail) VALUES (1700000000, 'bob', 'failure', 'sshd', "
+                         "'192.0.2.1', '', '', NULL, ''), (1700000050, 'bob', 'locked', 'sshd', "
+                         "'192.0.2.1', '', '', NULL, ''); PRAGMA user_version = 5;"));
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_lock()}}));
+  // The old rows read as one event each, reported by nobody known.
+  const auto rows = store->history(HistoryQuery{});
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.count, 1u);
+    EXPECT_FALSE(row.first_time);
+    EXPECT_FALSE(row.peer_uid);
+  }
+  HistoryUsage usage = store->history_usage();
+  EXPECT_EQ(usage.rows, 2u);
+  EXPECT_TRUE(usage.rows_by_peer_uid.empty());
+  EXPECT_TRUE(usage.aggregates.empty());
+  // The new columns work: an aggregate starts and grows.
+  HistoryEntry more;
+  more.time = TimePoint{Seconds{1'700'000'100}};
+  more.user = "bob";
+  more.event = HistoryEvent::failure;
+  more.service = "su";
+  more.peer_uid = 1000;
+  more.first_time = more.time;
+  store->commit(StoreBatch{.history = {more, more}});
+  EXPECT_EQ(store->history(HistoryQuery{}).front().count, 2u);
+  store.reset();
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+  EXPECT_EQ(raw.text("SELECT count(*) FROM history WHERE events = 1 AND first_time IS NULL"), "2");
+}
+
 TEST_F(SqliteStoreTest, MigratesASchemaVersion1DatabaseKeepingItsData) {
   // A database as acctlock 0.x (protocol v1, schema 1) left it.
   {
@@ -469,10 +521,10 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(
-        "ALTER TABLE user_state DROP COLUMN earlier_failures; "
-        "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
-        "PRAGMA user_version = 2;");
+    raw.exec(kUndoSchema6 +
+             std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
+                         "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
+                         "PRAGMA user_version = 2;"));
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
@@ -488,9 +540,9 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(
-        "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; "
-        "PRAGMA user_version = 3;");
+    raw.exec(kUndoSchema6 +
+             std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
+                         "DROP TABLE source_state; PRAGMA user_version = 3;"));
   }
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent
@@ -551,7 +603,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec("DROP TABLE source_state; PRAGMA user_version = 4;");
+    raw.exec(kUndoSchema6 + std::string("DROP TABLE source_state; PRAGMA user_version = 4;"));
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_manual_lock()},

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "daemon/store/postgresql/postgresql_store.h"
@@ -332,6 +333,116 @@ TEST_P(StoreBehaviour, PruneSlicesDeleteTheOldestFirstAndStop) {
   EXPECT_EQ(store->prune_history_slice(at(250), 2), 0u);
 }
 
+HistoryEntry reported(std::int64_t time, std::string user, HistoryEvent kind,
+                      std::optional<std::uint32_t> peer_uid, std::string rhost = {}) {
+  HistoryEntry entry = event(time, std::move(user), kind, std::move(rhost));
+  entry.peer_uid = peer_uid;
+  return entry;
+}
+// One more event for the aggregate of its key (HistoryEntry::first_time).
+HistoryEntry folded(HistoryEntry entry) {
+  entry.first_time = entry.time;
+  return entry;
+}
+
+TEST_P(StoreBehaviour, AggregateEntriesFoldIntoOneRowPerKeyAcrossBatches) {
+  auto store = open_store();
+  HistoryEntry last = folded(reported(150, "alice", HistoryEvent::failure, 1000, "10.0.0.1"));
+  last.tty = "pts/3";
+  last.detail = "while locked";
+  store->commit(StoreBatch{
+      .history = {reported(90, "alice", HistoryEvent::failure, 1000, "10.0.0.1"),
+                  folded(reported(120, "alice", HistoryEvent::failure, 1000, "10.0.0.1")),
+                  folded(reported(100, "alice", HistoryEvent::failure, 1000, "10.0.0.1"))}});
+  store->commit(StoreBatch{
+      .history = {last,
+                  // Another key each: rhost, kind, peer, and no peer at all.
+                  folded(reported(130, "alice", HistoryEvent::failure, 1000, "10.0.0.2")),
+                  folded(reported(131, "alice", HistoryEvent::success, 1000, "10.0.0.1")),
+                  folded(reported(132, "alice", HistoryEvent::failure, 1001, "10.0.0.1")),
+                  folded(reported(133, "alice", HistoryEvent::failure, std::nullopt, "10.0.0.1"))}});
+  const auto rows = store->history(HistoryQuery{});
+  ASSERT_EQ(rows.size(), 6u);
+  // Newest first: the first key's aggregate shows at its last event.
+  EXPECT_EQ(rows[0].time, at(150));
+  EXPECT_EQ(rows[0].first_time, at(100));
+  EXPECT_EQ(rows[0].count, 3u);
+  EXPECT_EQ(rows[0].peer_uid, 1000u);
+  EXPECT_EQ(rows[0].rhost, "10.0.0.1");
+  EXPECT_EQ(rows[0].tty, "pts/3");  // the last event's
+  EXPECT_EQ(rows[0].detail, "while locked");
+  for (std::size_t i = 1; i < 5; ++i) {
+    EXPECT_EQ(rows[i].count, 1u) << i;
+    EXPECT_EQ(rows[i].first_time, rows[i].time) << i;
+  }
+  EXPECT_FALSE(rows[1].peer_uid);
+  EXPECT_EQ(rows[5].time, at(90));  // the plain row, untouched
+  EXPECT_EQ(rows[5].count, 1u);
+  EXPECT_FALSE(rows[5].first_time);
+
+  // Counts read an aggregate as the events it stands for.
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(0)), 7u);
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(140)), 3u);
+  using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
+  EXPECT_EQ(store->top_failures(at(0), false, 10), (Ranking{{"alice", 7}}));
+  EXPECT_EQ(store->top_failures(at(0), true, 1), (Ranking{{"10.0.0.1", 6}}));
+  const auto per_hour = store->failures_per_hour(at(0), 1);
+  EXPECT_EQ(per_hour, (std::vector<std::uint64_t>{7}));
+}
+
+TEST_P(StoreBehaviour, HistoryUsageCountsRowsByPeerAndTheAggregatesKeys) {
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{
+        .history = {reported(100, "alice", HistoryEvent::failure, 1000),
+                    reported(101, "alice", HistoryEvent::failure, 1000),
+                    reported(102, "root", HistoryEvent::failure, 0),
+                    reported(103, "bob", HistoryEvent::expired, std::nullopt),
+                    folded(reported(104, "alice", HistoryEvent::failure, 1000, "*")),
+                    folded(reported(105, "alice", HistoryEvent::failure, 1000, "*")),
+                    folded(reported(106, "bob", HistoryEvent::failure, 0, "192.0.2.1"))}});
+  }
+  // Kept across a restart.
+  auto store = open_store();
+  const HistoryUsage usage = store->history_usage();
+  EXPECT_EQ(usage.rows, 6u);
+  EXPECT_EQ(usage.rows_by_peer_uid, (std::map<std::uint32_t, std::uint64_t>{{1000, 3}}));
+  std::set<HistoryAggregateKey> keys(usage.aggregates.begin(), usage.aggregates.end());
+  EXPECT_EQ(keys, (std::set<HistoryAggregateKey>{
+                      {1000, "alice", HistoryEvent::failure, "sshd", "*"},
+                      {0, "bob", HistoryEvent::failure, "sshd", "192.0.2.1"}}));
+}
+
+TEST_P(StoreBehaviour, ACountedPruneSaysWhatWentAndAggregatesGoByTheirLastEvent) {
+  auto store = open_store();
+  store->commit(StoreBatch{
+      .history = {reported(100, "alice", HistoryEvent::failure, 1000),
+                  reported(110, "root", HistoryEvent::failure, 0),
+                  folded(reported(120, "alice", HistoryEvent::failure, 1000)),
+                  folded(reported(130, "bob", HistoryEvent::failure, 1001)),
+                  folded(reported(300, "bob", HistoryEvent::failure, 1001)),
+                  reported(400, "alice", HistoryEvent::failure, 1000)}});
+  const HistoryUsage removed = store->prune_history_slice_counted(at(200), 10);
+  // alice's aggregate (last event at 120) goes; bob's reaches 300 and stays.
+  EXPECT_EQ(removed.rows, 3u);
+  EXPECT_EQ(removed.rows_by_peer_uid, (std::map<std::uint32_t, std::uint64_t>{{1000, 2}}));
+  ASSERT_EQ(removed.aggregates.size(), 1u);
+  EXPECT_EQ(removed.aggregates[0].user, "alice");
+  EXPECT_EQ(removed.aggregates[0].peer_uid, 1000u);
+  const auto left = store->history(HistoryQuery{});
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[1].user, "bob");
+  EXPECT_EQ(left[1].count, 2u);
+  EXPECT_EQ(left[1].first_time, at(130));
+  // A slice stops at its limit.
+  store->commit(StoreBatch{.history = {reported(150, "carol", HistoryEvent::failure, 1002),
+                                       reported(151, "carol", HistoryEvent::failure, 1002)}});
+  EXPECT_EQ(store->prune_history_slice_counted(at(200), 1).rows, 1u);
+  EXPECT_EQ(store->prune_history_slice_counted(at(200), 5).rows, 1u);
+  EXPECT_EQ(store->prune_history_slice_counted(at(200), 5).rows, 0u);
+  EXPECT_EQ(store->history_usage().rows, 2u);
+}
+
 TEST_P(StoreBehaviour, ReopeningKeepsStatesAndHistory) {
   const std::map<std::string, UserState> states{{"alice", permanent_lock()},
                                                 {"bob", manual_lock()}};
@@ -478,6 +589,60 @@ class PostgresqlStoreTest : public ::testing::Test {
   std::string database_;
 };
 
+// Takes a database of the current schema back to schema 3, before bounded
+// history (issue 9); the indexes go with their columns.
+const std::string kUndoSchema4 =
+    "ALTER TABLE history DROP COLUMN first_time, DROP COLUMN events, DROP COLUMN peer_uid; ";
+
+TEST_F(PostgresqlStoreTest, MigratesASchemaVersion3DatabaseToOneWithBoundedHistory) {
+  {
+    auto store = PostgresqlStore::open({conninfo(), "h"});
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+  }
+  postgres().execute(
+      kUndoSchema4 +
+          std::string("INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, "
+                      "admin_uid, detail, host) VALUES (1700000000, 'bob', 'failure', 'sshd', "
+                      "'192.0.2.1', '', '', NULL, '', 'h'); UPDATE acctlock_schema SET version = 3"),
+      database_);
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
+  const auto rows = store->history(HistoryQuery{});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].count, 1u);
+  EXPECT_FALSE(rows[0].first_time);
+  EXPECT_FALSE(rows[0].peer_uid);
+  EXPECT_EQ(store->history_usage().rows, 1u);
+  HistoryEntry more = event(1'700'000'100, "bob", HistoryEvent::failure);
+  more.peer_uid = 1000;
+  more.first_time = more.time;
+  store->commit(StoreBatch{.history = {more, more}});
+  EXPECT_EQ(store->history(HistoryQuery{}).front().count, 2u);
+}
+
+TEST_F(PostgresqlStoreTest, EachHostCountsItsOwnHistoryRows) {
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  HistoryEntry mine = event(100, "alice", HistoryEvent::failure);
+  mine.peer_uid = 1000;
+  HistoryEntry folded = mine;
+  folded.first_time = folded.time;
+  a->commit(StoreBatch{.history = {mine, folded}});
+  b->commit(StoreBatch{.history = {mine, folded, folded}});
+  EXPECT_EQ(a->history_usage().rows, 2u);
+  EXPECT_EQ(b->history_usage().rows, 2u);
+  // Each host's events fold into its own aggregate row.
+  EXPECT_EQ(postgres().query_text(
+                "SELECT events FROM history WHERE host = 'host-b' AND first_time IS NOT NULL",
+                database_),
+            "2");
+  // A prune removes every host's old rows and reports only its own.
+  const HistoryUsage removed = a->prune_history_slice_counted(at(1000), 100);
+  EXPECT_EQ(removed.rows, 2u);
+  EXPECT_EQ(b->history_usage().rows, 0u);
+}
+
 TEST_F(PostgresqlStoreTest, RecordsTheSchemaVersionAndTheHostOfEachHistoryRow) {
   auto store = PostgresqlStore::open({conninfo(), "web-1"});
   store->commit(StoreBatch{.history = {event(100, "alice", HistoryEvent::failure)}});
@@ -491,8 +656,9 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion1DatabaseToOneWithFailureTimes
       ->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}});
   // Schema 1 (acctlock before fail_window): no earlier_failures column.
   postgres().execute(
-      "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; "
-      "UPDATE acctlock_schema SET version = 1",
+      kUndoSchema4 +
+          std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE "
+                      "source_state; UPDATE acctlock_schema SET version = 1"),
       database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
   EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
@@ -510,7 +676,9 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
     auto store = PostgresqlStore::open({conninfo(), "h"});
     store->commit(StoreBatch{.put_states = {{"bob", timed_manual_lock()}}});
   }
-  postgres().execute("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2", database_);
+  postgres().execute(
+      kUndoSchema4 + std::string("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2"),
+      database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
   EXPECT_EQ(store->load_states(),
             (std::vector<std::pair<std::string, UserState>>{{"bob", timed_manual_lock()}}));

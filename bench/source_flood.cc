@@ -193,8 +193,10 @@ class AdminConnection {
   std::string pending_;
 };
 
-// Sources tracked and blocked, counted by walking `sources` page by page.
-std::pair<std::size_t, std::size_t> count_sources(AdminConnection& admin) {
+// Sources tracked and blocked, counted by walking `sources` page by page,
+// on a connection of its own (the daemon closes idle admin connections).
+std::pair<std::size_t, std::size_t> count_sources(const std::string& admin_socket) {
+  AdminConnection admin(admin_socket);
   std::size_t tracked = 0, blocked = 0;
   json after = "";
   while (after.is_string()) {
@@ -297,7 +299,7 @@ int run(const std::string& daemon_path, const std::string& dir, std::uint64_t co
     return 1;
   }
   const pid_t pid = start_daemon(daemon_path, dir, notify);
-  AdminConnection admin(dir + "/admin.sock");
+  const std::string admin_socket = dir + "/admin.sock";
 
   // A user's lock, which no number of sources may evict: `deny` failures of
   // a real account ("daemon" exists on every Debian system) from no address.
@@ -320,7 +322,7 @@ int run(const std::string& daemon_path, const std::string& dir, std::uint64_t co
   std::atomic<std::uint64_t> next{0};
   std::atomic<std::uint64_t> failed{0};
   const auto report = [&](const std::string& name, const CheckFigures& figures) {
-    const auto [tracked, blocked] = count_sources(admin);
+    const auto [tracked, blocked] = count_sources(admin_socket);
     std::printf("%-22s | %6.2f ms %6.2f ms %6.1f ms %7zu | %5.1f MB | %-52s | %zu / %zu%s\n",
                 name.c_str(), figures.p50, figures.p99, figures.max, figures.count,
                 static_cast<double>(rss_kb(pid)) / 1024, disk_figures(database).c_str(), tracked,

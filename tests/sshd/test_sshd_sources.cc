@@ -6,10 +6,10 @@
 // The network: three network namespaces held by this test's processes,
 // joined by veth pairs; no traffic leaves them.
 //
-//   attacker ns                 server ns (sshd, port 2022)          office ns
-//   10.77.1.2, 10.77.1.3  --  10.77.1.1 | 10.77.2.1  --  10.77.2.2
-//   fd77:1::2, fd77:1::3      fd77:1::1, fd77:1:0:1::1  fd77:2::1  --  fd77:2::2
-//   fd77:1:0:1::2
+//   attacker ns                  server ns (sshd, port 2022)         office ns
+//   10.77.1.2, 10.77.1.3         10.77.1.1        10.77.2.1          10.77.2.2
+//   fd77:1::2, fd77:1::3  <--->  fd77:1::1        fd77:2::1   <--->  fd77:2::2
+//   fd77:1:0:1::2                fd77:1:0:1::1
 //
 // The test users exist only in this process's private mount namespace, which
 // also holds sshd's /etc/pam.d, /run and login records

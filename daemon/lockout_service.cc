@@ -229,6 +229,14 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
     return source_answer(source->key, source_lock);
   };
 
+  // A right password from a blocked source is refused all the same (the
+  // module saw the block at preauth): it is not a login, so it resets
+  // nothing, and the history says so.
+  const char* const refused_success_detail =
+      !may_reset             ? "reported by the user's own process: resets nothing"
+      : source_lock.locked() ? "while the source was blocked: resets nothing"
+                             : nullptr;
+
   // A name NSS does not know: counted for its source above, and nothing
   // else, so that a spray of invented names creates no user state.
   if (request.user_unknown) return combined(answer_for(LockStatus{}, UserState{}));
@@ -239,7 +247,7 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
     // beyond the history line.
     if (request.type == MessageType::success) {
       add_event(work, request.user, HistoryEvent::success, origin, UserState{}, now, {},
-                may_reset ? std::string() : "reported by the user's own process: resets nothing");
+                refused_success_detail ? refused_success_detail : std::string());
     }
     return combined(answer_for(LockStatus{}, UserState{}));
   }
@@ -274,9 +282,9 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       break;
     }
     case MessageType::success: {
-      if (!may_reset) {
+      if (refused_success_detail) {
         add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
-                  "reported by the user's own process: resets nothing");
+                  refused_success_detail);
         break;
       }
       const auto outcome = rule.record_success(state, now);

@@ -254,6 +254,36 @@ TEST_F(SourceServiceTest, ASourceIsBlockedForEveryUserAfterSourceDenyAcrossNames
             protocol::Verdict::allowed);
 }
 
+// The module asks again at authsucc, after the right password: from a
+// blocked source that login is refused, so it must not reset the user's
+// failures, nor read as a plain login in the history (the sshd test,
+// tests/sshd/, found it did).
+TEST_F(SourceServiceTest, ARightPasswordFromABlockedSourceResetsNothing) {
+  using protocol::MessageType;
+  from(MessageType::failure, "alice", "192.0.2.30", t0);
+  for (int i = 0; i < 3; ++i) from(MessageType::failure, "nosuch", "192.0.2.9", t0, true);
+  work.events.clear();
+
+  const auto alice = from(MessageType::success, "alice", "192.0.2.9", t0 + Seconds(1));
+  EXPECT_EQ(alice.verdict, protocol::Verdict::locked);
+  EXPECT_EQ(alice.lock, LockKind::source);
+  const auto kept = service.report("alice", t0 + Seconds(1));
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->status.failures, 1u);
+  const auto carol = from(MessageType::success, "carol", "192.0.2.9", t0 + Seconds(1));
+  EXPECT_EQ(carol.lock, LockKind::source);
+  ASSERT_EQ(work.events.size(), 2u);
+  for (const auto& event : work.events) {
+    EXPECT_EQ(event.entry.event, HistoryEvent::success);
+    EXPECT_EQ(event.entry.detail, "while the source was blocked: resets nothing");
+  }
+
+  // From elsewhere the same success resets alice's count, with no remark.
+  EXPECT_EQ(from(MessageType::success, "alice", "192.0.2.31", t0 + Seconds(2)).failures, 0u);
+  EXPECT_FALSE(service.report("alice", t0 + Seconds(2)).has_value()) << "nothing left to keep";
+  EXPECT_EQ(work.events.back().entry.detail, "");
+}
+
 TEST_F(SourceServiceTest, OnlyRootsWordCountsForASource) {
   // Any local user can name any PAM_RHOST: their failures count for their
   // own account, never for the source, or they could block an admin's address.

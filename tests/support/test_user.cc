@@ -112,7 +112,7 @@ bool add_test_users(const std::vector<TestUser>& users, std::string* why_not) {
     const std::string uid = std::to_string(user.uid);
     const std::string gid = std::to_string(user.gid);
     passwd = with_line(passwd, user.name + ":x:" + uid + ":" + gid +
-                                   ":acctlock test user:/nonexistent:/usr/sbin/nologin");
+                                   ":acctlock test user:/nonexistent:" + user.shell);
     // Last change 20000 days after 1970 (2024): no ageing rule applies.
     shadow = with_line(shadow, user.name + ":" + hash + ":20000:0:99999:7:::");
     group = with_line(group, user.name + ":x:" + gid + ":");

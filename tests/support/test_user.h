@@ -23,6 +23,9 @@ struct TestUser {
   uid_t uid;
   gid_t gid;  // a group of the same name is added with this gid
   std::string password;
+  // nologin by default; a test that runs a command over a real login (sshd)
+  // gives the user a shell.
+  std::string shell = "/usr/sbin/nologin";
 };
 
 // Adds `users`, whose names and ids must be free. Call it before any thread

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/time.h"
@@ -20,6 +21,10 @@ struct LockEvent {
   std::uint32_t failures = 0;
   std::uint32_t level = 0;
   std::optional<TimePoint> locked_until;  // for a timed lock
+  // An admin's reason for a source block (acctlock lock --source): the
+  // history row names the source in entry.detail, so the reason travels
+  // here, to the journal's ACCTLOCK_REASON.
+  std::string reason;
 };
 
 class EventLog {

@@ -129,6 +129,7 @@ void JournalEventLog::record(const LockEvent& event) {
                             e.event == HistoryEvent::source_expired ||
                             e.event == HistoryEvent::source_unlocked;
   add(about_source ? "ACCTLOCK_SOURCE" : "ACCTLOCK_REASON", e.detail);
+  if (about_source) add("ACCTLOCK_REASON", event.reason);
   if (event.locked_until) add("ACCTLOCK_LOCKED_UNTIL", iso8601_utc(*event.locked_until));
   if (e.admin_uid) add("ACCTLOCK_ADMIN_UID", std::to_string(*e.admin_uid));
 

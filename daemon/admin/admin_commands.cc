@@ -935,6 +935,12 @@ void AdminCommands::stats(const Reply& reply) {
   // A lock that ran out leaves the index when the expiry timer announces it,
   // within a second.
   const std::size_t locked_now = context_.service.locked_users();
+  // Sources, from the blocked index and the manual keys (version 6).
+  json source_counts{
+      {"blocked_sources", context_.service.blocked_sources()},
+      {"manual_source_blocks", context_.service.manual_source_blocks()},
+      {"tracked_sources", context_.service.tracked_sources()},
+  };
   json locked_users = json::array();
   for (const auto& user : context_.service.locked_names(admin::kMaxStatsLockedUsers)) {
     locked_users.push_back(user);
@@ -969,7 +975,8 @@ void AdminCommands::stats(const Reply& reply) {
   };
   read_off_loop(
       context_.reader, reply, count,
-      [reply, locked_now, locked_users = std::move(locked_users)](Counts counts) {
+      [reply, locked_now, locked_users = std::move(locked_users),
+       source_counts = std::move(source_counts)](Counts counts) {
         const auto top = [](const auto& ranked, bool by_rhost) {
           json rows = json::array();
           for (const auto& [name, failures] : ranked) {
@@ -988,6 +995,7 @@ void AdminCommands::stats(const Reply& reply) {
             {"top_sources", top(counts.top_sources, true)},
             {"failures_per_hour", std::move(counts.failures_per_hour)},
         };
+        stats.update(source_counts);
         std::string text = std::to_string(locked_now) + " user(s) locked";
         reply(answer(Result::success, std::move(text), std::move(stats)));
       });

@@ -73,6 +73,13 @@ std::string message_text(const LockEvent& event) {
     case HistoryEvent::password_changed:
       return "Password of account " + e.user + " changed; failure lock lifted";
     case HistoryEvent::source_blocked:
+      if (e.admin_uid) {
+        // acctlock lock --source: an admin's block, not a count.
+        return "Source " + e.detail + " blocked" + admin +
+               (event.locked_until ? " until " + iso8601_utc(*event.locked_until)
+                                   : std::string(" until an administrator unblocks it")) +
+               (event.reason.empty() ? std::string() : ": " + event.reason);
+      }
       return "Source " + e.detail + " blocked after " + std::to_string(event.failures) +
              " failed logins (block " + std::to_string(event.level) + "), the last for " + e.user +
              via + ", " +

@@ -80,6 +80,18 @@ struct FamiliarSourceRules {
   Seconds memory{30 * 86400};                  // key familiar_source_memory
 };
 
+// Spray detection (issue 11): failures for at least `users` distinct users
+// from at least `sources` distinct sources within `window` make acctlockd
+// send a spray_suspected journal event (at most one per window). Nothing
+// is blocked.
+struct SprayRules {
+  std::uint32_t users = 30;    // key spray_users; 0 = off
+  std::uint32_t sources = 10;  // key spray_sources
+  Seconds window{600};         // key spray_window
+
+  bool operator==(const SprayRules&) const = default;
+};
+
 // What the PAM module does when the daemon cannot be reached.
 enum class UnavailableAction { allow, deny };
 
@@ -131,6 +143,7 @@ struct Options {
   FamiliarSourceRules familiar_sources;
   // The bound on acctlockd's source table (memory and database rows).
   std::size_t max_tracked_sources = 65536;
+  SprayRules spray;
 };
 
 // Notes for a configuration written for an older acctlock or for

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/lockout_service.h"
 
+#include <limits>
+#include <random>
+
 #include "common/user_name.h"
 
 namespace acctlock {
@@ -28,8 +31,38 @@ StoreBatch PendingWork::to_store_batch() const {
   return batch;
 }
 
+namespace {
+
+std::uint64_t random_salt() {
+  std::random_device device;
+  return (static_cast<std::uint64_t>(device()) << 32) ^ device();
+}
+
+}  // namespace
+
 LockoutService::LockoutService(const LockoutRules& rules, Store& store)
-    : policy_(rules), store_(store) {}
+    : policy_(rules), spray_detector_(SprayRules{}, random_salt()), store_(store) {}
+
+void LockoutService::set_spray_rules(const SprayRules& rules) {
+  spray_detector_ = SprayDetector(rules, random_salt());
+}
+
+void LockoutService::watch_for_spray(const protocol::Request& request,
+                                     const std::optional<Source>& source, TimePoint now,
+                                     PendingWork& work) {
+  const auto figures =
+      spray_detector_.record_failure(request.user, source ? source->key : std::string(), now);
+  if (!figures) return;
+  const std::string detail = "failures for at least " + std::to_string(figures->users) +
+                             " users from at least " + std::to_string(figures->sources) +
+                             " sources, " + std::to_string(figures->failures) + " failures in " +
+                             format_duration(figures->window);
+  add_event(work, std::string(), HistoryEvent::spray_suspected, EventOrigin{}, UserState{}, now, {},
+            detail);
+  work.events.back().failures = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(figures->failures, std::numeric_limits<std::uint32_t>::max()));
+  work.events.back().spray = figures;
+}
 
 UserState LockoutService::unpack(const StateMap::value_type& entry) const {
   const MemoryState& m = entry.second;
@@ -219,6 +252,11 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       normalise_source(request.rhost, request.ruser, source_policy_.rules().prefix_v6);
   if (source && may_reset && request.type == MessageType::failure) {
     record_source_failure(*source, request, origin, now, work);
+  }
+  // On root's word only, like a source's count: a user's own process could
+  // name any address and any user.
+  if (may_reset && request.type == MessageType::failure) {
+    watch_for_spray(request, source, now, work);
   }
   const auto [source_lock, blocking_key] =
       source ? source_status(*source, now) : std::pair<LockStatus, std::string>{};

@@ -37,6 +37,7 @@
 #include "daemon/journal/event_log.h"
 #include "daemon/policy/lockout_policy.h"
 #include "daemon/policy/source_policy.h"
+#include "daemon/policy/spray_detector.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -113,6 +114,8 @@ class LockoutService {
   // bound takes effect as sources are added (each addition evicts down to it).
   void set_source_rules(const SourceRules& rules, std::size_t max_tracked_sources);
   const SourceRules& source_rules() const { return source_policy_.rules(); }
+  // Spray detection: new rules start a fresh window.
+  void set_spray_rules(const SprayRules& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
   // admin_group (treated like root) and exempt_group (never locked); empty
@@ -327,6 +330,11 @@ class LockoutService {
                         TimePoint now, std::optional<std::uint32_t> admin_uid = {});
 
   SourcePolicy source_policy_{SourceRules{}};
+  SprayDetector spray_detector_;
+  // A failure on root's word, for spray detection: stages a spray_suspected
+  // event when the figures pass the thresholds.
+  void watch_for_spray(const protocol::Request& request, const std::optional<Source>& source,
+                       TimePoint now, PendingWork& work);
   std::size_t max_tracked_sources_ = kDefaultMaxTrackedSources;
   SourceMap sources_;
   std::set<std::pair<TimePoint, std::string>> source_expiries_;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/time.h"
+#include "daemon/policy/spray_detector.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -25,6 +26,8 @@ struct LockEvent {
   // history row names the source in entry.detail, so the reason travels
   // here, to the journal's ACCTLOCK_REASON.
   std::string reason;
+  // spray_suspected: what passed the thresholds.
+  std::optional<SprayFigures> spray;
 };
 
 class EventLog {

@@ -230,9 +230,50 @@ void print_sources(const json& sources, bool blocked_only, TimePoint now) {
   for (const auto& source : sources) {
     rows.push_back(
         {text_of(source["source"]), source.value("blocked", false) ? text_of(source["lock"]) : "-",
-         text_of(source["failures"]), text_of(source["level"]), time_left_column(source, now)});
+         text_of(source["failures"]), text_of(source["level"]), time_left_column(source, now),
+         source.contains("reason") ? text_of(source["reason"]) : "-"});
   }
-  print_table({"SOURCE", "BLOCK", "FAILURES", "LEVEL", "TIME LEFT"}, rows);
+  print_table({"SOURCE", "BLOCK", "FAILURES", "LEVEL", "TIME LEFT", "REASON"}, rows);
+}
+
+// `acctlock status --source ADDR`.
+void print_source_status(const json& status) {
+  const bool blocked = status.value("blocked", false);
+  std::string blocked_text = "no";
+  if (status.value("console", false)) {
+    blocked_text = "never (the console)";
+  } else if (status.value("trusted", false) && !blocked) {
+    blocked_text = "never (trusted_sources)";
+  } else if (blocked) {
+    blocked_text = "yes (" + text_of(status["lock"]) + ")";
+    if (text_of(status["blocked_by"]) != text_of(status["source"])) {
+      blocked_text += " by the block of " + text_of(status["blocked_by"]);
+    }
+  }
+  std::string times;
+  for (const auto& time : status["failure_times"]) {
+    times += (times.empty() ? "" : ", ") + local_time_of(time);
+  }
+  std::vector<std::vector<std::string>> lines{
+      {"Source:", text_of(status["source"])},
+      {"Blocked:", blocked_text},
+      {"Failures:", text_of(status["failures"])},
+      {"Failure times:", times.empty() ? "-" : times},
+      {"Block level:", text_of(status["level"])},
+  };
+  if (blocked) {
+    lines.push_back({"Blocked since:", local_time_of(status["blocked_since"], true)});
+    lines.push_back({"Blocked until:", status["blocked_until"].is_null()
+                                           ? "until an admin unblocks it"
+                                           : local_time_of(status["blocked_until"], true)});
+  }
+  if (status.value("manual", false)) {
+    lines.push_back({"Blocked by uid:", text_of(status["blocked_by_uid"])});
+    lines.push_back({"Reason:", text_of(status["reason"])});
+  }
+  for (const auto& line : lines) {
+    std::cout << line[0] << std::string(16 - line[0].size(), ' ') << line[1] << '\n';
+  }
 }
 
 // An aggregate history row (acctlock(8), "Bounded history") in words: how
@@ -294,6 +335,10 @@ void print_stats(const json& stats) {
             << "Failures, last day:    " << text_of(stats["failures_last_day"]) << '\n'
             << "Lockouts, last hour:   " << text_of(stats["lockouts_last_hour"]) << '\n'
             << "Lockouts, last day:    " << text_of(stats["lockouts_last_day"]) << '\n';
+  if (stats.contains("blocked_sources")) {  // admin protocol 6
+    std::cout << "Blocked sources:       " << text_of(stats["blocked_sources"]) << " ("
+              << text_of(stats["manual_source_blocks"]) << " by an admin)\n";
+  }
   const auto print_top = [](const json& rows, const char* key, const char* title,
                             const char* column) {
     std::cout << '\n' << title << '\n';
@@ -503,15 +548,25 @@ int run(int argc, char** argv) {
                  "faillock's tally directory: accepted and ignored (acctlockd holds the state)");
 
   std::string user;
-  auto* status_command =
-      app.add_subcommand("status", "Show whether USER is locked, why, until when");
-  status_command->add_option("user", user, "User name")->required();
+  std::string source_text;
+  auto* status_command = app.add_subcommand(
+      "status", "Show whether USER (or --source ADDR) is locked, why, until when");
+  auto* status_user = status_command->add_option("user", user, "User name");
+  status_command
+      ->add_option("--source", source_text,
+                   "A source instead: address, CIDR prefix, host or local:USER")
+      ->excludes(status_user);
 
   std::string reason;
   std::string lock_for;
-  auto* lock_command =
-      app.add_subcommand("lock", "Lock USER until an admin unlocks it, or for a DURATION");
-  lock_command->add_option("user", user, "User name")->required();
+  auto* lock_command = app.add_subcommand(
+      "lock", "Lock USER (or block --source ADDR|CIDR) until an admin unlocks it, or for DURATION");
+  auto* lock_user = lock_command->add_option("user", user, "User name");
+  lock_command
+      ->add_option("--source", source_text,
+                   "Block logins from this address, CIDR prefix, host or local:USER to every "
+                   "account instead")
+      ->excludes(lock_user);
   lock_command->add_option("--reason", reason, "Why; shown to admins and in the history");
   lock_command->add_option("--for", lock_for,
                            "End the lock by itself after DURATION (90s, 15m, 2h, 1d, 1h30m)");
@@ -523,7 +578,6 @@ int run(int argc, char** argv) {
   unlock_command->add_flag("--all", unlock_all, "Every user with failures or a lock")
       ->excludes(unlock_user);
 
-  std::string source_text;
   auto* unlock_source_option = unlock_command->add_option(
       "--source", source_text, "Lift the block of SOURCE (as acctlock sources shows it)");
   unlock_source_option->excludes(unlock_user);
@@ -596,6 +650,13 @@ int run(int argc, char** argv) {
   }
 
   const bool any_subcommand = !app.get_subcommands().empty();
+  if ((status_command->parsed() || lock_command->parsed()) && user.empty() &&
+      source_text.empty()) {
+    std::cerr << "acctlock: " << (status_command->parsed() ? "status" : "lock")
+              << " needs a USER or --source ADDR (see acctlock "
+              << (status_command->parsed() ? "status" : "lock") << " --help)\n";
+    return kExitUsage;
+  }
   if (unlock_command->parsed() && user.empty() && !unlock_all && source_text.empty()) {
     std::cerr << "acctlock: unlock needs a USER or --all (see acctlock unlock --help)\n";
     return kExitUsage;
@@ -644,7 +705,19 @@ int run(int argc, char** argv) {
   AdminClient client(socket_path, kAnswerTimeout);
   const bool as_json = settings.json_output;
 
-  if (status_command->parsed()) {
+  if (status_command->parsed() && !source_text.empty()) {
+    const json answer = call_added_in(client, admin::kSourceBlocksProtocolVersion,
+                                      "source_status", {{"source", source_text}});
+    as_json ? print_json(answer["arguments"]) : print_source_status(answer["arguments"]);
+  } else if (lock_command->parsed() && !source_text.empty()) {
+    json arguments{{"source", source_text}, {"reason", reason}};
+    if (lock_for_seconds) arguments["for"] = lock_for_seconds->count();
+    // An older daemon does not know lock_source and blocks nothing.
+    const json answer = call_added_in(client, admin::kSourceBlocksProtocolVersion, "lock_source",
+                                      arguments);
+    as_json ? print_json(answer["arguments"])
+            : void(std::cout << answer["text"].get<std::string>() << '\n');
+  } else if (status_command->parsed()) {
     const json answer = call(client, "status", {{"user", user}});
     as_json ? print_json(answer["arguments"]) : print_status(answer["arguments"]);
   } else if (lock_command->parsed()) {

@@ -96,11 +96,50 @@ function renderLocked(users) {
     $("locked-empty").hidden = users.length !== 0;
 }
 
+// Blocked sources (acctlock sources --blocked): by failures, or by an
+// administrator (acctlock lock --source), each with an Unblock button.
+function renderSources(sources) {
+    const body = $("sources-table").querySelector("tbody");
+    body.replaceChildren();
+    for (const source of sources) {
+        const row = document.createElement("tr");
+        row.dataset.source = source.source;
+        cell(row, source.source, "source");
+        cell(row, source.manual ? "manual" : source.lock, "kind");
+        cell(row, source.reason || (source.manual ? "" : `${source.failures} failed logins`));
+        cell(row, localTime(source.blocked_since));
+        cell(row, source.blocked_until ? timeLeft(source.blocked_until) : "until unblocked");
+        const actions = cell(row, "", "admin-only");
+        actions.textContent = "";
+        if (state.admin) {
+            const button = document.createElement("button");
+            button.className = "btn btn-secondary unblock";
+            button.textContent = "Unblock";
+            button.addEventListener("click", () => unblock(source.source));
+            actions.appendChild(button);
+        }
+        body.appendChild(row);
+    }
+    $("sources-table").hidden = sources.length === 0;
+    $("sources-empty").hidden = sources.length !== 0;
+    $("sources-empty").textContent = "No source is blocked.";
+}
+
+// The sources could not be read (an acctlockd older than admin protocol 5):
+// say so instead of "No source is blocked".
+function renderSourcesUnknown(text) {
+    $("sources-table").querySelector("tbody").replaceChildren();
+    $("sources-table").hidden = true;
+    $("sources-empty").hidden = !text;
+    $("sources-empty").textContent = text || "";
+}
+
 // Nothing known: neither a list nor "No account is locked".
 function renderUnknown() {
     $("locked-table").querySelector("tbody").replaceChildren();
     $("locked-table").hidden = true;
     $("locked-empty").hidden = true;
+    renderSourcesUnknown("");
 }
 
 function renderChart(buckets) {
@@ -141,11 +180,18 @@ function renderTop(tableId, rows, key) {
 }
 
 function refresh() {
-    return Promise.all([acctlock(["list", "--locked"]), acctlock(["stats"])])
-            .then(([list, stats]) => {
+    // A failure of `sources` alone (an older acctlockd) leaves the rest of
+    // the page working.
+    const sources = acctlock(["sources", "--blocked"]).catch(error => ({ error }));
+    return Promise.all([acctlock(["list", "--locked"]), acctlock(["stats"]), sources])
+            .then(([list, stats, blocked]) => {
                 setAdmin(true);
                 showAlert("");
                 renderLocked(list.users);
+                if (blocked.error)
+                    renderSourcesUnknown(explain(blocked.error));
+                else
+                    renderSources(blocked.sources);
                 renderChart(stats.failures_per_hour || []);  // an older acctlockd has none
                 renderTop("top-users", stats.top_users, "user");
                 renderTop("top-sources", stats.top_sources, "rhost");
@@ -175,6 +221,21 @@ function refreshSoon() {
 function unlock(user) {
     confirmDialog(`Unlock ${user}?`, `${user} will be able to log in again, and their failed logins are cleared.`)
             .then(ok => ok && acctlock(["unlock", user]).then(refresh, error => showAlert(explain(error))));
+}
+
+function unblock(source) {
+    confirmDialog(`Unblock ${source}?`, `Logins from ${source} will be accepted again, and its failed logins are cleared.`)
+            .then(ok => ok && acctlock(["unlock", "--source", source]).then(refresh, error => showAlert(explain(error))));
+}
+
+function block(event) {
+    event.preventDefault();
+    const source = $("block-source").value.trim();
+    const reason = $("block-reason").value.trim();
+    if (!source) return;
+    confirmDialog(`Block ${source}?`, `Every login from ${source}, to any account, will be refused until an administrator unblocks it.`)
+            .then(ok => ok && acctlock(["lock", "--source", source, ...(reason ? ["--reason", reason] : [])])
+                    .then(() => { $("block-form").reset(); refresh() }, error => showAlert(explain(error))));
 }
 
 function lock(event) {
@@ -229,7 +290,9 @@ function addEvent(line) {
     }
     if (event.overflow) return;
     const item = document.createElement("li");
-    item.textContent = `${localTime(event.time)}  ${event.event}  ${event.user}` +
+    // A source's event names the source (its detail), not a user.
+    const about = event.event.startsWith("source_") ? `source ${event.detail}` : event.user;
+    item.textContent = `${localTime(event.time)}  ${event.event}  ${about}` +
         (event.service ? `  ${event.service}` : "") + (event.rhost ? ` from ${event.rhost}` : "");
     item.className = "event-" + event.event;
     const list = $("events");
@@ -262,6 +325,7 @@ function startWatching() {
 
 document.addEventListener("DOMContentLoaded", () => {
     $("lock-form").addEventListener("submit", lock);
+    $("block-form").addEventListener("submit", block);
     $("history-form").addEventListener("submit", showHistory);
     // Time left counts down between events.
     setInterval(() => { if (state.admin) refresh() }, 60000);

@@ -26,13 +26,17 @@ namespace acctlock::admin {
 // tells a client which version the daemon speaks: a version 2 daemon would
 // ignore "for" and lock for good, so the command asks first. Version 4
 // refuses argument keys a command does not take instead of ignoring them.
-// Version 5 adds `sources` and `unlock_source` (issue 11).
+// Version 5 adds `sources` and `unlock_source` (issue 11). Version 6 adds
+// `lock_source` and `source_status`, IPv4 prefixes as sources, and
+// blocked-source figures in `stats`.
 // docs/protocol.md lists what each version changed.
-inline constexpr int kProtocolVersion = 5;
+inline constexpr int kProtocolVersion = 6;
 
 // The version that added `sources` and `unlock_source`: an older daemon
 // answers them `unsupported`, which the command turns into "too old".
 inline constexpr int kSourcesProtocolVersion = 5;
+// The version that added `lock_source` and `source_status`.
+inline constexpr int kSourceBlocksProtocolVersion = 6;
 
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.

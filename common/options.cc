@@ -685,6 +685,37 @@ constexpr std::array kOptionEntries{
                                             "a whole number from 10 to 1000000000",
                                             o.history_max_rows_per_uid, error);
                 }},
+    OptionEntry{{"spray_users", "N", "30",
+                 "distinct users whose failures within spray_window, with spray_sources, raise "
+                 "a spray_suspected event; 0 = off",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  std::uint64_t value = 0;
+                  if (!parse_whole_number(text, 0, 100'000,
+                                          "a whole number from 0 to 100000 (0 turns this off)",
+                                          value, error)) {
+                    return false;
+                  }
+                  o.spray.users = static_cast<std::uint32_t>(value);
+                  return true;
+                }},
+    OptionEntry{{"spray_sources", "N", "10",
+                 "distinct sources those failures must come from for a spray_suspected event",
+                 false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  std::uint64_t value = 0;
+                  if (!parse_whole_number(text, 1, 100'000, "a whole number from 1 to 100000",
+                                          value, error)) {
+                    return false;
+                  }
+                  o.spray.sources = static_cast<std::uint32_t>(value);
+                  return true;
+                }},
+    OptionEntry{{"spray_window", "DURATION", "10m",
+                 "the window spray detection counts in; at most one event per window", false},
+                [](Options& o, std::string_view text, std::string& error) {
+                  return parse_duration_value(text, DurationZero::rejected, o.spray.window, error);
+                }},
 };
 
 // The public, documentation-only view of the same entries, so that a name

@@ -80,6 +80,18 @@ struct FamiliarSourceRules {
   Seconds memory{30 * 86400};                  // key familiar_source_memory
 };
 
+// Spray detection (issue 11): failures for at least `users` distinct users
+// from at least `sources` distinct sources within `window` make acctlockd
+// send a spray_suspected journal event (at most one per window). Nothing
+// is blocked.
+struct SprayRules {
+  std::uint32_t users = 30;    // key spray_users; 0 = off
+  std::uint32_t sources = 10;  // key spray_sources
+  Seconds window{600};         // key spray_window
+
+  bool operator==(const SprayRules&) const = default;
+};
+
 // What the PAM module does when the daemon cannot be reached.
 enum class UnavailableAction { allow, deny };
 
@@ -137,6 +149,7 @@ struct Options {
   std::uint64_t history_max_rows = 1'000'000;          // all rows
   std::uint64_t history_root_reserved_rows = 500'000;  // of those, never for non-root peers
   std::uint64_t history_max_rows_per_uid = 1'000;      // rows one non-root peer uid reports
+  SprayRules spray;
 };
 
 // Notes for a configuration written for an older acctlock or for

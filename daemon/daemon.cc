@@ -105,6 +105,7 @@ class Daemon {
                     "each (" +
                     why + "); they still count for the lockout");
       });
+      service_->set_spray_rules(config_.options.spray);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -379,12 +380,14 @@ class Daemon {
       applied.store = config_.options.store;
       applied.postgresql = config_.options.postgresql;
       applied.host_name = config_.options.host_name;
+      const SprayRules previous_spray = config_.options.spray;
       config_.options = applied;
       service_->set_rules(applied.rules);
       service_->set_service_rules(applied.service_rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);
       service_->set_source_rules(applied.source_rules, applied.max_tracked_sources);
       service_->set_history_limits(history_limits(applied));
+      if (applied.spray != previous_spray) service_->set_spray_rules(applied.spray);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.

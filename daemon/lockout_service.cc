@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/lockout_service.h"
 
+#include <limits>
+#include <random>
+
 #include "common/user_name.h"
 
 namespace acctlock {
@@ -27,8 +30,38 @@ StoreBatch PendingWork::to_store_batch() const {
   return batch;
 }
 
+namespace {
+
+std::uint64_t random_salt() {
+  std::random_device device;
+  return (static_cast<std::uint64_t>(device()) << 32) ^ device();
+}
+
+}  // namespace
+
 LockoutService::LockoutService(const LockoutRules& rules, Store& store)
-    : policy_(rules), store_(store) {}
+    : policy_(rules), spray_detector_(SprayRules{}, random_salt()), store_(store) {}
+
+void LockoutService::set_spray_rules(const SprayRules& rules) {
+  spray_detector_ = SprayDetector(rules, random_salt());
+}
+
+void LockoutService::watch_for_spray(const protocol::Request& request,
+                                     const std::optional<Source>& source, TimePoint now,
+                                     PendingWork& work) {
+  const auto figures =
+      spray_detector_.record_failure(request.user, source ? source->key : std::string(), now);
+  if (!figures) return;
+  const std::string detail = "failures for at least " + std::to_string(figures->users) +
+                             " users from at least " + std::to_string(figures->sources) +
+                             " sources, " + std::to_string(figures->failures) + " failures in " +
+                             format_duration(figures->window);
+  add_event(work, std::string(), HistoryEvent::spray_suspected, EventOrigin{}, UserState{}, now, {},
+            detail);
+  work.events.back().failures = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(figures->failures, std::numeric_limits<std::uint32_t>::max()));
+  work.events.back().spray = figures;
+}
 
 UserState LockoutService::unpack(const StateMap::value_type& entry) const {
   const MemoryState& m = entry.second;
@@ -131,6 +164,8 @@ void LockoutService::load_from_store() {
   source_expiries_.clear();
   idle_order_.clear();
   blocked_sources_.clear();
+  manual_source_keys_.clear();
+  manual_prefixes_.clear();
   sources_ = std::move(sources);
   for (auto it = sources_.begin(); it != sources_.end(); ++it) index_source(it);
   source_sweep_cursor_.clear();
@@ -220,13 +255,19 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   if (source && may_reset && request.type == MessageType::failure) {
     record_source_failure(*source, request, origin, now, work);
   }
-  const LockStatus source_lock = source ? source_status(*source, now) : LockStatus{};
+  // On root's word only, like a source's count: a user's own process could
+  // name any address and any user.
+  if (may_reset && request.type == MessageType::failure) {
+    watch_for_spray(request, source, now, work);
+  }
+  const auto [source_lock, blocking_key] =
+      source ? source_status(*source, now) : std::pair<LockStatus, std::string>{};
   // The user's own lock says more (and outlasts an unblock): it comes first.
   const auto combined = [&](protocol::Answer user_answer) {
     if (user_answer.verdict == protocol::Verdict::locked || !source_lock.locked()) {
       return user_answer;
     }
-    return source_answer(source->key, source_lock);
+    return source_answer(blocking_key, source_lock);
   };
 
   // A right password from a blocked source is refused all the same (the
@@ -582,12 +623,66 @@ void LockoutService::add_event(PendingWork& work, const std::string& user, Histo
   work.events.push_back(std::move(record));
 }
 
-LockStatus LockoutService::source_status(const Source& source, TimePoint now) const {
-  const auto found = sources_.find(source.key);
-  if (found == sources_.end()) return LockStatus{};
-  UserState state = found->second.state;
-  source_policy_.settle(state, now);
-  return source_policy_.status(source, state, now);
+std::pair<LockStatus, std::string> LockoutService::source_status(const Source& source,
+                                                                 TimePoint now) const {
+  LockStatus status;
+  if (const auto found = sources_.find(source.key); found != sources_.end()) {
+    UserState state = found->second.state;
+    source_policy_.settle(state, now);
+    status = source_policy_.status(source, state, now);
+    if (status.kind == LockKind::manual) status.failures = 0;
+  }
+  if (status.kind == LockKind::manual || manual_prefixes_.empty() || !source.address) {
+    return {status, source.key};
+  }
+  // An admin's prefix block wins over a block by failures: it has no end.
+  const auto covering = manual_block_covering(source, now);
+  if (!covering || *covering == source.key) return {status, source.key};
+  const auto block = sources_.find(*covering);
+  LockStatus manual;
+  manual.kind = LockKind::manual;
+  if (block != sources_.end() && block->second.state.manual_lock) {
+    manual.until = block->second.state.manual_lock->until;
+  }
+  return {manual, *covering};
+}
+
+std::optional<std::string> LockoutService::manual_block_covering(const Source& source,
+                                                                 TimePoint now,
+                                                                 unsigned max_length) const {
+  const auto in_force = [&](const std::string& key) {
+    const auto found = sources_.find(key);
+    if (found == sources_.end() || !found->second.state.manual_lock) return false;
+    const auto& until = found->second.state.manual_lock->until;
+    return !until || now <= *until;  // in force through its `until` second
+  };
+  if (manual_source_keys_.contains(source.key) && in_force(source.key)) return source.key;
+  if (!source.address) return std::nullopt;
+  // Longest prefix first: the most specific block names the source best.
+  for (auto it = manual_prefixes_.rbegin(); it != manual_prefixes_.rend(); ++it) {
+    const auto& [family, networks] = *it;
+    if (family.first != source.address->is_v6 || family.second > max_length) continue;
+    const IpAddress network = mask_address(*source.address, family.second);
+    const auto found = networks.find(network.bytes);
+    if (found != networks.end() && in_force(found->second)) return found->second;
+  }
+  return std::nullopt;
+}
+
+void LockoutService::lock_source(const std::string& key, std::string reason,
+                                 std::uint32_t admin_uid, TimePoint now, PendingWork& work,
+                                 std::optional<Seconds> duration) {
+  const auto found = sources_.find(key);
+  UserState state = found == sources_.end() ? UserState{} : found->second.state;
+  source_policy_.lock_manually(state, reason, admin_uid, now, duration);
+  EventOrigin origin;
+  add_source_event(work, HistoryEvent::source_blocked, key, std::string(), origin, state, now,
+                   admin_uid);
+  // The journal says why; the history row names the source in `detail`.
+  work.events.back().reason = std::move(reason);
+  work.events.back().failures = 0;
+  work.events.back().locked_until = duration ? state.manual_lock->until : std::nullopt;
+  stage_source(key, state, now, work);
 }
 
 protocol::Answer LockoutService::source_answer(const std::string& key,
@@ -634,6 +729,14 @@ void LockoutService::index_source(SourceMap::iterator entry) {
   } else {
     idle_order_.emplace(e.state.last_failure, entry->first);
   }
+  e.manual = e.state.manual_lock.has_value();
+  if (e.manual) {
+    manual_source_keys_.insert(entry->first);
+    if (const auto prefix = parse_address_prefix(entry->first, nullptr)) {
+      manual_prefixes_[{prefix->network.is_v6, prefix->length}].emplace(prefix->network.bytes,
+                                                                        entry->first);
+    }
+  }
 }
 
 void LockoutService::unindex_source(SourceMap::iterator entry) {
@@ -643,6 +746,17 @@ void LockoutService::unindex_source(SourceMap::iterator entry) {
     blocked_sources_.erase(entry->first);
   } else {
     idle_order_.erase({e.state.last_failure, entry->first});
+  }
+  if (e.manual) {
+    manual_source_keys_.erase(entry->first);
+    if (const auto prefix = parse_address_prefix(entry->first, nullptr)) {
+      const auto family = manual_prefixes_.find({prefix->network.is_v6, prefix->length});
+      if (family != manual_prefixes_.end()) {
+        family->second.erase(prefix->network.bytes);
+        if (family->second.empty()) manual_prefixes_.erase(family);
+      }
+    }
+    e.manual = false;
   }
 }
 
@@ -685,9 +799,10 @@ bool LockoutService::evict_one_source(std::string_view keep, PendingWork& work) 
     }
   }
   if (victim.empty()) {
-    // Only blocks are left: the one that ends first goes first.
+    // Only blocks are left: the one that ends first goes first. An admin's
+    // block is never dropped: the admin command bounds their number.
     for (const auto& [time, key] : source_expiries_) {
-      if (key != keep) {
+      if (key != keep && !manual_source_keys_.contains(key)) {
         victim = key;
         break;
       }

@@ -20,6 +20,7 @@
 // fail_interval has passed, not when each name happens to come up again.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -36,6 +37,7 @@
 #include "daemon/journal/event_log.h"
 #include "daemon/policy/lockout_policy.h"
 #include "daemon/policy/source_policy.h"
+#include "daemon/policy/spray_detector.h"
 #include "daemon/store/history_budget.h"
 #include "daemon/store/store.h"
 
@@ -94,6 +96,12 @@ struct SourceReport {
 // per failure time it keeps (fewer than source_deny per source).
 inline constexpr std::size_t kDefaultMaxTrackedSources = 65536;
 
+// Most manual source blocks (acctlock lock --source) in force at once. They
+// live in the source table (and count against max_tracked_sources, which
+// never evicts them); a login's check costs one lookup per distinct prefix
+// length among them, whatever their number.
+inline constexpr std::size_t kMaxManualSourceBlocks = 4096;
+
 class LockoutService {
  public:
   LockoutService(const LockoutRules& rules, Store& store);
@@ -112,6 +120,8 @@ class LockoutService {
   // bound takes effect as sources are added (each addition evicts down to it).
   void set_source_rules(const SourceRules& rules, std::size_t max_tracked_sources);
   const SourceRules& source_rules() const { return source_policy_.rules(); }
+  // Spray detection: new rules start a fresh window.
+  void set_spray_rules(const SprayRules& rules);
   const LockoutRules& rules() const { return policy_.rules(); }
 
   // admin_group (treated like root) and exempt_group (never locked); empty
@@ -203,6 +213,33 @@ class LockoutService {
   bool unlock_source(const std::string& source, std::uint32_t admin_uid, TimePoint now,
                      PendingWork& work);
   std::size_t tracked_sources() const { return sources_.size(); }
+
+  // An admin's block (acctlock lock --source) of `key`: a source key
+  // ("192.0.2.7", "2001:db8::/64", "gw.example.org", "local:alice") or the
+  // canonical text of an address prefix (AddressPrefix::to_string), which
+  // blocks every address inside it. Until an admin unlocks it, or for
+  // `duration`. Re-blocking replaces reason, admin and end. The caller has
+  // checked the key (not the console, no trusted overlap) and the bound
+  // (manual_source_blocks() < the cap, or `key` blocked already).
+  void lock_source(const std::string& key, std::string reason, std::uint32_t admin_uid,
+                   TimePoint now, PendingWork& work, std::optional<Seconds> duration);
+  // Manual source blocks in force (or run out and not yet settled).
+  std::size_t manual_source_blocks() const { return manual_source_keys_.size(); }
+  bool has_manual_block(const std::string& key) const {
+    return manual_source_keys_.contains(key);
+  }
+  // The key of the manual block in force at `now` that covers `source`: a
+  // block of its own key, else the longest blocked prefix holding its
+  // address. nullopt when none does.
+  // `max_length`: only prefixes this long or shorter (for a prefix asked
+  // about, those that hold all of it).
+  std::optional<std::string> manual_block_covering(const Source& source, TimePoint now,
+                                                   unsigned max_length = 128) const;
+  std::size_t max_tracked_sources() const { return max_tracked_sources_; }
+  bool is_trusted_source(const Source& source) const { return source_policy_.is_trusted(source); }
+  const AddressPrefix* trusted_source_overlap(const AddressPrefix& prefix) const {
+    return source_policy_.trusted_overlap(prefix);
+  }
   // Sources that may be blocked at `now` (the index, like locked_users()).
   std::size_t blocked_sources() const { return blocked_sources_.size(); }
   // Sources dropped to keep the table within max_tracked_sources.
@@ -285,9 +322,12 @@ class LockoutService {
     UserState state;
     std::optional<TimePoint> expiry;  // as indexed in source_expiries_
     bool blocked = false;             // as indexed in blocked_sources_
+    bool manual = false;              // as indexed in manual_source_keys_ (and the prefixes)
   };
   using SourceMap = std::map<std::string, SourceEntry, std::less<>>;
-  LockStatus source_status(const Source& source, TimePoint now) const;
+  // The source's block at `now` and the key that blocks it: its own, or a
+  // manual block's prefix that holds its address.
+  std::pair<LockStatus, std::string> source_status(const Source& source, TimePoint now) const;
   protocol::Answer source_answer(const std::string& key, const LockStatus& status) const;
   void record_source_failure(const Source& source, const protocol::Request& request,
                              const EventOrigin& origin, TimePoint now, PendingWork& work);
@@ -305,12 +345,22 @@ class LockoutService {
                         TimePoint now, std::optional<std::uint32_t> admin_uid = {});
 
   SourcePolicy source_policy_{SourceRules{}};
+  SprayDetector spray_detector_;
+  // A failure on root's word, for spray detection: stages a spray_suspected
+  // event when the figures pass the thresholds.
+  void watch_for_spray(const protocol::Request& request, const std::optional<Source>& source,
+                       TimePoint now, PendingWork& work);
   std::size_t max_tracked_sources_ = kDefaultMaxTrackedSources;
   SourceMap sources_;
   std::set<std::pair<TimePoint, std::string>> source_expiries_;
   // Unblocked sources by their newest failure: eviction takes the oldest.
   std::set<std::pair<TimePoint, std::string>> idle_order_;
   std::set<std::string, std::less<>> blocked_sources_;
+  // Manual blocks: their keys, and those that are addresses or prefixes by
+  // (is IPv6, prefix length) and network, for a login's check.
+  std::set<std::string, std::less<>> manual_source_keys_;
+  std::map<std::pair<bool, unsigned>, std::map<std::array<std::uint8_t, 16>, std::string>>
+      manual_prefixes_;
   std::string source_sweep_cursor_;
   std::uint64_t evicted_sources_ = 0;
 

@@ -35,6 +35,16 @@ std::vector<std::string> lock_message(const protocol::Answer& answer, std::int64
     case LockKind::source: {
       // Not the account: where the attempt comes from. The text names no
       // account, so that it tells an attacker nothing about the name tried.
+      // No failures: an administrator's block (acctlock lock --source).
+      if (answer.failures == 0) {
+        std::vector<std::string> lines{"Logins from this address are blocked by an administrator."};
+        if (answer.locked_until != 0) {
+          const std::int64_t minutes = minutes_left(answer.locked_until, now);
+          lines.push_back("(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
+                          " left to unblock)");
+        }
+        return lines;
+      }
       std::string until = "(an administrator must unblock it)";
       if (answer.locked_until != 0) {
         const std::int64_t minutes = minutes_left(answer.locked_until, now);
@@ -66,6 +76,9 @@ std::string lock_log_text(const protocol::Answer& answer, std::int64_t now) {
                   : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
                         "s left");
     case LockKind::source:
+      if (answer.failures == 0) {
+        return "source blocked by an administrator (block of " + answer.reason + ")";
+      }
       return "source " + answer.reason + " blocked after " + std::to_string(answer.failures) +
              " failures (block " + std::to_string(answer.level) + "), " +
              (answer.locked_until == 0

@@ -102,33 +102,66 @@ json time_or_null(const std::optional<TimePoint>& time) {
   return time ? json(to_iso8601(*time)) : json(nullptr);
 }
 
-// A source as an admin names it: an address (an IPv6 one is taken to its
-// prefix, as at an attempt), a source key as `acctlock sources` shows it
+// A source as an admin names it (`lock`, `unlock`, `status` --source): an
+// address, a CIDR prefix, a source key as `acctlock sources` shows it
 // ("2001:db8::/64", "local:alice"), or a host name.
-std::string source_argument(const json& arguments, unsigned prefix_v6) {
+}  // namespace
+
+struct SourceText {
+  // The source an attempt from it would have: an address taken to its
+  // source key (IPv6 masked to source_prefix_v6), a prefix as its canonical
+  // text, a host name or "local:USER" as they are.
+  Source source;
+  // An address or a prefix: what a manual block of this text covers. Its
+  // canonical text (AddressPrefix::to_string) is the block's key.
+  std::optional<AddressPrefix> prefix;
+  bool is_prefix = false;  // given with a '/'
+};
+
+namespace {
+
+SourceText source_text_argument(const json& arguments, unsigned prefix_v6) {
   const auto found = arguments.find("source");
   if (found == arguments.end() || !found->is_string()) {
     throw InvalidArgument("argument \"source\" (a string) is required");
   }
   const auto& text = found->get_ref<const std::string&>();
-  std::optional<Source> source;
+  const auto not_a_source = [&](const std::string& why) {
+    return InvalidArgument("\"" + printable_text(text) + "\" is not a source" +
+                           (why.empty() ? std::string(": give an address, a CIDR prefix, a host "
+                                                      "name or local:USER")
+                                        : ": " + why));
+  };
+  SourceText parsed;
+  if (text == "local") {
+    parsed.source.kind = Source::Kind::console;
+    parsed.source.key = "local";
+    return parsed;
+  }
   if (text.starts_with("local:")) {
-    source = normalise_source("", std::string_view(text).substr(6), prefix_v6);
-  } else if (const auto slash = text.find('/'); slash != std::string::npos) {
+    const auto source = normalise_source("", std::string_view(text).substr(6), prefix_v6);
+    if (!source || source->kind != Source::Kind::local_user) throw not_a_source("");
+    parsed.source = *source;
+    return parsed;
+  }
+  if (text.find('/') != std::string::npos) {
     std::string error;
-    if (const auto prefix = parse_address_prefix(text, &error); prefix && prefix->network.is_v6) {
-      return format_ip_address(prefix->network) + "/" + std::to_string(prefix->length);
-    }
-    throw InvalidArgument(
-        "\"" + printable_text(text) + "\" is not a source" +
-        (error.empty() ? std::string(" (only IPv6 sources are prefixes)") : ": " + error));
-  } else {
-    source = normalise_source(text, "", prefix_v6);
+    const auto prefix = parse_address_prefix(text, &error);
+    if (!prefix) throw not_a_source(error);
+    parsed.prefix = prefix;
+    parsed.is_prefix = true;
+    parsed.source.kind = prefix->network.is_v6 ? Source::Kind::ipv6 : Source::Kind::ipv4;
+    parsed.source.key = prefix->to_string();
+    parsed.source.address = prefix->network;
+    return parsed;
   }
-  if (!source || source->kind == Source::Kind::console) {
-    throw InvalidArgument("\"" + printable_text(text) + "\" is not a source");
+  const auto source = normalise_source(text, "", prefix_v6);
+  if (!source) throw not_a_source("");
+  parsed.source = *source;
+  if (source->address) {
+    parsed.prefix = AddressPrefix{*source->address, source->address->bit_count()};
   }
-  return source->key;
+  return parsed;
 }
 
 json source_json(const SourceReport& report) {
@@ -143,17 +176,29 @@ json source_json(const SourceReport& report) {
   }
   std::optional<TimePoint> last_failure;
   if (state.failures > 0 || state.failure_lock) last_failure = state.last_failure;
+  const bool manual = report.status.kind == LockKind::manual && state.manual_lock;
   return json{
       {"source", report.source},
       {"blocked", report.status.locked()},
       {"lock", lock_kind_name(report.status.kind)},
+      {"manual", manual},
       {"failures", report.status.failures},
       {"level", report.status.level},
       {"blocked_since", time_or_null(blocked_since)},
       {"blocked_until", time_or_null(report.status.until)},
       {"reason", reason},
+      {"blocked_by_uid", manual ? json(state.manual_lock->admin_uid) : json(nullptr)},
       {"last_failure", time_or_null(last_failure)},
   };
+}
+
+// The times of the failures a source's count holds, oldest first.
+json failure_times_json(const UserState& state) {
+  json times = json::array();
+  if (state.failures == 0) return times;
+  for (const TimePoint time : state.earlier_failures) times.push_back(to_iso8601(time));
+  times.push_back(to_iso8601(state.last_failure));
+  return times;
 }
 
 json report_json(const std::string& user, const LockStatus& status, const UserState& state) {
@@ -328,6 +373,14 @@ void AdminCommands::register_builtin_commands() {
   add("sources", Access::admin, {"blocked", "limit", "after"},
       [this](const AdminCaller&, const json& arguments, Reply reply) {
         sources(arguments, reply);
+      });
+  add("lock_source", Access::admin, {"source", "reason", "for"},
+      [this](const AdminCaller& caller, const json& arguments, Reply reply) {
+        lock_source(caller, arguments, reply);
+      });
+  add("source_status", Access::admin, {"source"},
+      [this](const AdminCaller&, const json& arguments, Reply reply) {
+        source_status(arguments, reply);
       });
   add("unlock_source", Access::admin, {"source"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
@@ -631,23 +684,167 @@ void AdminCommands::sources(const json& arguments, const Reply& reply) {
                json{{"sources", std::move(rows)}, {"next", std::move(next)}}));
 }
 
-void AdminCommands::unlock_source(const AdminCaller& caller, const json& arguments,
-                                  const Reply& reply) {
-  const std::string source = source_argument(arguments, context_.service.source_rules().prefix_v6);
-  const TimePoint now = context_.now();
-  const auto status_of = [this, source] {
-    const auto report = context_.service.source_report(source, context_.now());
-    return report ? source_json(*report) : json{{"source", source}, {"blocked", false}};
-  };
-  if (!context_.service.unlock_source(source, caller.uid, now, context_.writer.pending())) {
-    // Nothing tracked: the goal already holds, as for a user.
-    return reply(answer(Result::success, source + " has no failures and no block", status_of()));
+json AdminCommands::source_status_json(const SourceText& given, TimePoint now) const {
+  const LockoutService& service = context_.service;
+  const std::string& key = given.source.key;
+  const auto report = service.source_report(key, now);
+  json status = source_json(report ? *report : SourceReport{key, LockStatus{}, UserState{}});
+  status["tracked"] = report.has_value();
+  status["console"] = given.source.kind == Source::Kind::console;
+  status["trusted"] = given.source.address.has_value() && service.is_trusted_source(given.source);
+  status["failure_times"] = report ? failure_times_json(report->state) : json::array();
+  status["blocked_by"] = status["blocked"].get<bool>() ? json(key) : json(nullptr);
+  // A manual block of a prefix around it refuses its logins as well; its
+  // fields say when and why.
+  const unsigned length = given.is_prefix ? given.prefix->length : 128u;
+  const auto covering = service.manual_block_covering(given.source, now, length);
+  if (covering && *covering != key && !status["blocked"].get<bool>()) {
+    if (const auto block = service.source_report(*covering, now)) {
+      const json manual = source_json(*block);
+      status["blocked"] = true;
+      status["lock"] = "manual";
+      status["manual"] = true;
+      status["blocked_by"] = *covering;
+      for (const char* field : {"blocked_since", "blocked_until", "reason", "blocked_by_uid"}) {
+        status[field] = manual[field];
+      }
+    }
   }
-  context_.writer.after_commit([source, reply, status_of](const std::string& error) {
+  return status;
+}
+
+std::string AdminCommands::describe_source(const json& status) {
+  const std::string source = status["source"];
+  if (status["console"].get<bool>()) return "local (the console) is never blocked";
+  if (status["trusted"].get<bool>() && !status["blocked"].get<bool>()) {
+    return source + " is trusted (trusted_sources): never counted, never blocked";
+  }
+  if (!status["blocked"].get<bool>()) {
+    return source + " is not blocked (" +
+           std::to_string(status["failures"].get<std::uint32_t>()) + " failure(s))";
+  }
+  const std::string by = status["blocked_by"];
+  std::string text = source + " is blocked";
+  if (by != source) text += " by the manual block of " + by;
+  else text += " (" + status["lock"].get<std::string>() + ")";
+  if (status["blocked_until"].is_string()) {
+    text += " until " + status["blocked_until"].get<std::string>();
+  }
+  if (status["reason"].is_string()) text += ": " + status["reason"].get<std::string>();
+  return text;
+}
+
+void AdminCommands::source_status(const json& arguments, const Reply& reply) {
+  const SourceText given =
+      source_text_argument(arguments, context_.service.source_rules().prefix_v6);
+  json status = source_status_json(given, context_.now());
+  status["input"] = arguments["source"];
+  std::string text = describe_source(status);
+  reply(answer(Result::success, std::move(text), std::move(status)));
+}
+
+void AdminCommands::lock_source(const AdminCaller& caller, const json& arguments,
+                                const Reply& reply) {
+  LockoutService& service = context_.service;
+  const SourceText given = source_text_argument(arguments, service.source_rules().prefix_v6);
+  std::string reason = reason_argument(arguments);
+  std::optional<Seconds> duration;
+  if (const auto seconds = integer_argument(arguments, "for")) {
+    if (*seconds < 1 || *seconds > admin::kMaxLockSeconds) {
+      throw InvalidArgument("\"for\" must be between 1 and " +
+                            std::to_string(admin::kMaxLockSeconds) + " seconds");
+    }
+    duration = Seconds(*seconds);
+  }
+  if (given.source.kind == Source::Kind::console) {
+    throw InvalidArgument(
+        "\"local\" is the console, which is never blocked: it is the way in when the network "
+        "or the daemon fails, and its failures count for their accounts (lock an account "
+        "instead; local:USER blocks one user's su and sudo)");
+  }
+  // What is blocked: exactly the address or prefix given (an IPv6 address
+  // is one address; give ADDR/64 for its whole network), or a host name's
+  // or local user's key.
+  const std::string key = given.prefix ? given.prefix->to_string() : given.source.key;
+  if (given.prefix) {
+    if (const AddressPrefix* trusted = service.trusted_source_overlap(*given.prefix)) {
+      throw InvalidArgument(key + " overlaps " + trusted->to_string() +
+                            " in trusted_sources, which is never blocked; take it out of "
+                            "trusted_sources and reload acctlockd first, or block a prefix "
+                            "outside it");
+    }
+  }
+  const std::size_t most = std::min(kMaxManualSourceBlocks, service.max_tracked_sources());
+  if (!service.has_manual_block(key) && service.manual_source_blocks() >= most) {
+    return reply(answer(Result::error,
+                        "nothing blocked: " + std::to_string(service.manual_source_blocks()) +
+                            " manual source blocks are in force, the most acctlockd keeps (" +
+                            std::to_string(most) +
+                            "); lift some (acctlock sources --blocked) or block a wider prefix"));
+  }
+  const TimePoint now = context_.now();
+  service.lock_source(key, std::move(reason), caller.uid, now, context_.writer.pending(), duration);
+  SourceText blocked = given;
+  blocked.source.key = key;
+  blocked.is_prefix = given.prefix.has_value();
+  context_.writer.after_commit([this, key, blocked, duration, reply](const std::string& error) {
     if (!error.empty()) {
       return reply(answer(Result::error, "the change could not be saved: " + error));
     }
-    reply(answer(Result::success, "unblocked " + source, status_of()));
+    reply(answer(Result::success,
+                 "blocked " + key + (duration ? " for " + format_duration(*duration) : ""),
+                 source_status_json(blocked, context_.now())));
+  });
+}
+
+void AdminCommands::unlock_source(const AdminCaller& caller, const json& arguments,
+                                  const Reply& reply) {
+  LockoutService& service = context_.service;
+  const SourceText given = source_text_argument(arguments, service.source_rules().prefix_v6);
+  if (given.source.kind == Source::Kind::console) {
+    return reply(answer(Result::success, "local (the console) is never blocked",
+                        source_status_json(given, context_.now())));
+  }
+  const TimePoint now = context_.now();
+  // What `lock --source TEXT` blocked (TEXT's own address or prefix), and
+  // the source an attempt from TEXT counts for (an IPv6 address's /64).
+  std::vector<std::string> keys;
+  if (given.prefix && service.has_manual_block(given.prefix->to_string())) {
+    keys.push_back(given.prefix->to_string());
+  }
+  if (std::find(keys.begin(), keys.end(), given.source.key) == keys.end()) {
+    keys.push_back(given.source.key);
+  }
+  std::vector<std::string> lifted;
+  for (const std::string& key : keys) {
+    if (service.unlock_source(key, caller.uid, now, context_.writer.pending())) {
+      lifted.push_back(key);
+    }
+  }
+  const auto finish = [this, given, lifted, reply] {
+    json status = source_status_json(given, context_.now());
+    std::string text;
+    if (lifted.empty()) {
+      text = given.source.key + " has no failures and no block";
+    } else {
+      text = "unblocked";
+      for (const std::string& key : lifted) text += " " + key;
+    }
+    // A prefix block around it still refuses its logins: say which, and how.
+    if (status["blocked"].get<bool>() && status["blocked_by"].is_string()) {
+      const std::string by = status["blocked_by"];
+      text += "; still blocked by the manual block of " + by + " (acctlock unlock --source " +
+              by + ")";
+    }
+    reply(answer(Result::success, std::move(text), std::move(status)));
+  };
+  // Nothing tracked: the goal already holds, as for a user.
+  if (lifted.empty()) return finish();
+  context_.writer.after_commit([finish, reply](const std::string& error) {
+    if (!error.empty()) {
+      return reply(answer(Result::error, "the change could not be saved: " + error));
+    }
+    finish();
   });
 }
 
@@ -743,6 +940,12 @@ void AdminCommands::stats(const Reply& reply) {
   // A lock that ran out leaves the index when the expiry timer announces it,
   // within a second.
   const std::size_t locked_now = context_.service.locked_users();
+  // Sources, from the blocked index and the manual keys (version 6).
+  json source_counts{
+      {"blocked_sources", context_.service.blocked_sources()},
+      {"manual_source_blocks", context_.service.manual_source_blocks()},
+      {"tracked_sources", context_.service.tracked_sources()},
+  };
   json locked_users = json::array();
   for (const auto& user : context_.service.locked_names(admin::kMaxStatsLockedUsers)) {
     locked_users.push_back(user);
@@ -777,7 +980,8 @@ void AdminCommands::stats(const Reply& reply) {
   };
   read_off_loop(
       context_.reader, reply, count,
-      [reply, locked_now, locked_users = std::move(locked_users)](Counts counts) {
+      [reply, locked_now, locked_users = std::move(locked_users),
+       source_counts = std::move(source_counts)](Counts counts) {
         const auto top = [](const auto& ranked, bool by_rhost) {
           json rows = json::array();
           for (const auto& [name, failures] : ranked) {
@@ -796,6 +1000,7 @@ void AdminCommands::stats(const Reply& reply) {
             {"top_sources", top(counts.top_sources, true)},
             {"failures_per_hour", std::move(counts.failures_per_hour)},
         };
+        stats.update(source_counts);
         std::string text = std::to_string(locked_now) + " user(s) locked";
         reply(answer(Result::success, std::move(text), std::move(stats)));
       });

@@ -35,6 +35,9 @@
 
 namespace acctlock {
 
+// A source an admin names (admin_commands.cc).
+struct SourceText;
+
 // Who asks, as the kernel reported it for the connection.
 struct AdminCaller {
   uid_t uid = 0;
@@ -128,9 +131,16 @@ class AdminCommands {
   void register_builtin_commands();
   void status(const nlohmann::json& arguments, const Reply& reply);
   void list(const nlohmann::json& arguments, const Reply& reply);
-  // Sources (issue 11): `sources` pages through them, `unlock_source` lifts
-  // one's block.
+  // Sources (issue 11): `sources` pages through them, `source_status` tells
+  // one (and the manual block covering it), `lock_source` is an admin's
+  // block of an address, prefix, host or local user, `unlock_source` lifts
+  // a block.
   void sources(const nlohmann::json& arguments, const Reply& reply);
+  void source_status(const nlohmann::json& arguments, const Reply& reply);
+  void lock_source(const AdminCaller& caller, const nlohmann::json& arguments,
+                   const Reply& reply);
+  nlohmann::json source_status_json(const SourceText& given, TimePoint now) const;
+  static std::string describe_source(const nlohmann::json& status);
   void unlock_source(const AdminCaller& caller, const nlohmann::json& arguments,
                      const Reply& reply);
   void lock(const AdminCaller& caller, const nlohmann::json& arguments, const Reply& reply);

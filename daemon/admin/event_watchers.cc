@@ -25,6 +25,7 @@ std::string watch_line(const LockEvent& event) {
       {"level", event.level},
       {"locked_until", event.locked_until ? json(to_iso8601(*event.locked_until)) : json(nullptr)},
   };
+  if (!event.reason.empty()) line["reason"] = event.reason;  // an admin's source block
   // Names and details come from clients: replace bad UTF-8 rather than throw.
   return line.dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
 }

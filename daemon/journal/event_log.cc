@@ -35,7 +35,9 @@ void StderrEventLog::record(const LockEvent& event) {
   if (event.locked_until) line += " locked_until=\"" + format_time(*event.locked_until) + "\"";
   if (e.admin_uid) line += " admin_uid=" + std::to_string(*e.admin_uid);
   if (!e.detail.empty()) line += " detail=\"" + escaped(e.detail) + "\"";
-  const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock;
+  if (!event.reason.empty()) line += " reason=\"" + escaped(event.reason) + "\"";
+  const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock ||
+                       e.event == HistoryEvent::spray_suspected;
   log(warning ? LogLevel::warning : LogLevel::info, line);
 }
 

@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/time.h"
+#include "daemon/policy/spray_detector.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -20,6 +22,12 @@ struct LockEvent {
   std::uint32_t failures = 0;
   std::uint32_t level = 0;
   std::optional<TimePoint> locked_until;  // for a timed lock
+  // An admin's reason for a source block (acctlock lock --source): the
+  // history row names the source in entry.detail, so the reason travels
+  // here, to the journal's ACCTLOCK_REASON.
+  std::string reason;
+  // spray_suspected: what passed the thresholds.
+  std::optional<SprayFigures> spray;
 };
 
 class EventLog {

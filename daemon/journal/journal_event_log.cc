@@ -24,7 +24,7 @@ namespace {
 // class and can never push out a state change (locked, manual_lock:
 // warning; expired, unlocked, reset, password_changed: notice). The unit
 // raises the service's limit so that a mass lockout is recorded in full.
-constexpr std::array<JournalMessage, 10> kJournalMessages{{
+constexpr std::array<JournalMessage, 11> kJournalMessages{{
     {HistoryEvent::failure, "350a71c68abd45c185c99fdbe5ba25ad", LOG_DEBUG},
     {HistoryEvent::locked, "ac30e5a38ec54c1786b0b040cf6c0bd9", LOG_WARNING},
     {HistoryEvent::expired, "ab6d8dc38fa44074a9d4cfaa4ecf7413", LOG_NOTICE},
@@ -35,6 +35,7 @@ constexpr std::array<JournalMessage, 10> kJournalMessages{{
     {HistoryEvent::source_blocked, "f0d6445c7f8a4917a5ffb8fb2da52f91", LOG_WARNING},
     {HistoryEvent::source_expired, "b45e5b55ad724677aebc31c3569917cb", LOG_NOTICE},
     {HistoryEvent::source_unlocked, "3400549c4add4bcc9fa18e4ea481b765", LOG_NOTICE},
+    {HistoryEvent::spray_suspected, "199f2be88afa4c63a49fb193cf4ae33d", LOG_WARNING},
 }};
 
 std::string iso8601_utc(TimePoint time) {
@@ -73,6 +74,13 @@ std::string message_text(const LockEvent& event) {
     case HistoryEvent::password_changed:
       return "Password of account " + e.user + " changed; failure lock lifted";
     case HistoryEvent::source_blocked:
+      if (e.admin_uid) {
+        // acctlock lock --source: an admin's block, not a count.
+        return "Source " + e.detail + " blocked" + admin +
+               (event.locked_until ? " until " + iso8601_utc(*event.locked_until)
+                                   : std::string(" until an administrator unblocks it")) +
+               (event.reason.empty() ? std::string() : ": " + event.reason);
+      }
       return "Source " + e.detail + " blocked after " + std::to_string(event.failures) +
              " failed logins (block " + std::to_string(event.level) + "), the last for " + e.user +
              via + ", " +
@@ -82,6 +90,8 @@ std::string message_text(const LockEvent& event) {
       return "Block of source " + e.detail + " expired";
     case HistoryEvent::source_unlocked:
       return "Source " + e.detail + " unblocked" + admin;
+    case HistoryEvent::spray_suspected:
+      return "Password spray suspected: " + e.detail;
     case HistoryEvent::success:
       break;
   }
@@ -129,6 +139,13 @@ void JournalEventLog::record(const LockEvent& event) {
                             e.event == HistoryEvent::source_expired ||
                             e.event == HistoryEvent::source_unlocked;
   add(about_source ? "ACCTLOCK_SOURCE" : "ACCTLOCK_REASON", e.detail);
+  if (about_source) add("ACCTLOCK_REASON", event.reason);
+  if (event.spray) {
+    add("ACCTLOCK_SPRAY_USERS", std::to_string(event.spray->users));
+    add("ACCTLOCK_SPRAY_SOURCES", std::to_string(event.spray->sources));
+    add("ACCTLOCK_SPRAY_FAILURES", std::to_string(event.spray->failures));
+    add("ACCTLOCK_SPRAY_WINDOW", std::to_string(event.spray->window.count()));
+  }
   if (event.locked_until) add("ACCTLOCK_LOCKED_UNTIL", iso8601_utc(*event.locked_until));
   if (e.admin_uid) add("ACCTLOCK_ADMIN_UID", std::to_string(*e.admin_uid));
 

@@ -146,6 +146,7 @@ void DaemonMetrics::record(const LockEvent& event) {
     case HistoryEvent::source_blocked:  // its failure has an event of its own
     case HistoryEvent::source_expired:
     case HistoryEvent::source_unlocked:
+    case HistoryEvent::spray_suspected:
       break;
   }
 }

@@ -133,6 +133,23 @@ void SourcePolicy::unlock(UserState& state) const {
   counter_.unlock(state);
 }
 
+void SourcePolicy::lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid,
+                                 TimePoint now, std::optional<Seconds> duration) const {
+  counter_.lock_manually(state, std::move(reason), admin_uid, now, duration);
+}
+
+const AddressPrefix* SourcePolicy::trusted_overlap(const AddressPrefix& prefix) const {
+  for (const AddressPrefix& trusted : rules_.trusted) {
+    if (trusted.network.is_v6 != prefix.network.is_v6) continue;
+    // Two prefixes overlap exactly when the shorter one holds the other's
+    // network.
+    const AddressPrefix& shorter = trusted.length <= prefix.length ? trusted : prefix;
+    const AddressPrefix& longer = trusted.length <= prefix.length ? prefix : trusted;
+    if (shorter.contains(longer.network)) return &trusted;
+  }
+  return nullptr;
+}
+
 std::optional<TimePoint> SourcePolicy::next_expiry(const UserState& state) const {
   return counter_.next_expiry(state);
 }

@@ -28,8 +28,10 @@
 //   plain "local" never count and are never blocked. source_deny = 0 blocks
 //   nothing. Host names and "local:RUSER" can be blocked.
 // - A manual block (an admin's, on an address or a CIDR prefix) lasts until
-//   an admin unlocks it and covers every source inside the prefix, even a
-//   trusted one: the admin said so explicitly.
+//   an admin unlocks it (or its --for runs out) and covers every source
+//   inside the prefix. The admin command refuses a block that overlaps
+//   trusted_sources; a block made before trusted_sources was widened by a
+//   reload stands, since an admin set it explicitly.
 // - Familiar sources: per user, the sources of successful logins, at most
 //   familiar_sources_max (the least recently used goes first), each for
 //   familiar_source_memory after its last success (at exactly that age it is
@@ -118,6 +120,16 @@ class SourcePolicy {
 
   // An admin's unlock: clears count, block and progression.
   void unlock(UserState& state) const;
+
+  // An admin's block (acctlock lock --source), for `duration` or (nullopt)
+  // until an admin unlocks, as LockoutPolicy::lock_manually for a user.
+  void lock_manually(UserState& state, std::string reason, std::uint32_t admin_uid, TimePoint now,
+                     std::optional<Seconds> duration) const;
+
+  // The trusted_sources entry that overlaps `prefix` (holds it or lies
+  // inside it), if any: an admin's block there is refused, since a trusted
+  // source is never blocked.
+  const AddressPrefix* trusted_overlap(const AddressPrefix& prefix) const;
 
   // When the state next changes by itself, if ever.
   std::optional<TimePoint> next_expiry(const UserState& state) const;

@@ -17,7 +17,7 @@ struct EventName {
   const char* name;
 };
 
-constexpr std::array<EventName, 11> kEventNames{{
+constexpr std::array<EventName, 12> kEventNames{{
     {HistoryEvent::success, "success"},
     {HistoryEvent::failure, "failure"},
     {HistoryEvent::locked, "locked"},
@@ -29,6 +29,7 @@ constexpr std::array<EventName, 11> kEventNames{{
     {HistoryEvent::source_blocked, "source_blocked"},
     {HistoryEvent::source_expired, "source_expired"},
     {HistoryEvent::source_unlocked, "source_unlocked"},
+    {HistoryEvent::spray_suspected, "spray_suspected"},
 }};
 
 }  // namespace

@@ -44,6 +44,9 @@ enum class HistoryEvent : std::uint8_t {
   source_blocked,
   source_expired,
   source_unlocked,
+  // Failures for many users from many sources within spray_window
+  // (daemon/policy/spray_detector.h): no user, the figures in `detail`.
+  spray_suspected,
 };
 
 const char* to_string(HistoryEvent event) noexcept;

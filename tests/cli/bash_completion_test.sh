@@ -46,6 +46,8 @@ expect_not_contains "acctlock unlock --" --locked
 expect_contains "acctlock list --" --locked
 expect_contains "acctlock so" sources
 expect_contains "acctlock sources --" --blocked
+expect_contains "acctlock lock --" --source
+expect_contains "acctlock status --" --source
 expect_contains "acctlock unlock --" --source
 expect_contains "acctlock history --" --since
 expect_contains "acctlock imp" import-faillock

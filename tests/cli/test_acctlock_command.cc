@@ -809,6 +809,57 @@ TEST_F(AcctlockCommandTest, SourcesShowsABlockedAddressAndUnblockLiftsIt) {
   EXPECT_NE(history.out.find("\"source_blocked\""), std::string::npos) << history.out;
 }
 
+// acctlock lock --source blocks a prefix for every account until
+// `unlock --source` lifts it; `status --source` tells one address's state
+// and the block covering it; admins only; bad input is a usage error.
+TEST_F(AcctlockCommandTest, LockSourceBlocksAPrefixAndStatusAndUnlockSourceFollowIt) {
+  const auto blocked =
+      acctlock({"lock", "--source", "198.51.100.0/24", "--reason", "scanner seen", "--json"});
+  ASSERT_EQ(blocked.exit_code, cli::kExitOk) << blocked.err;
+  EXPECT_EQ(json::parse(blocked.out)["reason"], "scanner seen") << blocked.out;
+  const auto refused = daemon.request(MessageType::check, "games", "sshd", "198.51.100.42");
+  EXPECT_EQ(refused.verdict, Verdict::locked);
+  EXPECT_EQ(refused.lock, LockKind::source);
+  EXPECT_EQ(refused.reason, "198.51.100.0/24");
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "198.51.101.1").verdict,
+            Verdict::allowed);
+
+  const auto shown = acctlock({"status", "--source", "198.51.100.42"});
+  ASSERT_EQ(shown.exit_code, cli::kExitOk) << shown.err;
+  EXPECT_NE(shown.out.find("Blocked:        yes (manual) by the block of 198.51.100.0/24"),
+            std::string::npos)
+      << shown.out;
+  EXPECT_NE(shown.out.find("Reason:         scanner seen"), std::string::npos) << shown.out;
+  const auto table = acctlock({"sources", "--blocked"});
+  EXPECT_NE(table.out.find("198.51.100.0/24"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("until unblocked"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("scanner seen"), std::string::npos) << table.out;
+  const auto stats = acctlock({"stats"});
+  EXPECT_NE(stats.out.find("Blocked sources:       1 (1 by an admin)"), std::string::npos)
+      << stats.out;
+
+  // Refusals: the console, bad input, non-admins; none blocks anything.
+  const auto console = acctlock({"lock", "--source", "local"});
+  EXPECT_EQ(console.exit_code, cli::kExitUsage);
+  EXPECT_NE(console.err.find("the console, which is never blocked"), std::string::npos)
+      << console.err;
+  EXPECT_EQ(acctlock({"lock", "--source", "10.1.2.3/8"}).exit_code, cli::kExitUsage);
+  EXPECT_EQ(acctlock({"lock", "--source", "10.0.0.1", "daemon"}).exit_code, cli::kExitUsage);
+  EXPECT_EQ(acctlock({"lock"}).exit_code, cli::kExitUsage);
+  EXPECT_EQ(acctlock({"lock", "--source", "10.0.0.1"}, As::nobody).exit_code,
+            cli::kExitPermissionDenied);
+  EXPECT_EQ(acctlock({"status", "--source", "10.0.0.1"}, As::nobody).exit_code,
+            cli::kExitPermissionDenied);
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "10.0.0.1").verdict,
+            Verdict::allowed);
+
+  const auto unlocked = acctlock({"unlock", "--source", "198.51.100.0/24"});
+  ASSERT_EQ(unlocked.exit_code, cli::kExitOk) << unlocked.err;
+  EXPECT_EQ(unlocked.out, "unblocked 198.51.100.0/24\n");
+  EXPECT_EQ(daemon.request(MessageType::check, "games", "sshd", "198.51.100.42").verdict,
+            Verdict::allowed);
+}
+
 // An acctlockd before admin protocol 5 does not know sources nor
 // unlock_source and answers "unsupported": the command says it is too old,
 // not "unknown command". The old daemon is a socket that answers so.
@@ -823,7 +874,7 @@ TEST_F(AcctlockCommandTest, SourcesAndUnblockSayWhenTheDaemonIsTooOld) {
   ASSERT_EQ(listen(listener, 4), 0);
   std::vector<std::string> commands;
   std::thread old_daemon([&] {
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 4; ++i) {
       const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) return;
       timeval timeout{10, 0};
@@ -849,11 +900,23 @@ TEST_F(AcctlockCommandTest, SourcesAndUnblockSayWhenTheDaemonIsTooOld) {
   };
   const auto listed = run({"sources"});
   const auto unblocked = run({"unblock", "192.0.2.99"});
+  // Admin protocol 6: an older daemon blocks nothing and says nothing.
+  const auto blocked = run({"lock", "--source", "192.0.2.0/24", "--reason", "r"});
+  const auto shown = run({"status", "--source", "192.0.2.1"});
   shutdown(listener, SHUT_RDWR);
   old_daemon.join();
   close(listener);
 
-  EXPECT_EQ(commands, (std::vector<std::string>{"sources", "unlock_source"}));
+  EXPECT_EQ(commands, (std::vector<std::string>{"sources", "unlock_source", "lock_source",
+                                                "source_status"}));
+  EXPECT_EQ(blocked.exit_code, cli::kExitFailure);
+  EXPECT_NE(blocked.err.find("this acctlockd is too old for lock_source (admin protocol 6"),
+            std::string::npos)
+      << blocked.err;
+  EXPECT_EQ(shown.exit_code, cli::kExitFailure);
+  EXPECT_NE(shown.err.find("this acctlockd is too old for source_status (admin protocol 6"),
+            std::string::npos)
+      << shown.err;
   EXPECT_EQ(listed.exit_code, cli::kExitFailure);
   EXPECT_NE(listed.err.find("this acctlockd is too old for sources (admin protocol 5"),
             std::string::npos)

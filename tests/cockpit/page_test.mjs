@@ -12,6 +12,10 @@
 //                         and the confirmation; Unlock cancelled keeps the
 //                         lock, Unlock confirmed removes USER's row only
 //   non-admin             the "not an administrator" message, no buttons
+//   sources SOURCE        SOURCE's block (made through PAM failures) shows
+//                         with kind "failures"; Unblock confirmed removes
+//                         it; the Block form blocks 198.51.100.0/24 with a
+//                         reason, which then shows as "manual"
 //   down USER             the "acctlockd is not running" message and no
 //                         buttons; once the test restarts acctlockd, the
 //                         page recovers by itself and shows USER's lock
@@ -121,6 +125,35 @@ try {
         await page.waitForSelector(row(user), { hidden: true });
         if (!await page.$(row(liveUser))) throw new Error(`${liveUser}'s row went too`);
         console.log("unlocked through the page");
+    } else if (step === "sources") {
+        const [source] = users;
+        const row = name => `#sources-table tr[data-source="${name}"]`;
+        await page.waitForSelector(row(source));
+        const kind = await page.$eval(`${row(source)} .kind`, cell => cell.textContent);
+        if (kind !== "failures") throw new Error(`source block kind shown is ${kind}`);
+        console.log("the source blocked through PAM shows");
+        await page.screenshot({ path: `${shotDir}/cockpit-acctlock-sources.png`, fullPage: true });
+
+        await page.click(`${row(source)} button.unblock`);
+        await page.waitForSelector("#confirm[open]");
+        const title = await page.$eval("#confirm-title", h => h.textContent);
+        if (!title.includes(source)) throw new Error(`the confirmation names no ${source}: ${title}`);
+        await page.click("#confirm-ok");
+        await page.waitForSelector(row(source), { hidden: true });
+        await page.waitForSelector("#sources-empty:not([hidden])");
+        console.log("unblocked through the page");
+
+        // An administrator's block, from the form.
+        await page.type("#block-source", "198.51.100.0/24");
+        await page.type("#block-reason", "scanner seen");
+        await page.click("#block-button");
+        await page.waitForSelector("#confirm[open]");
+        await page.click("#confirm-ok");
+        await page.waitForSelector(row("198.51.100.0/24"));
+        const manual = await page.$eval(`${row("198.51.100.0/24")}`, r => r.textContent);
+        if (!manual.includes("manual") || !manual.includes("scanner seen"))
+            throw new Error(`the admin's block shows as ${manual}`);
+        console.log("blocked a prefix through the page");
     } else if (step === "non-admin") {
         await alertSays(page, "not an acctlock administrator");
         await expectNoButtons(page, "a non-admin");

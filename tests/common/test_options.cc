@@ -75,6 +75,7 @@ void expect_same_options(const Options& actual, const Options& expected) {
   EXPECT_EQ(actual.familiar_sources.scope, expected.familiar_sources.scope);
   EXPECT_EQ(actual.familiar_sources.max_per_user, expected.familiar_sources.max_per_user);
   EXPECT_EQ(actual.max_tracked_sources, expected.max_tracked_sources);
+  EXPECT_EQ(actual.spray, expected.spray);
   EXPECT_EQ(actual.familiar_sources.memory, expected.familiar_sources.memory);
 }
 
@@ -125,7 +126,7 @@ TEST(OptionTable, NamesAreUniqueAndEveryEntryIsDocumented) {
     EXPECT_FALSE(info.meaning.empty()) << info.name;
     EXPECT_EQ(info.is_flag, info.syntax.empty()) << info.name;
   }
-  EXPECT_EQ(names.size(), 47u);
+  EXPECT_EQ(names.size(), 53u);
 }
 
 TEST(OptionTable, EveryTableKeyIsKnownToTheSetter) {
@@ -657,6 +658,19 @@ TEST(OptionKeys, MaxTrackedSources) {
               HasSubstr("is not a whole number from 16 to 100000000"));
   EXPECT_THAT(value_error("max_tracked_sources", "100000001"),
               HasSubstr("is too large: expected a whole number from 16 to 100000000"));
+}
+
+TEST(OptionKeys, SprayDetection) {
+  EXPECT_EQ(Options{}.spray.users, 30u);
+  EXPECT_EQ(Options{}.spray.sources, 10u);
+  EXPECT_EQ(Options{}.spray.window, 10min);
+  EXPECT_EQ(parse_ok("spray_users = 0").spray.users, 0u);
+  EXPECT_EQ(parse_ok("spray_users = 100000").spray.users, 100'000u);
+  EXPECT_THAT(value_error("spray_users", "100001"), HasSubstr("from 0 to 100000"));
+  EXPECT_EQ(parse_ok("spray_sources = 1").spray.sources, 1u);
+  EXPECT_THAT(value_error("spray_sources", "0"), HasSubstr("from 1 to 100000"));
+  EXPECT_EQ(parse_ok("spray_window = 1h").spray.window, 1h);
+  EXPECT_THAT(value_error("spray_window", "0"), HasSubstr("is not a duration greater than 0"));
 }
 
 TEST(CrossChecks, SourceCapShorterThanSourceUnlockTimeWarns) {

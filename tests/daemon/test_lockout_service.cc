@@ -5,6 +5,7 @@
 // a million users.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -282,6 +283,50 @@ TEST_F(SourceServiceTest, ARightPasswordFromABlockedSourceResetsNothing) {
   EXPECT_EQ(from(MessageType::success, "alice", "192.0.2.31", t0 + Seconds(2)).failures, 0u);
   EXPECT_FALSE(service.report("alice", t0 + Seconds(2)).has_value()) << "nothing left to keep";
   EXPECT_EQ(work.events.back().entry.detail, "");
+}
+
+// Spray detection (daemon/policy/spray_detector.h has the window's rules):
+// failures for spray_users names from spray_sources addresses stage one
+// spray_suspected event with the figures, and only root's word counts.
+TEST_F(SourceServiceTest, ASprayIsAnnouncedOnceWithItsFigures) {
+  SprayRules spray;
+  spray.users = 6;
+  spray.sources = 4;
+  spray.window = Seconds(600);
+  service.set_spray_rules(spray);
+  // A user's own process names any user and address: never counted.
+  for (int i = 0; i < 20; ++i) {
+    from(protocol::MessageType::failure, "name" + std::to_string(i),
+         "192.0.2." + std::to_string(i % 5), t0, true, false);
+  }
+  EXPECT_EQ(events_of(HistoryEvent::spray_suspected), 0u);
+  // Six names (unknown ones too) from four addresses, one failure each.
+  for (int i = 0; i < 5; ++i) {
+    from(protocol::MessageType::failure, "name" + std::to_string(i),
+         "203.0.113." + std::to_string(i % 4), t0 + Seconds(i), true);
+  }
+  EXPECT_EQ(events_of(HistoryEvent::spray_suspected), 0u) << "five users";
+  from(protocol::MessageType::failure, "alice", "203.0.113.9", t0 + Seconds(5));
+  ASSERT_EQ(events_of(HistoryEvent::spray_suspected), 1u);
+  const LockEvent& alarm = *std::find_if(work.events.begin(), work.events.end(), [](const auto& e) {
+    return e.entry.event == HistoryEvent::spray_suspected;
+  });
+  EXPECT_EQ(alarm.entry.event, HistoryEvent::spray_suspected);
+  EXPECT_EQ(alarm.entry.user, "");
+  ASSERT_TRUE(alarm.spray.has_value());
+  EXPECT_EQ(alarm.spray->users, 6u);
+  // Five sources, but one slice of the window remembers at most
+  // spray_sources of them: the figures are lower bounds.
+  EXPECT_EQ(alarm.spray->sources, 4u);
+  EXPECT_EQ(alarm.spray->failures, 6u);
+  EXPECT_EQ(alarm.entry.detail,
+            "failures for at least 6 users from at least 4 sources, 6 failures in 10m");
+  // It goes on: no second event within the window.
+  for (int i = 0; i < 30; ++i) {
+    from(protocol::MessageType::failure, "more" + std::to_string(i),
+         "203.0.113." + std::to_string(100 + i), t0 + Seconds(10 + i), true);
+  }
+  EXPECT_EQ(events_of(HistoryEvent::spray_suspected), 1u);
 }
 
 TEST_F(SourceServiceTest, OnlyRootsWordCountsForASource) {

@@ -64,5 +64,19 @@ TEST(LockMessageTest, ABlockedSourceSaysSoAndNamesNoAccount) {
               ElementsAre(HasSubstr("10 failed logins"), "(an administrator must unblock it)"));
 }
 
+TEST(LockMessageTest, AnAdministratorsSourceBlockSaysSoWithoutAFailureCount) {
+  // An admin's block (acctlock lock --source) counts no failures: the
+  // daemon answers failures 0 and names the block in `reason`.
+  protocol::Answer answer = locked(LockKind::source, 0, 0);
+  answer.reason = "203.0.113.0/24";
+  EXPECT_THAT(lock_message(answer, 1000),
+              ElementsAre("Logins from this address are blocked by an administrator."));
+  EXPECT_EQ(lock_log_text(answer, 1000),
+            "source blocked by an administrator (block of 203.0.113.0/24)");
+  answer.locked_until = 1000 + 2 * 60;
+  EXPECT_THAT(lock_message(answer, 1000),
+              ElementsAre(HasSubstr("by an administrator"), "(2 minutes left to unblock)"));
+}
+
 }  // namespace
 }  // namespace acctlock::pam

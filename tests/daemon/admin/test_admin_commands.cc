@@ -97,6 +97,16 @@ class AdminCommandsTest : public ::testing::Test {
     ASSERT_EQ(committed, std::string());
   }
 
+  // What the module's preauth check from `rhost` would be answered.
+  protocol::Answer check_from(const std::string& rhost, const std::string& user = "daemon") {
+    protocol::Request request;
+    request.type = protocol::MessageType::check;
+    request.user = user;
+    request.service = "sshd";
+    request.rhost = rhost;
+    return service.apply(request, false, now, writer.pending());
+  }
+
   test::TempDir dir;
   boost::asio::io_context io;
   std::unique_ptr<SqliteStore> store;
@@ -429,6 +439,216 @@ TEST_F(AdminCommandsTest, AFullReaderQueueAnswersBusy) {
   let_go();
   run_until([&] { return reader.queued() == 0; });
   EXPECT_EQ(call(root, "history", {{"user", "daemon"}}).result, Result::success);
+}
+
+// Sources (issue 11): an admin's block of an address or prefix.
+
+const LockEvent* last_event(const std::vector<LockEvent>& events, HistoryEvent kind) {
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    if (it->entry.event == kind) return &*it;
+  }
+  return nullptr;
+}
+
+TEST_F(AdminCommandsTest, ASourceBlockRefusesEveryAddressInItsPrefixUntilUnlocked) {
+  auto answer = call(root, "lock_source", {{"source", "203.0.113.0/24"}, {"reason", "incident 7"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_EQ(answer.text, "blocked 203.0.113.0/24");
+  EXPECT_EQ(answer.arguments["blocked"], true) << answer.arguments.dump();
+  EXPECT_EQ(answer.arguments["lock"], "manual");
+  EXPECT_EQ(answer.arguments["reason"], "incident 7");
+  EXPECT_EQ(answer.arguments["blocked_by_uid"], 0);
+  EXPECT_TRUE(answer.arguments["blocked_until"].is_null());
+
+  // Published after the commit, with the admin and the reason.
+  const LockEvent* blocked = last_event(events.events, HistoryEvent::source_blocked);
+  ASSERT_NE(blocked, nullptr);
+  EXPECT_EQ(blocked->entry.detail, "203.0.113.0/24");
+  EXPECT_EQ(blocked->entry.admin_uid, 0u);
+  EXPECT_EQ(blocked->reason, "incident 7");
+
+  // Every address inside, for every user; none outside.
+  for (const char* rhost : {"203.0.113.0", "203.0.113.77", "203.0.113.255"}) {
+    const auto verdict = check_from(rhost, "daemon");
+    EXPECT_EQ(verdict.verdict, protocol::Verdict::locked) << rhost;
+    EXPECT_EQ(verdict.lock, LockKind::source) << rhost;
+    EXPECT_EQ(verdict.failures, 0u) << "an admin's block counts no failures";
+    EXPECT_EQ(verdict.reason, "203.0.113.0/24") << "the block that refuses it";
+  }
+  EXPECT_EQ(check_from("203.0.113.9", "no-such-user-here").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(check_from("203.0.112.255").verdict, protocol::Verdict::allowed);
+  EXPECT_EQ(check_from("203.0.114.0").verdict, protocol::Verdict::allowed);
+  EXPECT_EQ(check_from("").verdict, protocol::Verdict::allowed) << "a local login";
+
+  // One address inside: its status names the block that covers it.
+  answer = call(root, "source_status", {{"source", "203.0.113.77"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_EQ(answer.arguments["source"], "203.0.113.77");
+  EXPECT_EQ(answer.arguments["blocked"], true);
+  EXPECT_EQ(answer.arguments["blocked_by"], "203.0.113.0/24");
+  EXPECT_EQ(answer.arguments["reason"], "incident 7");
+  EXPECT_EQ(answer.arguments["tracked"], false);
+  EXPECT_EQ(answer.text, "203.0.113.77 is blocked by the manual block of 203.0.113.0/24: incident 7");
+
+  // Durable: a daemon started on the same database blocks it too.
+  {
+    LockoutService restarted(rules(), *store);
+    restarted.load_from_store();
+    protocol::Request request;
+    request.type = protocol::MessageType::check;
+    request.user = "daemon";
+    request.rhost = "203.0.113.5";
+    PendingWork work;
+    EXPECT_EQ(restarted.apply(request, false, now, work).verdict, protocol::Verdict::locked);
+    EXPECT_EQ(restarted.manual_source_blocks(), 1u);
+  }
+
+  // Unlocking one address inside lifts nothing and says what still blocks it.
+  answer = call(root, "unlock_source", {{"source", "203.0.113.77"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_NE(answer.text.find("still blocked by the manual block of 203.0.113.0/24 (acctlock "
+                             "unlock --source 203.0.113.0/24)"),
+            std::string::npos)
+      << answer.text;
+  EXPECT_EQ(check_from("203.0.113.77").verdict, protocol::Verdict::locked);
+
+  answer = call(root, "unlock_source", {{"source", "203.0.113.0/24"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_EQ(answer.text, "unblocked 203.0.113.0/24");
+  EXPECT_EQ(answer.arguments["blocked"], false);
+  EXPECT_EQ(check_from("203.0.113.77").verdict, protocol::Verdict::allowed);
+  const LockEvent* unlocked = last_event(events.events, HistoryEvent::source_unlocked);
+  ASSERT_NE(unlocked, nullptr);
+  EXPECT_EQ(unlocked->entry.detail, "203.0.113.0/24");
+  EXPECT_EQ(service.manual_source_blocks(), 0u);
+}
+
+TEST_F(AdminCommandsTest, ASourceBlockOfAnIpv6PrefixOrAddressCoversExactlyWhatWasGiven) {
+  ASSERT_EQ(call(root, "lock_source", {{"source", "2001:db8:aa::/48"}}).result, Result::success);
+  EXPECT_EQ(check_from("2001:db8:aa:5::1").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(check_from("2001:db8:ab::1").verdict, protocol::Verdict::allowed);
+
+  // A bare IPv6 address is that one address, not its /64 source.
+  ASSERT_EQ(call(root, "lock_source", {{"source", "2001:db8:1::5"}, {"for", 600}}).result,
+            Result::success);
+  EXPECT_EQ(check_from("2001:db8:1::5").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(check_from("2001:db8:1::6").verdict, protocol::Verdict::allowed);
+  // --for: in force through its last second, gone after.
+  const auto answer = call(root, "source_status", {{"source", "2001:db8:1::5"}});
+  EXPECT_EQ(answer.arguments["blocked_until"], to_iso8601(now + Seconds(600)));
+  now += Seconds(600);
+  EXPECT_EQ(check_from("2001:db8:1::5").verdict, protocol::Verdict::locked);
+  now += Seconds(1);
+  EXPECT_EQ(check_from("2001:db8:1::5").verdict, protocol::Verdict::allowed);
+  EXPECT_EQ(check_from("2001:db8:aa:5::1").verdict, protocol::Verdict::locked);
+}
+
+TEST_F(AdminCommandsTest, ASourceBlockRefusesTheConsoleTrustedSourcesAndBadInput) {
+  SourceRules source_rules;
+  source_rules.trusted = {*parse_address_prefix("10.20.0.0/16", nullptr)};
+  service.set_source_rules(source_rules, kDefaultMaxTrackedSources);
+
+  const auto refused = [&](const json& arguments, const std::string& says) {
+    const auto answer = call(root, "lock_source", arguments);
+    EXPECT_EQ(answer.result, Result::invalid) << arguments.dump() << ": " << answer.text;
+    EXPECT_NE(answer.text.find(says), std::string::npos) << answer.text;
+  };
+  refused({{"source", "local"}}, "the console, which is never blocked");
+  // Inside, around or equal to a trusted prefix.
+  refused({{"source", "10.20.3.4"}}, "overlaps 10.20.0.0/16 in trusted_sources");
+  refused({{"source", "10.0.0.0/8"}}, "overlaps 10.20.0.0/16 in trusted_sources");
+  refused({{"source", "10.20.0.0/16"}}, "trusted_sources");
+  refused({{"source", "10.1.2.3/8"}}, "host bits");
+  refused({{"source", "203.0.113.0/33"}}, "is not a source");
+  refused({{"source", "bad host"}}, "is not a source");
+  refused({{"source", "local:bad user"}}, "is not a source");
+  refused({{"source", 42}}, "argument \"source\" (a string) is required");
+  refused({{"source", "192.0.2.1"}, {"reason", "a\nb"}}, "control characters");
+  refused({{"source", "192.0.2.1"}, {"for", 0}}, "\"for\" must be between");
+  refused({{"source", "192.0.2.1"}, {"user", "daemon"}}, "unknown argument \"user\"");
+  EXPECT_EQ(service.tracked_sources(), 0u) << "nothing was blocked";
+
+  // Outside the trusted prefix, a host name and a local user are fine.
+  EXPECT_EQ(call(root, "lock_source", {{"source", "10.21.0.0/16"}}).result, Result::success);
+  EXPECT_EQ(call(root, "lock_source", {{"source", "GW.Example.org"}}).result, Result::success);
+  EXPECT_EQ(check_from("gw.example.org").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(call(root, "lock_source", {{"source", "local:mallory"}}).result, Result::success);
+
+  // Admins only, and a refused caller changes nothing.
+  const auto denied = call(nobody, "lock_source", {{"source", "192.0.2.1"}});
+  EXPECT_EQ(denied.result, Result::permission_denied) << denied.text;
+  EXPECT_EQ(call(nobody, "source_status", {{"source", "192.0.2.1"}}).result,
+            Result::permission_denied);
+  EXPECT_EQ(check_from("192.0.2.1").verdict, protocol::Verdict::allowed);
+}
+
+TEST_F(AdminCommandsTest, ManualSourceBlocksAreBoundedAndNeverEvicted) {
+  // A table of 3 sources: at most 3 manual blocks.
+  SourceRules source_rules;
+  source_rules.deny = 2;
+  service.set_source_rules(source_rules, 3);
+  for (const char* source : {"192.0.2.1", "192.0.2.2", "192.0.2.3"}) {
+    ASSERT_EQ(call(root, "lock_source", {{"source", source}}).result, Result::success) << source;
+  }
+  const auto full = call(root, "lock_source", {{"source", "192.0.2.4"}});
+  EXPECT_EQ(full.result, Result::error);
+  EXPECT_NE(full.text.find("3 manual source blocks are in force, the most acctlockd keeps (3)"),
+            std::string::npos)
+      << full.text;
+  // Re-blocking one that is blocked is not a new one.
+  EXPECT_EQ(call(root, "lock_source", {{"source", "192.0.2.3"}, {"reason", "again"}}).result,
+            Result::success);
+
+  // A flood of other sources' failures never pushes an admin's block out.
+  ASSERT_EQ(call(root, "unlock_source", {{"source", "192.0.2.3"}}).result, Result::success);
+  for (int i = 0; i < 20; ++i) {
+    protocol::Request request;
+    request.type = protocol::MessageType::failure;
+    request.user = "no-such-user-" + std::to_string(i);
+    request.user_unknown = true;  // counted for the source only
+    request.rhost = "198.51.100." + std::to_string(i);
+    service.apply(request, true, now, writer.pending());
+  }
+  EXPECT_LE(service.tracked_sources(), 3u);
+  EXPECT_EQ(check_from("192.0.2.1").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(check_from("192.0.2.2").verdict, protocol::Verdict::locked);
+  EXPECT_EQ(service.manual_source_blocks(), 2u);
+}
+
+TEST_F(AdminCommandsTest, SourceStatusShowsFailureTimesAndStatsCountBlockedSources) {
+  SourceRules source_rules;
+  source_rules.deny = 2;
+  service.set_source_rules(source_rules, kDefaultMaxTrackedSources);
+  fail_login("daemon");  // from 198.51.100.4
+  auto answer = call(root, "source_status", {{"source", "198.51.100.4"}});
+  ASSERT_EQ(answer.result, Result::success) << answer.text;
+  EXPECT_EQ(answer.arguments["failures"], 1);
+  EXPECT_EQ(answer.arguments["failure_times"], json::array({to_iso8601(now)}));
+  EXPECT_EQ(answer.arguments["blocked"], false);
+  EXPECT_EQ(answer.text, "198.51.100.4 is not blocked (1 failure(s))");
+  now += Seconds(5);
+  fail_login("daemon");
+  answer = call(root, "source_status", {{"source", "198.51.100.4"}});
+  EXPECT_EQ(answer.arguments["blocked"], true);
+  EXPECT_EQ(answer.arguments["lock"], "failures");
+  EXPECT_EQ(answer.arguments["blocked_by"], "198.51.100.4");
+  EXPECT_EQ(answer.arguments["failure_times"].size(), 2u);
+  EXPECT_EQ(call(root, "source_status", {{"source", "local"}}).text,
+            "local (the console) is never blocked");
+
+  ASSERT_EQ(call(root, "lock_source", {{"source", "192.0.2.0/28"}}).result, Result::success);
+  const auto stats = call(root, "stats");
+  ASSERT_EQ(stats.result, Result::success) << stats.text;
+  EXPECT_EQ(stats.arguments["blocked_sources"], 2);
+  EXPECT_EQ(stats.arguments["manual_source_blocks"], 1);
+  EXPECT_EQ(stats.arguments["tracked_sources"], 2);
+
+  // `sources --blocked` lists both, the admin's with its reason field.
+  const auto listed = call(root, "sources", {{"blocked", true}});
+  ASSERT_EQ(listed.arguments["sources"].size(), 2u) << listed.arguments.dump();
+  EXPECT_EQ(listed.arguments["sources"][0]["source"], "192.0.2.0/28");
+  EXPECT_EQ(listed.arguments["sources"][0]["manual"], true);
+  EXPECT_EQ(listed.arguments["sources"][1]["lock"], "failures");
 }
 
 TEST(AdminTime, Iso8601IsUtcWithSeconds) {

@@ -90,6 +90,7 @@ class Daemon {
       service_->set_service_rules(config_.options.service_rules);
       service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
       service_->set_source_rules(config_.options.source_rules, config_.options.max_tracked_sources);
+      service_->set_familiar_rules(config_.options.familiar_sources);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -265,6 +266,7 @@ class Daemon {
     snapshot.locked_failures = locked.failures;
     snapshot.locked_permanent = locked.permanent;
     snapshot.locked_manual = locked.manual;
+    snapshot.locked_unfamiliar_scope = locked.unfamiliar_scope;
     snapshot.tracked_users = service_->tracked_users();
     snapshot.tracked_sources = service_->tracked_sources();
     for (const auto& report :
@@ -368,6 +370,7 @@ class Daemon {
       service_->set_service_rules(applied.service_rules);
       service_->set_groups(applied.admin_group, applied.exempt_group);
       service_->set_source_rules(applied.source_rules, applied.max_tracked_sources);
+      service_->set_familiar_rules(applied.familiar_sources);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.

@@ -20,6 +20,11 @@ struct LockEvent {
   std::uint32_t failures = 0;
   std::uint32_t level = 0;
   std::optional<TimePoint> locked_until;  // for a timed lock
+  // lockout_scope = unfamiliar: the user's failure state the event concerns,
+  // "familiar" or "unfamiliar" (the history row's detail says it too);
+  // empty with lockout_scope = account and for events about the account as
+  // a whole (a manual lock, an unlock).
+  std::string scope;
 };
 
 class EventLog {

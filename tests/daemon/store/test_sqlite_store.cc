@@ -447,6 +447,9 @@ PRAGMA user_version = 1;
   EXPECT_EQ(raw.text("SELECT count(*) FROM user_state WHERE manual_until IS NULL"), "1");
 }
 
+// What schema 6 (familiar sources) added: dropped to make an older file.
+constexpr const char* kDropSchema6 = "DROP TABLE familiar_source; DROP TABLE unfamiliar_state; ";
+
 TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   // Schema 2 (acctlock with protocol v2): user_state without manual_until.
   {
@@ -457,8 +460,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
     RawDatabase raw(path_);
     raw.exec(
         "ALTER TABLE user_state DROP COLUMN earlier_failures; "
-        "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
-        "PRAGMA user_version = 2;");
+        "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; " +
+        std::string(kDropSchema6) + "PRAGMA user_version = 2;");
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
@@ -475,8 +478,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   {
     RawDatabase raw(path_);
     raw.exec(
-        "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; "
-        "PRAGMA user_version = 3;");
+        "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; " +
+        std::string(kDropSchema6) + "PRAGMA user_version = 3;");
   }
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent
@@ -537,7 +540,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec("DROP TABLE source_state; PRAGMA user_version = 4;");
+    raw.exec("DROP TABLE source_state; " + std::string(kDropSchema6) + "PRAGMA user_version = 4;");
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_manual_lock()},
@@ -548,6 +551,38 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   EXPECT_EQ(store->load_sources(),
             (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()},
                                                             {"192.0.2.8", sliding_failures()}}));
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion5DatabaseToOneWithFamiliarSources) {
+  // Schema 5 (acctlock before lockout_scope was acted on): no
+  // familiar_source, no unfamiliar_state; users and sources come over.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}},
+                             .put_sources = {{"192.0.2.7", timed_lock()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec(std::string(kDropSchema6) + "PRAGMA user_version = 5;");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_lock()}}));
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()}}));
+  EXPECT_TRUE(store->load_unfamiliar_states().empty());
+  EXPECT_TRUE(store->load_familiar_sources().empty());
+  const std::vector<FamiliarSource> familiar{{"198.51.100.20", TimePoint{Seconds{1700000300}}}};
+  StoreBatch batch;
+  batch.put_unfamiliar_states = {{"bob", sliding_failures()}};
+  batch.put_familiar_sources = {{"bob", familiar}};
+  store->commit(batch);
+  EXPECT_EQ(store->load_unfamiliar_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"bob", sliding_failures()}}));
+  EXPECT_EQ(store->load_familiar_sources(),
+            (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"bob", familiar}}));
+  store.reset();
   RawDatabase raw(path_);
   EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
 }

@@ -35,6 +35,7 @@ void StderrEventLog::record(const LockEvent& event) {
   if (event.locked_until) line += " locked_until=\"" + format_time(*event.locked_until) + "\"";
   if (e.admin_uid) line += " admin_uid=" + std::to_string(*e.admin_uid);
   if (!e.detail.empty()) line += " detail=\"" + escaped(e.detail) + "\"";
+  if (!event.scope.empty()) line += " scope=" + event.scope;
   const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock;
   log(warning ? LogLevel::warning : LogLevel::info, line);
 }

@@ -148,8 +148,8 @@ void print_status(const json& status) {
     } else if (scopes.size() == 1 && scopes[0] == "familiar") {
       locked_text += ", for familiar sources only";
     } else if (scopes.size() == 1) {
-      locked_text = "yes (" + text_of(status["unfamiliar"]["lock"]) +
-                    "), for unfamiliar sources only";
+      locked_text =
+          "yes (" + text_of(status["unfamiliar"]["lock"]) + "), for unfamiliar sources only";
     }
   }
   std::vector<std::vector<std::string>> lines{

@@ -150,7 +150,8 @@ void LockoutService::load_from_store() {
   // The extras first, so that put_in_memory() indexes a user locked for
   // unfamiliar sources only.
   for (auto& [user, state] : store_.load_unfamiliar_states()) {
-    if (auto expiry = policy_.next_expiry(state)) loaded.unfamiliar_expiries_.emplace(*expiry, user);
+    if (auto expiry = policy_.next_expiry(state))
+      loaded.unfamiliar_expiries_.emplace(*expiry, user);
     loaded.unfamiliar_.emplace_hint(loaded.unfamiliar_.end(), std::move(user), std::move(state));
   }
   for (auto& [user, sources] : store_.load_familiar_sources()) {
@@ -288,8 +289,7 @@ void LockoutService::stage_unfamiliar(const std::string& user, const UserState& 
 }
 
 void LockoutService::stage_familiar(const std::string& user,
-                                    const std::vector<FamiliarSource>& sources,
-                                    PendingWork& work) {
+                                    const std::vector<FamiliarSource>& sources, PendingWork& work) {
   const auto found = familiar_.find(user);
   if (sources.empty()) {
     if (found == familiar_.end()) return;
@@ -565,8 +565,7 @@ std::optional<TimePoint> LockoutService::next_expiry() const {
   if (!source_expiries_.empty() && (!next || source_expiries_.begin()->first < *next)) {
     next = source_expiries_.begin()->first;
   }
-  if (!unfamiliar_expiries_.empty() &&
-      (!next || unfamiliar_expiries_.begin()->first < *next)) {
+  if (!unfamiliar_expiries_.empty() && (!next || unfamiliar_expiries_.begin()->first < *next)) {
     next = unfamiliar_expiries_.begin()->first;
   }
   return next;

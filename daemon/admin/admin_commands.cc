@@ -218,10 +218,10 @@ json report_json(const UserReport& report) {
   out["locked_scopes"] = std::move(scopes);
   json familiar = json::array();
   for (const FamiliarSource& source : report.familiar) {
-    familiar.push_back(json{{"source", source.key},
-                            {"last_success", to_iso8601(source.last_success)},
-                            {"familiar_until", to_iso8601(source.last_success +
-                                                          report.familiar_memory)}});
+    familiar.push_back(
+        json{{"source", source.key},
+             {"last_success", to_iso8601(source.last_success)},
+             {"familiar_until", to_iso8601(source.last_success + report.familiar_memory)}});
   }
   out["familiar_sources"] = std::move(familiar);
   return out;

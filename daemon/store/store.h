@@ -86,7 +86,7 @@ struct AnsweredEvent {
   std::uint64_t id = 0;
   std::uint32_t peer_uid = 0;
   std::string user;
-  std::uint8_t type = 0;     // protocol::MessageType
+  std::uint8_t type = 0;  // protocol::MessageType
   TimePoint time{};
   std::string answer_frame;  // the answer, as protocol::encode_answer wrote it
 

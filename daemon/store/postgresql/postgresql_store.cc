@@ -535,7 +535,8 @@ PostgresqlStore::load_familiar_sources() {
   std::vector<std::pair<std::string, std::vector<FamiliarSource>>> users;
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
     std::string user = text(rows, r, 0);
-    if (users.empty() || users.back().first != user) users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
+    if (users.empty() || users.back().first != user)
+      users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
     users.back().second.push_back(FamiliarSource{text(rows, r, 1), from_unix(int64(rows, r, 2))});
   }
   return users;

@@ -62,8 +62,7 @@ class PostgresqlStore final : public Store {
   std::vector<std::pair<std::string, UserState>> load_states() override;
   std::vector<std::pair<std::string, UserState>> load_sources() override;
   std::vector<std::pair<std::string, UserState>> load_unfamiliar_states() override;
-  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources()
-      override;
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources() override;
   // A batch names each user at most once across put_states and
   // delete_states; when a user is in both, the delete wins (as SQLite).
   void commit(const StoreBatch& batch) override;

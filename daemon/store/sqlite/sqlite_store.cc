@@ -650,13 +650,14 @@ std::string SqliteStore::file_problem() {
   if (fstat(identity_fd_, &opened) != 0) {
     problem_ = path_ + ": cannot check the open database file: " + std::strerror(errno);
   } else if (::stat(path_.c_str(), &named) != 0) {
-    problem_ = path_ +
-               (opened.st_nlink == 0
-                    ? std::string(": the database file was deleted while acctlockd had it open")
-                    : ": the database file was moved away while acctlockd had it open (" +
-                          std::string(std::strerror(errno)) + ")");
+    problem_ =
+        path_ + (opened.st_nlink == 0
+                     ? std::string(": the database file was deleted while acctlockd had it open")
+                     : ": the database file was moved away while acctlockd had it open (" +
+                           std::string(std::strerror(errno)) + ")");
   } else if (named.st_dev != opened.st_dev || named.st_ino != opened.st_ino) {
-    problem_ = path_ + ": the database file was replaced by another file while acctlockd had it open";
+    problem_ =
+        path_ + ": the database file was replaced by another file while acctlockd had it open";
   }
   if (!problem_.empty()) {
     problem_ += "; nothing more can be saved to it: restart acctlockd";
@@ -790,7 +791,8 @@ SqliteStore::load_familiar_sources() {
   std::vector<std::pair<std::string, std::vector<FamiliarSource>>> users;
   while (select.step("reading familiar sources")) {
     std::string user = select.text(0);
-    if (users.empty() || users.back().first != user) users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
+    if (users.empty() || users.back().first != user)
+      users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
     users.back().second.push_back(FamiliarSource{select.text(1), select.time(2)});
   }
   return users;

@@ -54,8 +54,7 @@ class SqliteStore final : public Store {
   void for_each_state(const std::function<void(std::string, UserState)>& visit) override;
   std::vector<std::pair<std::string, UserState>> load_sources() override;
   std::vector<std::pair<std::string, UserState>> load_unfamiliar_states() override;
-  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources()
-      override;
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources() override;
 
   // A batch should name each user at most once across put_states and
   // delete_states: the batch does not record their relative order. When a
@@ -89,7 +88,7 @@ class SqliteStore final : public Store {
   explicit SqliteStore(std::string path);
 
   std::string path_;
-  int identity_fd_ = -1;    // the database file as opened, for file_problem()
+  int identity_fd_ = -1;      // the database file as opened, for file_problem()
   std::mutex problem_mutex_;  // guards problem_
   std::string problem_;
   std::mutex write_mutex_;  // guards writer_

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include <gmock/gmock.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -477,9 +477,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(
-        "ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; " +
-        std::string(kDropSchema6) + "PRAGMA user_version = 3;");
+    raw.exec("ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE source_state; " +
+             std::string(kDropSchema6) + "PRAGMA user_version = 3;");
   }
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent

@@ -412,8 +412,9 @@ TEST_P(StoreBehaviour, FamiliarSourcesAndUnfamiliarStatesRoundTripAndSurviveReop
   change.put_familiar_sources = {{"alice", alice_now}, {"bob", {}}};
   store->commit(change);
   EXPECT_TRUE(store->load_unfamiliar_states().empty());
-  EXPECT_EQ(store->load_familiar_sources(),
-            (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"alice", alice_now}}));
+  EXPECT_EQ(
+      store->load_familiar_sources(),
+      (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"alice", alice_now}}));
   // The user's own state is untouched by either.
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()}}));
 }

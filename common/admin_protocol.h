@@ -26,9 +26,12 @@ namespace acctlock::admin {
 // tells a client which version the daemon speaks: a version 2 daemon would
 // ignore "for" and lock for good, so the command asks first. Version 4
 // refuses argument keys a command does not take instead of ignoring them.
-// Version 5 adds `sources` and `unlock_source` (issue 11).
+// Version 5 adds `sources` and `unlock_source` (issue 11). Version 6 adds
+// the familiar-source keys to the status object (`lockout_scope`,
+// `locked_scopes`, `unfamiliar`, `familiar_sources`) and lists a user locked
+// for unfamiliar sources only in `list --locked` (issue 11).
 // docs/protocol.md lists what each version changed.
-inline constexpr int kProtocolVersion = 5;
+inline constexpr int kProtocolVersion = 6;
 
 // The version that added `sources` and `unlock_source`: an older daemon
 // answers them `unsupported`, which the command turns into "too old".

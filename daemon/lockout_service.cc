@@ -709,7 +709,14 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
     bool extras_left = false;
     if (const auto familiar = familiar_.find(it->first); familiar != familiar_.end()) {
       std::vector<FamiliarSource> sources = familiar->second;
-      if (familiar_policy_.forget_old(sources, now)) stage_familiar(it->first, sources, work);
+      bool changed = familiar_policy_.forget_old(sources, now);
+      // A familiar_sources_max lowered by a reload applies here too.
+      const std::size_t max = std::max<std::uint32_t>(familiar_policy_.rules().max_per_user, 1);
+      if (sources.size() > max) {
+        sources.resize(max);
+        changed = true;
+      }
+      if (changed) stage_familiar(it->first, sources, work);
       extras_left = !sources.empty();
     }
     if (const auto unfamiliar = unfamiliar_.find(it->first); unfamiliar != unfamiliar_.end()) {

@@ -122,12 +122,40 @@ std::string until_column(const json& status) {
   return local_time_of(status["locked_until"]);
 }
 
+// One scope's lock in a line: "locked (failures) until ..., 3 failure(s)".
+std::string scope_line(const json& lock) {
+  std::string line;
+  if (lock.value("locked", false)) {
+    line = "locked (" + text_of(lock["lock"]) + ") " +
+           (lock["locked_until"].is_null() ? std::string("until an admin unlocks it")
+                                           : "until " + local_time_of(lock["locked_until"], true));
+  } else {
+    line = "not locked";
+  }
+  return line + ", " + text_of(lock["failures"]) + " failure(s)";
+}
+
 void print_status(const json& status) {
   const bool locked = status.value("locked", false);
+  // lockout_scope = unfamiliar (a daemon before it sends no such key): the
+  // top level is the familiar sources' state.
+  const bool scoped = status.value("lockout_scope", "account") == "unfamiliar";
+  std::string locked_text = locked ? "yes (" + text_of(status["lock"]) + ")" : "no";
+  if (scoped && status.contains("locked_scopes")) {
+    const json& scopes = status["locked_scopes"];
+    if (scopes.size() == 2) {
+      locked_text += ", for familiar and unfamiliar sources";
+    } else if (scopes.size() == 1 && scopes[0] == "familiar") {
+      locked_text += ", for familiar sources only";
+    } else if (scopes.size() == 1) {
+      locked_text =
+          "yes (" + text_of(status["unfamiliar"]["lock"]) + "), for unfamiliar sources only";
+    }
+  }
   std::vector<std::vector<std::string>> lines{
       {"User:", text_of(status["user"])},
-      {"Locked:", locked ? "yes (" + text_of(status["lock"]) + ")" : "no"},
-      {"Failures:", text_of(status["failures"])},
+      {"Locked:", locked_text},
+      {"Failures:", text_of(status["failures"]) + (scoped ? " (from familiar sources)" : "")},
       {"Lockout level:", text_of(status["level"])},
       {"Last failure:", local_time_of(status["last_failure"], true)},
   };
@@ -140,6 +168,20 @@ void print_status(const json& status) {
   if (status.value("manual", false)) {
     lines.push_back({"Locked by uid:", text_of(status["locked_by_uid"])});
     lines.push_back({"Reason:", text_of(status["reason"])});
+  }
+  if (scoped) {
+    lines.push_back({"Lockout scope:", "unfamiliar"});
+    if (status.contains("unfamiliar") && status["unfamiliar"].is_object()) {
+      lines.push_back({"Unfamiliar:", scope_line(status["unfamiliar"])});
+    }
+  }
+  if (status.contains("familiar_sources") && !status["familiar_sources"].empty()) {
+    std::string label = "Familiar from:";
+    for (const auto& source : status["familiar_sources"]) {
+      lines.push_back({label, text_of(source["source"]) + ", last login " +
+                                  local_time_of(source["last_success"], true)});
+      label.clear();
+    }
   }
   for (const auto& line : lines) {
     std::cout << line[0] << std::string(16 - line[0].size(), ' ') << line[1] << '\n';

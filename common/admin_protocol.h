@@ -27,8 +27,11 @@ namespace acctlock::admin {
 // ignore "for" and lock for good, so the command asks first. Version 4
 // refuses argument keys a command does not take instead of ignoring them.
 // Version 5 adds `sources` and `unlock_source` (issue 11). Version 6 adds
-// `lock_source` and `source_status`, IPv4 prefixes as sources, and
-// blocked-source figures in `stats`.
+// `lock_source` and `source_status`, IPv4 prefixes as sources,
+// blocked-source figures in `stats`, the familiar-source keys of the status
+// object (`lockout_scope`, `locked_scopes`, `unfamiliar`,
+// `familiar_sources`), and lists a user locked for unfamiliar sources only
+// in `list --locked` (issue 11).
 // docs/protocol.md lists what each version changed.
 inline constexpr int kProtocolVersion = 6;
 

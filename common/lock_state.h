@@ -57,6 +57,16 @@ struct UserState {
   bool operator==(const UserState&) const = default;
 };
 
+// One source a user has logged in from (issue 11, lockout_scope): the
+// normalised source key (daemon/policy/source_policy.h) and the time of the
+// newest successful login from it.
+struct FamiliarSource {
+  std::string key;
+  TimePoint last_success{};
+
+  bool operator==(const FamiliarSource&) const = default;
+};
+
 // The answer to "is this user locked?" at one moment.
 struct LockStatus {
   LockKind kind = LockKind::none;

@@ -106,6 +106,7 @@ class Daemon {
                     why + "); they still count for the lockout");
       });
       service_->set_spray_rules(config_.options.spray);
+      service_->set_familiar_rules(config_.options.familiar_sources);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -282,6 +283,7 @@ class Daemon {
     snapshot.locked_failures = locked.failures;
     snapshot.locked_permanent = locked.permanent;
     snapshot.locked_manual = locked.manual;
+    snapshot.locked_unfamiliar_scope = locked.unfamiliar_scope;
     snapshot.tracked_users = service_->tracked_users();
     snapshot.tracked_sources = service_->tracked_sources();
     for (const auto& report :
@@ -388,6 +390,7 @@ class Daemon {
       service_->set_source_rules(applied.source_rules, applied.max_tracked_sources);
       service_->set_history_limits(history_limits(applied));
       if (applied.spray != previous_spray) service_->set_spray_rules(applied.spray);
+      service_->set_familiar_rules(applied.familiar_sources);
       schedule_expiry();
       log_notice("reloaded " + config_.config_path);
       // A shorter retention applies now, not at the next hourly prune.

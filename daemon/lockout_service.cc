@@ -24,6 +24,14 @@ StoreBatch PendingWork::to_store_batch() const {
       batch.delete_sources.push_back(source);
     }
   }
+  for (const auto& [user, state] : unfamiliar) {
+    if (state) {
+      batch.put_unfamiliar_states.emplace_back(user, *state);
+    } else {
+      batch.delete_unfamiliar_states.push_back(user);
+    }
+  }
+  for (const auto& [user, list] : familiar) batch.put_familiar_sources.emplace_back(user, list);
   batch.history = history;
   batch.answered = answered;
   batch.forget_answered_before = forget_answered_before;
@@ -120,8 +128,19 @@ void LockoutService::put_in_memory(const std::string& user, const UserState& sta
   } else if (const auto found = earlier_failures_.find(user); found != earlier_failures_.end()) {
     earlier_failures_.erase(found);
   }
+  reindex_locked(user);
+}
+
+void LockoutService::reindex_locked(const std::string& user) {
+  bool locked = false;
+  if (const auto found = states_.find(user); found != states_.end()) {
+    locked = found->second.failure_lock || found->second.manual_lock;
+  }
+  if (const auto found = unfamiliar_.find(user); found != unfamiliar_.end()) {
+    locked = locked || found->second.failure_lock.has_value();
+  }
   const auto indexed = locked_.find(user);
-  if (state.failure_lock || state.manual_lock) {
+  if (locked) {
     if (indexed == locked_.end()) locked_.insert(user);
   } else if (indexed != locked_.end()) {
     locked_.erase(indexed);
@@ -139,10 +158,17 @@ LockoutService::StateMap::iterator LockoutService::erase_from_memory(StateMap::i
       earlier_failures_.erase(times);
     }
   }
-  if (found->second.failure_lock || found->second.manual_lock) {
-    if (const auto indexed = locked_.find(found->first); indexed != locked_.end()) {
-      locked_.erase(indexed);
+  if (const auto unfamiliar = unfamiliar_.find(found->first); unfamiliar != unfamiliar_.end()) {
+    if (const auto expiry = policy_.next_expiry(unfamiliar->second)) {
+      unfamiliar_expiries_.erase({*expiry, found->first});
     }
+    unfamiliar_.erase(unfamiliar);
+  }
+  if (const auto familiar = familiar_.find(found->first); familiar != familiar_.end()) {
+    familiar_.erase(familiar);
+  }
+  if (const auto indexed = locked_.find(found->first); indexed != locked_.end()) {
+    locked_.erase(indexed);
   }
   return states_.erase(found);
 }
@@ -153,10 +179,30 @@ void LockoutService::load_from_store() {
   // each is appended at the end of the tree and memory never holds two
   // copies of a million users.
   LockoutService loaded(policy_.rules(), store_);
+  // The extras first, so that put_in_memory() indexes a user locked for
+  // unfamiliar sources only.
+  for (auto& [user, state] : store_.load_unfamiliar_states()) {
+    if (auto expiry = policy_.next_expiry(state))
+      loaded.unfamiliar_expiries_.emplace(*expiry, user);
+    loaded.unfamiliar_.emplace_hint(loaded.unfamiliar_.end(), std::move(user), std::move(state));
+  }
+  for (auto& [user, sources] : store_.load_familiar_sources()) {
+    loaded.familiar_.emplace_hint(loaded.familiar_.end(), std::move(user), std::move(sources));
+  }
   store_.for_each_state([&](std::string user, UserState state) {
     if (auto expiry = policy_.next_expiry(state)) loaded.expiries_.emplace(*expiry, user);
     loaded.put_in_memory(user, state, loaded.states_.end());
   });
+  // Extras without a user_state row (written by hand, or by a daemon that
+  // stopped between... never in one batch, but a row is cheap): the user
+  // gets an idle main state, so that pages and the sweep find them.
+  const auto add_missing = [&](const std::string& user) {
+    if (loaded.states_.find(user) == loaded.states_.end()) {
+      loaded.put_in_memory(user, UserState{}, loaded.states_.end());
+    }
+  };
+  for (const auto& [user, state] : loaded.unfamiliar_) add_missing(user);
+  for (const auto& [user, sources] : loaded.familiar_) add_missing(user);
   SourceMap sources;
   for (auto& [key, state] : store_.load_sources()) {
     sources.emplace_hint(sources.end(), std::move(key), SourceEntry{std::move(state), {}, false});
@@ -174,6 +220,9 @@ void LockoutService::load_from_store() {
   earlier_failures_ = std::move(loaded.earlier_failures_);
   locked_ = std::move(loaded.locked_);
   expiries_ = std::move(loaded.expiries_);
+  unfamiliar_ = std::move(loaded.unfamiliar_);
+  unfamiliar_expiries_ = std::move(loaded.unfamiliar_expiries_);
+  familiar_ = std::move(loaded.familiar_);
   sweep_cursor_.clear();
   // Ids answered before a failed commit are not in the store: forgetting
   // them here makes their resend count, which is right, since the event was
@@ -220,6 +269,71 @@ void LockoutService::set_source_rules(const SourceRules& rules, std::size_t max_
   // read differently (unlock_time is kept in each block's end already).
   for (auto it = sources_.begin(); it != sources_.end(); ++it) unindex_source(it);
   for (auto it = sources_.begin(); it != sources_.end(); ++it) index_source(it);
+}
+
+void LockoutService::set_familiar_rules(const FamiliarSourceRules& rules) {
+  familiar_policy_ = FamiliarSourcePolicy(rules);
+}
+
+UserState LockoutService::unfamiliar_of(std::string_view user) const {
+  const auto found = unfamiliar_.find(user);
+  return found == unfamiliar_.end() ? UserState{} : found->second;
+}
+
+std::vector<FamiliarSource> LockoutService::familiar_of(std::string_view user) const {
+  const auto found = familiar_.find(user);
+  return found == familiar_.end() ? std::vector<FamiliarSource>{} : found->second;
+}
+
+UserScope LockoutService::scope_of(const std::optional<Source>& source, const std::string& user,
+                                   TimePoint now) const {
+  const LockoutScope mode = familiar_policy_.rules().scope;
+  if (mode == LockoutScope::account) return UserScope::account;
+  // An attempt without a usable source (an rhost that is no name) is never
+  // from a familiar one.
+  bool familiar = false;
+  if (source) {
+    if (const auto found = familiar_.find(user); found != familiar_.end()) {
+      familiar = familiar_policy_.is_familiar(found->second, source->key, now);
+    }
+  }
+  return user_scope_for(mode, familiar);
+}
+
+void LockoutService::stage_unfamiliar(const std::string& user, const UserState& state,
+                                      TimePoint now, PendingWork& work) {
+  const auto found = unfamiliar_.find(user);
+  if (found != unfamiliar_.end()) {
+    if (const auto expiry = policy_.next_expiry(found->second)) {
+      unfamiliar_expiries_.erase({*expiry, user});
+    }
+  }
+  if (!state.failure_lock && idle_under_every_rule(state, now)) {
+    if (found != unfamiliar_.end()) {
+      unfamiliar_.erase(found);
+      work.unfamiliar.insert_or_assign(user, std::nullopt);
+    }
+  } else {
+    unfamiliar_.insert_or_assign(found, user, state);
+    work.unfamiliar.insert_or_assign(user, state);
+    if (const auto expiry = policy_.next_expiry(state)) {
+      unfamiliar_expiries_.emplace(*expiry, user);
+      if (on_new_expiry_) on_new_expiry_(*expiry);
+    }
+  }
+  reindex_locked(user);
+}
+
+void LockoutService::stage_familiar(const std::string& user,
+                                    const std::vector<FamiliarSource>& sources, PendingWork& work) {
+  const auto found = familiar_.find(user);
+  if (sources.empty()) {
+    if (found == familiar_.end()) return;
+    familiar_.erase(found);
+  } else {
+    familiar_.insert_or_assign(found, user, sources);
+  }
+  work.familiar.insert_or_assign(user, sources);
 }
 
 void LockoutService::set_groups(std::string admin_group, std::string exempt_group) {
@@ -282,8 +396,19 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   // else, so that a spray of invented names creates no user state.
   if (request.user_unknown) return combined(answer_for(LockStatus{}, UserState{}));
 
+  // The source makes the attempt familiar or not (lockout_scope =
+  // unfamiliar); a success reported by root makes it familiar for the next.
+  const UserScope scope = scope_of(source, request.user, now);
+  const bool scoped = scope != UserScope::account;
+  // Sources are remembered only while lockout_scope = unfamiliar: with
+  // `account` they would decide nothing, and every login would write.
+  // Nor does a success from a blocked source: it is refused, not a login.
+  const bool remembers_source = source && may_reset && !source_lock.locked() &&
+                                request.type == MessageType::success &&
+                                familiar_policy_.rules().scope == LockoutScope::unfamiliar;
+
   const auto found = states_.find(request.user);
-  if (found == states_.end() && request.type != MessageType::failure) {
+  if (found == states_.end() && request.type != MessageType::failure && !remembers_source) {
     // Nothing known: a check or a success has nothing to change or record
     // beyond the history line.
     if (request.type == MessageType::success) {
@@ -293,59 +418,121 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
     return combined(answer_for(LockStatus{}, UserState{}));
   }
 
-  // Worked on as a copy and written back by stage() only when it changed:
+  // Worked on as copies and written back by stage() only when they changed:
   // a request that changes nothing (root's failure without even_deny_root)
-  // leaves nothing behind.
+  // leaves nothing behind. `state` is the account's (or, scoped, the
+  // familiar sources') and holds the manual lock; `unfamiliar` is the state
+  // of attempts from elsewhere.
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
+  UserState unfamiliar = unfamiliar_of(request.user);
+  std::vector<FamiliarSource> familiar = familiar_of(request.user);
   const auto old_expiry = policy_.next_expiry(state);
   const UserState before = state;
+  const UserState unfamiliar_before = unfamiliar;
+  const std::vector<FamiliarSource> familiar_before = familiar;
+  // The events of this request name the scope they concern.
+  const auto with_scope = [&](UserScope event_scope) {
+    if (scoped) work.events.back().scope = std::string(to_string(event_scope));
+  };
+  const auto scope_detail = [&](UserScope event_scope, std::string detail) {
+    if (!scoped) return detail;
+    const std::string text = "scope " + std::string(to_string(event_scope));
+    return detail.empty() ? text : detail + "; " + text;
+  };
   // The request is judged by its service's rule (the global one without a
   // [service] section for it): window, deny, the lock's length, its view of
   // a lock another rule set.
   const LockoutPolicy& rule = policy_for(request.service);
   if (rule.settle(state, now)) {
     // The lock ran out on its own; this request only noticed it.
-    add_event(work, request.user, HistoryEvent::expired, EventOrigin{}, before, now);
+    add_event(work, request.user, HistoryEvent::expired, EventOrigin{}, before, now, {},
+              scope_detail(scoped ? UserScope::familiar : UserScope::account, {}));
+    with_scope(UserScope::familiar);
   }
+  if (rule.settle(unfamiliar, now)) {
+    add_event(work, request.user, HistoryEvent::expired, EventOrigin{}, unfamiliar_before, now, {},
+              "scope unfamiliar");
+    work.events.back().scope = "unfamiliar";
+  }
+  // The failure state this attempt counts in.
+  UserState& counted = scope == UserScope::unfamiliar ? unfamiliar : state;
 
   switch (request.type) {
     case MessageType::failure: {
+      if (&counted != &state && state.manual_lock) {
+        // An admin's lock covers every scope: nothing more to count.
+        add_event(work, request.user, HistoryEvent::failure, origin, counted, now, {},
+                  scope_detail(scope, "while locked"));
+        with_scope(scope);
+        break;
+      }
       bool treated_like_root = is_root;
       bool never_lock = false;
-      if (rule.failure_would_lock(state, now)) {
+      if (rule.failure_would_lock(counted, now)) {
         never_lock = in_group(request.user, exempt_group_);
         treated_like_root = treated_like_root || in_group(request.user, admin_group_);
       }
-      const auto outcome = rule.record_failure(state, treated_like_root, now, never_lock);
+      const auto outcome = rule.record_failure(counted, treated_like_root, now, never_lock);
       add_event(work, request.user,
-                outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, state,
-                now, {}, outcome.counted ? std::string() : std::string("while locked"));
+                outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, counted,
+                now, {},
+                scope_detail(scope, outcome.counted ? std::string() : std::string("while locked")));
+      with_scope(scope);
       break;
     }
     case MessageType::success: {
       if (refused_success_detail) {
-        add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
-                  refused_success_detail);
+        add_event(work, request.user, HistoryEvent::success, origin, counted, now, {},
+                  scope_detail(scope, refused_success_detail));
+        with_scope(scope);
         break;
       }
-      const auto outcome = rule.record_success(state, now);
-      add_event(work, request.user, HistoryEvent::success, origin, state, now, {},
-                outcome.ignored_while_locked ? std::string("while locked") : std::string());
+      if (&counted != &state && state.manual_lock) {
+        add_event(work, request.user, HistoryEvent::success, origin, counted, now, {},
+                  scope_detail(scope, "while locked"));
+        with_scope(scope);
+        break;
+      }
+      const auto outcome = rule.record_success(counted, now);
+      add_event(work, request.user, HistoryEvent::success, origin, counted, now, {},
+                scope_detail(scope, outcome.ignored_while_locked ? std::string("while locked")
+                                                                 : std::string()));
+      with_scope(scope);
+      // Only root's word makes a source familiar (remembers_source needs
+      // may_reset): any local user can name any rhost in a report about
+      // their own account, and a source they made familiar would escape the
+      // unfamiliar lock an attacker there caused. A success while the
+      // attempt's scope is locked changes nothing, here too.
+      if (remembers_source && !outcome.ignored_while_locked) {
+        familiar_policy_.remember_success(familiar, source->key, now);
+      }
       break;
     }
-    case MessageType::password_changed:
-      if (policy_.lift_failure_lock(state, now)) {
+    case MessageType::password_changed: {
+      // A new password lifts the failure locks of every scope.
+      const bool lifted = policy_.lift_failure_lock(state, now);
+      const bool lifted_unfamiliar = policy_.lift_failure_lock(unfamiliar, now);
+      if (lifted || lifted_unfamiliar) {
         add_event(work, request.user, HistoryEvent::password_changed, origin, state, now);
       }
       break;
+    }
     case MessageType::check:
     case MessageType::answer:
       break;
   }
 
-  const auto status = rule.verdict(state, now);
+  // The verdict of the attempt's scope; a manual lock covers them all.
+  LockStatus status = rule.verdict(state, now);
+  if (scope == UserScope::unfamiliar && status.kind != LockKind::manual) {
+    status = rule.verdict(unfamiliar, now);
+  }
   auto answer = answer_for(status, state);
-  if (state != before) stage(request.user, old_expiry, state, now, work);
+  if (state != before || unfamiliar != unfamiliar_before || familiar != familiar_before) {
+    if (unfamiliar != unfamiliar_before) stage_unfamiliar(request.user, unfamiliar, now, work);
+    if (familiar != familiar_before) stage_familiar(request.user, familiar, work);
+    stage(request.user, old_expiry, state, now, work);
+  }
   return combined(std::move(answer));
 }
 
@@ -373,6 +560,29 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
       if (expiry && *expiry > now) index_source(found);
     }
   }
+  while (!unfamiliar_expiries_.empty() && unfamiliar_expiries_.begin()->first <= now) {
+    const std::string user = unfamiliar_expiries_.begin()->second;
+    const auto found = unfamiliar_.find(user);
+    if (found == unfamiliar_.end()) {
+      unfamiliar_expiries_.erase(unfamiliar_expiries_.begin());
+      continue;
+    }
+    UserState state = found->second;
+    const UserState before = state;
+    if (policy_.settle(state, now)) {
+      add_event(work, user, HistoryEvent::expired, EventOrigin{}, before, now, {},
+                "scope unfamiliar");
+      work.events.back().scope = "unfamiliar";
+    }
+    if (state != before) {
+      stage_unfamiliar(user, state, now, work);
+    } else {
+      unfamiliar_expiries_.erase(unfamiliar_expiries_.begin());
+      if (auto expiry = policy_.next_expiry(state); expiry && *expiry > now) {
+        unfamiliar_expiries_.emplace(*expiry, user);
+      }
+    }
+  }
   while (!expiries_.empty() && expiries_.begin()->first <= now) {
     const std::string user = expiries_.begin()->second;
     const auto found = states_.find(user);
@@ -384,7 +594,10 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
     const auto old_expiry = policy_.next_expiry(state);
     const UserState before = state;
     if (policy_.settle(state, now)) {
-      add_event(work, user, HistoryEvent::expired, EventOrigin{}, before, now);
+      const bool scoped = familiar_policy_.rules().scope == LockoutScope::unfamiliar;
+      add_event(work, user, HistoryEvent::expired, EventOrigin{}, before, now, {},
+                scoped ? "scope familiar" : "");
+      if (scoped) work.events.back().scope = "familiar";
     }
     if (state != before) {
       stage(user, old_expiry, state, now, work);
@@ -405,6 +618,9 @@ std::optional<TimePoint> LockoutService::next_expiry() const {
   if (!source_expiries_.empty() && (!next || source_expiries_.begin()->first < *next)) {
     next = source_expiries_.begin()->first;
   }
+  if (!unfamiliar_expiries_.empty() && (!next || unfamiliar_expiries_.begin()->first < *next)) {
+    next = unfamiliar_expiries_.begin()->first;
+  }
   return next;
 }
 
@@ -414,8 +630,16 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
   if (found == states_.end()) return false;
   UserState state = unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
-  const bool was_locked = policy_.status(state, now).locked();
+  UserState unfamiliar = unfamiliar_of(user);
+  const bool was_locked =
+      policy_.status(state, now).locked() || policy_.status(unfamiliar, now).locked();
   policy_.unlock(state);
+  // Both scopes (lockout_scope = unfamiliar): an admin's unlock is for the
+  // account. The familiar sources stay: they are not a lock.
+  if (unfamiliar_.find(user) != unfamiliar_.end()) {
+    policy_.unlock(unfamiliar);
+    stage_unfamiliar(user, unfamiliar, now, work);
+  }
   // The event says what happened to the account, whichever command did it:
   // a consumer watching for lifted locks must see a --reset that lifted one.
   add_event(work, user, was_locked ? HistoryEvent::unlocked : HistoryEvent::reset, EventOrigin{},
@@ -469,7 +693,30 @@ std::optional<UserReport> LockoutService::report(const std::string& user, TimePo
   if (found == states_.end()) return std::nullopt;
   UserState state = unpack(*found);
   policy_.settle(state, now);
-  return UserReport{user, policy_.status(state, now), state};
+  UserReport report{user, policy_.status(state, now), state};
+  fill_scopes(report, now);
+  return report;
+}
+
+void LockoutService::fill_scopes(UserReport& report, TimePoint now) const {
+  report.scope = familiar_policy_.rules().scope;
+  report.familiar_memory = familiar_policy_.rules().memory;
+  if (const auto found = unfamiliar_.find(report.user); found != unfamiliar_.end()) {
+    report.unfamiliar_state = found->second;
+    policy_.settle(report.unfamiliar_state, now);
+    // Read as a lock only where it locks: with lockout_scope = account an
+    // old unfamiliar-source state decides nothing.
+    if (report.scope == LockoutScope::unfamiliar) {
+      report.unfamiliar_status = policy_.status(report.unfamiliar_state, now);
+    } else {
+      report.unfamiliar_status.failures = report.unfamiliar_state.failures;
+      report.unfamiliar_status.level = report.unfamiliar_state.level;
+    }
+  }
+  if (const auto found = familiar_.find(report.user); found != familiar_.end()) {
+    report.familiar = found->second;
+    familiar_policy_.forget_old(report.familiar, now);
+  }
 }
 
 std::vector<UserReport> LockoutService::page(std::string_view after, std::size_t limit,
@@ -478,9 +725,10 @@ std::vector<UserReport> LockoutService::page(std::string_view after, std::size_t
   const auto add = [&](const StateMap::value_type& entry) {
     UserState state = unpack(entry);
     policy_.settle(state, now);
-    const LockStatus status = policy_.status(state, now);
-    if (locked_only && !status.locked()) return;
-    out.push_back(UserReport{entry.first, status, std::move(state)});
+    UserReport report{entry.first, policy_.status(state, now), std::move(state)};
+    fill_scopes(report, now);
+    if (locked_only && !report.locked_anywhere()) return;
+    out.push_back(std::move(report));
   };
   if (locked_only) {
     for (auto it = locked_.upper_bound(after); it != locked_.end() && out.size() < limit; ++it) {
@@ -509,8 +757,31 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
   while (it != states_.end() && progress.examined < budget) {
     ++progress.examined;
     const MemoryState& m = it->second;
+    // The extras first: forgotten familiar sources go, and an unfamiliar-
+    // source state that is idle (a lock in it is the expiry timer's).
+    bool extras_left = false;
+    if (const auto familiar = familiar_.find(it->first); familiar != familiar_.end()) {
+      std::vector<FamiliarSource> sources = familiar->second;
+      bool changed = familiar_policy_.forget_old(sources, now);
+      // A familiar_sources_max lowered by a reload applies here too.
+      const std::size_t max = std::max<std::uint32_t>(familiar_policy_.rules().max_per_user, 1);
+      if (sources.size() > max) {
+        sources.resize(max);
+        changed = true;
+      }
+      if (changed) stage_familiar(it->first, sources, work);
+      extras_left = !sources.empty();
+    }
+    if (const auto unfamiliar = unfamiliar_.find(it->first); unfamiliar != unfamiliar_.end()) {
+      if (!unfamiliar->second.failure_lock && idle_under_every_rule(unfamiliar->second, now)) {
+        stage_unfamiliar(it->first, UserState{}, now, work);
+      } else {
+        extras_left = true;
+      }
+    }
     // A lock is never swept: its end is the expiry timer's to announce.
-    if (!m.failure_lock && !m.manual_lock && idle_under_every_rule(unpack(*it), now)) {
+    if (!extras_left && !m.failure_lock && !m.manual_lock &&
+        idle_under_every_rule(unpack(*it), now)) {
       work.states.insert_or_assign(it->first, std::nullopt);
       it = erase_from_memory(it);
       ++progress.removed;
@@ -554,6 +825,12 @@ LockoutService::LockedCounts LockoutService::locked_counts(TimePoint now) const 
   // The locked index, not every tracked user: a scrape during a spray of a
   // million names costs the number of locked accounts.
   for (const auto& user : locked_) {
+    if (familiar_policy_.rules().scope == LockoutScope::unfamiliar) {
+      if (const auto unfamiliar = unfamiliar_.find(user);
+          unfamiliar != unfamiliar_.end() && policy_.status(unfamiliar->second, now).locked()) {
+        ++counts.unfamiliar_scope;
+      }
+    }
     const auto found = states_.find(user);
     if (found == states_.end()) continue;
     switch (policy_.status(unpack(*found), now).kind) {
@@ -588,7 +865,7 @@ void LockoutService::stage(const std::string& user, const std::optional<TimePoin
                            const UserState& state, TimePoint now, PendingWork& work) {
   if (old_expiry) expiries_.erase({*old_expiry, user});
   const auto found = states_.find(user);
-  if (idle_under_every_rule(state, now)) {
+  if (idle_under_every_rule(state, now) && !has_extras(user)) {
     work.states.insert_or_assign(user, std::nullopt);
     if (found != states_.end()) erase_from_memory(found);
     return;

@@ -53,14 +53,20 @@ struct PendingWork {
   // The history rows the events become, after the history caps
   // (HistoryBudget::admit): one each, or one more event of an aggregate.
   std::vector<HistoryEntry> history;
+  // lockout_scope = unfamiliar: users' unfamiliar-source states (nullopt
+  // deletes), and users' familiar sources (the whole list; empty deletes).
+  std::unordered_map<std::string, std::optional<UserState>> unfamiliar;
+  std::unordered_map<std::string, std::vector<FamiliarSource>> familiar;
   std::vector<AnsweredEvent> answered;  // event ids and their answers
   std::optional<TimePoint> forget_answered_before;
 
   bool empty() const {
-    return states.empty() && sources.empty() && events.empty() && answered.empty();
+    return states.empty() && sources.empty() && unfamiliar.empty() && familiar.empty() &&
+           events.empty() && answered.empty();
   }
   std::size_t size() const {
-    return states.size() + sources.size() + events.size() + answered.size();
+    return states.size() + sources.size() + unfamiliar.size() + familiar.size() + events.size() +
+           answered.size();
   }
 
   // The store's view of this work.
@@ -77,11 +83,23 @@ struct EventOrigin {
   std::optional<std::uint32_t> peer_uid;
 };
 
-// One user's lockout state at a moment, for the admin interface.
+// One user's lockout state at a moment, for the admin interface. `status`
+// and `state` are the account's (lockout_scope = account) or the familiar
+// sources' (unfamiliar), and hold the manual lock in both.
 struct UserReport {
   std::string user;
   LockStatus status;
   UserState state;
+  LockoutScope scope = LockoutScope::account;  // lockout_scope as configured
+  // lockout_scope = unfamiliar: the state of attempts from other sources
+  // (a manual lock shows in `status` and covers these too).
+  LockStatus unfamiliar_status;
+  UserState unfamiliar_state;
+  std::vector<FamiliarSource> familiar;  // newest first, the forgotten ones left out
+  Seconds familiar_memory{};             // familiar_source_memory, for "familiar until"
+
+  // Locked for some source: in either scope.
+  bool locked_anywhere() const { return status.locked() || unfamiliar_status.locked(); }
 };
 
 // One source's state at a moment, for the admin interface.
@@ -122,6 +140,14 @@ class LockoutService {
   const SourceRules& source_rules() const { return source_policy_.rules(); }
   // Spray detection: new rules start a fresh window.
   void set_spray_rules(const SprayRules& rules);
+
+  // lockout_scope, familiar_sources_max and familiar_source_memory (issue
+  // 11). A lower familiar_sources_max or a shorter memory applies to each
+  // user's list when it next changes or the sweep comes by; a user's
+  // unfamiliar-source state is kept when the scope is set back to account
+  // (it then locks nothing) and runs out as usual.
+  void set_familiar_rules(const FamiliarSourceRules& rules);
+  const FamiliarSourceRules& familiar_rules() const { return familiar_policy_.rules(); }
   const LockoutRules& rules() const { return policy_.rules(); }
 
   // admin_group (treated like root) and exempt_group (never locked); empty
@@ -262,6 +288,9 @@ class LockoutService {
     std::uint64_t failures = 0;
     std::uint64_t permanent = 0;
     std::uint64_t manual = 0;
+    // lockout_scope = unfamiliar: users locked for unfamiliar sources by
+    // failures (whatever their familiar scope says).
+    std::uint64_t unfamiliar_scope = 0;
   };
   LockedCounts locked_counts(TimePoint now) const;
 
@@ -298,6 +327,29 @@ class LockoutService {
   void put_in_memory(const std::string& user, const UserState& state, StateMap::iterator hint);
   // Removes `user` from memory and from every index.
   StateMap::iterator erase_from_memory(StateMap::iterator found);
+
+  // The user's extras (lockout_scope = unfamiliar): the state for unfamiliar
+  // sources, the familiar sources. A user with either also has an entry in
+  // states_ (maybe idle), so that pages and the sweep find them.
+  bool has_extras(std::string_view user) const {
+    return unfamiliar_.find(user) != unfamiliar_.end() || familiar_.find(user) != familiar_.end();
+  }
+  UserState unfamiliar_of(std::string_view user) const;
+  std::vector<FamiliarSource> familiar_of(std::string_view user) const;
+  // Stage the extras, memory and indexes in step; stage() the main state
+  // after them, since its idle test looks at them.
+  void stage_unfamiliar(const std::string& user, const UserState& state, TimePoint now,
+                        PendingWork& work);
+  void stage_familiar(const std::string& user, const std::vector<FamiliarSource>& sources,
+                      PendingWork& work);
+  // Keeps `user` in locked_ exactly while a scope of theirs is locked.
+  void reindex_locked(const std::string& user);
+  // The scope fields of a report: the unfamiliar-source state, the familiar
+  // sources, settled to `now`.
+  void fill_scopes(UserReport& report, TimePoint now) const;
+  // Which scope an attempt of `request` belongs to, from its source.
+  UserScope scope_of(const std::optional<Source>& source, const std::string& user,
+                     TimePoint now) const;
 
   // Stages `state` (after a change) for the store: a put, or a delete once it
   // is idle, and keeps memory and the indexes in step.
@@ -343,6 +395,11 @@ class LockoutService {
   void add_source_event(PendingWork& work, HistoryEvent event, const std::string& key,
                         const std::string& user, const EventOrigin& origin, const UserState& state,
                         TimePoint now, std::optional<std::uint32_t> admin_uid = {});
+
+  FamiliarSourcePolicy familiar_policy_{FamiliarSourceRules{}};
+  std::map<std::string, UserState, std::less<>> unfamiliar_;
+  std::set<std::pair<TimePoint, std::string>> unfamiliar_expiries_;
+  std::map<std::string, std::vector<FamiliarSource>, std::less<>> familiar_;
 
   SourcePolicy source_policy_{SourceRules{}};
   SprayDetector spray_detector_;

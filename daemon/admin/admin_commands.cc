@@ -201,37 +201,89 @@ json failure_times_json(const UserState& state) {
   return times;
 }
 
-json report_json(const std::string& user, const LockStatus& status, const UserState& state) {
+// One scope's lock, for `status` and `list`: the keys the top level has
+// always had for the account.
+json lock_json(const LockStatus& status, const UserState& state) {
   std::optional<TimePoint> locked_since;
-  json reason = nullptr;
-  json locked_by_uid = nullptr;
   if (status.kind == LockKind::manual && state.manual_lock) {
     locked_since = state.manual_lock->since;
-    // A lock given without a reason has none: null, as for every other lock.
-    if (!state.manual_lock->reason.empty()) reason = state.manual_lock->reason;
-    locked_by_uid = state.manual_lock->admin_uid;
   } else if (status.locked() && state.failure_lock) {
     locked_since = state.failure_lock->since;
   }
   std::optional<TimePoint> last_failure;
   if (state.failures > 0) last_failure = state.last_failure;
   return json{
-      {"user", user},
       {"locked", status.locked()},
       {"lock", lock_kind_name(status.kind)},
-      {"manual", status.kind == LockKind::manual},
       {"failures", status.failures},
       {"level", status.level},
       {"locked_since", time_or_null(locked_since)},
       {"locked_until", time_or_null(status.until)},
-      {"reason", reason},
-      {"locked_by_uid", locked_by_uid},
       {"last_failure", time_or_null(last_failure)},
   };
 }
 
+// The top level describes the account's state (lockout_scope = account) or
+// the familiar sources' (unfamiliar), which holds the manual lock; with
+// `unfamiliar`, "unfamiliar" holds the other scope's and "locked_scopes"
+// says which are locked (acctlock(8), "status").
+json report_json(const UserReport& report) {
+  const LockStatus& status = report.status;
+  const UserState& state = report.state;
+  json reason = nullptr;
+  json locked_by_uid = nullptr;
+  if (status.kind == LockKind::manual && state.manual_lock) {
+    // A lock given without a reason has none: null, as for every other lock.
+    if (!state.manual_lock->reason.empty()) reason = state.manual_lock->reason;
+    locked_by_uid = state.manual_lock->admin_uid;
+  }
+  json out = lock_json(status, state);
+  out["user"] = report.user;
+  out["manual"] = status.kind == LockKind::manual;
+  out["reason"] = reason;
+  out["locked_by_uid"] = locked_by_uid;
+  const bool scoped = report.scope == LockoutScope::unfamiliar;
+  out["lockout_scope"] = scoped ? "unfamiliar" : "account";
+  json scopes = json::array();
+  if (!scoped) {
+    if (status.locked()) scopes.push_back("account");
+    out["unfamiliar"] = nullptr;
+  } else {
+    // A manual lock covers every scope.
+    LockStatus unfamiliar = report.unfamiliar_status;
+    const UserState* unfamiliar_state = &report.unfamiliar_state;
+    if (status.kind == LockKind::manual) {
+      unfamiliar = status;
+      unfamiliar_state = &state;
+    }
+    if (status.locked()) scopes.push_back("familiar");
+    if (unfamiliar.locked()) scopes.push_back("unfamiliar");
+    out["unfamiliar"] = lock_json(unfamiliar, *unfamiliar_state);
+  }
+  out["locked_scopes"] = std::move(scopes);
+  json familiar = json::array();
+  for (const FamiliarSource& source : report.familiar) {
+    familiar.push_back(
+        json{{"source", source.key},
+             {"last_success", to_iso8601(source.last_success)},
+             {"familiar_until", to_iso8601(source.last_success + report.familiar_memory)}});
+  }
+  out["familiar_sources"] = std::move(familiar);
+  return out;
+}
+
 std::string describe_status(const json& status) {
   const std::string user = status["user"];
+  const auto& scopes = status["locked_scopes"];
+  if (status["lockout_scope"] == "unfamiliar" && !scopes.empty()) {
+    if (scopes.size() == 2) {
+      return user + " is locked (" + status["lock"].get<std::string>() +
+             ") for familiar and unfamiliar sources";
+    }
+    const json& lock = scopes[0] == "familiar" ? status : status["unfamiliar"];
+    return user + " is locked (" + lock["lock"].get<std::string>() + ") for " +
+           scopes[0].get<std::string>() + " sources only";
+  }
   if (!status["locked"].get<bool>()) {
     return user + " is not locked (" + std::to_string(status["failures"].get<std::uint32_t>()) +
            " failure(s))";
@@ -599,10 +651,10 @@ bool AdminCommands::user_exists(const std::string& user) {
 }
 
 json AdminCommands::status_json(const std::string& user, TimePoint now) const {
-  if (const auto report = context_.service.report(user, now)) {
-    return report_json(user, report->status, report->state);
-  }
-  return report_json(user, LockStatus{}, UserState{});
+  if (const auto report = context_.service.report(user, now)) return report_json(*report);
+  UserReport nothing{user, LockStatus{}, UserState{}};
+  nothing.scope = context_.service.familiar_rules().scope;
+  return report_json(nothing);
 }
 
 void AdminCommands::status(const json& arguments, const Reply& reply) {
@@ -644,7 +696,7 @@ void AdminCommands::list(const json& arguments, const Reply& reply) {
       [reports = std::move(reports), more] {
         json users = json::array();
         for (const auto& report : reports) {
-          users.push_back(report_json(report.user, report.status, report.state));
+          users.push_back(report_json(report));
         }
         json next = more ? json(reports.back().user) : json(nullptr);
         std::string text = std::to_string(users.size()) + " user(s)";

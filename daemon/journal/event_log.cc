@@ -36,6 +36,7 @@ void StderrEventLog::record(const LockEvent& event) {
   if (e.admin_uid) line += " admin_uid=" + std::to_string(*e.admin_uid);
   if (!e.detail.empty()) line += " detail=\"" + escaped(e.detail) + "\"";
   if (!event.reason.empty()) line += " reason=\"" + escaped(event.reason) + "\"";
+  if (!event.scope.empty()) line += " scope=" + event.scope;
   const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock ||
                        e.event == HistoryEvent::spray_suspected;
   log(warning ? LogLevel::warning : LogLevel::info, line);

@@ -28,6 +28,11 @@ struct LockEvent {
   std::string reason;
   // spray_suspected: what passed the thresholds.
   std::optional<SprayFigures> spray;
+  // lockout_scope = unfamiliar: the user's failure state the event concerns,
+  // "familiar" or "unfamiliar" (the history row's detail says it too);
+  // empty with lockout_scope = account and for events about the account as
+  // a whole (a manual lock, an unlock).
+  std::string scope;
 };
 
 class EventLog {

@@ -53,17 +53,20 @@ std::string message_text(const LockEvent& event) {
   const std::string from = e.rhost.empty() ? std::string() : " from " + e.rhost;
   const std::string via = e.service.empty() ? std::string() : " (" + e.service + ")";
   const std::string admin = e.admin_uid ? " by uid " + std::to_string(*e.admin_uid) : std::string();
+  // lockout_scope = unfamiliar: which of the user's failure states.
+  const std::string scope =
+      event.scope.empty() ? std::string() : " for " + event.scope + " sources";
   switch (e.event) {
     case HistoryEvent::failure:
       return "Failed login for " + e.user + from + via + ", " + std::to_string(event.failures) +
-             " counted";
+             " counted" + scope;
     case HistoryEvent::locked:
-      return "Account " + e.user + " locked after " + std::to_string(event.failures) +
+      return "Account " + e.user + " locked" + scope + " after " + std::to_string(event.failures) +
              " failed logins (lockout " + std::to_string(event.level) + "), " +
              (event.locked_until ? "until " + iso8601_utc(*event.locked_until)
                                  : std::string("until an administrator unlocks it"));
     case HistoryEvent::expired:
-      return "Lock of account " + e.user + " expired";
+      return "Lock of account " + e.user + scope + " expired";
     case HistoryEvent::manual_lock:
       return "Account " + e.user + " locked" + admin +
              (e.detail.empty() ? std::string() : ": " + e.detail);
@@ -148,6 +151,7 @@ void JournalEventLog::record(const LockEvent& event) {
   }
   if (event.locked_until) add("ACCTLOCK_LOCKED_UNTIL", iso8601_utc(*event.locked_until));
   if (e.admin_uid) add("ACCTLOCK_ADMIN_UID", std::to_string(*e.admin_uid));
+  add("ACCTLOCK_SCOPE", event.scope);
 
   std::vector<iovec> vector;
   vector.reserve(fields.size());

@@ -206,6 +206,10 @@ std::string DaemonMetrics::render() const {
   sample(out, "acctlock_locked_accounts", label("kind", "failures"), now.locked_failures);
   sample(out, "acctlock_locked_accounts", label("kind", "permanent"), now.locked_permanent);
   sample(out, "acctlock_locked_accounts", label("kind", "manual"), now.locked_manual);
+  header(out, "acctlock_unfamiliar_scope_locked_accounts", "gauge",
+         "lockout_scope = unfamiliar: accounts locked by failures for unfamiliar sources "
+         "(acctlock_locked_accounts counts the familiar sources' locks).");
+  sample(out, "acctlock_unfamiliar_scope_locked_accounts", "", now.locked_unfamiliar_scope);
 
   header(out, "acctlock_blocked_sources", "gauge",
          "Sources (addresses, IPv6 prefixes, host names) blocked now, by failures or by an "

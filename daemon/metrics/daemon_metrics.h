@@ -52,6 +52,8 @@ struct MetricsSnapshot {
   std::uint64_t locked_failures = 0;   // failure locks that may expire
   std::uint64_t locked_permanent = 0;  // failure locks only an admin lifts
   std::uint64_t locked_manual = 0;     // locks an admin set
+  // lockout_scope = unfamiliar: failure locks for unfamiliar sources.
+  std::uint64_t locked_unfamiliar_scope = 0;
   std::uint64_t tracked_users = 0;
   std::uint64_t blocked_sources = 0;
   std::uint64_t tracked_sources = 0;

@@ -186,8 +186,11 @@ void FamiliarSourcePolicy::remember_success(std::vector<FamiliarSource>& sources
                                   [&](const FamiliarSource& s) { return s.key == source_key; });
   if (found != sources.end()) {
     found->last_success = std::max(found->last_success, now);
+    // To the front, so that among successes in the same second the newest
+    // stays ahead: it is the one kept at the bound.
+    std::rotate(sources.begin(), found, found + 1);
   } else {
-    sources.push_back(FamiliarSource{std::string(source_key), now});
+    sources.insert(sources.begin(), FamiliarSource{std::string(source_key), now});
   }
   std::stable_sort(sources.begin(), sources.end(),
                    [](const FamiliarSource& a, const FamiliarSource& b) {

@@ -148,13 +148,8 @@ class SourcePolicy {
   LockoutPolicy counter_;  // the user rules, fed the source keys
 };
 
-// One source a user has logged in from.
-struct FamiliarSource {
-  std::string key;  // Source::key
-  TimePoint last_success{};
-
-  bool operator==(const FamiliarSource&) const = default;
-};
+// FamiliarSource, one source a user has logged in from, is in
+// common/lock_state.h: the store keeps it too.
 
 class FamiliarSourcePolicy {
  public:

@@ -132,7 +132,7 @@ struct AnsweredEvent {
   std::uint64_t id = 0;
   std::uint32_t peer_uid = 0;
   std::string user;
-  std::uint8_t type = 0;     // protocol::MessageType
+  std::uint8_t type = 0;  // protocol::MessageType
   TimePoint time{};
   std::string answer_frame;  // the answer, as protocol::encode_answer wrote it
 
@@ -151,6 +151,14 @@ struct StoreBatch {
   // Per-source state (issue 11), keyed by the normalised source.
   std::vector<std::pair<std::string, UserState>> put_sources;
   std::vector<std::string> delete_sources;
+  // lockout_scope = unfamiliar (issue 11): a user's failure state for
+  // unfamiliar sources, apart from user_state (which holds the account's or
+  // the familiar sources' state and the manual lock).
+  std::vector<std::pair<std::string, UserState>> put_unfamiliar_states;
+  std::vector<std::string> delete_unfamiliar_states;
+  // A user's familiar sources, the whole list (newest first): it replaces
+  // what was stored; an empty list deletes the user's sources.
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> put_familiar_sources;
   std::vector<HistoryEntry> history;
   std::vector<AnsweredEvent> answered;
   // Answered events older than this are deleted in the same transaction.
@@ -158,7 +166,9 @@ struct StoreBatch {
 
   bool empty() const {
     return put_states.empty() && delete_states.empty() && put_sources.empty() &&
-           delete_sources.empty() && history.empty() && answered.empty();
+           delete_sources.empty() && put_unfamiliar_states.empty() &&
+           delete_unfamiliar_states.empty() && put_familiar_sources.empty() && history.empty() &&
+           answered.empty();
   }
 };
 
@@ -172,6 +182,14 @@ class Store {
   // Every stored source state (daemon/policy/source_policy.h), for the
   // daemon to load at start-up. Bounded by max_tracked_sources.
   virtual std::vector<std::pair<std::string, UserState>> load_sources() = 0;
+
+  // lockout_scope = unfamiliar (issue 11): every stored failure state for
+  // unfamiliar sources, by user in byte order; and every user's familiar
+  // sources (each list newest first, at most familiar_sources_max long as
+  // the daemon keeps it), by user in byte order.
+  virtual std::vector<std::pair<std::string, UserState>> load_unfamiliar_states() = 0;
+  virtual std::vector<std::pair<std::string, std::vector<FamiliarSource>>>
+  load_familiar_sources() = 0;
 
   // The answered events kept (at most kMaxAnsweredEvents, those at or after
   // `since`), oldest first.

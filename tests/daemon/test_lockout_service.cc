@@ -463,5 +463,78 @@ TEST_F(SourceServiceTest, TheSweepDropsIdleSourcesAndKeepsBlocks) {
   EXPECT_EQ(stored_sources(), std::vector<std::string>{"192.0.2.1"});
 }
 
+// lockout_scope = unfamiliar (issue 11): the unfamiliar lock ends on the
+// expiry timer, saying its scope; the sweep forgets familiar sources after
+// familiar_source_memory and then the user, from memory and disk.
+class FamiliarScopeServiceTest : public LockoutServiceTest {
+ protected:
+  FamiliarScopeServiceTest() {
+    FamiliarSourceRules familiar;
+    familiar.scope = LockoutScope::unfamiliar;
+    familiar.max_per_user = 2;
+    familiar.memory = Seconds(3600);
+    service.set_familiar_rules(familiar);
+  }
+
+  protocol::Answer from(protocol::MessageType type, const std::string& rhost, TimePoint when) {
+    protocol::Request request;
+    request.type = type;
+    request.user = "alice";
+    request.service = "sshd";
+    request.rhost = rhost;
+    return service.apply(request, false, when, work);
+  }
+};
+
+TEST_F(FamiliarScopeServiceTest, TheUnfamiliarLockExpiresOnTheTimerNamingItsScope) {
+  from(protocol::MessageType::success, "198.51.100.20", t0);
+  for (int i = 0; i < 3; ++i) from(protocol::MessageType::failure, "203.0.113.66", t0);
+  commit();
+  EXPECT_EQ(from(protocol::MessageType::check, "192.0.2.33", t0).verdict,
+            protocol::Verdict::locked);
+  EXPECT_EQ(from(protocol::MessageType::check, "198.51.100.20", t0).verdict,
+            protocol::Verdict::allowed);
+  ASSERT_TRUE(service.next_expiry());
+  EXPECT_EQ(*service.next_expiry(), t0 + Seconds(601));
+  EXPECT_EQ(service.locked_counts(t0).unfamiliar_scope, 1u);
+  EXPECT_EQ(service.locked_counts(t0).failures, 0u);
+
+  service.expire_due(t0 + Seconds(601), work);
+  ASSERT_EQ(work.events.size(), 1u);
+  EXPECT_EQ(work.events[0].entry.event, HistoryEvent::expired);
+  EXPECT_EQ(work.events[0].scope, "unfamiliar");
+  commit();
+  EXPECT_EQ(from(protocol::MessageType::check, "192.0.2.33", t0 + Seconds(601)).verdict,
+            protocol::Verdict::allowed);
+  EXPECT_EQ(service.locked_users(), 0u);
+  // The level is remembered (lockout_memory): the row stays until then.
+  EXPECT_EQ(store->load_unfamiliar_states().size(), 1u);
+}
+
+TEST_F(FamiliarScopeServiceTest, TheSweepForgetsFamiliarSourcesAndThenTheUser) {
+  from(protocol::MessageType::success, "198.51.100.1", t0);
+  from(protocol::MessageType::success, "198.51.100.2", t0 + Seconds(60));
+  commit();
+  ASSERT_EQ(store->load_familiar_sources().size(), 1u);
+  EXPECT_EQ(store->load_familiar_sources()[0].second.size(), 2u);
+  EXPECT_EQ(stored_users(), std::vector<std::string>{"alice"});
+
+  // At familiar_source_memory after the first success, it goes; the user
+  // stays for the second.
+  service.sweep_slice(t0 + Seconds(3600), 100, work);
+  commit();
+  ASSERT_EQ(store->load_familiar_sources().size(), 1u);
+  EXPECT_EQ(store->load_familiar_sources()[0].second,
+            (std::vector<FamiliarSource>{{"198.51.100.2", t0 + Seconds(60)}}));
+  EXPECT_EQ(service.tracked_users(), 1u);
+
+  const auto progress = service.sweep_slice(t0 + Seconds(3660), 100, work);
+  EXPECT_EQ(progress.removed, 1u);
+  commit();
+  EXPECT_TRUE(store->load_familiar_sources().empty());
+  EXPECT_TRUE(stored_users().empty());
+  EXPECT_EQ(service.tracked_users(), 0u);
+}
+
 }  // namespace
 }  // namespace acctlock

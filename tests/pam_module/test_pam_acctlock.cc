@@ -159,6 +159,35 @@ TEST_F(PamAcctlockTest, WrongPasswordsLockTheRightOneIsRefusedWithTheReasonUntil
   EXPECT_EQ(accepted.status, PAM_SUCCESS) << accepted.status_text;
 }
 
+// lockout_scope = unfamiliar (issue 11) through the whole stack: the module
+// reports PAM_RHOST, the daemon judges each attempt by its source's scope.
+TEST_F(PamAcctlockTest, AnAttackerElsewhereCannotLockTheUserOutOfTheirUsualAddress) {
+  start("deny = 3\nunlock_time = 1h\nsource_deny = 0\nlockout_scope = unfamiliar\n");
+  const auto from = [&](const std::string& password, const std::string& rhost) {
+    return run_pam(
+        {confdir_, "login", kAlice.name, password, {}, {PamPhase::auth, PamPhase::account}, rhost});
+  };
+  // Her login from home makes 198.51.100.20 familiar (the module inside this
+  // root process reports the success).
+  const PamOutcome home = from(kAlice.password, "198.51.100.20");
+  ASSERT_EQ(home.status, PAM_SUCCESS) << home.status_text;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    EXPECT_EQ(from("wrong", "203.0.113.66").status, PAM_AUTH_ERR) << "attempt " << attempt;
+  }
+  // Elsewhere the right password is refused, with the lock's message...
+  const PamOutcome elsewhere = from(kAlice.password, "192.0.2.33");
+  EXPECT_EQ(elsewhere.status, PAM_AUTH_ERR);
+  EXPECT_THAT(elsewhere.messages, Contains("The account is locked due to 3 failed logins."));
+  EXPECT_EQ(from(kAlice.password, "203.0.113.66").status, PAM_AUTH_ERR);
+  // ...from home she logs in, and her typos there count apart.
+  const PamOutcome again = from(kAlice.password, "198.51.100.20");
+  EXPECT_EQ(again.status, PAM_SUCCESS) << again.status_text;
+  EXPECT_TRUE(again.messages.empty());
+  EXPECT_EQ(from("wrong", "198.51.100.20").status, PAM_AUTH_ERR);
+  EXPECT_EQ(from(kAlice.password, "198.51.100.20").status, PAM_SUCCESS);
+  EXPECT_EQ(from(kAlice.password, "192.0.2.33").status, PAM_AUTH_ERR);
+}
+
 TEST_F(PamAcctlockTest, TheSecondLockoutLastsLockoutMultiplierTimesLonger) {
   start("deny = 2\nunlock_time = 2s\nlockout_multiplier = 3\n");
   // The lock starts somewhere within the second failing login, which takes

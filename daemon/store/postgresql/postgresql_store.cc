@@ -118,6 +118,36 @@ CREATE INDEX history_by_host_peer_uid ON history (host, peer_uid)
 CREATE INDEX history_aggregates ON history (host, user_name, event, service, rhost)
   WHERE first_time IS NOT NULL;
 )sql",
+    // 5: familiar sources (issue 11, lockout_scope = unfamiliar), as in
+    // SQLite's schema 7: per user, the sources of successful logins, and the
+    // user's failure state for unfamiliar sources (the columns of
+    // user_state, which keeps the familiar sources' state and the manual
+    // lock).
+    R"sql(
+CREATE TABLE familiar_source (
+  user_name text NOT NULL CHECK (user_name <> ''),
+  source text NOT NULL CHECK (source <> ''),
+  last_success bigint NOT NULL,
+  PRIMARY KEY (user_name, source)
+);
+
+CREATE TABLE unfamiliar_state (
+  user_name text NOT NULL PRIMARY KEY CHECK (user_name <> ''),
+  failures bigint NOT NULL CHECK (failures >= 0),
+  last_failure bigint NOT NULL,
+  level bigint NOT NULL CHECK (level >= 0),
+  last_lock_end bigint NOT NULL,
+  locked boolean NOT NULL,
+  lock_since bigint CHECK (NOT locked OR lock_since IS NOT NULL),
+  lock_until bigint,
+  manual boolean NOT NULL,
+  manual_reason text CHECK (NOT manual OR manual_reason IS NOT NULL),
+  manual_since bigint CHECK (NOT manual OR manual_since IS NOT NULL),
+  manual_admin_uid bigint CHECK (NOT manual OR manual_admin_uid IS NOT NULL),
+  manual_until bigint,
+  earlier_failures text NOT NULL DEFAULT ''
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
@@ -505,6 +535,28 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_sources() {
   return load_state_table("source_state", "source", "source", "reading source states");
 }
 
+std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_unfamiliar_states() {
+  return load_state_table("unfamiliar_state", "user_name", "unfamiliar-source state of user",
+                          "reading unfamiliar-source states");
+}
+
+std::vector<std::pair<std::string, std::vector<FamiliarSource>>>
+PostgresqlStore::load_familiar_sources() {
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT user_name, source, last_success FROM familiar_source ORDER BY user_name COLLATE "
+      "\"C\", last_success DESC, source COLLATE \"C\"",
+      {}, "reading familiar sources");
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> users;
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    std::string user = text(rows, r, 0);
+    if (users.empty() || users.back().first != user)
+      users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
+    users.back().second.push_back(FamiliarSource{text(rows, r, 1), from_unix(int64(rows, r, 2))});
+  }
+  return users;
+}
+
 std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table(
     std::string_view table, std::string_view key, std::string_view owner, std::string_view doing) {
   std::lock_guard lock(read_mutex_);
@@ -563,6 +615,34 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
       ArrayLiteral sources;
       for (const auto& source : batch.delete_sources) sources.add(source);
       db.exec("DELETE FROM source_state WHERE source = ANY($1::text[])", {sources.finish()}, doing);
+    }
+    put_state_rows(db, "unfamiliar_state", "user_name", batch.put_unfamiliar_states);
+    if (!batch.delete_unfamiliar_states.empty()) {
+      ArrayLiteral users;
+      for (const auto& user : batch.delete_unfamiliar_states) users.add(user);
+      db.exec("DELETE FROM unfamiliar_state WHERE user_name = ANY($1::text[])", {users.finish()},
+              doing);
+    }
+    if (!batch.put_familiar_sources.empty()) {
+      // Each user's list replaces what was stored: delete, then insert.
+      ArrayLiteral users;
+      ArrayLiteral rows[3];
+      for (const auto& [user, sources] : batch.put_familiar_sources) {
+        users.add(user);
+        for (const FamiliarSource& source : sources) {
+          rows[0].add(user);
+          rows[1].add(source.key);
+          rows[2].add(number(source.last_success));
+        }
+      }
+      db.exec("DELETE FROM familiar_source WHERE user_name = ANY($1::text[])", {users.finish()},
+              doing);
+      std::vector<Param> params;
+      for (const auto& column : rows) params.emplace_back(column.finish());
+      db.exec(
+          "INSERT INTO familiar_source (user_name, source, last_success) SELECT * FROM "
+          "unnest($1::text[], $2::text[], $3::bigint[])",
+          params, doing);
     }
     const std::vector<HistoryEntry> aggregates = merge_aggregate_entries(batch.history);
     if (!aggregates.empty()) {

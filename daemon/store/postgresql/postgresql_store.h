@@ -49,7 +49,7 @@ struct PostgresqlSettings {
 
 class PostgresqlStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
   // server (never the password), on any problem.
@@ -61,6 +61,8 @@ class PostgresqlStore final : public Store {
 
   std::vector<std::pair<std::string, UserState>> load_states() override;
   std::vector<std::pair<std::string, UserState>> load_sources() override;
+  std::vector<std::pair<std::string, UserState>> load_unfamiliar_states() override;
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources() override;
   // A batch names each user at most once across put_states and
   // delete_states; when a user is in both, the delete wins (as SQLite).
   void commit(const StoreBatch& batch) override;

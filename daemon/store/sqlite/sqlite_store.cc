@@ -117,6 +117,36 @@ CREATE INDEX history_by_peer_uid ON history (peer_uid)
 CREATE INDEX history_aggregates ON history (user, event, service, rhost)
   WHERE first_time IS NOT NULL;
 )sql",
+    // 7: familiar sources (issue 11, lockout_scope = unfamiliar): per user,
+    // the sources of successful logins, and the user's failure state for
+    // unfamiliar sources (the columns of user_state; user_state keeps the
+    // familiar sources' state and the manual lock). Rows of both are written
+    // only by a daemon that has them; a database from before has none.
+    R"sql(
+CREATE TABLE familiar_source (
+  user TEXT NOT NULL CHECK (user <> ''),
+  source TEXT NOT NULL CHECK (source <> ''),
+  last_success INTEGER NOT NULL,
+  PRIMARY KEY (user, source)
+) WITHOUT ROWID;
+
+CREATE TABLE unfamiliar_state (
+  user TEXT NOT NULL PRIMARY KEY CHECK (user <> ''),
+  failures INTEGER NOT NULL CHECK (failures >= 0),
+  last_failure INTEGER NOT NULL,
+  level INTEGER NOT NULL CHECK (level >= 0),
+  last_lock_end INTEGER NOT NULL,
+  locked INTEGER NOT NULL CHECK (locked IN (0, 1)),
+  lock_since INTEGER CHECK (locked = 0 OR lock_since IS NOT NULL),
+  lock_until INTEGER,
+  manual INTEGER NOT NULL CHECK (manual IN (0, 1)),
+  manual_reason TEXT CHECK (manual = 0 OR manual_reason IS NOT NULL),
+  manual_since INTEGER CHECK (manual = 0 OR manual_since IS NOT NULL),
+  manual_admin_uid INTEGER CHECK (manual = 0 OR manual_admin_uid IS NOT NULL),
+  manual_until INTEGER,
+  earlier_failures TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -560,6 +590,16 @@ struct SqliteStore::WriteSide {
         "manual_since, manual_admin_uid, manual_until, earlier_failures) VALUES (?1, ?2, ?3, "
         "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     delete_source.emplace(db, "DELETE FROM source_state WHERE source = ?1");
+    put_unfamiliar.emplace(
+        db,
+        "INSERT OR REPLACE INTO unfamiliar_state (user, failures, last_failure, level, "
+        "last_lock_end, locked, lock_since, lock_until, manual, manual_reason, "
+        "manual_since, manual_admin_uid, manual_until, earlier_failures) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+    delete_unfamiliar.emplace(db, "DELETE FROM unfamiliar_state WHERE user = ?1");
+    delete_familiar.emplace(db, "DELETE FROM familiar_source WHERE user = ?1");
+    insert_familiar.emplace(
+        db, "INSERT INTO familiar_source (user, source, last_success) VALUES (?1, ?2, ?3)");
     insert_history.emplace(db,
                            "INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
                            "admin_uid, detail, peer_uid, events, first_time) VALUES (?1, ?2, ?3, "
@@ -593,6 +633,7 @@ struct SqliteStore::WriteSide {
       insert_answered, forget_answered;
   std::optional<Statement> prune_slice, put_source, delete_source, fold_history,
       prune_slice_counted;
+  std::optional<Statement> put_unfamiliar, delete_unfamiliar, delete_familiar, insert_familiar;
 };
 
 struct SqliteStore::ReadSide {
@@ -611,6 +652,14 @@ struct SqliteStore::ReadSide {
                          "lock_since, lock_until, manual, manual_reason, manual_since, "
                          "manual_admin_uid, manual_until, earlier_failures FROM source_state "
                          "ORDER BY source"};
+  Statement load_unfamiliar{db,
+                            "SELECT user, failures, last_failure, level, last_lock_end, locked, "
+                            "lock_since, lock_until, manual, manual_reason, manual_since, "
+                            "manual_admin_uid, manual_until, earlier_failures FROM "
+                            "unfamiliar_state ORDER BY user"};
+  Statement load_familiar{db,
+                          "SELECT user, source, last_success FROM familiar_source "
+                          "ORDER BY user, last_success DESC, source"};
   // Two statements rather than one with "?user IS NULL OR user = ?user": the
   // planner picks one index per statement, and each case wants its own.
   Statement history_all{db, history_sql("")};
@@ -669,13 +718,14 @@ std::string SqliteStore::file_problem() {
   if (fstat(identity_fd_, &opened) != 0) {
     problem_ = path_ + ": cannot check the open database file: " + std::strerror(errno);
   } else if (::stat(path_.c_str(), &named) != 0) {
-    problem_ = path_ +
-               (opened.st_nlink == 0
-                    ? std::string(": the database file was deleted while acctlockd had it open")
-                    : ": the database file was moved away while acctlockd had it open (" +
-                          std::string(std::strerror(errno)) + ")");
+    problem_ =
+        path_ + (opened.st_nlink == 0
+                     ? std::string(": the database file was deleted while acctlockd had it open")
+                     : ": the database file was moved away while acctlockd had it open (" +
+                           std::string(std::strerror(errno)) + ")");
   } else if (named.st_dev != opened.st_dev || named.st_ino != opened.st_ino) {
-    problem_ = path_ + ": the database file was replaced by another file while acctlockd had it open";
+    problem_ =
+        path_ + ": the database file was replaced by another file while acctlockd had it open";
   }
   if (!problem_.empty()) {
     problem_ += "; nothing more can be saved to it: restart acctlockd";
@@ -792,6 +842,34 @@ std::vector<std::pair<std::string, UserState>> SqliteStore::load_sources() {
   return sources;
 }
 
+std::vector<std::pair<std::string, UserState>> SqliteStore::load_unfamiliar_states() {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->load_unfamiliar;
+  Statement::Use use(select);
+  std::vector<std::pair<std::string, UserState>> states;
+  while (select.step("reading unfamiliar-source states")) {
+    std::string user = select.text(0);
+    UserState state = read_state(select, "unfamiliar-source state of user " + user);
+    states.emplace_back(std::move(user), std::move(state));
+  }
+  return states;
+}
+
+std::vector<std::pair<std::string, std::vector<FamiliarSource>>>
+SqliteStore::load_familiar_sources() {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->load_familiar;
+  Statement::Use use(select);
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> users;
+  while (select.step("reading familiar sources")) {
+    std::string user = select.text(0);
+    if (users.empty() || users.back().first != user)
+      users.emplace_back(std::move(user), std::vector<FamiliarSource>{});
+    users.back().second.push_back(FamiliarSource{select.text(1), select.time(2)});
+  }
+  return users;
+}
+
 void SqliteStore::commit(const StoreBatch& batch) {
   if (batch.empty()) return;
   if (std::string problem = file_problem(); !problem.empty()) throw StoreError(std::move(problem));
@@ -826,6 +904,35 @@ void SqliteStore::commit(const StoreBatch& batch) {
       Statement::Use use(remove);
       remove.bind(1, std::string_view(user));
       remove.step(doing);
+    }
+    for (const auto& [user, state] : batch.put_unfamiliar_states) {
+      const std::string earlier = encode_failure_times(state.earlier_failures);
+      Statement& put = *w.put_unfamiliar;
+      Statement::Use use(put);
+      bind_state(put, user, state, earlier);
+      put.step(doing);
+    }
+    for (const std::string& user : batch.delete_unfamiliar_states) {
+      Statement& remove = *w.delete_unfamiliar;
+      Statement::Use use(remove);
+      remove.bind(1, std::string_view(user));
+      remove.step(doing);
+    }
+    for (const auto& [user, sources] : batch.put_familiar_sources) {
+      {
+        Statement& remove = *w.delete_familiar;
+        Statement::Use use(remove);
+        remove.bind(1, std::string_view(user));
+        remove.step(doing);
+      }
+      for (const FamiliarSource& source : sources) {
+        Statement& insert = *w.insert_familiar;
+        Statement::Use use(insert);
+        insert.bind(1, std::string_view(user));
+        insert.bind(2, std::string_view(source.key));
+        insert.bind(3, source.last_success);
+        insert.step(doing);
+      }
     }
     for (const HistoryEntry& entry : batch.history) {
       if (entry.is_aggregate()) {

@@ -42,7 +42,7 @@ class SqliteStore final : public Store {
  public:
   // The PRAGMA user_version this code writes; migrations bring older files up
   // to it, and a file with a higher one is refused.
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.
@@ -58,6 +58,8 @@ class SqliteStore final : public Store {
   // In name order (the table's key).
   void for_each_state(const std::function<void(std::string, UserState)>& visit) override;
   std::vector<std::pair<std::string, UserState>> load_sources() override;
+  std::vector<std::pair<std::string, UserState>> load_unfamiliar_states() override;
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources() override;
 
   // A batch should name each user at most once across put_states and
   // delete_states: the batch does not record their relative order. When a
@@ -93,7 +95,7 @@ class SqliteStore final : public Store {
   explicit SqliteStore(std::string path);
 
   std::string path_;
-  int identity_fd_ = -1;    // the database file as opened, for file_problem()
+  int identity_fd_ = -1;      // the database file as opened, for file_problem()
   std::vector<std::string> open_warnings_;
   std::mutex problem_mutex_;  // guards problem_
   std::string problem_;

@@ -390,6 +390,19 @@ TEST(FamiliarSources, PastTheMaximumTheLeastRecentlyUsedGoes) {
   EXPECT_FALSE(policy.is_familiar(sources, "b", kStart + 4s));
 }
 
+TEST(FamiliarSources, AmongSuccessesInOneSecondTheNewestIsKept) {
+  // Times are whole seconds: logins from several places within one second
+  // tie, and the one that just succeeded must not be the one dropped.
+  const FamiliarSourcePolicy policy(familiar_rules(2));
+  std::vector<FamiliarSource> sources;
+  policy.remember_success(sources, "a", kStart);
+  policy.remember_success(sources, "b", kStart);
+  policy.remember_success(sources, "c", kStart);
+  EXPECT_EQ(keys(sources), (std::vector<std::string>{"c", "b"}));
+  policy.remember_success(sources, "b", kStart);
+  EXPECT_EQ(keys(sources), (std::vector<std::string>{"b", "c"}));
+}
+
 TEST(FamiliarSources, ForgottenSourcesAreDropped) {
   const FamiliarSourcePolicy policy(familiar_rules(3, 24h));
   std::vector<FamiliarSource> sources;

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include <gmock/gmock.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -423,6 +423,9 @@ TEST_F(SqliteStoreTest, NewDatabaseRecordsSchemaVersionAndWalMode) {
 
 // Takes a database of the current schema back to schema 5, before bounded
 // history (issue 9), for the tests of older schemas' migrations.
+// What schema 7 (familiar sources) added, to take a file back to 6.
+const std::string kUndoSchema7 = "DROP TABLE familiar_source; DROP TABLE unfamiliar_state; ";
+
 const std::string kUndoSchema6 =
     "DROP INDEX history_by_peer_uid; DROP INDEX history_aggregates; "
     "ALTER TABLE history DROP COLUMN first_time; ALTER TABLE history DROP COLUMN events; "
@@ -437,7 +440,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion5DatabaseToOneWithBoundedHistory) 
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 +
+    raw.exec(kUndoSchema7 + kUndoSchema6 +
              std::string("INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
                          "admin_uid, detail) VALUES (1700000000, 'bob', 'failure', 'sshd', "
                          "'192.0.2.1', '', '', NULL, ''), (1700000050, 'bob', 'locked', 'sshd', "
@@ -513,6 +516,7 @@ PRAGMA user_version = 1;
   EXPECT_EQ(raw.text("SELECT count(*) FROM user_state WHERE manual_until IS NULL"), "1");
 }
 
+// What schema 6 (familiar sources) added: dropped to make an older file.
 TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   // Schema 2 (acctlock with protocol v2): user_state without manual_until.
   {
@@ -521,7 +525,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 +
+    raw.exec(kUndoSchema7 + kUndoSchema6 +
              std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
                          "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
                          "PRAGMA user_version = 2;"));
@@ -540,7 +544,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 +
+    raw.exec(kUndoSchema7 + kUndoSchema6 +
              std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
                          "DROP TABLE source_state; PRAGMA user_version = 3;"));
   }
@@ -603,7 +607,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 + std::string("DROP TABLE source_state; PRAGMA user_version = 4;"));
+    raw.exec(kUndoSchema7 + kUndoSchema6 + std::string("DROP TABLE source_state; PRAGMA user_version = 4;"));
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_manual_lock()},
@@ -614,6 +618,38 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   EXPECT_EQ(store->load_sources(),
             (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()},
                                                             {"192.0.2.8", sliding_failures()}}));
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion6DatabaseToOneWithFamiliarSources) {
+  // Schema 6 (acctlock before lockout_scope was acted on): no
+  // familiar_source, no unfamiliar_state; users and sources come over.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}},
+                             .put_sources = {{"192.0.2.7", timed_lock()}}});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec(kUndoSchema7 + "PRAGMA user_version = 6;");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_lock()}}));
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()}}));
+  EXPECT_TRUE(store->load_unfamiliar_states().empty());
+  EXPECT_TRUE(store->load_familiar_sources().empty());
+  const std::vector<FamiliarSource> familiar{{"198.51.100.20", TimePoint{Seconds{1700000300}}}};
+  StoreBatch batch;
+  batch.put_unfamiliar_states = {{"bob", sliding_failures()}};
+  batch.put_familiar_sources = {{"bob", familiar}};
+  store->commit(batch);
+  EXPECT_EQ(store->load_unfamiliar_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"bob", sliding_failures()}}));
+  EXPECT_EQ(store->load_familiar_sources(),
+            (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"bob", familiar}}));
+  store.reset();
   RawDatabase raw(path_);
   EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
 }

@@ -490,6 +490,46 @@ TEST_P(StoreBehaviour, SourceStatesRoundTripApartFromUsersAndSurviveReopening) {
   EXPECT_EQ(store->load_sources(), expected);
 }
 
+// lockout_scope = unfamiliar (issue 11): each user's unfamiliar-source
+// state and familiar sources, apart from user_state, newest source first.
+TEST_P(StoreBehaviour, FamiliarSourcesAndUnfamiliarStatesRoundTripAndSurviveReopening) {
+  const TimePoint t{Seconds{1700000000}};
+  const std::vector<FamiliarSource> alice{{"198.51.100.20", t + Seconds{300}},
+                                          {"2001:db8:1::/64", t + Seconds{200}},
+                                          {"local", t + Seconds{100}}};
+  const std::vector<FamiliarSource> bob{{"gw.example.org", t}};
+  {
+    auto store = open_store();
+    StoreBatch batch;
+    batch.put_states = {{"alice", failure_counted()}};
+    batch.put_unfamiliar_states = {{"alice", timed_lock()}, {"bob", sliding_failures()}};
+    batch.put_familiar_sources = {{"bob", bob}, {"alice", alice}};
+    store->commit(batch);
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()}}));
+  EXPECT_EQ(store->load_unfamiliar_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"alice", timed_lock()},
+                                                            {"bob", sliding_failures()}}));
+  EXPECT_EQ(store->load_familiar_sources(),
+            (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"alice", alice},
+                                                                              {"bob", bob}}));
+  // A list replaces the stored one whole; an empty one deletes it; a delete
+  // of an unfamiliar state wins over a put in the same batch.
+  const std::vector<FamiliarSource> alice_now{{"203.0.113.9", t + Seconds{400}}, alice[0]};
+  StoreBatch change;
+  change.put_unfamiliar_states = {{"bob", timed_lock()}};
+  change.delete_unfamiliar_states = {"alice", "bob", "never-stored"};
+  change.put_familiar_sources = {{"alice", alice_now}, {"bob", {}}};
+  store->commit(change);
+  EXPECT_TRUE(store->load_unfamiliar_states().empty());
+  EXPECT_EQ(
+      store->load_familiar_sources(),
+      (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"alice", alice_now}}));
+  // The user's own state is untouched by either.
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"alice", failure_counted()}}));
+}
+
 TEST_P(StoreBehaviour, AnsweredEventsRoundTripAndStayBounded) {
   auto store = open_store();
   const TimePoint now{std::chrono::seconds(1'800'000'000)};
@@ -591,6 +631,9 @@ class PostgresqlStoreTest : public ::testing::Test {
 
 // Takes a database of the current schema back to schema 3, before bounded
 // history (issue 9); the indexes go with their columns.
+// What schema 5 (familiar sources) added, to take a database back to 4.
+const std::string kUndoSchema5 = "DROP TABLE familiar_source; DROP TABLE unfamiliar_state; ";
+
 const std::string kUndoSchema4 =
     "ALTER TABLE history DROP COLUMN first_time, DROP COLUMN events, DROP COLUMN peer_uid; ";
 
@@ -600,7 +643,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion3DatabaseToOneWithBoundedHisto
     store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
   }
   postgres().execute(
-      kUndoSchema4 +
+      kUndoSchema5 + kUndoSchema4 +
           std::string("INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, "
                       "admin_uid, detail, host) VALUES (1700000000, 'bob', 'failure', 'sshd', "
                       "'192.0.2.1', '', '', NULL, '', 'h'); UPDATE acctlock_schema SET version = 3"),
@@ -656,7 +699,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion1DatabaseToOneWithFailureTimes
       ->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}});
   // Schema 1 (acctlock before fail_window): no earlier_failures column.
   postgres().execute(
-      kUndoSchema4 +
+      kUndoSchema5 + kUndoSchema4 +
           std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE "
                       "source_state; UPDATE acctlock_schema SET version = 1"),
       database_);
@@ -677,7 +720,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
     store->commit(StoreBatch{.put_states = {{"bob", timed_manual_lock()}}});
   }
   postgres().execute(
-      kUndoSchema4 + std::string("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2"),
+      kUndoSchema5 + kUndoSchema4 + std::string("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2"),
       database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
   EXPECT_EQ(store->load_states(),
@@ -688,6 +731,35 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
   EXPECT_EQ(store->load_sources(),
             (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()},
                                                             {"192.0.2.8", sliding_failures()}}));
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
+}
+
+TEST_F(PostgresqlStoreTest, MigratesASchemaVersion4DatabaseToOneWithFamiliarSources) {
+  // Schema 4 (before lockout_scope was acted on): no familiar_source, no
+  // unfamiliar_state; users and sources come over.
+  {
+    auto store = PostgresqlStore::open({conninfo(), "h"});
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}},
+                             .put_sources = {{"192.0.2.7", timed_lock()}}});
+  }
+  postgres().execute(
+      kUndoSchema5 + "UPDATE acctlock_schema SET version = 4",
+      database_);
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  EXPECT_EQ(store->load_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"bob", timed_lock()}}));
+  EXPECT_EQ(store->load_sources(),
+            (std::vector<std::pair<std::string, UserState>>{{"192.0.2.7", timed_lock()}}));
+  EXPECT_TRUE(store->load_unfamiliar_states().empty());
+  EXPECT_TRUE(store->load_familiar_sources().empty());
+  const std::vector<FamiliarSource> familiar{{"198.51.100.20", TimePoint{Seconds{1700000300}}}};
+  StoreBatch batch;
+  batch.put_unfamiliar_states = {{"bob", sliding_failures()}};
+  batch.put_familiar_sources = {{"bob", familiar}};
+  store->commit(batch);
+  EXPECT_EQ(store->load_familiar_sources(),
+            (std::vector<std::pair<std::string, std::vector<FamiliarSource>>>{{"bob", familiar}}));
   EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
             std::to_string(PostgresqlStore::kSchemaVersion));
 }

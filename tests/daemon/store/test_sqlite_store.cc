@@ -507,10 +507,11 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 +
-             std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
-                         "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
-                         "PRAGMA user_version = 2;"));
+    raw.exec(
+        kUndoSchema6 +
+        std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
+                    "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
+                    "PRAGMA user_version = 2;"));
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", manual_lock()}}));
@@ -526,9 +527,8 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema6 +
-             std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
-                         "DROP TABLE source_state; PRAGMA user_version = 3;"));
+    raw.exec(kUndoSchema6 + std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
+                                        "DROP TABLE source_state; PRAGMA user_version = 3;"));
   }
   auto store = open_store();
   // The counts come over without times; the policy counts them as recent

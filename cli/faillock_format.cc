@@ -64,8 +64,8 @@ std::string faillock_table(const std::string& user, const nlohmann::json& histor
         events = std::max<std::uint64_t>(found->get<std::uint64_t>(), 1);
       }
       const auto since = parse_iso8601_utc(first);
-      row.source += " (" + std::to_string(events) + " since " +
-                    (since ? format_local(*since) : first) + ")";
+      row.source +=
+          " (" + std::to_string(events) + " since " + (since ? format_local(*since) : first) + ")";
     }
     const bool counted = field(entry, "detail") != "while locked";
     if (counted && valid_left > 0) {

@@ -662,8 +662,7 @@ constexpr std::array kOptionEntries{
           return true;
         }},
     OptionEntry{{"history_max_rows", "N", "1000000",
-                 "the most history rows; past that events are aggregated, one row per kind",
-                 false},
+                 "the most history rows; past that events are aggregated, one row per kind", false},
                 [](Options& o, std::string_view text, std::string& error) {
                   return parse_whole_number(text, 100, 1'000'000'000,
                                             "a whole number from 100 to 1000000000",
@@ -838,8 +837,7 @@ void check_caps(ParsedConfig& parsed, std::string_view file_name,
     error.line = line_of[option_index("history_root_reserved_rows")];
     error.key = "history_root_reserved_rows";
     error.message = "history_root_reserved_rows (" + std::to_string(o.history_root_reserved_rows) +
-                    ") must be below history_max_rows (" + std::to_string(o.history_max_rows) +
-                    ")";
+                    ") must be below history_max_rows (" + std::to_string(o.history_max_rows) + ")";
     parsed.diagnostics.push_back(std::move(error));
     parsed.options.history_root_reserved_rows = Options{}.history_root_reserved_rows;
     parsed.options.history_max_rows = Options{}.history_max_rows;

@@ -49,7 +49,7 @@ namespace acctlock {
 struct PendingWork {
   std::unordered_map<std::string, std::optional<UserState>> states;
   std::unordered_map<std::string, std::optional<UserState>> sources;  // by source key
-  std::vector<LockEvent> events;        // what happened, for the event log
+  std::vector<LockEvent> events;  // what happened, for the event log
   // The history rows the events become, after the history caps
   // (HistoryBudget::admit): one each, or one more event of an aggregate.
   std::vector<HistoryEntry> history;

@@ -42,9 +42,9 @@
 namespace acctlock {
 
 struct HistoryLimits {
-  std::uint64_t max_rows = 1'000'000;       // history_max_rows: all rows
-  std::uint64_t root_reserved = 500'000;    // history_root_reserved_rows: of max_rows
-  std::uint64_t max_rows_per_uid = 1'000;   // history_max_rows_per_uid: one non-root peer
+  std::uint64_t max_rows = 1'000'000;      // history_max_rows: all rows
+  std::uint64_t root_reserved = 500'000;   // history_root_reserved_rows: of max_rows
+  std::uint64_t max_rows_per_uid = 1'000;  // history_max_rows_per_uid: one non-root peer
 };
 
 // Keyed aggregates a reporter may start before its catch-all takes the rest.

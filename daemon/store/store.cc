@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <array>
-#include <map>
 #include <charconv>
+#include <map>
 #include <string_view>
 
 namespace acctlock {

@@ -437,6 +437,34 @@ TEST(ConfigLines, LaterDuplicateWins) {
   EXPECT_EQ(parse_ok("deny = 4\ndeny = 6\n").rules.deny, 6u);
 }
 
+TEST(HistoryCaps, DefaultsBoundsAndRootsReserveBelowTheTotal) {
+  const Options defaults = parse_ok("");
+  EXPECT_EQ(defaults.history_max_rows, 1'000'000u);
+  EXPECT_EQ(defaults.history_root_reserved_rows, 500'000u);
+  EXPECT_EQ(defaults.history_max_rows_per_uid, 1'000u);
+  const Options set = parse_ok(
+      "history_max_rows = 5000\nhistory_root_reserved_rows = 0\nhistory_max_rows_per_uid = 10\n");
+  EXPECT_EQ(set.history_max_rows, 5000u);
+  EXPECT_EQ(set.history_root_reserved_rows, 0u);
+  EXPECT_EQ(set.history_max_rows_per_uid, 10u);
+  EXPECT_EQ(parse_one_diagnostic("history_max_rows_per_uid = 9").to_string(),
+            "acctlock.conf:1: history_max_rows_per_uid: \"9\" is not a whole number from 10 to "
+            "1000000000");
+  EXPECT_EQ(parse_one_diagnostic("history_max_rows = 99").to_string(),
+            "acctlock.conf:1: history_max_rows: \"99\" is not a whole number from 100 to "
+            "1000000000");
+  // No room left for non-root peers is an error naming the reserve's line.
+  const ParsedConfig parsed =
+      parse_config("history_max_rows = 1000\nhistory_root_reserved_rows = 1000\n", kFile);
+  ASSERT_TRUE(parsed.has_errors());
+  EXPECT_EQ(diagnostic_texts(parsed),
+            std::vector<std::string>{"acctlock.conf:2: history_root_reserved_rows: "
+                                     "history_root_reserved_rows (1000) must be below "
+                                     "history_max_rows (1000)"});
+  EXPECT_EQ(parsed.options.history_max_rows, 1'000'000u);
+  EXPECT_EQ(parsed.options.history_root_reserved_rows, 500'000u);
+}
+
 TEST(ConfigLines, LineNumbersCountEveryLine) {
   const Diagnostic d = parse_one_diagnostic("# one\n\ndeny = 3\n\n\n\ndeny = abc\n");
   EXPECT_EQ(d.to_string(), "acctlock.conf:7: deny: \"abc\" is not a whole number from 1 to 1000");

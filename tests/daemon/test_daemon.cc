@@ -1,23 +1,23 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // acctlockd as a whole: a real daemon process on sockets in a temp dir, with
 // a real SQLite file, driven through the same client code the PAM module uses.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <filesystem>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -703,14 +703,15 @@ TEST_F(DaemonTest, HistoryFloodByOneUserStaysUnderItsCapAndLeavesRootsRows) {
     Database database(daemon.database());
     EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 101)
         << "100 rows, then one aggregate";
-    EXPECT_EQ(database.count("SELECT sum(events) FROM history WHERE user = 'nobody'"),
-              first_flood);
+    EXPECT_EQ(database.count("SELECT sum(events) FROM history WHERE user = 'nobody'"), first_flood);
     EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"),
               first_flood - 100);
-    const std::int64_t first = database.count("SELECT first_time FROM history WHERE first_time "
-                                              "IS NOT NULL");
-    const std::int64_t last = database.count("SELECT time FROM history WHERE first_time IS NOT "
-                                             "NULL");
+    const std::int64_t first = database.count(
+        "SELECT first_time FROM history WHERE first_time "
+        "IS NOT NULL");
+    const std::int64_t last = database.count(
+        "SELECT time FROM history WHERE first_time IS NOT "
+        "NULL");
     EXPECT_GE(first, started);
     EXPECT_LE(first, last);
     EXPECT_LE(last, flood_ended);
@@ -756,8 +757,9 @@ TEST_F(DaemonTest, PruningRemovesAggregatesAndGivesTheirRowsBack) {
   EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 11);
   EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"), 3);
   database.exec("UPDATE history SET time = time - 10 * 86400, first_time = first_time - 864000");
-  daemon.rewrite_config("deny = 1000\nsource_deny = 0\nhistory_max_rows_per_uid = 10\n"
-                        "history_retention = 1d\n");
+  daemon.rewrite_config(
+      "deny = 1000\nsource_deny = 0\nhistory_max_rows_per_uid = 10\n"
+      "history_retention = 1d\n");
   daemon.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return database.count("SELECT count(*) FROM history") == 0; }))
       << daemon.log();

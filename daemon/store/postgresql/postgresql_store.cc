@@ -769,7 +769,8 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
       "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail, "
-      "peer_uid, events, first_time FROM history WHERE ($4::text IS NULL OR user_name = $4) AND time >= $1 AND "
+      "peer_uid, events, first_time FROM history WHERE ($4::text IS NULL OR user_name = $4) AND "
+      "time >= $1 AND "
       "(NOT $2::boolean OR event IN " +
           failure_events_sql() + ") ORDER BY time DESC, id DESC LIMIT $3",
       {number(query.since ? to_unix(*query.since) : std::numeric_limits<std::int64_t>::min()),
@@ -808,8 +809,9 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
 
 std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since) {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec("SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2",
-                              {std::string(to_string(event)), number(since)}, "counting events");
+  Result rows =
+      reader_->exec("SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2",
+                    {std::string(to_string(event)), number(since)}, "counting events");
   return static_cast<std::uint64_t>(int64(rows, 0, 0));
 }
 

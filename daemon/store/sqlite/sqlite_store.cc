@@ -681,9 +681,9 @@ struct SqliteStore::ReadSide {
                               "SELECT (time - ?1) / 3600 AS hour, sum(events) FROM history "
                               "WHERE time >= ?1 AND time < ?2 AND event IN " +
                                   failure_events_sql() + " GROUP BY hour"};
-  Statement top_users{db, "SELECT user, sum(events) AS n FROM history WHERE time >= ?1 AND event IN " +
-                              failure_events_sql() +
-                              " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
+  Statement top_users{db,
+                      "SELECT user, sum(events) AS n FROM history WHERE time >= ?1 AND event IN " +
+                          failure_events_sql() + " GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
   Statement top_rhosts{db,
                        "SELECT rhost, sum(events) AS n FROM history WHERE time >= ?1 AND "
                        "rhost <> '' AND event IN " +
@@ -1125,7 +1125,9 @@ void count_usage_row(Statement& row, const std::string& path, HistoryUsage& usag
   if (!row.boolean(1)) return;
   const std::string event = row.text(3);
   const auto parsed = history_event_from_string(event);
-  if (!parsed) throw StoreError(path + ": an aggregate history row has an unknown event \"" + event + "\"");
+  if (!parsed) {
+    throw StoreError(path + ": an aggregate history row has an unknown event \"" + event + "\"");
+  }
   usage.aggregates.push_back(
       HistoryAggregateKey{peer_uid, row.text(2), *parsed, row.text(4), row.text(5)});
 }
@@ -1151,7 +1153,9 @@ HistoryUsage SqliteStore::history_usage() {
   {
     Statement& count = reader_->count_rows;
     Statement::Use use(count);
-    if (count.step("counting history rows")) usage.rows = static_cast<std::uint64_t>(count.int64(0));
+    if (count.step("counting history rows")) {
+      usage.rows = static_cast<std::uint64_t>(count.int64(0));
+    }
   }
   {
     Statement& select = reader_->rows_by_peer_uid;

@@ -2,14 +2,13 @@
 // The history caps (daemon/store/history_budget.h): where rows stop and
 // aggregates start, per uid, for non-root peers together and in all; and,
 // against a real SQLite file, that a flood stays within them.
-#include "daemon/store/history_budget.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
 
+#include "daemon/store/history_budget.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 
 namespace acctlock {

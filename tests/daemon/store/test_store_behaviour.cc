@@ -355,12 +355,13 @@ TEST_P(StoreBehaviour, AggregateEntriesFoldIntoOneRowPerKeyAcrossBatches) {
                   folded(reported(120, "alice", HistoryEvent::failure, 1000, "10.0.0.1")),
                   folded(reported(100, "alice", HistoryEvent::failure, 1000, "10.0.0.1"))}});
   store->commit(StoreBatch{
-      .history = {last,
-                  // Another key each: rhost, kind, peer, and no peer at all.
-                  folded(reported(130, "alice", HistoryEvent::failure, 1000, "10.0.0.2")),
-                  folded(reported(131, "alice", HistoryEvent::success, 1000, "10.0.0.1")),
-                  folded(reported(132, "alice", HistoryEvent::failure, 1001, "10.0.0.1")),
-                  folded(reported(133, "alice", HistoryEvent::failure, std::nullopt, "10.0.0.1"))}});
+      .history = {
+          last,
+          // Another key each: rhost, kind, peer, and no peer at all.
+          folded(reported(130, "alice", HistoryEvent::failure, 1000, "10.0.0.2")),
+          folded(reported(131, "alice", HistoryEvent::success, 1000, "10.0.0.1")),
+          folded(reported(132, "alice", HistoryEvent::failure, 1001, "10.0.0.1")),
+          folded(reported(133, "alice", HistoryEvent::failure, std::nullopt, "10.0.0.1"))}});
   const auto rows = store->history(HistoryQuery{});
   ASSERT_EQ(rows.size(), 6u);
   // Newest first: the first key's aggregate shows at its last event.
@@ -415,13 +416,12 @@ TEST_P(StoreBehaviour, HistoryUsageCountsRowsByPeerAndTheAggregatesKeys) {
 
 TEST_P(StoreBehaviour, ACountedPruneSaysWhatWentAndAggregatesGoByTheirLastEvent) {
   auto store = open_store();
-  store->commit(StoreBatch{
-      .history = {reported(100, "alice", HistoryEvent::failure, 1000),
-                  reported(110, "root", HistoryEvent::failure, 0),
-                  folded(reported(120, "alice", HistoryEvent::failure, 1000)),
-                  folded(reported(130, "bob", HistoryEvent::failure, 1001)),
-                  folded(reported(300, "bob", HistoryEvent::failure, 1001)),
-                  reported(400, "alice", HistoryEvent::failure, 1000)}});
+  store->commit(StoreBatch{.history = {reported(100, "alice", HistoryEvent::failure, 1000),
+                                       reported(110, "root", HistoryEvent::failure, 0),
+                                       folded(reported(120, "alice", HistoryEvent::failure, 1000)),
+                                       folded(reported(130, "bob", HistoryEvent::failure, 1001)),
+                                       folded(reported(300, "bob", HistoryEvent::failure, 1001)),
+                                       reported(400, "alice", HistoryEvent::failure, 1000)}});
   const HistoryUsage removed = store->prune_history_slice_counted(at(200), 10);
   // alice's aggregate (last event at 120) goes; bob's reaches 300 and stays.
   EXPECT_EQ(removed.rows, 3u);
@@ -676,10 +676,10 @@ TEST_F(PostgresqlStoreTest, EachHostCountsItsOwnHistoryRows) {
   EXPECT_EQ(a->history_usage().rows, 2u);
   EXPECT_EQ(b->history_usage().rows, 2u);
   // Each host's events fold into its own aggregate row.
-  EXPECT_EQ(postgres().query_text(
-                "SELECT events FROM history WHERE host = 'host-b' AND first_time IS NOT NULL",
-                database_),
-            "2");
+  EXPECT_EQ(
+      postgres().query_text(
+          "SELECT events FROM history WHERE host = 'host-b' AND first_time IS NOT NULL", database_),
+      "2");
   // A prune removes every host's old rows and reports only its own.
   const HistoryUsage removed = a->prune_history_slice_counted(at(1000), 100);
   EXPECT_EQ(removed.rows, 2u);

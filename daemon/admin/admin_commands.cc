@@ -54,6 +54,17 @@ std::optional<std::int64_t> integer_argument(const json& arguments, const char* 
   return found->get<std::int64_t>();
 }
 
+// A paged command's "limit" (list, sources): how many rows one answer holds.
+std::size_t page_limit(const json& arguments) {
+  const auto given = integer_argument(arguments, "limit");
+  if (!given) return admin::kDefaultListLimit;
+  if (*given < 1 || static_cast<std::uint64_t>(*given) > admin::kMaxListLimit) {
+    throw InvalidArgument("\"limit\" must be between 1 and " +
+                          std::to_string(admin::kMaxListLimit));
+  }
+  return static_cast<std::size_t>(*given);
+}
+
 // Reasons end up in terminals and the journal: printable text only.
 std::string reason_argument(const json& arguments) {
   const auto found = arguments.find("reason");
@@ -670,14 +681,7 @@ void AdminCommands::status(const json& arguments, const Reply& reply) {
 
 void AdminCommands::list(const json& arguments, const Reply& reply) {
   const bool locked_only = bool_argument(arguments, "locked");
-  std::size_t limit = admin::kDefaultListLimit;
-  if (const auto given = integer_argument(arguments, "limit")) {
-    if (*given < 1 || static_cast<std::uint64_t>(*given) > admin::kMaxListLimit) {
-      throw InvalidArgument("\"limit\" must be between 1 and " +
-                            std::to_string(admin::kMaxListLimit));
-    }
-    limit = static_cast<std::size_t>(*given);
-  }
+  const std::size_t limit = page_limit(arguments);
   std::string after;
   if (const auto found = arguments.find("after"); found != arguments.end() && !found->is_null()) {
     if (!found->is_string()) throw InvalidArgument("\"after\" must be a string");
@@ -711,14 +715,7 @@ void AdminCommands::list(const json& arguments, const Reply& reply) {
 
 void AdminCommands::sources(const json& arguments, const Reply& reply) {
   const bool blocked_only = bool_argument(arguments, "blocked");
-  std::size_t limit = admin::kDefaultListLimit;
-  if (const auto given = integer_argument(arguments, "limit")) {
-    if (*given < 1 || static_cast<std::uint64_t>(*given) > admin::kMaxListLimit) {
-      throw InvalidArgument("\"limit\" must be between 1 and " +
-                            std::to_string(admin::kMaxListLimit));
-    }
-    limit = static_cast<std::size_t>(*given);
-  }
+  const std::size_t limit = page_limit(arguments);
   std::string after;
   if (const auto found = arguments.find("after"); found != arguments.end() && !found->is_null()) {
     if (!found->is_string()) throw InvalidArgument("\"after\" must be a string");

@@ -172,6 +172,19 @@ TEST_F(AdminCommandsTest, UnlockAndResetClearAndRecordTheirOwnEvents) {
   EXPECT_EQ(history[2].event, HistoryEvent::unlocked);
 }
 
+TEST_F(AdminCommandsTest, PagedCommandsTakeALimitFromOneToTheMaximumOnly) {
+  for (const char* command : {"list", "sources"}) {
+    for (const json& limit : {json(0), json(admin::kMaxListLimit + 1), json("10")}) {
+      const auto answer = call(root, command, {{"limit", limit}});
+      EXPECT_EQ(answer.result, Result::invalid) << command << " " << limit.dump();
+      EXPECT_NE(answer.text.find("\"limit\" must"), std::string::npos) << answer.text;
+    }
+    EXPECT_EQ(call(root, command, {{"limit", 1}}).result, Result::success) << command;
+    EXPECT_EQ(call(root, command, {{"limit", admin::kMaxListLimit}}).result, Result::success)
+        << command;
+  }
+}
+
 TEST_F(AdminCommandsTest, NonAdminIsDeniedEveryChangeBeforeAnythingHappens) {
   fail_login("daemon");
   const auto before = service.report("daemon", now);

@@ -374,8 +374,12 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   if (may_reset && request.type == MessageType::failure) {
     watch_for_spray(request, source, now, work);
   }
-  const auto [source_lock, blocking_key] =
+  // Named references rather than a structured binding: the lambda below
+  // captures them, which clang (the fuzz build) does not accept of bindings.
+  const std::pair<LockStatus, std::string> source_found =
       source ? source_status(*source, now) : std::pair<LockStatus, std::string>{};
+  const LockStatus& source_lock = source_found.first;
+  const std::string& blocking_key = source_found.second;
   // The user's own lock says more (and outlasts an unblock): it comes first.
   const auto combined = [&](protocol::Answer user_answer) {
     if (user_answer.verdict == protocol::Verdict::locked || !source_lock.locked()) {

@@ -111,6 +111,7 @@ class Daemon {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
       });
+      if (store_->shared()) watch_the_fleet();
       service_->load_from_store();
       service_->on_new_expiry([this](TimePoint expiry) {
         if (!expiry_due_ || expiry < *expiry_due_) schedule_expiry();
@@ -353,6 +354,33 @@ class Daemon {
       }
       shut_down();
     });
+  }
+
+  // store = postgresql: other hosts' commits reach memory here, read back
+  // by the store's listening thread and applied on the loop (docs/fleet.md).
+  void watch_the_fleet() {
+    Store::SharedStateWatch watch;
+    watch.changed = [this](std::vector<SharedStateChange> changes) {
+      asio::post(io_, [this, changes = std::move(changes)] {
+        // Handlers run only once the loop runs, when the writer exists.
+        // A lock end this brings is announced through on_new_expiry.
+        service_->adopt_shared(changes, writer_->pending(), wall_clock_now());
+      });
+    };
+    watch.reload = [this] {
+      asio::post(io_, [this] {
+        log_warning("fleet: listening to the other hosts again; changes made meanwhile may "
+                    "have been missed, so all state is read again");
+        try {
+          service_->load_from_store();
+        } catch (const std::exception& e) {
+          log_error(std::string("fleet: cannot reload state: ") + e.what());
+        }
+        schedule_expiry();
+      });
+    };
+    watch.trouble = [](const std::string& problem) { log_warning("fleet: " + problem); };
+    store_->watch_shared_state(std::move(watch));
   }
 
   void reload() {

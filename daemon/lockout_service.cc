@@ -32,6 +32,9 @@ StoreBatch PendingWork::to_store_batch() const {
     }
   }
   for (const auto& [user, list] : familiar) batch.put_familiar_sources.emplace_back(user, list);
+  batch.merge_states = state_merges;
+  batch.merge_sources = source_merges;
+  batch.merge_unfamiliar_states = unfamiliar_merges;
   batch.history = history;
   batch.answered = answered;
   batch.forget_answered_before = forget_answered_before;
@@ -48,7 +51,18 @@ std::uint64_t random_salt() {
 }  // namespace
 
 LockoutService::LockoutService(const LockoutRules& rules, Store& store)
-    : policy_(rules), spray_detector_(SprayRules{}, random_salt()), store_(store) {}
+    : policy_(rules),
+      spray_detector_(SprayRules{}, random_salt()),
+      store_(store),
+      record_changes_(store.shared()) {}
+
+void LockoutService::note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
+                                const UserState& result, std::vector<StateChange> steps) const {
+  if (!record_changes_) return;
+  StateMerge& merge = merges[key];
+  for (auto& step : steps) merge.changes.push_back(std::move(step));
+  merge.result = result;
+}
 
 void LockoutService::set_spray_rules(const SprayRules& rules) {
   spray_detector_ = SprayDetector(rules, random_salt());
@@ -301,7 +315,9 @@ UserScope LockoutService::scope_of(const std::optional<Source>& source, const st
 }
 
 void LockoutService::stage_unfamiliar(const std::string& user, const UserState& state,
-                                      TimePoint now, PendingWork& work) {
+                                      TimePoint now, PendingWork& work,
+                                      std::vector<StateChange> steps) {
+  note_merge(work.unfamiliar_merges, user, state, std::move(steps));
   const auto found = unfamiliar_.find(user);
   if (found != unfamiliar_.end()) {
     if (const auto expiry = policy_.next_expiry(found->second)) {
@@ -447,6 +463,13 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   // [service] section for it): window, deny, the lock's length, its view of
   // a lock another rule set.
   const LockoutPolicy& rule = policy_for(request.service);
+  // For a shared store: the steps below, each with a copy of its rule.
+  std::vector<StateChange> state_steps;
+  std::vector<StateChange> unfamiliar_steps;
+  if (record_changes_) {
+    state_steps.push_back([rule, now](UserState& s) { rule.settle(s, now); });
+    unfamiliar_steps.push_back([rule, now](UserState& s) { rule.settle(s, now); });
+  }
   if (rule.settle(state, now)) {
     // The lock ran out on its own; this request only noticed it.
     add_event(work, request.user, HistoryEvent::expired, EventOrigin{}, before, now, {},
@@ -460,6 +483,8 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   }
   // The failure state this attempt counts in.
   UserState& counted = scope == UserScope::unfamiliar ? unfamiliar : state;
+  std::vector<StateChange>& counted_steps =
+      scope == UserScope::unfamiliar ? unfamiliar_steps : state_steps;
 
   switch (request.type) {
     case MessageType::failure: {
@@ -477,6 +502,11 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
         treated_like_root = treated_like_root || in_group(request.user, admin_group_);
       }
       const auto outcome = rule.record_failure(counted, treated_like_root, now, never_lock);
+      if (record_changes_) {
+        counted_steps.push_back([rule, treated_like_root, now, never_lock](UserState& s) {
+          rule.record_failure(s, treated_like_root, now, never_lock);
+        });
+      }
       add_event(work, request.user,
                 outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin, counted,
                 now, {},
@@ -498,6 +528,9 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
         break;
       }
       const auto outcome = rule.record_success(counted, now);
+      if (record_changes_) {
+        counted_steps.push_back([rule, now](UserState& s) { rule.record_success(s, now); });
+      }
       add_event(work, request.user, HistoryEvent::success, origin, counted, now, {},
                 scope_detail(scope, outcome.ignored_while_locked ? std::string("while locked")
                                                                  : std::string()));
@@ -516,6 +549,13 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
       // A new password lifts the failure locks of every scope.
       const bool lifted = policy_.lift_failure_lock(state, now);
       const bool lifted_unfamiliar = policy_.lift_failure_lock(unfamiliar, now);
+      if (record_changes_) {
+        const auto lift = [policy = policy_, now](UserState& s) {
+          policy.lift_failure_lock(s, now);
+        };
+        state_steps.push_back(lift);
+        unfamiliar_steps.push_back(lift);
+      }
       if (lifted || lifted_unfamiliar) {
         add_event(work, request.user, HistoryEvent::password_changed, origin, state, now);
       }
@@ -533,11 +573,69 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   }
   auto answer = answer_for(status, state);
   if (state != before || unfamiliar != unfamiliar_before || familiar != familiar_before) {
-    if (unfamiliar != unfamiliar_before) stage_unfamiliar(request.user, unfamiliar, now, work);
+    if (unfamiliar != unfamiliar_before) {
+      stage_unfamiliar(request.user, unfamiliar, now, work, std::move(unfamiliar_steps));
+    }
     if (familiar != familiar_before) stage_familiar(request.user, familiar, work);
-    stage(request.user, old_expiry, state, now, work);
+    stage(request.user, old_expiry, state, now, work, std::move(state_steps));
   }
   return combined(std::move(answer));
+}
+
+void LockoutService::adopt_shared(const std::vector<SharedStateChange>& changes,
+                                  const PendingWork& pending, TimePoint now) {
+  // The stage functions keep memory and the indexes in step; what they
+  // stage for the store goes nowhere.
+  PendingWork discarded;
+  const auto with_pending = [](UserState state, const std::map<std::string, StateMerge>& merges,
+                               const std::string& key) {
+    if (const auto found = merges.find(key); found != merges.end()) {
+      for (const StateChange& step : found->second.changes) step(state);
+    }
+    return state;
+  };
+  for (const SharedStateChange& change : changes) {
+    switch (change.table) {
+      case SharedTable::users: {
+        const UserState state =
+            with_pending(change.state.value_or(UserState{}), pending.state_merges, change.key);
+        const auto found = states_.find(change.key);
+        std::optional<TimePoint> old_expiry;
+        if (found != states_.end()) old_expiry = policy_.next_expiry(unpack(*found));
+        if (found == states_.end() && state == UserState{}) break;
+        stage(change.key, old_expiry, state, now, discarded);
+        break;
+      }
+      case SharedTable::sources: {
+        const UserState state =
+            with_pending(change.state.value_or(UserState{}), pending.source_merges, change.key);
+        if (!sources_.contains(change.key) && state == UserState{}) break;
+        stage_source(change.key, state, now, discarded);
+        break;
+      }
+      case SharedTable::unfamiliar: {
+        const UserState state = with_pending(change.state.value_or(UserState{}),
+                                             pending.unfamiliar_merges, change.key);
+        if (state == UserState{} && unfamiliar_.find(change.key) == unfamiliar_.end()) break;
+        // A user with extras has an entry in states_ (maybe idle).
+        if (state != UserState{} && states_.find(change.key) == states_.end()) {
+          put_in_memory(change.key, UserState{}, states_.end());
+        }
+        stage_unfamiliar(change.key, state, now, discarded);
+        break;
+      }
+      case SharedTable::familiar: {
+        // This host's own list still waiting for its commit is newer.
+        if (pending.familiar.contains(change.key)) break;
+        if (change.familiar.empty() && familiar_.find(change.key) == familiar_.end()) break;
+        if (!change.familiar.empty() && states_.find(change.key) == states_.end()) {
+          put_in_memory(change.key, UserState{}, states_.end());
+        }
+        stage_familiar(change.key, change.familiar, discarded);
+        break;
+      }
+    }
+  }
 }
 
 void LockoutService::expire_due(TimePoint now, PendingWork& work) {
@@ -555,7 +653,11 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
                        before, now);
     }
     if (state != before) {
-      stage_source(key, state, now, work);
+      std::vector<StateChange> steps;
+      if (record_changes_) {
+        steps.push_back([policy = source_policy_, now](UserState& s) { policy.settle(s, now); });
+      }
+      stage_source(key, state, now, work, std::move(steps));
     } else {
       // Not due under the current rules: re-index from the state.
       unindex_source(found);
@@ -579,7 +681,11 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
       work.events.back().scope = "unfamiliar";
     }
     if (state != before) {
-      stage_unfamiliar(user, state, now, work);
+      std::vector<StateChange> steps;
+      if (record_changes_) {
+        steps.push_back([policy = policy_, now](UserState& s) { policy.settle(s, now); });
+      }
+      stage_unfamiliar(user, state, now, work, std::move(steps));
     } else {
       unfamiliar_expiries_.erase(unfamiliar_expiries_.begin());
       if (auto expiry = policy_.next_expiry(state); expiry && *expiry > now) {
@@ -604,7 +710,11 @@ void LockoutService::expire_due(TimePoint now, PendingWork& work) {
       if (scoped) work.events.back().scope = "familiar";
     }
     if (state != before) {
-      stage(user, old_expiry, state, now, work);
+      std::vector<StateChange> steps;
+      if (record_changes_) {
+        steps.push_back([policy = policy_, now](UserState& s) { policy.settle(s, now); });
+      }
+      stage(user, old_expiry, state, now, work, std::move(steps));
     } else {
       // The policy does not consider it due (rules changed on reload): drop
       // the stale index entry and re-index from the state.
@@ -638,17 +748,21 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
   const bool was_locked =
       policy_.status(state, now).locked() || policy_.status(unfamiliar, now).locked();
   policy_.unlock(state);
+  const auto unlock_step = [this]() -> std::vector<StateChange> {
+    if (!record_changes_) return {};
+    return {[policy = policy_](UserState& s) { policy.unlock(s); }};
+  };
   // Both scopes (lockout_scope = unfamiliar): an admin's unlock is for the
   // account. The familiar sources stay: they are not a lock.
   if (unfamiliar_.find(user) != unfamiliar_.end()) {
     policy_.unlock(unfamiliar);
-    stage_unfamiliar(user, unfamiliar, now, work);
+    stage_unfamiliar(user, unfamiliar, now, work, unlock_step());
   }
   // The event says what happened to the account, whichever command did it:
   // a consumer watching for lifted locks must see a --reset that lifted one.
   add_event(work, user, was_locked ? HistoryEvent::unlocked : HistoryEvent::reset, EventOrigin{},
             state, now, admin_uid);
-  stage(user, old_expiry, state, now, work);
+  stage(user, old_expiry, state, now, work, unlock_step());
   return true;
 }
 
@@ -658,6 +772,12 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   policy_.lock_manually(state, reason, admin_uid, now, duration);
+  std::vector<StateChange> steps;
+  if (record_changes_) {
+    steps.push_back([policy = policy_, reason, admin_uid, now, duration](UserState& s) {
+      policy.lock_manually(s, reason, admin_uid, now, duration);
+    });
+  }
   // The history keeps the reason; a timed lock says for how long.
   std::string detail = std::move(reason);
   if (duration) {
@@ -666,7 +786,7 @@ void LockoutService::lock(const std::string& user, std::string reason, std::uint
   }
   add_event(work, user, HistoryEvent::manual_lock, EventOrigin{}, state, now, admin_uid,
             std::move(detail));
-  stage(user, old_expiry, state, now, work);
+  stage(user, old_expiry, state, now, work, std::move(steps));
 }
 
 void LockoutService::import_failure(const std::string& user, bool is_root, TimePoint when,
@@ -683,13 +803,18 @@ void LockoutService::import_failure(const std::string& user, bool is_root, TimeP
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   const auto outcome = policy_.record_failure(state, is_root, when);
+  std::vector<StateChange> steps;
+  if (record_changes_) {
+    steps.push_back(
+        [policy = policy_, is_root, when](UserState& s) { policy.record_failure(s, is_root, when); });
+  }
   add_event(work, user, outcome.locked_now ? HistoryEvent::locked : HistoryEvent::failure, origin,
             state, when, admin_uid, std::move(detail));
   // Idle as of the record's own time, not of now: a record that has aged
   // out by now still counts for the user's next, newer record (chained, or
   // sliding with deny failures close together). What stays idle, the sweep
   // removes.
-  stage(user, old_expiry, state, when, work);
+  stage(user, old_expiry, state, when, work, std::move(steps));
 }
 
 std::optional<UserReport> LockoutService::report(const std::string& user, TimePoint now) const {
@@ -778,7 +903,10 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
     }
     if (const auto unfamiliar = unfamiliar_.find(it->first); unfamiliar != unfamiliar_.end()) {
       if (!unfamiliar->second.failure_lock && idle_under_every_rule(unfamiliar->second, now)) {
-        stage_unfamiliar(it->first, UserState{}, now, work);
+        // Staged as it is: idle, so deleted, and with a shared store only
+        // if no other host changed it meanwhile.
+        const UserState idle = unfamiliar->second;
+        stage_unfamiliar(it->first, idle, now, work);
       } else {
         extras_left = true;
       }
@@ -787,6 +915,7 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
     if (!extras_left && !m.failure_lock && !m.manual_lock &&
         idle_under_every_rule(unpack(*it), now)) {
       work.states.insert_or_assign(it->first, std::nullopt);
+      note_merge(work.state_merges, it->first, unpack(*it), {});
       it = erase_from_memory(it);
       ++progress.removed;
       continue;
@@ -809,6 +938,7 @@ LockoutService::SweepProgress LockoutService::sweep_slice(TimePoint now, std::si
     ++progress.examined;
     if (!source->second.blocked && source_policy_.is_idle(source->second.state, now)) {
       work.sources.insert_or_assign(source->first, std::nullopt);
+      note_merge(work.source_merges, source->first, source->second.state, {});
       unindex_source(source);
       source = sources_.erase(source);
       ++progress.removed;
@@ -866,7 +996,9 @@ bool LockoutService::idle_under_every_rule(const UserState& state, TimePoint now
 }
 
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
-                           const UserState& state, TimePoint now, PendingWork& work) {
+                           const UserState& state, TimePoint now, PendingWork& work,
+                           std::vector<StateChange> steps) {
+  note_merge(work.state_merges, user, state, std::move(steps));
   if (old_expiry) expiries_.erase({*old_expiry, user});
   const auto found = states_.find(user);
   if (idle_under_every_rule(state, now) && !has_extras(user)) {
@@ -956,6 +1088,12 @@ void LockoutService::lock_source(const std::string& key, std::string reason,
   const auto found = sources_.find(key);
   UserState state = found == sources_.end() ? UserState{} : found->second.state;
   source_policy_.lock_manually(state, reason, admin_uid, now, duration);
+  std::vector<StateChange> steps;
+  if (record_changes_) {
+    steps.push_back([policy = source_policy_, reason, admin_uid, now, duration](UserState& s) {
+      policy.lock_manually(s, reason, admin_uid, now, duration);
+    });
+  }
   EventOrigin origin;
   add_source_event(work, HistoryEvent::source_blocked, key, std::string(), origin, state, now,
                    admin_uid);
@@ -963,7 +1101,7 @@ void LockoutService::lock_source(const std::string& key, std::string reason,
   work.events.back().reason = std::move(reason);
   work.events.back().failures = 0;
   work.events.back().locked_until = duration ? state.manual_lock->until : std::nullopt;
-  stage_source(key, state, now, work);
+  stage_source(key, state, now, work, std::move(steps));
 }
 
 protocol::Answer LockoutService::source_answer(const std::string& key,
@@ -986,6 +1124,12 @@ void LockoutService::record_source_failure(const Source& source, const protocol:
   UserState state = found == sources_.end() ? UserState{} : found->second.state;
   const UserState before = state;
   const SourceFailureOutcome outcome = source_policy_.record_failure(source, state, now);
+  std::vector<StateChange> steps;
+  if (record_changes_) {
+    steps.push_back([policy = source_policy_, source, now](UserState& s) {
+      policy.record_failure(source, s, now);
+    });
+  }
   if (outcome.block_expired) {
     add_source_event(work, HistoryEvent::source_expired, source.key, std::string(), EventOrigin{},
                      before, now);
@@ -994,7 +1138,7 @@ void LockoutService::record_source_failure(const Source& source, const protocol:
     add_source_event(work, HistoryEvent::source_blocked, source.key, request.user, origin, state,
                      now);
   }
-  if (state != before) stage_source(source.key, state, now, work);
+  if (state != before) stage_source(source.key, state, now, work, std::move(steps));
 }
 
 void LockoutService::index_source(SourceMap::iterator entry) {
@@ -1042,7 +1186,8 @@ void LockoutService::unindex_source(SourceMap::iterator entry) {
 }
 
 void LockoutService::stage_source(const std::string& key, const UserState& state, TimePoint now,
-                                  PendingWork& work) {
+                                  PendingWork& work, std::vector<StateChange> steps) {
+  note_merge(work.source_merges, key, state, std::move(steps));
   auto found = sources_.find(key);
   if (found != sources_.end()) unindex_source(found);
   if (source_policy_.is_idle(state, now)) {
@@ -1152,9 +1297,13 @@ bool LockoutService::unlock_source(const std::string& source, std::uint32_t admi
   if (found == sources_.end()) return false;
   UserState state = found->second.state;
   source_policy_.unlock(state);
+  std::vector<StateChange> steps;
+  if (record_changes_) {
+    steps.push_back([policy = source_policy_](UserState& s) { policy.unlock(s); });
+  }
   add_source_event(work, HistoryEvent::source_unlocked, source, std::string(), EventOrigin{}, state,
                    now, admin_uid);
-  stage_source(source, state, now, work);
+  stage_source(source, state, now, work, std::move(steps));
   return true;
 }
 

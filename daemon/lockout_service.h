@@ -59,6 +59,11 @@ struct PendingWork {
   std::unordered_map<std::string, std::vector<FamiliarSource>> familiar;
   std::vector<AnsweredEvent> answered;  // event ids and their answers
   std::optional<TimePoint> forget_answered_before;
+  // With a shared store only (Store::shared): how each staged row of the
+  // three state tables came about (StoreBatch::merge_*).
+  std::map<std::string, StateMerge> state_merges;
+  std::map<std::string, StateMerge> source_merges;
+  std::map<std::string, StateMerge> unfamiliar_merges;
 
   bool empty() const {
     return states.empty() && sources.empty() && unfamiliar.empty() && familiar.empty() &&
@@ -127,6 +132,14 @@ class LockoutService {
   // Replaces the in-memory state with what the store holds: at start-up, and
   // after a failed commit, so memory never runs ahead of the disk.
   void load_from_store();
+
+  // Rows of a shared store as some host's commit left them (the store's
+  // watch_shared_state): they replace what memory holds, with the steps
+  // still staged in `pending` (not yet committed, so not in them) applied
+  // on top. Memory only: nothing is staged, and no event is published,
+  // since the host that made the change published it.
+  void adopt_shared(const std::vector<SharedStateChange>& changes, const PendingWork& pending,
+                    TimePoint now);
 
   // A reload with new rules applies to the next event of each user.
   void set_rules(const LockoutRules& rules);
@@ -339,7 +352,7 @@ class LockoutService {
   // Stage the extras, memory and indexes in step; stage() the main state
   // after them, since its idle test looks at them.
   void stage_unfamiliar(const std::string& user, const UserState& state, TimePoint now,
-                        PendingWork& work);
+                        PendingWork& work, std::vector<StateChange> steps = {});
   void stage_familiar(const std::string& user, const std::vector<FamiliarSource>& sources,
                       PendingWork& work);
   // Keeps `user` in locked_ exactly while a scope of theirs is locked.
@@ -353,8 +366,16 @@ class LockoutService {
 
   // Stages `state` (after a change) for the store: a put, or a delete once it
   // is idle, and keeps memory and the indexes in step.
+  // `steps`: the policy steps that made `state` from the one in memory, for
+  // a shared store's merge (note_merge); recorded only when it is shared.
   void stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
-             const UserState& state, TimePoint now, PendingWork& work);
+             const UserState& state, TimePoint now, PendingWork& work,
+             std::vector<StateChange> steps = {});
+  // A shared store (Store::shared) applies each staged row's steps to the
+  // row as the other hosts left it: records them, and what this host made
+  // of them, for the next commit. Nothing when the store is not shared.
+  void note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
+                  const UserState& result, std::vector<StateChange> steps) const;
   void add_event(PendingWork& work, const std::string& user, HistoryEvent event,
                  const EventOrigin& origin, const UserState& state, TimePoint now,
                  std::optional<std::uint32_t> admin_uid = {}, std::string detail = {});
@@ -385,7 +406,7 @@ class LockoutService {
                              const EventOrigin& origin, TimePoint now, PendingWork& work);
   // As stage(), for a source: the table, its indexes and the bound.
   void stage_source(const std::string& key, const UserState& state, TimePoint now,
-                    PendingWork& work);
+                    PendingWork& work, std::vector<StateChange> steps = {});
   void index_source(SourceMap::iterator entry);
   void unindex_source(SourceMap::iterator entry);
   // Drops the least useful source other than `keep`: the unblocked one with
@@ -422,6 +443,8 @@ class LockoutService {
   std::uint64_t evicted_sources_ = 0;
 
   Store& store_;
+  // The store is shared with other hosts: record each row's steps.
+  bool record_changes_ = false;
   HistoryBudget history_;
   StateMap states_;
   std::map<std::string, ManualLock, std::less<>> manual_locks_;

@@ -28,7 +28,7 @@ std::unique_ptr<Store> open_store(const Options& options) {
   check_conninfo(settings.conninfo, !from_file);
   settings.host_name = fleet_host_name(options);
   auto store = PostgresqlStore::open(settings);
-  store->claim_host();
+  store->register_host();
   return store;
 }
 

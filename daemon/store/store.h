@@ -144,6 +144,34 @@ struct AnsweredEvent {
 inline constexpr std::chrono::seconds kAnsweredEventRetention{600};
 inline constexpr std::size_t kMaxAnsweredEvents = 100'000;
 
+// A store several hosts write (store = postgresql, issue 15; docs/fleet.md):
+// how one row's new state came about on this host, so that the store can
+// apply the same changes to the row as the other hosts left it, instead of
+// overwriting their counts with this host's view. Each change is one policy
+// step (a failure, a success, an unlock, ...) with its own time, holding
+// copies of the rules it ran under: the store runs it on its writer thread.
+using StateChange = std::function<void(UserState&)>;
+struct StateMerge {
+  std::vector<StateChange> changes;  // in the order this host applied them
+  // What this host computed. A row the batch deletes (idle, or swept) is
+  // deleted only if the merged state is this one: otherwise another host
+  // changed it meanwhile and the merged state is kept.
+  UserState result;
+};
+
+// The state tables Store::watch_shared_state reports on.
+enum class SharedTable : std::uint8_t { users, sources, unfamiliar, familiar };
+
+// A row of shared state as some host (maybe this one) left it, read back
+// after that host's commit: the state, or nullopt once the row is gone; for
+// `familiar`, the user's whole list (empty once gone).
+struct SharedStateChange {
+  SharedTable table = SharedTable::users;
+  std::string key;
+  std::optional<UserState> state;
+  std::vector<FamiliarSource> familiar;
+};
+
 // Changes that become durable together, or not at all.
 struct StoreBatch {
   std::vector<std::pair<std::string, UserState>> put_states;  // insert or replace
@@ -163,6 +191,12 @@ struct StoreBatch {
   std::vector<AnsweredEvent> answered;
   // Answered events older than this are deleted in the same transaction.
   std::optional<TimePoint> forget_answered_before;
+  // Only for a shared store (Store::shared()): how the put or deleted rows
+  // of the three state tables came about, by key. A row without an entry is
+  // written as it stands (a source evicted from this host's table).
+  std::map<std::string, StateMerge> merge_states;
+  std::map<std::string, StateMerge> merge_sources;
+  std::map<std::string, StateMerge> merge_unfamiliar_states;
 
   bool empty() const {
     return put_states.empty() && delete_states.empty() && put_sources.empty() &&
@@ -175,6 +209,28 @@ struct StoreBatch {
 class Store {
  public:
   virtual ~Store() = default;
+
+  // Whether other hosts write the same state (store = postgresql): then
+  // the daemon records how each row changed (StoreBatch::merge_*), and
+  // commit() applies those changes to the rows as they are in the store,
+  // one host's transaction after another's, so that no host's count is lost
+  // or counted twice.
+  virtual bool shared() const { return false; }
+
+  // A shared store calls `changed` from a thread of its own with the rows
+  // any host's commit changed (this host's too: the merged state may differ
+  // from what it computed), each read back after that commit, in commit
+  // order; `reload` instead when changes may have been missed (the
+  // connection that listens was lost and is back): the caller reloads
+  // everything; `trouble` with what to log. A store that is not shared
+  // never calls them. Must be called before the first load, so that no
+  // change falls between the load and the listening.
+  struct SharedStateWatch {
+    std::function<void(std::vector<SharedStateChange>)> changed;
+    std::function<void()> reload;
+    std::function<void(const std::string& problem)> trouble;
+  };
+  virtual void watch_shared_state(SharedStateWatch watch) { (void)watch; }
 
   // Every stored user state, for the daemon to load at start-up.
   virtual std::vector<std::pair<std::string, UserState>> load_states() = 0;

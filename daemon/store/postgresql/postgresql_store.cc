@@ -12,6 +12,9 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <map>
+#include <set>
+#include <string>
 #include <optional>
 #include <string_view>
 
@@ -154,6 +157,14 @@ static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 // The advisory lock taken by migrations ("acctlock" in ASCII, truncated).
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7090181463396918123)";
 
+// The channel every commit announces its changed state rows on, one
+// notification each: "HOST<tab>TABLE<tab>KEY", TABLE one of these letters.
+constexpr std::string_view kStateChannel = "acctlock_state";
+constexpr char kUsersTag = 'u';
+constexpr char kSourcesTag = 's';
+constexpr char kUnfamiliarTag = 'x';
+constexpr char kFamiliarTag = 'f';
+
 // A migration may rewrite tables: minutes, not the per-request bound.
 constexpr std::chrono::milliseconds kMigrationTimeout{std::chrono::minutes(10)};
 
@@ -189,6 +200,7 @@ Param number(TimePoint time) {
 class ArrayLiteral {
  public:
   void add(const Param& element) {
+    ++size_;
     text_ += text_.size() == 1 ? "" : ",";
     if (!element) {
       text_ += "NULL";
@@ -202,9 +214,11 @@ class ArrayLiteral {
     text_ += '"';
   }
   std::string finish() const { return text_ + "}"; }
+  std::size_t size() const { return size_; }
 
  private:
   std::string text_ = "{";
+  std::size_t size_ = 0;
 };
 
 std::string bytea_hex(std::string_view bytes) {
@@ -271,6 +285,9 @@ class PostgresqlStore::Connection {
   Connection& operator=(const Connection&) = delete;
 
   const std::string& server() const { return server_; }
+  // The SQLSTATE of the last statement that failed with one ("40P01": a
+  // deadlock), for the caller that may run its transaction again.
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
 
   [[noreturn]] void fail(std::string_view doing, const std::string& message) const {
     throw StoreError("postgresql " + server_ + ": " + std::string(doing) + ": " + message);
@@ -300,6 +317,8 @@ class PostgresqlStore::Connection {
     }
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       const char* message = result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn_);
+      const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
+      last_sqlstate_ = state ? state : "";
       fail(doing, trimmed(message));
     }
     return result;
@@ -388,6 +407,7 @@ class PostgresqlStore::Connection {
   bool broken_ = false;  // timed out: dropped at the next call
   PGconn* conn_ = nullptr;
   std::string server_;
+  std::string last_sqlstate_;
 };
 
 namespace {
@@ -413,6 +433,109 @@ std::uint32_t uint32(const Result& result, int row, int column, const std::strin
                      PQfname(result.get(), column) + " is out of range");
   }
   return static_cast<std::uint32_t>(value);
+}
+
+// The state columns (kStateColumns) of row `r`, read from column 1 on
+// (column 0 is the key). `owner` names the row in an error.
+UserState state_from_row(const Result& rows, int r, const std::string& owner,
+                         const std::string& server) {
+  UserState state;
+  state.failures = uint32(rows, r, 1, server);
+  state.last_failure = from_unix(int64(rows, r, 2));
+  state.level = uint32(rows, r, 3, server);
+  state.last_lock_end = from_unix(int64(rows, r, 4));
+  if (boolean(rows, r, 5)) {
+    FailureLock& failure_lock = state.failure_lock.emplace();
+    failure_lock.since = from_unix(int64(rows, r, 6));
+    if (!is_null(rows, r, 7)) failure_lock.until = from_unix(int64(rows, r, 7));
+  }
+  if (boolean(rows, r, 8)) {
+    ManualLock& manual_lock = state.manual_lock.emplace();
+    manual_lock.reason = text(rows, r, 9);
+    manual_lock.since = from_unix(int64(rows, r, 10));
+    manual_lock.admin_uid = uint32(rows, r, 11, server);
+    if (!is_null(rows, r, 12)) manual_lock.until = from_unix(int64(rows, r, 12));
+  }
+  state.earlier_failures = decode_failure_times(text(rows, r, 13), owner);
+  return state;
+}
+
+// The columns state_from_row() reads, after the key.
+constexpr const char* kStateColumns =
+    "failures, last_failure, level, last_lock_end, locked, lock_since, lock_until, manual, "
+    "manual_reason, manual_since, manual_admin_uid, manual_until, earlier_failures";
+
+// A shared store's merge (StoreBatch::merge_*) for one state table: locks
+// the rows of the batch's keys that have steps, as they are now (an empty
+// placeholder first for a key no host has written yet, so that two hosts
+// creating the same row wait for each other too), runs this host's steps
+// on each, and turns the batch's puts and deletes into the merged rows.
+// Keys are locked in byte order, the same on every host, so that two hosts'
+// batches cannot wait for each other in a cycle.
+void merge_state_rows(PostgresqlStore::Connection& db, const std::string& table,
+                      const std::string& key_column, const std::string& owner,
+                      const std::map<std::string, StateMerge>& merges,
+                      std::vector<std::pair<std::string, UserState>>& puts,
+                      std::vector<std::string>& deletes) {
+  if (merges.empty()) return;
+  constexpr std::string_view doing = "commit";
+  // The keys both staged and merged, in byte order (a std::set of them).
+  std::set<std::string, std::less<>> merged_keys;
+  for (const auto& [key, state] : puts) {
+    if (merges.contains(key)) merged_keys.insert(key);
+  }
+  for (const auto& key : deletes) {
+    if (merges.contains(key)) merged_keys.insert(key);
+  }
+  if (merged_keys.empty()) return;
+  ArrayLiteral keys;
+  for (const auto& key : merged_keys) keys.add(key);
+  const std::string key_array = keys.finish();
+  db.exec("INSERT INTO " + table + " (" + key_column +
+              ", failures, last_failure, level, last_lock_end, locked, manual) "
+              "SELECT k, 0, 0, 0, 0, false, false FROM unnest($1::text[]) AS k ORDER BY k "
+              "COLLATE \"C\" ON CONFLICT DO NOTHING",
+          {key_array}, doing);
+  Result rows = db.exec("SELECT " + key_column + ", " + kStateColumns + " FROM " + table +
+                            " WHERE " + key_column + " = ANY($1::text[]) ORDER BY " + key_column +
+                            " COLLATE \"C\" FOR UPDATE",
+                        {key_array}, doing);
+  std::map<std::string, UserState, std::less<>> current;
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    std::string key = text(rows, r, 0);
+    UserState state = state_from_row(rows, r, owner + " " + key, db.server());
+    current.emplace(std::move(key), std::move(state));
+  }
+  const auto merged = [&](const std::string& key, const StateMerge& merge) {
+    UserState state;
+    if (const auto found = current.find(key); found != current.end()) state = found->second;
+    for (const StateChange& step : merge.changes) step(state);
+    return state;
+  };
+  std::vector<std::pair<std::string, UserState>> new_puts;
+  std::vector<std::string> new_deletes;
+  for (auto& [key, state] : puts) {
+    const auto merge = merges.find(key);
+    new_puts.emplace_back(key, merge == merges.end() ? state : merged(key, merge->second));
+  }
+  for (const auto& key : deletes) {
+    const auto merge = merges.find(key);
+    if (merge == merges.end()) {
+      new_deletes.push_back(key);
+      continue;
+    }
+    // Deleted here because it became idle: only if no other host's step
+    // made it something else meanwhile. (A placeholder merges to the empty
+    // state, which is what an idle row deleted on its first step is.)
+    UserState state = merged(key, merge->second);
+    if (state == merge->second.result || state == UserState{}) {
+      new_deletes.push_back(key);
+    } else {
+      new_puts.emplace_back(key, std::move(state));
+    }
+  }
+  puts = std::move(new_puts);
+  deletes = std::move(new_deletes);
 }
 
 // Inserts or replaces rows of user_state or source_state (the same columns
@@ -511,8 +634,11 @@ void migrate(PostgresqlStore::Connection& db) {
 
 }  // namespace
 
-PostgresqlStore::PostgresqlStore(std::string host_name, std::string server)
-    : host_name_(std::move(host_name)), server_(std::move(server)) {}
+PostgresqlStore::PostgresqlStore(std::string host_name, std::string server,
+                                 PostgresqlSettings settings)
+    : host_name_(std::move(host_name)),
+      server_(std::move(server)),
+      settings_(std::move(settings)) {}
 
 PostgresqlStore::~PostgresqlStore() = default;
 
@@ -521,7 +647,7 @@ std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings&
   auto writer = std::make_unique<Connection>(settings, false);
   migrate(*writer);
   auto reader = std::make_unique<Connection>(settings, true);
-  std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server()));
+  std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server(), settings));
   store->writer_ = std::move(writer);
   store->reader_ = std::move(reader);
   return store;
@@ -572,26 +698,8 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
   const int count = PQntuples(rows.get());
   states.reserve(static_cast<std::size_t>(count));
   for (int r = 0; r < count; ++r) {
-    UserState state;
-    state.failures = uint32(rows, r, 1, server_);
-    state.last_failure = from_unix(int64(rows, r, 2));
-    state.level = uint32(rows, r, 3, server_);
-    state.last_lock_end = from_unix(int64(rows, r, 4));
-    if (boolean(rows, r, 5)) {
-      FailureLock& failure_lock = state.failure_lock.emplace();
-      failure_lock.since = from_unix(int64(rows, r, 6));
-      if (!is_null(rows, r, 7)) failure_lock.until = from_unix(int64(rows, r, 7));
-    }
-    if (boolean(rows, r, 8)) {
-      ManualLock& manual_lock = state.manual_lock.emplace();
-      manual_lock.reason = text(rows, r, 9);
-      manual_lock.since = from_unix(int64(rows, r, 10));
-      manual_lock.admin_uid = uint32(rows, r, 11, server_);
-      if (!is_null(rows, r, 12)) manual_lock.until = from_unix(int64(rows, r, 12));
-    }
     std::string name = text(rows, r, 0);
-    state.earlier_failures =
-        decode_failure_times(text(rows, r, 13), std::string(owner) + " " + name);
+    UserState state = state_from_row(rows, r, std::string(owner) + " " + name, server_);
     states.emplace_back(std::move(name), std::move(state));
   }
   return states;
@@ -600,26 +708,57 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
 void PostgresqlStore::commit(const StoreBatch& batch) {
   if (batch.empty() && !batch.forget_answered_before) return;
   std::lock_guard lock(write_mutex_);
+  // Two hosts' transactions may still deadlock (a user's row and its
+  // unfamiliar-source row, locked in two statements): the server aborts one,
+  // which runs again; the steps are pure, so running them again is safe.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      commit_once(batch);
+      return;
+    } catch (const StoreError&) {
+      const std::string& state = writer_->last_sqlstate();
+      const bool retry = state == "40P01" || state == "40001";
+      if (!retry || attempt == kAttempts) throw;
+    }
+  }
+}
+
+void PostgresqlStore::commit_once(const StoreBatch& batch) {
   Connection& db = *writer_;
   constexpr std::string_view doing = "commit";
   db.exec("BEGIN", {}, doing);
   try {
-    put_state_rows(db, "user_state", "user_name", batch.put_states);
-    put_state_rows(db, "source_state", "source", batch.put_sources);
-    if (!batch.delete_states.empty()) {
+    // Each state table: this host's steps on the rows as the fleet left
+    // them (merge_state_rows), then the writes.
+    auto put_states = batch.put_states;
+    auto delete_states = batch.delete_states;
+    auto put_sources = batch.put_sources;
+    auto delete_sources = batch.delete_sources;
+    auto put_unfamiliar = batch.put_unfamiliar_states;
+    auto delete_unfamiliar = batch.delete_unfamiliar_states;
+    merge_state_rows(db, "user_state", "user_name", "user", batch.merge_states, put_states,
+                     delete_states);
+    merge_state_rows(db, "source_state", "source", "source", batch.merge_sources, put_sources,
+                     delete_sources);
+    merge_state_rows(db, "unfamiliar_state", "user_name", "unfamiliar-source state of user",
+                     batch.merge_unfamiliar_states, put_unfamiliar, delete_unfamiliar);
+    put_state_rows(db, "user_state", "user_name", put_states);
+    put_state_rows(db, "source_state", "source", put_sources);
+    if (!delete_states.empty()) {
       ArrayLiteral users;
-      for (const auto& user : batch.delete_states) users.add(user);
+      for (const auto& user : delete_states) users.add(user);
       db.exec("DELETE FROM user_state WHERE user_name = ANY($1::text[])", {users.finish()}, doing);
     }
-    if (!batch.delete_sources.empty()) {
+    if (!delete_sources.empty()) {
       ArrayLiteral sources;
-      for (const auto& source : batch.delete_sources) sources.add(source);
+      for (const auto& source : delete_sources) sources.add(source);
       db.exec("DELETE FROM source_state WHERE source = ANY($1::text[])", {sources.finish()}, doing);
     }
-    put_state_rows(db, "unfamiliar_state", "user_name", batch.put_unfamiliar_states);
-    if (!batch.delete_unfamiliar_states.empty()) {
+    put_state_rows(db, "unfamiliar_state", "user_name", put_unfamiliar);
+    if (!delete_unfamiliar.empty()) {
       ArrayLiteral users;
-      for (const auto& user : batch.delete_unfamiliar_states) users.add(user);
+      for (const auto& user : delete_unfamiliar) users.add(user);
       db.exec("DELETE FROM unfamiliar_state WHERE user_name = ANY($1::text[])", {users.finish()},
               doing);
     }
@@ -736,6 +875,27 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
           {host_name_, number(*batch.forget_answered_before),
            number(static_cast<std::int64_t>(kMaxAnsweredEvents))},
           doing);
+    }
+    // Every host (this one too) reads back the rows this commit changed:
+    // delivered when it commits, in commit order (watch_shared_state).
+    ArrayLiteral tables;
+    ArrayLiteral keys;
+    const auto announce = [&](char table, const std::string& key) {
+      tables.add(std::string(1, table));
+      keys.add(key);
+    };
+    for (const auto& [key, state] : put_states) announce(kUsersTag, key);
+    for (const auto& key : delete_states) announce(kUsersTag, key);
+    for (const auto& [key, state] : put_sources) announce(kSourcesTag, key);
+    for (const auto& key : delete_sources) announce(kSourcesTag, key);
+    for (const auto& [key, state] : put_unfamiliar) announce(kUnfamiliarTag, key);
+    for (const auto& key : delete_unfamiliar) announce(kUnfamiliarTag, key);
+    for (const auto& [key, list] : batch.put_familiar_sources) announce(kFamiliarTag, key);
+    if (tables.size() > 0) {
+      db.exec("SELECT count(pg_notify('" + std::string(kStateChannel) +
+                  "', $1 || chr(9) || t || chr(9) || k)) FROM unnest($2::text[], $3::text[]) AS "
+                  "x(t, k)",
+              {host_name_, tables.finish(), keys.finish()}, doing);
     }
     db.exec("COMMIT", {}, doing);
   } catch (...) {
@@ -854,16 +1014,17 @@ std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, st
 std::uint64_t PostgresqlStore::prune_history(TimePoint before) {
   std::lock_guard lock(write_mutex_);
   Result result =
-      writer_->exec("DELETE FROM history WHERE time < $1", {number(before)}, "pruning history");
+      writer_->exec("DELETE FROM history WHERE host = $2 AND time < $1",
+                    {number(before), host_name_}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
 }
 
 std::uint64_t PostgresqlStore::prune_history_slice(TimePoint before, std::size_t limit) {
   std::lock_guard lock(write_mutex_);
   Result result = writer_->exec(
-      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < $1 ORDER BY time "
-      "LIMIT $2)",
-      {number(before), number(sql_limit(limit))}, "pruning history");
+      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE host = $3 AND time < $1 "
+      "ORDER BY time LIMIT $2)",
+      {number(before), number(sql_limit(limit)), host_name_}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
 }
 
@@ -893,12 +1054,12 @@ void count_usage_row(const Result& rows, int r, int first, const std::string& se
 
 HistoryUsage PostgresqlStore::prune_history_slice_counted(TimePoint before, std::size_t limit) {
   std::lock_guard lock(write_mutex_);
-  // Every host's rows past retention go, as in prune_history_slice; only
-  // this host's count against its caps.
+  // Each host prunes its own rows, by its own history_retention, as its
+  // own caps count them.
   Result rows = writer_->exec(
-      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < $1 ORDER BY time "
-      "LIMIT $2) RETURNING host = $3, peer_uid, first_time IS NOT NULL, user_name, event, "
-      "service, rhost",
+      "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE host = $3 AND time < $1 "
+      "ORDER BY time LIMIT $2) RETURNING host = $3, peer_uid, first_time IS NOT NULL, user_name, "
+      "event, service, rhost",
       {number(before), number(sql_limit(limit)), host_name_}, "pruning history");
   HistoryUsage removed;
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
@@ -933,34 +1094,114 @@ HistoryUsage PostgresqlStore::history_usage() {
   return usage;
 }
 
-void PostgresqlStore::claim_host() {
-  std::lock_guard lock(write_mutex_);
-  Connection& db = *writer_;
-  constexpr std::string_view doing = "registering this host";
-  db.exec("BEGIN", {}, doing);
-  try {
-    // The table lock makes two hosts starting at once see each other.
-    db.exec("LOCK TABLE fleet_host IN EXCLUSIVE MODE", {}, doing);
-    Result others = db.exec("SELECT host FROM fleet_host WHERE host <> $1 ORDER BY host LIMIT 1",
-                            {host_name_}, doing);
-    if (PQntuples(others.get()) > 0) {
-      db.fail(doing,
-              "host " + text(others, 0, 0) +
-                  " already keeps its lock state here, and this acctlock does not yet merge "
-                  "the state of several hosts (each would overwrite the other's counts); give "
-                  "each host its own database, or, if that host is gone for good, delete it: "
-                  "DELETE FROM fleet_host WHERE host = '" +
-                  text(others, 0, 0) + "'");
+void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
+  auto shared_watch = std::make_shared<SharedStateWatch>(std::move(watch));
+  NotificationListener::Handlers handlers;
+  handlers.notified = [this, shared_watch](std::vector<std::string> payloads) {
+    try {
+      auto changes = read_changed_rows(payloads);
+      if (!changes.empty() && shared_watch->changed) shared_watch->changed(std::move(changes));
+    } catch (const std::exception& e) {
+      // The rows could not be read back: what this host holds may be
+      // behind the fleet, so it reads everything again.
+      if (shared_watch->trouble) {
+        shared_watch->trouble(std::string("cannot read the rows other hosts changed: ") +
+                              e.what() + "; reloading all state");
+      }
+      if (shared_watch->reload) shared_watch->reload();
     }
-    db.exec(
-        "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
-        "last_start = now()",
-        {host_name_}, doing);
-    db.exec("COMMIT", {}, doing);
-  } catch (...) {
-    db.roll_back();
-    throw;
+  };
+  handlers.resumed = [shared_watch] {
+    if (shared_watch->reload) shared_watch->reload();
+  };
+  handlers.trouble = [shared_watch](const std::string& problem) {
+    if (shared_watch->trouble) shared_watch->trouble(problem);
+  };
+  listener_ = std::make_unique<NotificationListener>(
+      settings_.conninfo, settings_.connect_timeout, std::string(kStateChannel), server_,
+      std::move(handlers));
+}
+
+std::vector<SharedStateChange> PostgresqlStore::read_changed_rows(
+    const std::vector<std::string>& payloads) {
+  struct TableInfo {
+    char tag;
+    SharedTable table;
+    const char* name;
+    const char* key_column;
+    const char* owner;
+  };
+  static constexpr TableInfo kTables[] = {
+      {kUsersTag, SharedTable::users, "user_state", "user_name", "user"},
+      {kSourcesTag, SharedTable::sources, "source_state", "source", "source"},
+      {kUnfamiliarTag, SharedTable::unfamiliar, "unfamiliar_state", "user_name",
+       "unfamiliar-source state of user"},
+  };
+  // Each key once per table, whatever number of notifications named it: the
+  // row is read as it is now, after all of them.
+  std::map<char, std::set<std::string, std::less<>>> keys;
+  for (const std::string& payload : payloads) {
+    const auto first = payload.find('	');
+    if (first == std::string::npos || first + 2 >= payload.size() || payload[first + 2] != '	') {
+      continue;  // not ours: another program on the channel
+    }
+    keys[payload[first + 1]].insert(payload.substr(first + 3));
   }
+  std::vector<SharedStateChange> changes;
+  std::lock_guard lock(read_mutex_);
+  for (const TableInfo& info : kTables) {
+    const auto wanted = keys.find(info.tag);
+    if (wanted == keys.end()) continue;
+    ArrayLiteral array;
+    for (const auto& key : wanted->second) array.add(key);
+    Result rows = reader_->exec(std::string("SELECT ") + info.key_column + ", " + kStateColumns +
+                                    " FROM " + info.name + " WHERE " + info.key_column +
+                                    " = ANY($1::text[])",
+                                {array.finish()}, "reading the rows other hosts changed");
+    std::map<std::string, UserState, std::less<>> found;
+    for (int r = 0; r < PQntuples(rows.get()); ++r) {
+      std::string key = text(rows, r, 0);
+      UserState state = state_from_row(rows, r, std::string(info.owner) + " " + key, server_);
+      found.emplace(std::move(key), std::move(state));
+    }
+    for (const auto& key : wanted->second) {
+      SharedStateChange change;
+      change.table = info.table;
+      change.key = key;
+      if (const auto row = found.find(key); row != found.end()) change.state = row->second;
+      changes.push_back(std::move(change));
+    }
+  }
+  if (const auto wanted = keys.find(kFamiliarTag); wanted != keys.end()) {
+    ArrayLiteral array;
+    for (const auto& key : wanted->second) array.add(key);
+    Result rows = reader_->exec(
+        "SELECT user_name, source, last_success FROM familiar_source WHERE user_name = "
+        "ANY($1::text[]) ORDER BY user_name COLLATE \"C\", last_success DESC, source COLLATE "
+        "\"C\"",
+        {array.finish()}, "reading the familiar sources other hosts changed");
+    std::map<std::string, std::vector<FamiliarSource>, std::less<>> lists;
+    for (int r = 0; r < PQntuples(rows.get()); ++r) {
+      lists[text(rows, r, 0)].push_back(
+          FamiliarSource{text(rows, r, 1), from_unix(int64(rows, r, 2))});
+    }
+    for (const auto& key : wanted->second) {
+      SharedStateChange change;
+      change.table = SharedTable::familiar;
+      change.key = key;
+      if (const auto list = lists.find(key); list != lists.end()) change.familiar = list->second;
+      changes.push_back(std::move(change));
+    }
+  }
+  return changes;
+}
+
+void PostgresqlStore::register_host() {
+  std::lock_guard lock(write_mutex_);
+  writer_->exec(
+      "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+      "last_start = now()",
+      {host_name_}, "registering this host");
 }
 
 std::string read_conninfo_file(const std::string& path) {

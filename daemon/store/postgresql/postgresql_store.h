@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/store/postgresql/notification_listener.h"
 #include "daemon/store/store.h"
 
 namespace acctlock {
@@ -80,11 +81,16 @@ class PostgresqlStore final : public Store {
   HistoryUsage prune_history_slice_counted(TimePoint before, std::size_t limit) override;
   HistoryUsage history_usage() override;
 
-  // Records this host as the database's writer, refusing when another host
-  // already is: until hosts' states are merged in the database (issue 15,
-  // step 3), two daemons sharing user_state would overwrite each other's
-  // counts, a silent loss of lockouts. Called by the daemon at start-up.
-  void claim_host();
+  // Several hosts share the state tables (docs/fleet.md): commit() merges
+  // each row's steps (StoreBatch::merge_*) into the row as it is, under a
+  // row lock, and announces the rows it changed on a channel every host
+  // listens on (watch_shared_state).
+  bool shared() const override { return true; }
+  void watch_shared_state(SharedStateWatch watch) override;
+
+  // Records this host in fleet_host (first seen, last start): the fleet's
+  // list of hosts for an operator. Called by the daemon at start-up.
+  void register_host();
 
   const std::string& host_name() const { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
@@ -93,7 +99,11 @@ class PostgresqlStore final : public Store {
   class Connection;
 
  private:
-  PostgresqlStore(std::string host_name, std::string server);
+  PostgresqlStore(std::string host_name, std::string server, PostgresqlSettings settings);
+  void commit_once(const StoreBatch& batch);
+  // The rows named by notifications' payloads, read now (on the read
+  // connection), for watch_shared_state.
+  std::vector<SharedStateChange> read_changed_rows(const std::vector<std::string>& payloads);
   // user_state or source_state: the same columns after the key.
   std::vector<std::pair<std::string, UserState>> load_state_table(std::string_view table,
                                                                   std::string_view key,
@@ -106,6 +116,10 @@ class PostgresqlStore final : public Store {
   std::unique_ptr<Connection> writer_;
   std::mutex read_mutex_;
   std::unique_ptr<Connection> reader_;
+  PostgresqlSettings settings_;  // for the listener's connection
+  // Declared last: destroyed first, so its thread stops before the
+  // connections it reads through go.
+  std::unique_ptr<NotificationListener> listener_;
 };
 
 // Reads the connection string from `path`, refusing a file that others may

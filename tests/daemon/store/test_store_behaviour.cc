@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -680,10 +683,14 @@ TEST_F(PostgresqlStoreTest, EachHostCountsItsOwnHistoryRows) {
       postgres().query_text(
           "SELECT events FROM history WHERE host = 'host-b' AND first_time IS NOT NULL", database_),
       "2");
-  // A prune removes every host's old rows and reports only its own.
+  // Each host prunes its own rows only (its own history_retention), and
+  // reports them.
   const HistoryUsage removed = a->prune_history_slice_counted(at(1000), 100);
   EXPECT_EQ(removed.rows, 2u);
-  EXPECT_EQ(b->history_usage().rows, 0u);
+  EXPECT_EQ(a->history_usage().rows, 0u);
+  EXPECT_EQ(b->history_usage().rows, 2u);
+  EXPECT_EQ(b->prune_history_slice(at(1000), 100), 2u);
+  EXPECT_EQ(postgres().query_text("SELECT count(*) FROM history", database_), "0");
 }
 
 TEST_F(PostgresqlStoreTest, RecordsTheSchemaVersionAndTheHostOfEachHistoryRow) {
@@ -927,6 +934,200 @@ TEST(CheckConninfo, RefusesAnInlinePasswordButNotOneInAPrivateFile) {
   }
   EXPECT_THROW(check_conninfo("postgresql://u:s3cret@db/acctlock", true), StoreError);
   EXPECT_THROW(check_conninfo("host=db nonsense", false), StoreError);
+}
+
+// ---- A fleet: several hosts' stores on one database (issue 15) ----
+//
+// The steps here are plain counters, not the lockout policy: what is tested
+// is the store's part, that each host's steps land on the row as the other
+// hosts left it, once each (the policy's part is the daemon's tests').
+
+UserState with_failures(std::uint32_t failures) {
+  UserState state;
+  state.failures = failures;
+  state.last_failure = at(1000 + failures);
+  return state;
+}
+
+const StateChange kOneMoreFailure = [](UserState& state) {
+  ++state.failures;
+  state.last_failure = at(1000 + state.failures);
+};
+
+// A batch that puts `key`'s user state as this host computed it (`local`)
+// after `steps` of one more failure each.
+StoreBatch failures_batch(const std::string& key, std::uint32_t local, std::size_t steps) {
+  StoreBatch batch;
+  batch.put_states = {{key, with_failures(local)}};
+  StateMerge& merge = batch.merge_states[key];
+  merge.changes.assign(steps, kOneMoreFailure);
+  merge.result = with_failures(local);
+  return batch;
+}
+
+std::map<std::string, UserState> loaded_states(Store& store) {
+  const auto loaded = store.load_states();
+  return {loaded.begin(), loaded.end()};
+}
+
+TEST_F(PostgresqlStoreTest, TwoHostsFailuresOnOneUserAddUpInsteadOfOverwriting) {
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  ASSERT_TRUE(a->shared());
+  a->commit(failures_batch("alice", 1, 1));
+  // Host b has not heard of a's failure: it computed 1 as well.
+  b->commit(failures_batch("alice", 1, 1));
+  EXPECT_EQ(loaded_states(*a).at("alice"), with_failures(2));
+  // A row without steps (a source evicted from one host's table) is
+  // written as it stands.
+  b->commit(StoreBatch{.put_states = {{"bob", with_failures(7)}}});
+  EXPECT_EQ(loaded_states(*a).at("bob"), with_failures(7));
+}
+
+TEST_F(PostgresqlStoreTest, ConcurrentHostsLoseNoFailureAndCountNoneTwice) {
+  constexpr int kHosts = 4;
+  constexpr int kBatches = 40;
+  std::vector<std::unique_ptr<PostgresqlStore>> hosts;
+  for (int h = 0; h < kHosts; ++h) {
+    hosts.push_back(PostgresqlStore::open({conninfo(), "host-" + std::to_string(h)}));
+  }
+  std::atomic<int> failed_commits{0};
+  std::vector<std::thread> threads;
+  for (int h = 0; h < kHosts; ++h) {
+    threads.emplace_back([&, h] {
+      for (int i = 0; i < kBatches; ++i) {
+        // Two users in each batch, both new to this host's view, from a
+        // source row too: the rows every host locks at once.
+        StoreBatch batch = failures_batch("carol", 1, 1);
+        StoreBatch dave = failures_batch("dave", 1, 1);
+        batch.put_states.push_back(dave.put_states.front());
+        batch.merge_states.insert(*dave.merge_states.begin());
+        batch.put_sources = {{"192.0.2.7", with_failures(1)}};
+        batch.merge_sources["192.0.2.7"] = StateMerge{{kOneMoreFailure}, with_failures(1)};
+        try {
+          hosts[static_cast<std::size_t>(h)]->commit(batch);
+        } catch (const StoreError& e) {
+          ADD_FAILURE() << e.what();
+          ++failed_commits;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failed_commits, 0);
+  const auto states = loaded_states(*hosts[0]);
+  EXPECT_EQ(states.at("carol").failures, static_cast<std::uint32_t>(kHosts * kBatches));
+  EXPECT_EQ(states.at("dave").failures, static_cast<std::uint32_t>(kHosts * kBatches));
+  const auto sources = hosts[0]->load_sources();
+  ASSERT_EQ(sources.size(), 1u);
+  EXPECT_EQ(sources[0].second.failures, static_cast<std::uint32_t>(kHosts * kBatches));
+}
+
+TEST_F(PostgresqlStoreTest, ARowOneHostFoundIdleStaysWhenAnotherHostChangedIt) {
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  a->commit(failures_batch("alice", 1, 1));
+  b->commit(failures_batch("alice", 1, 1));  // alice has 2
+  // Host a, still seeing 1, finds alice idle and deletes her: kept, since
+  // what a judged idle is not what the row holds.
+  StoreBatch sweep{.delete_states = {"alice"}};
+  sweep.merge_states["alice"] = StateMerge{{}, with_failures(1)};
+  a->commit(sweep);
+  EXPECT_EQ(loaded_states(*a).at("alice"), with_failures(2));
+  // Once a sees what is there, its delete goes through.
+  sweep.merge_states["alice"].result = with_failures(2);
+  a->commit(sweep);
+  EXPECT_FALSE(loaded_states(*a).contains("alice"));
+}
+
+// What a watching host heard, for the tests to wait on.
+class HeardChanges {
+ public:
+  Store::SharedStateWatch watch() {
+    Store::SharedStateWatch watch;
+    watch.changed = [this](std::vector<SharedStateChange> changes) {
+      std::lock_guard lock(mutex_);
+      for (auto& change : changes) heard_.push_back(std::move(change));
+      wake_.notify_all();
+    };
+    watch.reload = [this] {
+      std::lock_guard lock(mutex_);
+      ++reloads_;
+      wake_.notify_all();
+    };
+    return watch;
+  }
+  // The latest change heard for `key` once `done` says it is the one
+  // waited for, or nullopt after a hang bound.
+  std::optional<SharedStateChange> wait_for(
+      SharedTable table, const std::string& key,
+      const std::function<bool(const SharedStateChange&)>& done) {
+    std::unique_lock lock(mutex_);
+    std::optional<SharedStateChange> found;
+    wake_.wait_for(lock, std::chrono::seconds(30), [&] {
+      for (const auto& change : heard_) {
+        if (change.table == table && change.key == key && done(change)) found = change;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+  bool wait_for_reload() {
+    std::unique_lock lock(mutex_);
+    return wake_.wait_for(lock, std::chrono::seconds(30), [&] { return reloads_ > 0; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<SharedStateChange> heard_;
+  int reloads_ = 0;
+};
+
+TEST_F(PostgresqlStoreTest, EveryHostHearsOfTheRowsAnyHostsCommitChanged) {
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  HeardChanges heard;
+  b->watch_shared_state(heard.watch());
+  StoreBatch batch = failures_batch("alice", 1, 1);
+  batch.put_sources = {{"2001:db8::/64", with_failures(3)}};
+  batch.put_familiar_sources = {{"alice", {FamiliarSource{"192.0.2.1", at(500)}}}};
+  a->commit(batch);
+  const auto alice = heard.wait_for(SharedTable::users, "alice",
+                                    [](const SharedStateChange& c) { return c.state.has_value(); });
+  ASSERT_TRUE(alice) << "host b never heard of alice";
+  EXPECT_EQ(*alice->state, with_failures(1));
+  const auto source = heard.wait_for(SharedTable::sources, "2001:db8::/64",
+                                     [](const SharedStateChange& c) { return c.state.has_value(); });
+  ASSERT_TRUE(source);
+  EXPECT_EQ(source->state->failures, 3u);
+  const auto familiar = heard.wait_for(SharedTable::familiar, "alice",
+                                       [](const SharedStateChange& c) { return !c.familiar.empty(); });
+  ASSERT_TRUE(familiar);
+  EXPECT_EQ(familiar->familiar, (std::vector<FamiliarSource>{{"192.0.2.1", at(500)}}));
+  // A deleted row is heard of as gone.
+  StoreBatch unlock{.delete_states = {"alice"}};
+  unlock.merge_states["alice"] = StateMerge{{[](UserState& state) { state = UserState{}; }}, {}};
+  a->commit(unlock);
+  EXPECT_TRUE(heard.wait_for(SharedTable::users, "alice",
+                             [](const SharedStateChange& c) { return !c.state.has_value(); }));
+}
+
+TEST_F(PostgresqlStoreTest, AHostThatLostItsListeningConnectionListensAgainAndReloads) {
+  auto b = PostgresqlStore::open({conninfo(), "host-b"});
+  HeardChanges heard;
+  b->watch_shared_state(heard.watch());
+  // The server ends the listening session, as a restart or a failover does.
+  postgres().execute(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND "
+      "datname = current_database()",
+      database_);
+  EXPECT_TRUE(heard.wait_for_reload());
+  // And it hears again.
+  auto a = PostgresqlStore::open({conninfo(), "host-a"});
+  a->commit(failures_batch("erin", 1, 1));
+  EXPECT_TRUE(heard.wait_for(SharedTable::users, "erin",
+                             [](const SharedStateChange& c) { return c.state.has_value(); }));
 }
 
 }  // namespace

@@ -32,7 +32,9 @@
 #include "daemon/sockets/peer_credentials.h"
 #include "daemon/sockets/socket_activation.h"
 #include "daemon/sockets/unix_socket.h"
+#include "daemon/fleet/outbox_replay.h"
 #include "daemon/store/open_store.h"
+#include "daemon/store/postgresql/postgresql_store.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "daemon/worker_thread.h"
 
@@ -44,6 +46,20 @@ using boost::system::error_code;
 
 // Wall-clock locks are re-checked at least this often, so a clock jump is
 // noticed within this bound even when no expiry is near.
+HistoryLimits history_limits(const Options& options);
+
+// The rules of acctlock.conf, given to a service: the live one, and the one
+// that replays a fleet host's outbox (daemon/fleet/outbox_replay.h).
+void apply_options(LockoutService& service, const Options& options) {
+  service.set_rules(options.rules);
+  service.set_service_rules(options.service_rules);
+  service.set_groups(options.admin_group, options.exempt_group);
+  service.set_source_rules(options.source_rules, options.max_tracked_sources);
+  service.set_history_limits(history_limits(options));
+  service.set_spray_rules(options.spray);
+  service.set_familiar_rules(options.familiar_sources);
+}
+
 HistoryLimits history_limits(const Options& options) {
   return HistoryLimits{options.history_max_rows, options.history_root_reserved_rows,
                        options.history_max_rows_per_uid};
@@ -71,6 +87,11 @@ constexpr std::size_t kTrimAfterRemoved = 10000;
 // deleted or replaced under the daemon is reported within this bound even
 // when no commit runs into it first.
 constexpr auto kFileCheckInterval = std::chrono::seconds(2);
+// How often a fleet host looks whether it is apart, or may catch up; and how
+// many batches of its outbox one run on the maintenance thread replays, so
+// that a prune waiting for the thread is not held up long.
+constexpr auto kFleetCheckInterval = std::chrono::seconds(1);
+constexpr std::size_t kCatchUpBatchesPerRun = 20;
 
 // Admin reads waiting for the reader thread; more get "busy".
 constexpr std::size_t kMaxQueuedReads = 64;
@@ -84,7 +105,8 @@ class Daemon {
         retention_timer_(io_),
         sweep_timer_(io_),
         file_check_timer_(io_),
-        watchdog_timer_(io_) {}
+        watchdog_timer_(io_),
+        fleet_timer_(io_) {}
 
   int run() {
     try {
@@ -93,10 +115,7 @@ class Daemon {
       reader_ = std::make_unique<WorkerThread>(io_, kMaxQueuedReads);
       maintenance_ = std::make_unique<WorkerThread>(io_, 1);
       service_ = std::make_unique<LockoutService>(config_.options.rules, *store_);
-      service_->set_service_rules(config_.options.service_rules);
-      service_->set_groups(config_.options.admin_group, config_.options.exempt_group);
-      service_->set_source_rules(config_.options.source_rules, config_.options.max_tracked_sources);
-      service_->set_history_limits(history_limits(config_.options));
+      apply_options(*service_, config_.options);
       service_->history().on_capped([](std::uint32_t uid, const std::string& why) {
         log_warning("history: " +
                     (uid == 0 ? std::string("root's PAM stacks and the daemon's own events")
@@ -105,8 +124,6 @@ class Daemon {
                     "each (" +
                     why + "); they still count for the lockout");
       });
-      service_->set_spray_rules(config_.options.spray);
-      service_->set_familiar_rules(config_.options.familiar_sources);
       service_->on_group_check([this](const std::string& user, const std::string& group) {
         const auto uid = users_.uid_of(user);
         return uid && UserDirectory::is_in_group(*uid, group);
@@ -166,6 +183,7 @@ class Daemon {
     asio::post(io_, [this] { prune_history(); });
     schedule_sweep();
     schedule_file_check();
+    schedule_fleet_check();
     start_watchdog();
 
     log_notice(
@@ -383,6 +401,68 @@ class Daemon {
     store_->watch_shared_state(std::move(watch));
   }
 
+  // Degraded mode (store = postgresql): says when this host went apart from
+  // the fleet, and replays its outbox once the server answers again, on the
+  // maintenance thread. Checked every second.
+  void schedule_fleet_check() {
+    auto* fleet = dynamic_cast<PostgresqlStore*>(store_.get());
+    if (stopping_ || fleet == nullptr) return;
+    fleet_timer_.expires_after(kFleetCheckInterval);
+    fleet_timer_.async_wait([this, fleet](error_code ec) {
+      if (ec) return;
+      const FleetStatus status = fleet->fleet_status();
+      if (status.apart && !fleet_apart_reported_) {
+        fleet_apart_reported_ = true;
+        log_warning("fleet: apart from " + fleet->server() + " (" + status.problem +
+                    "); enforcing with this host's state, and keeping its events in the "
+                    "outbox until the server answers again");
+      }
+      if (!status.apart || catching_up_) return schedule_fleet_check();
+      catching_up_ = true;
+      const Options options = config_.options;
+      const bool queued = maintenance_->run(
+          [fleet, options] {
+            return catch_up(
+                *fleet,
+                [&options](LockoutService& service) {
+                  apply_options(service, options);
+                  // This thread's own lookups: the loop's cache is the loop's.
+                  auto users = std::make_shared<UserDirectory>();
+                  service.on_group_check([users](const std::string& user,
+                                                 const std::string& group) {
+                    const auto uid = users->uid_of(user);
+                    return uid && UserDirectory::is_in_group(*uid, group);
+                  });
+                },
+                kCatchUpBatchesPerRun);
+          },
+          [this, fleet](std::optional<CatchUpResult> result, const std::string& error) {
+            catching_up_ = false;
+            if (!result) {
+              log_error("fleet: cannot replay the outbox: " + error);
+            } else if (result->caught_up) {
+              fleet_apart_reported_ = false;
+              log_notice("fleet: caught up with " + fleet->server() +
+                         ": the outbox is replayed, commits go to the server again");
+              try {
+                service_->load_from_store();
+              } catch (const std::exception& e) {
+                log_error(std::string("fleet: cannot reload state: ") + e.what());
+              }
+            } else if (result->replayed > 0) {
+              log_info("fleet: replayed " + std::to_string(result->replayed) +
+                       " event(s) of the outbox; " + std::to_string(fleet->fleet_status().waiting) +
+                       " waiting");
+            }
+            schedule_fleet_check();
+          });
+      if (!queued) {
+        catching_up_ = false;
+        schedule_fleet_check();
+      }
+    });
+  }
+
   void reload() {
     sd_notify(0, "RELOADING=1");
     auto parsed = load_config(config_.config_path, config_.config_missing_ok);
@@ -578,6 +658,9 @@ class Daemon {
   asio::steady_timer sweep_timer_;
   asio::steady_timer file_check_timer_;
   asio::steady_timer watchdog_timer_;
+  asio::steady_timer fleet_timer_;
+  bool fleet_apart_reported_ = false;
+  bool catching_up_ = false;
   std::chrono::microseconds watchdog_interval_{0};
   InheritedSockets inherited_;
   std::unique_ptr<Store> store_;

@@ -35,6 +35,7 @@ StoreBatch PendingWork::to_store_batch() const {
   batch.merge_states = state_merges;
   batch.merge_sources = source_merges;
   batch.merge_unfamiliar_states = unfamiliar_merges;
+  batch.replayable = replayable;
   batch.history = history;
   batch.answered = answered;
   batch.forget_answered_before = forget_answered_before;
@@ -55,6 +56,40 @@ LockoutService::LockoutService(const LockoutRules& rules, Store& store)
       spray_detector_(SprayRules{}, random_salt()),
       store_(store),
       record_changes_(store.shared()) {}
+
+void LockoutService::note_replayable(PendingWork& work, ReplayableEvent::Kind kind, TimePoint now,
+                                     const std::string& key, const std::string& reason,
+                                     std::uint32_t admin_uid,
+                                     std::optional<Seconds> duration) const {
+  if (!record_changes_) return;
+  ReplayableEvent& replayable = work.replayable.emplace_back();
+  replayable.kind = kind;
+  replayable.time = now;
+  replayable.key = key;
+  replayable.reason = reason;
+  replayable.admin_uid = admin_uid;
+  replayable.duration = duration;
+}
+
+void LockoutService::replay(const ReplayableEvent& event, PendingWork& work) {
+  switch (event.kind) {
+    case ReplayableEvent::Kind::request:
+      apply(event.request, event.is_root, event.time, work, event.may_reset, event.peer_uid);
+      break;
+    case ReplayableEvent::Kind::lock:
+      lock(event.key, event.reason, event.admin_uid, event.time, work, event.duration);
+      break;
+    case ReplayableEvent::Kind::unlock:
+      unlock(event.key, event.admin_uid, event.time, work);
+      break;
+    case ReplayableEvent::Kind::lock_source:
+      lock_source(event.key, event.reason, event.admin_uid, event.time, work, event.duration);
+      break;
+    case ReplayableEvent::Kind::unlock_source:
+      unlock_source(event.key, event.admin_uid, event.time, work);
+      break;
+  }
+}
 
 void LockoutService::note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
                                 const UserState& result, std::vector<StateChange> steps) const {
@@ -376,6 +411,15 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
                                        std::optional<std::uint32_t> peer_uid) {
   using protocol::MessageType;
   const EventOrigin origin{request.service, request.rhost, request.tty, request.ruser, peer_uid};
+  if (record_changes_ && request.type != MessageType::check &&
+      request.type != MessageType::answer) {
+    ReplayableEvent& replayable = work.replayable.emplace_back();
+    replayable.time = now;
+    replayable.request = request;
+    replayable.is_root = is_root;
+    replayable.may_reset = may_reset;
+    replayable.peer_uid = peer_uid;
+  }
 
   // The source rules (issue 11). A failure counts for its source only on
   // root's word: any other peer could name any address as PAM_RHOST and get
@@ -742,6 +786,7 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
                             PendingWork& work) {
   const auto found = states_.find(user);
   if (found == states_.end()) return false;
+  note_replayable(work, ReplayableEvent::Kind::unlock, now, user, {}, admin_uid, std::nullopt);
   UserState state = unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
   UserState unfamiliar = unfamiliar_of(user);
@@ -768,6 +813,7 @@ bool LockoutService::unlock(const std::string& user, std::uint32_t admin_uid, Ti
 
 void LockoutService::lock(const std::string& user, std::string reason, std::uint32_t admin_uid,
                           TimePoint now, PendingWork& work, std::optional<Seconds> duration) {
+  note_replayable(work, ReplayableEvent::Kind::lock, now, user, reason, admin_uid, duration);
   const auto found = states_.find(user);
   UserState state = found == states_.end() ? UserState{} : unpack(*found);
   const auto old_expiry = policy_.next_expiry(state);
@@ -1085,6 +1131,7 @@ std::optional<std::string> LockoutService::manual_block_covering(const Source& s
 void LockoutService::lock_source(const std::string& key, std::string reason,
                                  std::uint32_t admin_uid, TimePoint now, PendingWork& work,
                                  std::optional<Seconds> duration) {
+  note_replayable(work, ReplayableEvent::Kind::lock_source, now, key, reason, admin_uid, duration);
   const auto found = sources_.find(key);
   UserState state = found == sources_.end() ? UserState{} : found->second.state;
   source_policy_.lock_manually(state, reason, admin_uid, now, duration);
@@ -1295,6 +1342,8 @@ bool LockoutService::unlock_source(const std::string& source, std::uint32_t admi
                                    TimePoint now, PendingWork& work) {
   const auto found = sources_.find(source);
   if (found == sources_.end()) return false;
+  note_replayable(work, ReplayableEvent::Kind::unlock_source, now, source, {}, admin_uid,
+                  std::nullopt);
   UserState state = found->second.state;
   source_policy_.unlock(state);
   std::vector<StateChange> steps;

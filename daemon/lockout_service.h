@@ -64,6 +64,7 @@ struct PendingWork {
   std::map<std::string, StateMerge> state_merges;
   std::map<std::string, StateMerge> source_merges;
   std::map<std::string, StateMerge> unfamiliar_merges;
+  std::vector<ReplayableEvent> replayable;  // StoreBatch::replayable
 
   bool empty() const {
     return states.empty() && sources.empty() && unfamiliar.empty() && familiar.empty() &&
@@ -140,6 +141,12 @@ class LockoutService {
   // since the host that made the change published it.
   void adopt_shared(const std::vector<SharedStateChange>& changes, const PendingWork& pending,
                     TimePoint now);
+
+  // Does again, at its own time, what this host did while the shared store
+  // was away (ReplayableEvent): the store's outbox replayed by a service of
+  // its own (daemon/fleet/outbox_replay.h), which holds the rows concerned
+  // as the fleet has them now (adopt_shared) and no others.
+  void replay(const ReplayableEvent& event, PendingWork& work);
 
   // A reload with new rules applies to the next event of each user.
   void set_rules(const LockoutRules& rules);
@@ -376,6 +383,10 @@ class LockoutService {
   // of them, for the next commit. Nothing when the store is not shared.
   void note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
                   const UserState& result, std::vector<StateChange> steps) const;
+  // And the admin action behind a change (ReplayableEvent), for the outbox.
+  void note_replayable(PendingWork& work, ReplayableEvent::Kind kind, TimePoint now,
+                       const std::string& key, const std::string& reason,
+                       std::uint32_t admin_uid, std::optional<Seconds> duration) const;
   void add_event(PendingWork& work, const std::string& user, HistoryEvent event,
                  const EventOrigin& origin, const UserState& state, TimePoint now,
                  std::optional<std::uint32_t> admin_uid = {}, std::string detail = {});

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <filesystem>
 
 #include "daemon/store/postgresql/postgresql_store.h"
 #include "daemon/store/sqlite/sqlite_store.h"
@@ -27,6 +28,10 @@ std::unique_ptr<Store> open_store(const Options& options) {
   settings.conninfo = from_file ? read_conninfo_file(options.postgresql) : options.postgresql;
   check_conninfo(settings.conninfo, !from_file);
   settings.host_name = fleet_host_name(options);
+  // Degraded mode keeps its events next to where the SQLite store would be
+  // (docs/fleet.md): the state directory the unit gives the daemon.
+  settings.outbox_path =
+      (std::filesystem::path(options.database).parent_path() / "fleet-outbox.db").string();
   auto store = PostgresqlStore::open(settings);
   store->register_host();
   return store;

@@ -18,6 +18,7 @@
 
 #include "common/lock_state.h"
 #include "common/options.h"
+#include "common/protocol.h"
 #include "common/time.h"
 
 namespace acctlock {
@@ -159,6 +160,29 @@ struct StateMerge {
   UserState result;
 };
 
+// What this host did to shared state, kept as it was asked so that it can be
+// done again (issue 15, degraded mode): while PostgreSQL is away a shared
+// store keeps these in a local outbox, and when it returns the daemon runs
+// them again, at their own times, against the fleet's state as it is then.
+// Expiries are not kept: every host settles them anyway.
+struct ReplayableEvent {
+  enum class Kind : std::uint8_t { request, lock, unlock, lock_source, unlock_source };
+  Kind kind = Kind::request;
+  TimePoint time{};
+  // Kind::request: what LockoutService::apply was given.
+  protocol::Request request;
+  bool is_root = false;
+  bool may_reset = true;
+  std::optional<std::uint32_t> peer_uid;
+  // The admin actions: the user or source key, and the lock's terms.
+  std::string key;
+  std::string reason;
+  std::uint32_t admin_uid = 0;
+  std::optional<Seconds> duration;
+
+  bool operator==(const ReplayableEvent&) const = default;
+};
+
 // The state tables Store::watch_shared_state reports on.
 enum class SharedTable : std::uint8_t { users, sources, unfamiliar, familiar };
 
@@ -197,6 +221,9 @@ struct StoreBatch {
   std::map<std::string, StateMerge> merge_states;
   std::map<std::string, StateMerge> merge_sources;
   std::map<std::string, StateMerge> merge_unfamiliar_states;
+  // Only for a shared store: the events behind this batch, for its outbox
+  // while the shared database is away (ReplayableEvent).
+  std::vector<ReplayableEvent> replayable;
 
   bool empty() const {
     return put_states.empty() && delete_states.empty() && put_sources.empty() &&

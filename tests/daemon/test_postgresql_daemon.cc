@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <string>
 
 #include "tests/support/daemon_process.h"
@@ -110,6 +114,71 @@ TEST_F(PostgresqlDaemon, TwoHostsShareTheCountAndEachIsListedAsAHostOfTheFleet) 
   ASSERT_TRUE(first.start());
   EXPECT_EQ(first.request(MessageType::failure, "alice").verdict, Verdict::locked);
   EXPECT_EQ(query("SELECT count(*) FROM fleet_host"), "2");
+}
+
+// Waits, with a hang bound, until `done` holds: the fleet converges
+// asynchronously (notifications, the catch-up timer).
+bool eventually(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// A server of its own, since the test stops it.
+TEST(PostgresqlFleetPartition, AHostApartKeepsEnforcingAndItsEventsCountOnceWhenTheServerReturns) {
+  if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+  test::PostgresServer server;
+  server.start();
+  const std::string database = server.create_database();
+  test::TempDir dir;
+  const std::string conninfo_file = dir / "acctlock-postgresql.conf";
+  test::write_file(conninfo_file, server.superuser_conninfo(database) + "\n");
+  ASSERT_EQ(chmod(conninfo_file.c_str(), 0600), 0);
+  const auto config = [&](const std::string& host) {
+    return "store = postgresql\npostgresql = " + conninfo_file + "\nhost_name = " + host +
+           "\ndeny = 3\nunlock_time = 0\n";
+  };
+  const auto query = [&](const std::string& sql) { return server.query_text(sql, database); };
+  test::TempDir dir_a;
+  test::TempDir dir_b;
+  test::DaemonProcess a(dir_a, config("web-a"));
+  test::DaemonProcess b(dir_b, config("web-b"));
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  EXPECT_EQ(a.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(query("SELECT failures FROM user_state WHERE user_name = 'alice'"), "1");
+
+  // The server goes away. Host a keeps answering, and enforcing with what it
+  // knows plus its own events: the third failure locks alice there.
+  server.stop();
+  EXPECT_EQ(a.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+  EXPECT_EQ(a.request(MessageType::failure, "alice").verdict, Verdict::locked);
+  EXPECT_EQ(a.request(MessageType::check, "alice").verdict, Verdict::locked);
+  EXPECT_EQ(a.request(MessageType::failure, "bob").verdict, Verdict::allowed);
+  EXPECT_TRUE(eventually([&] { return a.log().find("fleet: apart from") != std::string::npos; }))
+      << a.log();
+  EXPECT_TRUE(std::filesystem::exists(dir_a / "fleet-outbox.db"));
+
+  // It returns: host a replays its events, each once, and the lock they
+  // make reaches host b.
+  server.start();
+  EXPECT_TRUE(eventually([&] { return a.log().find("fleet: caught up") != std::string::npos; }))
+      << a.log();
+  EXPECT_EQ(query("SELECT failures || ' ' || locked FROM user_state WHERE user_name = 'alice'"),
+            "3 true");
+  EXPECT_EQ(query("SELECT failures FROM user_state WHERE user_name = 'bob'"), "1");
+  EXPECT_EQ(query("SELECT count(*) FROM history WHERE user_name = 'alice' AND host = 'web-a' AND "
+                  "event IN ('failure', 'locked')"),
+            "3");
+  EXPECT_TRUE(eventually(
+      [&] { return b.request(MessageType::check, "alice").verdict == Verdict::locked; }));
+  // Back in the fleet: the next event goes to the server at once.
+  EXPECT_EQ(a.request(MessageType::failure, "carol").verdict, Verdict::allowed);
+  EXPECT_EQ(query("SELECT failures FROM user_state WHERE user_name = 'carol'"), "1");
+  EXPECT_THAT(a.log(), Not(HasSubstr("password=")));
 }
 
 }  // namespace

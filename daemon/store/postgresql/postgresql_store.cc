@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -151,6 +152,12 @@ CREATE TABLE unfamiliar_state (
   earlier_failures text NOT NULL DEFAULT ''
 );
 )sql",
+    // 6: degraded mode (issue 15): how far each host's outbox (a local
+    // SQLite file, LocalOutbox) of which generation has been replayed here.
+    R"sql(
+ALTER TABLE fleet_host ADD COLUMN outbox_generation text;
+ALTER TABLE fleet_host ADD COLUMN outbox_replayed_through bigint NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresqlStore::kSchemaVersion);
 
@@ -288,6 +295,12 @@ class PostgresqlStore::Connection {
   // The SQLSTATE of the last statement that failed with one ("40P01": a
   // deadlock), for the caller that may run its transaction again.
   const std::string& last_sqlstate() const { return last_sqlstate_; }
+  // The last failure was the server's absence (no connection, a timeout,
+  // a connection or shutdown error), not a refused statement.
+  bool lost() const {
+    return broken_ || PQstatus(conn_) != CONNECTION_OK || last_sqlstate_.starts_with("08") ||
+           last_sqlstate_.starts_with("57P") || no_answer_;
+  }
 
   [[noreturn]] void fail(std::string_view doing, const std::string& message) const {
     throw StoreError("postgresql " + server_ + ": " + std::string(doing) + ": " + message);
@@ -306,6 +319,8 @@ class PostgresqlStore::Connection {
     values.reserve(params.size());
     for (const auto& param : params) values.push_back(param ? param->c_str() : nullptr);
     const auto limit = timeout.value_or(timeout_);
+    last_sqlstate_.clear();
+    no_answer_ = false;
     reconnect_if_broken(doing);
     Result result = run(sql, values, doing, limit);
     auto status = PQresultStatus(result.get());
@@ -319,6 +334,7 @@ class PostgresqlStore::Connection {
       const char* message = result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn_);
       const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
       last_sqlstate_ = state ? state : "";
+      no_answer_ = !result;
       fail(doing, trimmed(message));
     }
     return result;
@@ -408,6 +424,7 @@ class PostgresqlStore::Connection {
   PGconn* conn_ = nullptr;
   std::string server_;
   std::string last_sqlstate_;
+  bool no_answer_ = false;  // the last failure had no result from the server
 };
 
 namespace {
@@ -650,6 +667,15 @@ std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings&
   std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server(), settings));
   store->writer_ = std::move(writer);
   store->reader_ = std::move(reader);
+  // Events kept while the server was away, from before a restart: this host
+  // is still apart until they are replayed.
+  if (!settings.outbox_path.empty() && std::filesystem::exists(settings.outbox_path)) {
+    store->outbox_ = std::make_unique<LocalOutbox>(settings.outbox_path);
+    if (store->outbox_->size() > 0) {
+      store->go_apart("events from before the restart are still waiting to be replayed");
+      store->status_.waiting = store->outbox_->size();
+    }
+  }
   return store;
 }
 
@@ -708,6 +734,37 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
 void PostgresqlStore::commit(const StoreBatch& batch) {
   if (batch.empty() && !batch.forget_answered_before) return;
   std::lock_guard lock(write_mutex_);
+  if (!apart_) {
+    try {
+      commit_with_retries(batch);
+      return;
+    } catch (const StoreError& e) {
+      // A refused statement is reported as it is; only the server's absence
+      // sends this host apart.
+      if (settings_.outbox_path.empty() || !writer_->lost()) throw;
+      go_apart(e.what());
+    }
+  }
+  if (!outbox_) outbox_ = std::make_unique<LocalOutbox>(settings_.outbox_path);
+  outbox_->append(batch.replayable);
+  std::lock_guard status_lock(status_mutex_);
+  status_.waiting = outbox_->size();
+}
+
+void PostgresqlStore::go_apart(const std::string& problem) {
+  apart_ = true;
+  std::lock_guard status_lock(status_mutex_);
+  status_.apart = true;
+  status_.apart_since = wall_clock_now();
+  status_.problem = problem;
+}
+
+FleetStatus PostgresqlStore::fleet_status() const {
+  std::lock_guard status_lock(status_mutex_);
+  return status_;
+}
+
+void PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
   // Two hosts' transactions may still deadlock (a user's row and its
   // unfamiliar-source row, locked in two statements): the server aborts one,
   // which runs again; the steps are pure, so running them again is safe.
@@ -726,9 +783,19 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
 
 void PostgresqlStore::commit_once(const StoreBatch& batch) {
   Connection& db = *writer_;
-  constexpr std::string_view doing = "commit";
-  db.exec("BEGIN", {}, doing);
+  db.exec("BEGIN", {}, "commit");
   try {
+    write_batch(db, batch);
+    db.exec("COMMIT", {}, "commit");
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
+}
+
+void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
+  constexpr std::string_view doing = "commit";
+  {
     // Each state table: this host's steps on the rows as the fleet left
     // them (merge_state_rows), then the writes.
     auto put_states = batch.put_states;
@@ -897,11 +964,94 @@ void PostgresqlStore::commit_once(const StoreBatch& batch) {
                   "x(t, k)",
               {host_name_, tables.finish(), keys.finish()}, doing);
     }
+  }
+}
+
+std::optional<std::vector<LocalOutbox::Entry>> PostgresqlStore::events_to_replay(
+    std::size_t limit) {
+  std::lock_guard lock(write_mutex_);
+  if (!apart_) return std::vector<LocalOutbox::Entry>{};
+  if (!outbox_) outbox_ = std::make_unique<LocalOutbox>(settings_.outbox_path);
+  std::int64_t through = 0;
+  try {
+    Result row = writer_->exec(
+        "SELECT outbox_replayed_through FROM fleet_host WHERE host = $1 AND outbox_generation = $2",
+        {host_name_, outbox_->generation()}, "reading how far the outbox was replayed");
+    if (PQntuples(row.get()) == 1) through = int64(row, 0, 0);
+  } catch (const StoreError& e) {
+    if (!writer_->lost()) throw;
+    std::lock_guard status_lock(status_mutex_);
+    status_.problem = e.what();
+    return std::nullopt;
+  }
+  // What the server already has (a crash between its commit and the local
+  // delete) goes without being played again.
+  if (through > 0) outbox_->remove_through(through);
+  auto entries = outbox_->oldest(limit);
+  std::lock_guard status_lock(status_mutex_);
+  status_.waiting = outbox_->size();
+  if (entries.empty()) {
+    apart_ = false;
+    status_ = FleetStatus{};
+  }
+  return entries;
+}
+
+void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t through) {
+  std::lock_guard lock(write_mutex_);
+  Connection& db = *writer_;
+  constexpr std::string_view doing = "replaying the outbox";
+  db.exec("BEGIN", {}, doing);
+  try {
+    // The row of this host, locked: one replay at a time, and the check
+    // that these events are not in already.
+    db.exec(
+        "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO NOTHING", {host_name_},
+        doing);
+    Result row = db.exec(
+        "SELECT outbox_generation IS NOT DISTINCT FROM $2 AND outbox_replayed_through >= $3 FROM "
+        "fleet_host WHERE host = $1 FOR UPDATE",
+        {host_name_, outbox_->generation(), number(through)}, doing);
+    if (!boolean(row, 0, 0)) {
+      write_batch(db, batch);
+      db.exec(
+          "UPDATE fleet_host SET outbox_generation = $2, outbox_replayed_through = $3 WHERE host = "
+          "$1",
+          {host_name_, outbox_->generation(), number(through)}, doing);
+    }
     db.exec("COMMIT", {}, doing);
   } catch (...) {
     db.roll_back();
     throw;
   }
+  outbox_->remove_through(through);
+  std::lock_guard status_lock(status_mutex_);
+  status_.waiting = outbox_->size();
+}
+
+std::vector<SharedStateChange> PostgresqlStore::read_rows(
+    const std::vector<std::pair<SharedTable, std::string>>& keys) {
+  std::vector<std::string> payloads;
+  payloads.reserve(keys.size());
+  for (const auto& [table, key] : keys) {
+    char tag = kUsersTag;
+    switch (table) {
+      case SharedTable::users:
+        tag = kUsersTag;
+        break;
+      case SharedTable::sources:
+        tag = kSourcesTag;
+        break;
+      case SharedTable::unfamiliar:
+        tag = kUnfamiliarTag;
+        break;
+      case SharedTable::familiar:
+        tag = kFamiliarTag;
+        break;
+    }
+    payloads.push_back(host_name_ + '\t' + tag + '\t' + key);
+  }
+  return read_changed_rows(payloads);
 }
 
 std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {

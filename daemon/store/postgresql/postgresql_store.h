@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/store/postgresql/local_outbox.h"
 #include "daemon/store/postgresql/notification_listener.h"
 #include "daemon/store/store.h"
 
@@ -46,11 +47,24 @@ struct PostgresqlSettings {
   std::chrono::milliseconds write_timeout{1000};
   // The same for reads (history, stats), which may scan more.
   std::chrono::milliseconds read_timeout{10000};
+  // Where this host keeps its events while the server is away (degraded
+  // mode, LocalOutbox); empty: no degraded mode, a commit the server does
+  // not take fails (the module then applies on_unavailable).
+  std::string outbox_path;
+};
+
+// Whether a host of a fleet is apart from it (degraded mode), for the log,
+// `acctlock stats` and the metrics.
+struct FleetStatus {
+  bool apart = false;
+  std::optional<TimePoint> apart_since;
+  std::uint64_t waiting = 0;  // events in the outbox
+  std::string problem;        // why it went apart, as the server said
 };
 
 class PostgresqlStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
   // server (never the password), on any problem.
@@ -92,6 +106,28 @@ class PostgresqlStore final : public Store {
   // list of hosts for an operator. Called by the daemon at start-up.
   void register_host();
 
+  // Degraded mode (settings.outbox_path). While the server is away (a
+  // commit fails on a lost connection or a timeout), commit() keeps each
+  // batch's ReplayableEvents in the outbox instead, and succeeds once they
+  // are durable there; the daemon enforces with what it holds in memory.
+  // Commits keep going to the outbox until it has been replayed, so that
+  // the fleet gets this host's events in their order.
+  FleetStatus fleet_status() const;
+  // One step of catching up, for the daemon's maintenance thread: nullopt
+  // while the server is still away; else the oldest events not yet in it
+  // (at most `limit`), to be replayed and given to commit_replayed; an
+  // empty list when there are none left: this host is back in the fleet,
+  // and commits go to the server again.
+  std::optional<std::vector<LocalOutbox::Entry>> events_to_replay(std::size_t limit);
+  // Commits the batch the daemon made by replaying events up to `through`
+  // (a seq of the outbox), with that seq, in one transaction, then deletes
+  // them from the outbox. A crash in between is safe: events_to_replay skips
+  // what the server records as replayed.
+  void commit_replayed(const StoreBatch& batch, std::int64_t through);
+  // The shared rows of these keys as the fleet has them now.
+  std::vector<SharedStateChange> read_rows(
+      const std::vector<std::pair<SharedTable, std::string>>& keys);
+
   const std::string& host_name() const { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
   const std::string& server() const { return server_; }
@@ -100,7 +136,12 @@ class PostgresqlStore final : public Store {
 
  private:
   PostgresqlStore(std::string host_name, std::string server, PostgresqlSettings settings);
+  void commit_with_retries(const StoreBatch& batch);
   void commit_once(const StoreBatch& batch);
+  // The statements of a commit, inside the caller's transaction.
+  void write_batch(Connection& db, const StoreBatch& batch);
+  // Under write_mutex_: the server is away; commits go to the outbox.
+  void go_apart(const std::string& problem);
   // The rows named by notifications' payloads, read now (on the read
   // connection), for watch_shared_state.
   std::vector<SharedStateChange> read_changed_rows(const std::vector<std::string>& payloads);
@@ -117,6 +158,11 @@ class PostgresqlStore final : public Store {
   std::mutex read_mutex_;
   std::unique_ptr<Connection> reader_;
   PostgresqlSettings settings_;  // for the listener's connection
+  // Degraded mode, under write_mutex_ (fleet_status reads under status_mutex_).
+  std::unique_ptr<LocalOutbox> outbox_;
+  bool apart_ = false;
+  mutable std::mutex status_mutex_;
+  FleetStatus status_;
   // Declared last: destroyed first, so its thread stops before the
   // connections it reads through go.
   std::unique_ptr<NotificationListener> listener_;

@@ -634,6 +634,12 @@ class PostgresqlStoreTest : public ::testing::Test {
 
 // Takes a database of the current schema back to schema 3, before bounded
 // history (issue 9); the indexes go with their columns.
+// What schema 6 (the fleet outbox's progress) added, to take a database back
+// to 5.
+const std::string kUndoSchema6 =
+    "ALTER TABLE fleet_host DROP COLUMN outbox_generation, DROP COLUMN "
+    "outbox_replayed_through; ";
+
 // What schema 5 (familiar sources) added, to take a database back to 4.
 const std::string kUndoSchema5 = "DROP TABLE familiar_source; DROP TABLE unfamiliar_state; ";
 
@@ -646,7 +652,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion3DatabaseToOneWithBoundedHisto
     store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
   }
   postgres().execute(
-      kUndoSchema5 + kUndoSchema4 +
+      kUndoSchema6 + kUndoSchema5 + kUndoSchema4 +
           std::string("INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, "
                       "admin_uid, detail, host) VALUES (1700000000, 'bob', 'failure', 'sshd', "
                       "'192.0.2.1', '', '', NULL, '', 'h'); UPDATE acctlock_schema SET version = 3"),
@@ -706,7 +712,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion1DatabaseToOneWithFailureTimes
       ->commit(StoreBatch{.put_states = {{"alice", failure_counted()}}});
   // Schema 1 (acctlock before fail_window): no earlier_failures column.
   postgres().execute(
-      kUndoSchema5 + kUndoSchema4 +
+      kUndoSchema6 + kUndoSchema5 + kUndoSchema4 +
           std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; DROP TABLE "
                       "source_state; UPDATE acctlock_schema SET version = 1"),
       database_);
@@ -727,7 +733,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
     store->commit(StoreBatch{.put_states = {{"bob", timed_manual_lock()}}});
   }
   postgres().execute(
-      kUndoSchema5 + kUndoSchema4 + std::string("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2"),
+      kUndoSchema6 + kUndoSchema5 + kUndoSchema4 + std::string("DROP TABLE source_state; UPDATE acctlock_schema SET version = 2"),
       database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
   EXPECT_EQ(store->load_states(),
@@ -742,6 +748,25 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion2DatabaseToOneWithSources) {
             std::to_string(PostgresqlStore::kSchemaVersion));
 }
 
+TEST_F(PostgresqlStoreTest, MigratesASchemaVersion5DatabaseToOneThatRecordsOutboxReplays) {
+  {
+    auto store = PostgresqlStore::open({conninfo(), "h"});
+    store->register_host();
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+  }
+  postgres().execute(kUndoSchema6 + "UPDATE acctlock_schema SET version = 5", database_);
+  auto store = PostgresqlStore::open({conninfo(), "h"});
+  EXPECT_EQ(postgres().query_text("SELECT version FROM acctlock_schema", database_),
+            std::to_string(PostgresqlStore::kSchemaVersion));
+  EXPECT_EQ(store->load_states(),
+            (std::vector<std::pair<std::string, UserState>>{{"bob", timed_lock()}}));
+  // The host is there, with nothing replayed yet.
+  EXPECT_EQ(postgres().query_text("SELECT host || ' ' || outbox_replayed_through || ' ' || "
+                                  "(outbox_generation IS NULL) FROM fleet_host",
+                                  database_),
+            "h 0 true");
+}
+
 TEST_F(PostgresqlStoreTest, MigratesASchemaVersion4DatabaseToOneWithFamiliarSources) {
   // Schema 4 (before lockout_scope was acted on): no familiar_source, no
   // unfamiliar_state; users and sources come over.
@@ -751,7 +776,7 @@ TEST_F(PostgresqlStoreTest, MigratesASchemaVersion4DatabaseToOneWithFamiliarSour
                              .put_sources = {{"192.0.2.7", timed_lock()}}});
   }
   postgres().execute(
-      kUndoSchema5 + "UPDATE acctlock_schema SET version = 4",
+      kUndoSchema6 + kUndoSchema5 + "UPDATE acctlock_schema SET version = 4",
       database_);
   auto store = PostgresqlStore::open({conninfo(), "h"});
   EXPECT_EQ(store->load_states(),

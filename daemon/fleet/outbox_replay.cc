@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "daemon/fleet/outbox_replay.h"
+
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon/policy/source_policy.h"
+
+namespace acctlock {
+namespace {
+
+// Events per replayed batch: one transaction of the fleet's database each,
+// a few hundred rows, as a busy host's group commit.
+constexpr std::size_t kReplayBatch = 500;
+
+// The shared rows `events` touch, for the replaying service to hold.
+std::vector<std::pair<SharedTable, std::string>> rows_touched(
+    const std::vector<LocalOutbox::Entry>& events, unsigned prefix_v6) {
+  std::set<std::pair<SharedTable, std::string>> keys;
+  const auto user_rows = [&](const std::string& user) {
+    keys.emplace(SharedTable::users, user);
+    keys.emplace(SharedTable::unfamiliar, user);
+    keys.emplace(SharedTable::familiar, user);
+  };
+  for (const auto& [seq, event] : events) {
+    switch (event.kind) {
+      case ReplayableEvent::Kind::request:
+        if (!event.request.user_unknown) user_rows(event.request.user);
+        if (const auto source =
+                normalise_source(event.request.rhost, event.request.ruser, prefix_v6)) {
+          keys.emplace(SharedTable::sources, source->key);
+        }
+        break;
+      case ReplayableEvent::Kind::lock:
+      case ReplayableEvent::Kind::unlock:
+        user_rows(event.key);
+        break;
+      case ReplayableEvent::Kind::lock_source:
+      case ReplayableEvent::Kind::unlock_source:
+        keys.emplace(SharedTable::sources, event.key);
+        break;
+    }
+  }
+  return {keys.begin(), keys.end()};
+}
+
+}  // namespace
+
+CatchUpResult catch_up(PostgresqlStore& store,
+                       const std::function<void(LockoutService&)>& configure,
+                       std::size_t max_batches) {
+  CatchUpResult result;
+  for (std::size_t batch = 0; batch < max_batches; ++batch) {
+    const auto events = store.events_to_replay(kReplayBatch);
+    if (!events) return result;
+    result.reachable = true;
+    if (events->empty()) {
+      result.caught_up = true;
+      return result;
+    }
+    LockoutService service(LockoutRules{}, store);
+    configure(service);
+    service.adopt_shared(
+        store.read_rows(rows_touched(*events, service.source_rules().prefix_v6)), PendingWork{},
+        wall_clock_now());
+    PendingWork work;
+    for (const auto& [seq, event] : *events) service.replay(event, work);
+    store.commit_replayed(work.to_store_batch(), events->back().seq);
+    result.replayed += events->size();
+  }
+  return result;
+}
+
+}  // namespace acctlock

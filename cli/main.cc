@@ -135,6 +135,19 @@ std::string scope_line(const json& lock) {
   return line + ", " + text_of(lock["failures"]) + " failure(s)";
 }
 
+// store = postgresql: a host apart from its fleet answers from its own
+// view; say so, and how much waits to be replayed.
+void print_fleet(const json& answer) {
+  if (!answer.contains("fleet") || !answer["fleet"].value("apart", false)) return;
+  const json& fleet = answer["fleet"];
+  std::cout << "Fleet:                 apart from the fleet's database";
+  if (fleet.contains("apart_since")) {
+    std::cout << " since " << local_time_of(fleet["apart_since"], true);
+  }
+  std::cout << "; " << text_of(fleet["outbox_events"])
+            << " event(s) kept here, to be replayed when it returns; this is this host's view\n";
+}
+
 void print_status(const json& status) {
   const bool locked = status.value("locked", false);
   // lockout_scope = unfamiliar (a daemon before it sends no such key): the
@@ -186,6 +199,7 @@ void print_status(const json& status) {
   for (const auto& line : lines) {
     std::cout << line[0] << std::string(16 - line[0].size(), ' ') << line[1] << '\n';
   }
+  print_fleet(status);
 }
 
 // `list` pages through the daemon's answers (admin protocol 2) and prints
@@ -394,6 +408,7 @@ void print_stats(const json& stats) {
   };
   print_top(stats["top_users"], "user", "Most failures in the last day, by user:", "USER");
   print_top(stats["top_sources"], "rhost", "Most failures in the last day, by source:", "RHOST");
+  print_fleet(stats);
 }
 
 void print_json(const json& document) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "daemon/admin/admin_server.h"
 #include "daemon/admin/event_watchers.h"
@@ -159,9 +161,11 @@ class Daemon {
       }
     });
 
+    stamp_source_.store(writer_.get());
     writer_->on_commit([this](std::chrono::duration<double> took,
                               const std::vector<LockEvent>& events, bool failed) {
       metrics_->record_commit(took, events.size(), failed);
+      read_deferred_fleet_rows();
       if (failed) return;
       for (const auto& event : events) loop_event_fan_out_.record(event);
     });
@@ -304,6 +308,7 @@ class Daemon {
     snapshot.locked_manual = locked.manual;
     snapshot.locked_unfamiliar_scope = locked.unfamiliar_scope;
     snapshot.tracked_users = service_->tracked_users();
+    snapshot.fleet = store_->fleet_status();
     snapshot.tracked_sources = service_->tracked_sources();
     for (const auto& report :
          service_->source_page("", service_->blocked_sources(), true, wall_clock_now())) {
@@ -374,16 +379,66 @@ class Daemon {
     });
   }
 
+  // Rows the fleet changed, read under `stamp` (BatchWriter::read_stamp),
+  // into memory; those read before a commit of this host with steps for
+  // them had landed are read again after the next commit (adopt_shared).
+  void adopt_fleet_rows(const std::vector<SharedStateChange>& changes, std::uint64_t stamp) {
+    // A lock end this brings is announced through on_new_expiry.
+    const auto deferred = service_->adopt_shared(
+        changes, writer_->pending(), wall_clock_now(),
+        [this, stamp](SharedTable table, const std::string& key) {
+          return writer_->row_read_is_current(table, key, stamp);
+        });
+    rows_to_read_again_.insert(deferred.begin(), deferred.end());
+    if (!deferred.empty() && !writer_->busy()) read_deferred_fleet_rows();
+  }
+
+  // The rows deferred by adopt_fleet_rows, read on the reader thread and
+  // adopted: after each commit, and at once when none is running.
+  void read_deferred_fleet_rows() {
+    if (rows_to_read_again_.empty() || reading_again_) return;
+    Store::SharedRowKeys keys(rows_to_read_again_.begin(), rows_to_read_again_.end());
+    rows_to_read_again_.clear();
+    reading_again_ = true;
+    Store& store = *store_;
+    BatchWriter& writer = *writer_;
+    const bool queued = reader_->run(
+        [&store, &writer, keys] {
+          const std::uint64_t stamp = writer.read_stamp();
+          return std::make_pair(store.read_shared_rows(keys), stamp);
+        },
+        [this, keys](std::optional<std::pair<std::vector<SharedStateChange>, std::uint64_t>> read,
+                     const std::string& error) {
+          reading_again_ = false;
+          if (read) {
+            adopt_fleet_rows(read->first, read->second);
+          } else {
+            log_warning("fleet: cannot read back rows other hosts changed: " + error);
+            rows_to_read_again_.insert(keys.begin(), keys.end());
+          }
+        });
+    if (!queued) {
+      reading_again_ = false;
+      rows_to_read_again_.insert(keys.begin(), keys.end());
+    }
+  }
+
   // store = postgresql: other hosts' commits reach memory here, read back
   // by the store's listening thread and applied on the loop (docs/fleet.md).
   void watch_the_fleet() {
     Store::SharedStateWatch watch;
-    watch.changed = [this](std::vector<SharedStateChange> changes) {
-      asio::post(io_, [this, changes = std::move(changes)] {
+    watch.changed = [this](std::vector<SharedStateChange> changes, std::uint64_t stamp) {
+      asio::post(io_, [this, changes = std::move(changes), stamp] {
         // Handlers run only once the loop runs, when the writer exists.
-        // A lock end this brings is announced through on_new_expiry.
-        service_->adopt_shared(changes, writer_->pending(), wall_clock_now());
+        adopt_fleet_rows(changes, stamp);
+        // The listener's reads come in order: no later one is older.
+        writer_->forget_rows_committed_by(stamp);
       });
+    };
+    // From the listener's thread, which may read before the writer exists.
+    watch.read_stamp = [this] {
+      const BatchWriter* writer = stamp_source_.load();
+      return writer ? writer->read_stamp() : 0;
     };
     watch.reload = [this] {
       asio::post(io_, [this] {
@@ -410,7 +465,7 @@ class Daemon {
     fleet_timer_.expires_after(kFleetCheckInterval);
     fleet_timer_.async_wait([this, fleet](error_code ec) {
       if (ec) return;
-      const FleetStatus status = fleet->fleet_status();
+      const FleetStatus status = fleet->fleet_status().value_or(FleetStatus{});
       if (status.apart && !fleet_apart_reported_) {
         fleet_apart_reported_ = true;
         log_warning("fleet: apart from " + fleet->server() + " (" + status.problem +
@@ -451,7 +506,8 @@ class Daemon {
               }
             } else if (result->replayed > 0) {
               log_info("fleet: replayed " + std::to_string(result->replayed) +
-                       " event(s) of the outbox; " + std::to_string(fleet->fleet_status().waiting) +
+                       " event(s) of the outbox; " +
+                       std::to_string(fleet->fleet_status().value_or(FleetStatus{}).waiting) +
                        " waiting");
             }
             schedule_fleet_check();
@@ -660,6 +716,9 @@ class Daemon {
   asio::steady_timer watchdog_timer_;
   asio::steady_timer fleet_timer_;
   bool fleet_apart_reported_ = false;
+  std::set<std::pair<SharedTable, std::string>> rows_to_read_again_;
+  bool reading_again_ = false;
+  std::atomic<const BatchWriter*> stamp_source_{nullptr};  // writer_, once made
   bool catching_up_ = false;
   std::chrono::microseconds watchdog_interval_{0};
   InheritedSockets inherited_;

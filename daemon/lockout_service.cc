@@ -626,8 +626,10 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   return combined(std::move(answer));
 }
 
-void LockoutService::adopt_shared(const std::vector<SharedStateChange>& changes,
-                                  const PendingWork& pending, TimePoint now) {
+Store::SharedRowKeys LockoutService::adopt_shared(
+    const std::vector<SharedStateChange>& changes, const PendingWork& pending, TimePoint now,
+    const std::function<bool(SharedTable, const std::string&)>& current) {
+  Store::SharedRowKeys deferred;
   // The stage functions keep memory and the indexes in step; what they
   // stage for the store goes nowhere.
   PendingWork discarded;
@@ -639,6 +641,10 @@ void LockoutService::adopt_shared(const std::vector<SharedStateChange>& changes,
     return state;
   };
   for (const SharedStateChange& change : changes) {
+    if (current && !current(change.table, change.key)) {
+      deferred.emplace_back(change.table, change.key);
+      continue;
+    }
     switch (change.table) {
       case SharedTable::users: {
         const UserState state =
@@ -680,6 +686,7 @@ void LockoutService::adopt_shared(const std::vector<SharedStateChange>& changes,
       }
     }
   }
+  return deferred;
 }
 
 void LockoutService::expire_due(TimePoint now, PendingWork& work) {

@@ -139,8 +139,13 @@ class LockoutService {
   // still staged in `pending` (not yet committed, so not in them) applied
   // on top. Memory only: nothing is staged, and no event is published,
   // since the host that made the change published it.
-  void adopt_shared(const std::vector<SharedStateChange>& changes, const PendingWork& pending,
-                    TimePoint now);
+  // A row `current` says was read before a commit of this host with steps
+  // for it had landed is not taken: it would drop those steps from memory
+  // (a third failure would then answer "not locked"). Those keys are
+  // returned, for the caller to read again.
+  Store::SharedRowKeys adopt_shared(
+      const std::vector<SharedStateChange>& changes, const PendingWork& pending, TimePoint now,
+      const std::function<bool(SharedTable, const std::string&)>& current = {});
 
   // Does again, at its own time, what this host did while the shared store
   // was away (ReplayableEvent): the store's outbox replayed by a service of

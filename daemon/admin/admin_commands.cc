@@ -668,6 +668,21 @@ json AdminCommands::status_json(const std::string& user, TimePoint now) const {
   return report_json(nothing);
 }
 
+namespace {
+
+// store = postgresql: this host's standing in the fleet (docs/fleet.md);
+// null for a store that is not shared.
+json fleet_json(const Store& store) {
+  const auto status = store.fleet_status();
+  if (!status) return nullptr;
+  json fleet{{"apart", status->apart}, {"outbox_events", status->waiting}};
+  if (status->apart_since) fleet["apart_since"] = status->apart_since->time_since_epoch().count();
+  if (status->apart) fleet["problem"] = status->problem;
+  return fleet;
+}
+
+}  // namespace
+
 void AdminCommands::status(const json& arguments, const Reply& reply) {
   const std::string user = user_argument(arguments);
   const TimePoint now = context_.now();
@@ -676,6 +691,13 @@ void AdminCommands::status(const json& arguments, const Reply& reply) {
   }
   json status = status_json(user, now);
   std::string text = describe_status(status);
+  // Apart from the fleet, the answer is this host's view: say so.
+  if (json fleet = fleet_json(context_.store); !fleet.is_null()) {
+    if (fleet.value("apart", false)) {
+      text += " (this host is apart from the fleet: its own view)";
+    }
+    status["fleet"] = std::move(fleet);
+  }
   reply(answer(Result::success, std::move(text), std::move(status)));
 }
 
@@ -989,6 +1011,7 @@ void AdminCommands::stats(const Reply& reply) {
   // A lock that ran out leaves the index when the expiry timer announces it,
   // within a second.
   const std::size_t locked_now = context_.service.locked_users();
+  json fleet = fleet_json(context_.store);
   // Sources, from the blocked index and the manual keys (version 6).
   json source_counts{
       {"blocked_sources", context_.service.blocked_sources()},
@@ -1030,7 +1053,7 @@ void AdminCommands::stats(const Reply& reply) {
   read_off_loop(
       context_.reader, reply, count,
       [reply, locked_now, locked_users = std::move(locked_users),
-       source_counts = std::move(source_counts)](Counts counts) {
+       source_counts = std::move(source_counts), fleet = std::move(fleet)](Counts counts) {
         const auto top = [](const auto& ranked, bool by_rhost) {
           json rows = json::array();
           for (const auto& [name, failures] : ranked) {
@@ -1050,6 +1073,7 @@ void AdminCommands::stats(const Reply& reply) {
             {"failures_per_hour", std::move(counts.failures_per_hour)},
         };
         stats.update(source_counts);
+        if (!fleet.is_null()) stats["fleet"] = fleet;
         std::string text = std::to_string(locked_now) + " user(s) locked";
         reply(answer(Result::success, std::move(text), std::move(stats)));
       });

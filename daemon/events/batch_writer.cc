@@ -40,6 +40,22 @@ void BatchWriter::schedule() {
 void BatchWriter::start_commit() {
   if (in_flight_ || (next_.work.empty() && next_.completions.empty())) return;
   in_flight_ = true;
+  next_.number = ++batches_started_;
+  // Bounded: with nobody reading back (apart from the fleet, or a quiet
+  // listener), rows of commits long landed are forgotten; a read that old
+  // cannot still be on its way.
+  if (last_commit_of_row_.size() > kMaxRowsRemembered && next_.number > kBatchesRemembered) {
+    forget_rows_committed_by(next_.number - kBatchesRemembered);
+  }
+  const auto note_rows = [&](SharedTable table, const auto& rows) {
+    for (const auto& row : rows) last_commit_of_row_[{table, row.first}] = next_.number;
+  };
+  note_rows(SharedTable::users, next_.work.state_merges);
+  note_rows(SharedTable::sources, next_.work.source_merges);
+  note_rows(SharedTable::unfamiliar, next_.work.unfamiliar_merges);
+  if (!next_.work.state_merges.empty() || !next_.work.unfamiliar_merges.empty()) {
+    note_rows(SharedTable::familiar, next_.work.familiar);
+  }
   {
     std::lock_guard lock(mutex_);
     handed_over_ = std::move(next_);
@@ -58,6 +74,9 @@ std::string BatchWriter::commit(const Batch& batch, std::chrono::duration<double
     if (error.empty()) error = "unknown storage error";
   }
   took = std::chrono::steady_clock::now() - started;
+  // Landed (or failed, after which the daemon reloads): a read that begins
+  // from now on sees it.
+  last_finished_.store(batch.number);
   // Published after the commit and before any answer leaves; from the
   // writer thread for a handed-over batch, so that a journal datagram or a
   // stderr line per event does not cost the loop a syscall per event.
@@ -121,6 +140,10 @@ void BatchWriter::publish(const std::vector<LockEvent>& events) noexcept {
       log_error(std::string("could not publish an event: ") + e.what());
     }
   }
+}
+
+void BatchWriter::forget_rows_committed_by(std::uint64_t stamp) {
+  std::erase_if(last_commit_of_row_, [stamp](const auto& row) { return row.second <= stamp; });
 }
 
 void BatchWriter::shut_down() {

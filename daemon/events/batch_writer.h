@@ -15,6 +15,8 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <atomic>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +50,19 @@ class BatchWriter {
   // Commits what is pending even if nobody waits for it (timer expiries).
   void flush();
 
+  // A shared store (Store::shared): rows read back from the fleet are
+  // taken only if the read began after every commit of this host that had
+  // steps for them had landed; else they would drop those steps from memory
+  // (LockoutService::adopt_shared). A reader takes a stamp before it reads
+  // (any thread); the loop asks whether a row read under it is current,
+  // and forgets what an older stamp can no longer ask about.
+  std::uint64_t read_stamp() const { return last_finished_.load(); }
+  bool row_read_is_current(SharedTable table, const std::string& key, std::uint64_t stamp) const {
+    const auto found = last_commit_of_row_.find({table, key});
+    return found == last_commit_of_row_.end() || found->second <= stamp;
+  }
+  void forget_rows_committed_by(std::uint64_t stamp);
+
   // Whether a commit is running or waiting.
   bool busy() const { return in_flight_ || !next_.work.empty() || !next_.completions.empty(); }
 
@@ -68,6 +83,7 @@ class BatchWriter {
   struct Batch {
     PendingWork work;
     std::vector<Completion> completions;
+    std::uint64_t number = 0;  // in the order commits start, from 1
   };
 
   void schedule();
@@ -88,6 +104,13 @@ class BatchWriter {
 
   // Loop-thread state.
   Batch next_;
+  // The number of the newest batch with steps for each row (shared store),
+  // at most about kMaxRowsRemembered of them.
+  static constexpr std::size_t kMaxRowsRemembered = 65536;
+  static constexpr std::uint64_t kBatchesRemembered = 64;
+  std::map<std::pair<SharedTable, std::string>, std::uint64_t> last_commit_of_row_;
+  std::uint64_t batches_started_ = 0;
+  std::atomic<std::uint64_t> last_finished_{0};  // written by the writer thread
   bool in_flight_ = false;
   bool scheduled_ = false;
   std::uint64_t commits_ = 0;

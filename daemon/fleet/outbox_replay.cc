@@ -63,7 +63,7 @@ CatchUpResult catch_up(PostgresqlStore& store,
     LockoutService service(LockoutRules{}, store);
     configure(service);
     service.adopt_shared(
-        store.read_rows(rows_touched(*events, service.source_rules().prefix_v6)), PendingWork{},
+        store.read_shared_rows(rows_touched(*events, service.source_rules().prefix_v6)), PendingWork{},
         wall_clock_now());
     PendingWork work;
     for (const auto& [seq, event] : *events) service.replay(event, work);

@@ -219,6 +219,16 @@ std::string DaemonMetrics::render() const {
          "Sources with state kept (counted failures, blocks), at most max_tracked_sources.");
   sample(out, "acctlock_tracked_sources", "", now.tracked_sources);
 
+  if (now.fleet) {
+    header(out, "acctlock_fleet_apart", "gauge",
+           "1 while this host cannot reach the fleet's PostgreSQL and keeps its events in its "
+           "outbox (degraded mode), else 0.");
+    sample(out, "acctlock_fleet_apart", "", std::uint64_t{now.fleet->apart ? 1u : 0u});
+    header(out, "acctlock_fleet_outbox_events", "gauge",
+           "Events this host kept while apart from the fleet, not yet replayed.");
+    sample(out, "acctlock_fleet_outbox_events", "", now.fleet->waiting);
+  }
+
   header(out, "acctlock_tracked_users", "gauge",
          "Users with failures or a lock that acctlockd keeps in memory and in the database.");
   sample(out, "acctlock_tracked_users", "", now.tracked_users);

@@ -61,6 +61,9 @@ struct MetricsSnapshot {
   std::uint64_t refused_admin_peers = 0;
   std::uint64_t database_bytes = 0;  // the database file and its WAL
   std::uint64_t watchers = 0;
+  // store = postgresql: whether this host is apart from the fleet, and the
+  // events its outbox holds (docs/fleet.md).
+  std::optional<FleetStatus> fleet;
 };
 
 class DaemonMetrics : public EventLog {

@@ -196,6 +196,15 @@ struct SharedStateChange {
   std::vector<FamiliarSource> familiar;
 };
 
+// Whether a host of a fleet is apart from it (degraded mode), for the log,
+// `acctlock stats` and the metrics.
+struct FleetStatus {
+  bool apart = false;
+  std::optional<TimePoint> apart_since;
+  std::uint64_t waiting = 0;  // events in the outbox
+  std::string problem;        // why it went apart, as the server said
+};
+
 // Changes that become durable together, or not at all.
 struct StoreBatch {
   std::vector<std::pair<std::string, UserState>> put_states;  // insert or replace
@@ -252,8 +261,25 @@ class Store {
   // everything; `trouble` with what to log. A store that is not shared
   // never calls them. Must be called before the first load, so that no
   // change falls between the load and the listening.
+  // The shared rows of these keys as the fleet has them now (a shared
+  // store; none otherwise). Safe from any thread but the loop's: it waits
+  // for the server.
+  using SharedRowKeys = std::vector<std::pair<SharedTable, std::string>>;
+  virtual std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) {
+    (void)keys;
+    return {};
+  }
+
+  // A shared store's standing in its fleet; nullopt for one that is not.
+  // Cheap and safe from any thread.
+  virtual std::optional<FleetStatus> fleet_status() const { return std::nullopt; }
+
   struct SharedStateWatch {
-    std::function<void(std::vector<SharedStateChange>)> changed;
+    // `stamp` is what `read_stamp` returned just before the rows were read,
+    // so that the owner can tell a read that began before one of its own
+    // commits landed (BatchWriter::read_stamp).
+    std::function<void(std::vector<SharedStateChange>, std::uint64_t stamp)> changed;
+    std::function<std::uint64_t()> read_stamp;
     std::function<void()> reload;
     std::function<void(const std::string& problem)> trouble;
   };

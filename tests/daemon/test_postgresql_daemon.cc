@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <string>
 
@@ -161,6 +162,19 @@ TEST(PostgresqlFleetPartition, AHostApartKeepsEnforcingAndItsEventsCountOnceWhen
   EXPECT_TRUE(eventually([&] { return a.log().find("fleet: apart from") != std::string::npos; }))
       << a.log();
   EXPECT_TRUE(std::filesystem::exists(dir_a / "fleet-outbox.db"));
+  // `acctlock status` says that this is host a's own view, and what waits.
+  const auto fleet_of = [&](test::DaemonProcess& host) {
+    const auto result = test::run_command(
+        {ACCTLOCK_PATH, "--socket", host.admin_socket(), "--json", "status", "alice"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return nlohmann::json::parse(result.out).at("fleet");
+  };
+  const auto apart = fleet_of(a);
+  EXPECT_TRUE(apart.at("apart").get<bool>());
+  EXPECT_EQ(apart.at("outbox_events"), 3);  // alice twice, bob
+  const auto text = test::run_command(
+      {ACCTLOCK_PATH, "--socket", a.admin_socket(), "status", "alice"});
+  EXPECT_THAT(text.out, HasSubstr("apart from the fleet's database since"));
 
   // It returns: host a replays its events, each once, and the lock they
   // make reaches host b.
@@ -175,6 +189,9 @@ TEST(PostgresqlFleetPartition, AHostApartKeepsEnforcingAndItsEventsCountOnceWhen
             "3");
   EXPECT_TRUE(eventually(
       [&] { return b.request(MessageType::check, "alice").verdict == Verdict::locked; }));
+  const auto back = fleet_of(a);
+  EXPECT_FALSE(back.at("apart").get<bool>());
+  EXPECT_EQ(back.at("outbox_events"), 0);
   // Back in the fleet: the next event goes to the server at once.
   EXPECT_EQ(a.request(MessageType::failure, "carol").verdict, Verdict::allowed);
   EXPECT_EQ(query("SELECT failures FROM user_state WHERE user_name = 'carol'"), "1");

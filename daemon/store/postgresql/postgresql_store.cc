@@ -759,7 +759,7 @@ void PostgresqlStore::go_apart(const std::string& problem) {
   status_.problem = problem;
 }
 
-FleetStatus PostgresqlStore::fleet_status() const {
+std::optional<FleetStatus> PostgresqlStore::fleet_status() const {
   std::lock_guard status_lock(status_mutex_);
   return status_;
 }
@@ -1029,8 +1029,7 @@ void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t thro
   status_.waiting = outbox_->size();
 }
 
-std::vector<SharedStateChange> PostgresqlStore::read_rows(
-    const std::vector<std::pair<SharedTable, std::string>>& keys) {
+std::vector<SharedStateChange> PostgresqlStore::read_shared_rows(const SharedRowKeys& keys) {
   std::vector<std::string> payloads;
   payloads.reserve(keys.size());
   for (const auto& [table, key] : keys) {
@@ -1249,8 +1248,11 @@ void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
   NotificationListener::Handlers handlers;
   handlers.notified = [this, shared_watch](std::vector<std::string> payloads) {
     try {
+      const std::uint64_t stamp = shared_watch->read_stamp ? shared_watch->read_stamp() : 0;
       auto changes = read_changed_rows(payloads);
-      if (!changes.empty() && shared_watch->changed) shared_watch->changed(std::move(changes));
+      if (!changes.empty() && shared_watch->changed) {
+        shared_watch->changed(std::move(changes), stamp);
+      }
     } catch (const std::exception& e) {
       // The rows could not be read back: what this host holds may be
       // behind the fleet, so it reads everything again.

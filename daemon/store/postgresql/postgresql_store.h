@@ -53,14 +53,7 @@ struct PostgresqlSettings {
   std::string outbox_path;
 };
 
-// Whether a host of a fleet is apart from it (degraded mode), for the log,
-// `acctlock stats` and the metrics.
-struct FleetStatus {
-  bool apart = false;
-  std::optional<TimePoint> apart_since;
-  std::uint64_t waiting = 0;  // events in the outbox
-  std::string problem;        // why it went apart, as the server said
-};
+
 
 class PostgresqlStore final : public Store {
  public:
@@ -112,7 +105,7 @@ class PostgresqlStore final : public Store {
   // are durable there; the daemon enforces with what it holds in memory.
   // Commits keep going to the outbox until it has been replayed, so that
   // the fleet gets this host's events in their order.
-  FleetStatus fleet_status() const;
+  std::optional<FleetStatus> fleet_status() const override;
   // One step of catching up, for the daemon's maintenance thread: nullopt
   // while the server is still away; else the oldest events not yet in it
   // (at most `limit`), to be replayed and given to commit_replayed; an
@@ -124,9 +117,7 @@ class PostgresqlStore final : public Store {
   // them from the outbox. A crash in between is safe: events_to_replay skips
   // what the server records as replayed.
   void commit_replayed(const StoreBatch& batch, std::int64_t through);
-  // The shared rows of these keys as the fleet has them now.
-  std::vector<SharedStateChange> read_rows(
-      const std::vector<std::pair<SharedTable, std::string>>& keys);
+  std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) override;
 
   const std::string& host_name() const { return host_name_; }
   // "host:port/database", for logs and errors: never the password.

@@ -1070,7 +1070,7 @@ class HeardChanges {
  public:
   Store::SharedStateWatch watch() {
     Store::SharedStateWatch watch;
-    watch.changed = [this](std::vector<SharedStateChange> changes) {
+    watch.changed = [this](std::vector<SharedStateChange> changes, std::uint64_t) {
       std::lock_guard lock(mutex_);
       for (auto& change : changes) heard_.push_back(std::move(change));
       wake_.notify_all();

@@ -393,34 +393,14 @@ class Daemon {
     if (!deferred.empty() && !writer_->busy()) read_deferred_fleet_rows();
   }
 
-  // The rows deferred by adopt_fleet_rows, read on the reader thread and
-  // adopted: after each commit, and at once when none is running.
+  // The rows deferred by adopt_fleet_rows, read again by the store's
+  // listening thread (so in order with its other reads): after each commit,
+  // and at once when none is running.
   void read_deferred_fleet_rows() {
-    if (rows_to_read_again_.empty() || reading_again_) return;
-    Store::SharedRowKeys keys(rows_to_read_again_.begin(), rows_to_read_again_.end());
+    if (rows_to_read_again_.empty()) return;
+    store_->read_shared_rows_again(
+        Store::SharedRowKeys(rows_to_read_again_.begin(), rows_to_read_again_.end()));
     rows_to_read_again_.clear();
-    reading_again_ = true;
-    Store& store = *store_;
-    BatchWriter& writer = *writer_;
-    const bool queued = reader_->run(
-        [&store, &writer, keys] {
-          const std::uint64_t stamp = writer.read_stamp();
-          return std::make_pair(store.read_shared_rows(keys), stamp);
-        },
-        [this, keys](std::optional<std::pair<std::vector<SharedStateChange>, std::uint64_t>> read,
-                     const std::string& error) {
-          reading_again_ = false;
-          if (read) {
-            adopt_fleet_rows(read->first, read->second);
-          } else {
-            log_warning("fleet: cannot read back rows other hosts changed: " + error);
-            rows_to_read_again_.insert(keys.begin(), keys.end());
-          }
-        });
-    if (!queued) {
-      reading_again_ = false;
-      rows_to_read_again_.insert(keys.begin(), keys.end());
-    }
   }
 
   // store = postgresql: other hosts' commits reach memory here, read back
@@ -717,7 +697,6 @@ class Daemon {
   asio::steady_timer fleet_timer_;
   bool fleet_apart_reported_ = false;
   std::set<std::pair<SharedTable, std::string>> rows_to_read_again_;
-  bool reading_again_ = false;
   std::atomic<const BatchWriter*> stamp_source_{nullptr};  // writer_, once made
   bool catching_up_ = false;
   std::chrono::microseconds watchdog_interval_{0};

@@ -270,6 +270,11 @@ class Store {
     return {};
   }
 
+  // Has the rows of these keys read again and delivered through `changed`
+  // (watch_shared_state), in order with the notifications' reads: a row
+  // read again never arrives after a newer read of it. Any thread.
+  virtual void read_shared_rows_again(const SharedRowKeys& keys) { (void)keys; }
+
   // A shared store's standing in its fleet; nullopt for one that is not.
   // Cheap and safe from any thread.
   virtual std::optional<FleetStatus> fleet_status() const { return std::nullopt; }

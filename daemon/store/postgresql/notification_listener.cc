@@ -44,13 +44,18 @@ NotificationListener::NotificationListener(std::string conninfo,
       server_(std::move(server)),
       handlers_(std::move(handlers)) {
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) {
-    throw StoreError(std::string("postgresql: eventfd: ") + std::strerror(errno));
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0 || wake_fd_ < 0) {
+    const int error = errno;
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    throw StoreError(std::string("postgresql: eventfd: ") + std::strerror(error));
   }
   std::string problem;
   connection_ = connect(problem);
   if (connection_ == nullptr) {
     ::close(stop_fd_);
+    ::close(wake_fd_);
     throw StoreError("postgresql " + server_ + ": listening for other hosts' changes: " + problem);
   }
   thread_ = std::thread([this] { run(); });
@@ -65,6 +70,18 @@ NotificationListener::~NotificationListener() {
   if (thread_.joinable()) thread_.join();
   delete connection_;
   ::close(stop_fd_);
+  ::close(wake_fd_);
+}
+
+void NotificationListener::inject(std::vector<std::string> payloads) {
+  {
+    std::lock_guard lock(injected_mutex_);
+    for (auto& payload : payloads) injected_.push_back(std::move(payload));
+  }
+  const std::uint64_t one = 1;
+  if (::write(wake_fd_, &one, sizeof one) < 0) {
+    // Only on counter overflow: the thread is woken already.
+  }
 }
 
 NotificationListener::Connection* NotificationListener::connect(std::string& problem) {
@@ -146,14 +163,29 @@ void NotificationListener::run() {
       next_pause = kFirstPause;
       if (handlers_.resumed) handlers_.resumed();
     }
-    pollfd fds[2] = {{PQsocket(connection_->conn), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int ready = poll(fds, 2, -1);
+    pollfd fds[3] = {{PQsocket(connection_->conn), POLLIN, 0},
+                     {stop_fd_, POLLIN, 0},
+                     {wake_fd_, POLLIN, 0}};
+    const int ready = poll(fds, 3, -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       if (handlers_.trouble) handlers_.trouble(std::string("poll: ") + std::strerror(errno));
       return;
     }
     if (fds[1].revents != 0) return;
+    if (fds[2].revents != 0) {
+      std::uint64_t count = 0;
+      if (::read(wake_fd_, &count, sizeof count) < 0) {
+        // EAGAIN: another wake-up took it; the queue is read all the same.
+      }
+      std::vector<std::string> payloads;
+      {
+        std::lock_guard lock(injected_mutex_);
+        payloads.swap(injected_);
+      }
+      if (!payloads.empty() && handlers_.notified) handlers_.notified(std::move(payloads));
+      if (fds[0].revents == 0) continue;
+    }
     if (PQconsumeInput(connection_->conn) == 0 || PQstatus(connection_->conn) != CONNECTION_OK) {
       if (handlers_.trouble) {
         handlers_.trouble("lost the connection that listens for other hosts' changes: " +

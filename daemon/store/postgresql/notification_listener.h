@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,12 @@ class NotificationListener {
                        std::string channel, std::string server, Handlers handlers);
   // Stops the thread and closes the connection.
   ~NotificationListener();
+
+  // Hands `payloads` to `notified` on the listener's thread, after what it
+  // has already delivered, as if they had been notified: so that a row read
+  // again reaches the owner in the same order as the notifications' reads,
+  // never an older read after a newer one. Any thread.
+  void inject(std::vector<std::string> payloads);
   NotificationListener(const NotificationListener&) = delete;
   NotificationListener& operator=(const NotificationListener&) = delete;
 
@@ -59,6 +66,9 @@ class NotificationListener {
   std::string server_;
   Handlers handlers_;
   int stop_fd_ = -1;
+  int wake_fd_ = -1;  // inject() has payloads waiting
+  std::mutex injected_mutex_;
+  std::vector<std::string> injected_;
   Connection* connection_ = nullptr;  // owned; only the thread uses it after start
   std::thread thread_;
 };

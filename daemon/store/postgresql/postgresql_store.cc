@@ -1029,7 +1029,15 @@ void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t thro
   status_.waiting = outbox_->size();
 }
 
+void PostgresqlStore::read_shared_rows_again(const SharedRowKeys& keys) {
+  if (listener_) listener_->inject(payloads_of(keys));
+}
+
 std::vector<SharedStateChange> PostgresqlStore::read_shared_rows(const SharedRowKeys& keys) {
+  return read_changed_rows(payloads_of(keys));
+}
+
+std::vector<std::string> PostgresqlStore::payloads_of(const SharedRowKeys& keys) const {
   std::vector<std::string> payloads;
   payloads.reserve(keys.size());
   for (const auto& [table, key] : keys) {
@@ -1050,7 +1058,7 @@ std::vector<SharedStateChange> PostgresqlStore::read_shared_rows(const SharedRow
     }
     payloads.push_back(host_name_ + '\t' + tag + '\t' + key);
   }
-  return read_changed_rows(payloads);
+  return payloads;
 }
 
 std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {

@@ -118,6 +118,7 @@ class PostgresqlStore final : public Store {
   // what the server records as replayed.
   void commit_replayed(const StoreBatch& batch, std::int64_t through);
   std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) override;
+  void read_shared_rows_again(const SharedRowKeys& keys) override;
 
   const std::string& host_name() const { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
@@ -128,6 +129,8 @@ class PostgresqlStore final : public Store {
  private:
   PostgresqlStore(std::string host_name, std::string server, PostgresqlSettings settings);
   void commit_with_retries(const StoreBatch& batch);
+  // Notification payloads naming these rows, as a commit sends them.
+  std::vector<std::string> payloads_of(const SharedRowKeys& keys) const;
   void commit_once(const StoreBatch& batch);
   // The statements of a commit, inside the caller's transaction.
   void write_batch(Connection& db, const StoreBatch& batch);

@@ -48,10 +48,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -59,8 +59,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -188,7 +188,8 @@ protocol::Answer exchange(EventClient& client, const std::string& socket, Messag
   protocol::Request request{type, false, new_event_id(), user, "sshd", rhost, "ssh", ""};
   protocol::Answer answer;
   const ClientStatus status = client.exchange(socket, request, answer, kRequestTimeout);
-  if (status != ClientStatus::ok) die(std::string("request to ") + socket + ": " + describe(status));
+  if (status != ClientStatus::ok)
+    die(std::string("request to ") + socket + ": " + describe(status));
   return answer;
 }
 
@@ -450,8 +451,8 @@ void check_loop(const std::string& socket, CheckLoop& loop) {
   EventClient client;
   while (!loop.stop && !g_failed) {
     const auto start = Clock::now();
-    const auto answer = exchange(client, socket, MessageType::check, "fleetbench-watch",
-                                 "203.0.113.7");
+    const auto answer =
+        exchange(client, socket, MessageType::check, "fleetbench-watch", "203.0.113.7");
     const double took = ms_between(start, Clock::now());
     {
       std::lock_guard lock(loop.mutex);
@@ -555,7 +556,8 @@ void print_log_problems(const std::vector<const Host*>& hosts, const PostgresSer
   static const char* const kDaemonWords[] = {"error", "warn", "fleet:", nullptr};
   static const char* const kServerWords[] = {"error", "fatal", "panic", "deadlock", nullptr};
   int daemon_lines = 0;
-  for (const Host* host : hosts) daemon_lines += scan(host->name, host->daemon->log(), kDaemonWords);
+  for (const Host* host : hosts)
+    daemon_lines += scan(host->name, host->daemon->log(), kDaemonWords);
   const int server_lines = scan("postgresql", server.log(), kServerWords);
   std::printf("daemon logs: %d warning/error/fleet lines; server log: %d error lines\n",
               daemon_lines, server_lines);
@@ -827,8 +829,8 @@ int run(const Settings& settings) {
       const auto failures = static_cast<std::uint32_t>(std::stoul(item.substr(space + 1)));
       ++sampled;
       for (int h = 0; h < kHosts; ++h) {
-        if (exchange(clients[static_cast<std::size_t>(h)], fleet_sockets[static_cast<std::size_t>(h)],
-                     MessageType::check, user)
+        if (exchange(clients[static_cast<std::size_t>(h)],
+                     fleet_sockets[static_cast<std::size_t>(h)], MessageType::check, user)
                 .failures != failures) {
           ++memory_mismatches;
         }
@@ -875,28 +877,30 @@ int run(const Settings& settings) {
                      flood_unlock_tally.never);
   const int failed_changes = lock_tally.failed + unlock_tally.failed + deny_tally.failed +
                              flood_lock_tally.failed + flood_unlock_tally.failed;
-  std::printf("  changes that FAILED (an error answer, not measured): lock %d, unlock %d, "
-              "deny %d, lock during the flood %d, unlock during the flood %d\n",
-              lock_tally.failed, unlock_tally.failed, deny_tally.failed, flood_lock_tally.failed,
-              flood_unlock_tally.failed);
+  std::printf(
+      "  changes that FAILED (an error answer, not measured): lock %d, unlock %d, "
+      "deny %d, lock during the flood %d, unlock during the flood %d\n",
+      lock_tally.failed, unlock_tally.failed, deny_tally.failed, flood_lock_tally.failed,
+      flood_unlock_tally.failed);
   std::printf("  hosts that answered the target state before a change (INCONSISTENT): %d\n",
               g_inconsistent.load());
   std::printf("  the deny-th failure's own answer said locked in %d of %d trials\n",
               deny_tally.trials - deny_answer_not_locked, deny_tally.trials);
   // What the fleet recorded of those locks: the rows, and the `locked`
   // events in the history (one a lock, whichever host's commit made it).
-  std::printf("  deny users: %s locked in user_state, %s with a `locked` event in the history, of "
-              "%d trials\n",
-              server
-                  .query_text("SELECT count(*) FROM user_state WHERE user_name LIKE 'dn%' AND locked",
-                              fleet_database)
-                  .c_str(),
-              server
-                  .query_text("SELECT count(DISTINCT user_name) FROM history WHERE user_name LIKE "
-                              "'dn%' AND event = 'locked'",
-                              fleet_database)
-                  .c_str(),
-              deny_tally.trials + deny_tally.failed);
+  std::printf(
+      "  deny users: %s locked in user_state, %s with a `locked` event in the history, of "
+      "%d trials\n",
+      server
+          .query_text("SELECT count(*) FROM user_state WHERE user_name LIKE 'dn%' AND locked",
+                      fleet_database)
+          .c_str(),
+      server
+          .query_text("SELECT count(DISTINCT user_name) FROM history WHERE user_name LIKE "
+                      "'dn%' AND event = 'locked'",
+                      fleet_database)
+          .c_str(),
+      deny_tally.trials + deny_tally.failed);
   const double idle50 = median(idle_p50), idle99 = median(idle_p99);
   const double flood50 = median(flood_p50), flood99 = median(flood_p99);
   std::printf(
@@ -905,12 +909,13 @@ int run(const Settings& settings) {
       settings.rounds, idle50, idle99, median(flood_rate), flood50,
       idle50 > 0 ? flood50 / idle50 : 0.0, flood99, idle99 > 0 ? flood99 / idle99 : 0.0);
 
-  std::printf("\nchecks: %llu wrong answers; %llu phases whose database count differed from the "
-              "answered failures; %d of %d host x user memories differ from the database "
-              "(%d users sampled)\n",
-              static_cast<unsigned long long>(wrong_answers),
-              static_cast<unsigned long long>(count_mismatches), memory_mismatches,
-              sampled * kHosts, sampled);
+  std::printf(
+      "\nchecks: %llu wrong answers; %llu phases whose database count differed from the "
+      "answered failures; %d of %d host x user memories differ from the database "
+      "(%d users sampled)\n",
+      static_cast<unsigned long long>(wrong_answers),
+      static_cast<unsigned long long>(count_mismatches), memory_mismatches, sampled * kHosts,
+      sampled);
   print_log_problems(all_hosts, server);
   std::printf("load average at the end: %s\n", loadavg().c_str());
   for (const Host* host : all_hosts) host->daemon->stop();

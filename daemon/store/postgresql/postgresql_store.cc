@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -371,6 +372,11 @@ class PostgresqlStore::Connection {
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         broken_ = true;
+        // Closed now, not at the next request: the server rolls the
+        // transaction back when it sees the end of the connection, so the
+        // rows it locked are not held from the other hosts until this one
+        // next writes (reconnect_if_broken makes the connection anew).
+        ::shutdown(PQsocket(conn_), SHUT_RDWR);
         fail(doing, "no answer within " + std::to_string(limit.count()) +
                         " ms; the connection is dropped and made anew for the next request");
       }

@@ -6,6 +6,7 @@
 // in test_sqlite_store.cc.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -880,6 +881,29 @@ TEST_F(PostgresqlStoreTest, AHungServerFailsACommitWithinTheBoundAndTheStoreReco
   ASSERT_EQ(states.size(), 2u);
   EXPECT_EQ(states[0].first, "alice");
   EXPECT_EQ(states[1].first, "carol");
+}
+
+TEST_F(PostgresqlStoreTest, ACommitThatTimesOutDoesNotKeepTheOtherHostsFromItsRows) {
+  auto first = PostgresqlStore::open({conninfo(), "h1"});
+  auto second = PostgresqlStore::open({conninfo(), "h2"});
+  // Another session holds familiar_source, which h1's commit writes after
+  // alice's row: h1 locks that row, then waits on the table until its bound.
+  PGconn* holder = PQconnectdb(conninfo().c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK) << PQerrorMessage(holder);
+  PQclear(PQexec(holder, "BEGIN; LOCK TABLE familiar_source IN ACCESS EXCLUSIVE MODE"));
+  StoreBatch batch{.put_states = {{"alice", timed_lock()}}};
+  batch.put_familiar_sources = {{"alice", {FamiliarSource{"192.0.2.1", at(500)}}}};
+  EXPECT_THROW(first->commit(batch), StoreError);
+  PQclear(PQexec(holder, "COMMIT"));
+  PQfinish(holder);
+
+  // h1's transaction must be gone with its connection, not sit on alice's
+  // row until h1 next writes: h2 changes that row within its own bound.
+  second->commit(StoreBatch{.put_states = {{"alice", timed_lock()}}});
+  // And h1 writes again on a new connection.
+  first->commit(StoreBatch{.put_states = {{"bob", timed_lock()}}});
+  EXPECT_EQ(first->load_states().size(), 2u);
+  EXPECT_TRUE(first->load_familiar_sources().empty());
 }
 
 class ConninfoTest : public ::testing::Test {

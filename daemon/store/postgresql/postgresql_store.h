@@ -70,10 +70,14 @@ class PostgresqlStore final : public Store {
   std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;
-  std::uint64_t count_events(HistoryEvent event, TimePoint since) override;
-  std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) override;
-  std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since, bool by_rhost,
-                                                                  std::size_t limit) override;
+  std::uint64_t count_events(HistoryEvent event, TimePoint since,
+                             const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::uint64_t> failures_per_hour(
+      TimePoint from, std::size_t hours,
+      const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::pair<std::string, std::uint64_t>> top_failures(
+      TimePoint since, bool by_rhost, std::size_t limit,
+      const std::optional<std::string>& host = std::nullopt) override;
   std::uint64_t prune_history(TimePoint before) override;
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
   // Counts only this host's rows: each host has its own caps.
@@ -86,7 +90,8 @@ class PostgresqlStore final : public Store {
   // counts, a silent loss of lockouts. Called by the daemon at start-up.
   void claim_host();
 
-  const std::string& host_name() const { return host_name_; }
+  const std::string& host_name() const override { return host_name_; }
+  bool shared() const override { return true; }
   // "host:port/database", for logs and errors: never the password.
   const std::string& server() const { return server_; }
 

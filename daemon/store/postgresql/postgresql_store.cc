@@ -824,12 +824,12 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
   // COLLATE "C": ties break in byte order, as in SQLite, whatever the
   // database's locale.
   const std::string column = by_rhost ? "rhost" : "user_name";
-  Result rows = reader_->exec(
-      "SELECT " + column + ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
-          failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") +
-          " AND ($3::text IS NULL OR host = $3) GROUP BY " + column + " ORDER BY n DESC, " +
-          column + " COLLATE \"C\" LIMIT $2",
-      {number(since), number(sql_limit(limit)), host}, "ranking failures");
+  Result rows = reader_->exec("SELECT " + column +
+                                  ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
+                                  failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") +
+                                  " AND ($3::text IS NULL OR host = $3) GROUP BY " + column +
+                                  " ORDER BY n DESC, " + column + " COLLATE \"C\" LIMIT $2",
+                              {number(since), number(sql_limit(limit)), host}, "ranking failures");
   std::vector<std::pair<std::string, std::uint64_t>> top;
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
     top.emplace_back(text(rows, r, 0), static_cast<std::uint64_t>(int64(rows, r, 1)));

@@ -225,9 +225,10 @@ TEST_P(StoreBehaviour, HistoryKeepsEveryFieldAndTheBatchOrder) {
 TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) {
   const std::int64_t hour = 1'700'000'000 / 3600 * 3600;
   auto host_a = open_store("host-a");
-  host_a->commit(StoreBatch{.history = {event(hour + 100, "alice", HistoryEvent::failure, "192.0.2.1"),
-                                        event(hour + 200, "alice", HistoryEvent::locked, "192.0.2.1"),
-                                        event(hour + 300, "alice", HistoryEvent::success)}});
+  host_a->commit(
+      StoreBatch{.history = {event(hour + 100, "alice", HistoryEvent::failure, "192.0.2.1"),
+                             event(hour + 200, "alice", HistoryEvent::locked, "192.0.2.1"),
+                             event(hour + 300, "alice", HistoryEvent::success)}});
   EXPECT_EQ(host_a->host_name(), "host-a");
 
   const auto hosts_of = [](const std::vector<HistoryEntry>& entries) {
@@ -246,18 +247,17 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
     EXPECT_EQ(host_a->count_events(HistoryEvent::locked, at(0), "host-a"), 1u);
     EXPECT_EQ(host_a->count_events(HistoryEvent::locked, at(0), "host-b"), 0u);
     EXPECT_TRUE(host_a->top_failures(at(0), false, 10, "host-b").empty());
-    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"),
-              (std::vector<std::uint64_t>{0, 0}));
-    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"),
-              (std::vector<std::uint64_t>{2, 0}));
+    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{0, 0}));
+    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
     return;
   }
 
   auto host_b = open_store("host-b");
   EXPECT_TRUE(host_b->shared());
-  host_b->commit(StoreBatch{.history = {event(hour + 150, "bob", HistoryEvent::failure, "192.0.2.2"),
-                                        event(hour + 3700, "bob", HistoryEvent::failure, "192.0.2.2"),
-                                        event(hour + 3800, "carol", HistoryEvent::failure, "192.0.2.1")}});
+  host_b->commit(
+      StoreBatch{.history = {event(hour + 150, "bob", HistoryEvent::failure, "192.0.2.2"),
+                             event(hour + 3700, "bob", HistoryEvent::failure, "192.0.2.2"),
+                             event(hour + 3800, "carol", HistoryEvent::failure, "192.0.2.1")}});
 
   // Every host's rows, each with its writer, read from either store.
   const std::vector<std::string> everyone{"carol@host-b", "bob@host-b", "alice@host-a",
@@ -283,8 +283,7 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
   using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
   EXPECT_EQ(host_a->top_failures(at(0), false, 10, "host-b"), (Ranking{{"bob", 2}, {"carol", 1}}));
   EXPECT_EQ(host_a->top_failures(at(0), true, 10, "host-a"), (Ranking{{"192.0.2.1", 2}}));
-  EXPECT_EQ(host_a->top_failures(at(0), true, 10),
-            (Ranking{{"192.0.2.1", 3}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(host_a->top_failures(at(0), true, 10), (Ranking{{"192.0.2.1", 3}, {"192.0.2.2", 2}}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{1, 2}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2), (std::vector<std::uint64_t>{3, 2}));

@@ -61,6 +61,11 @@ struct MetricsSnapshot {
   std::uint64_t refused_admin_peers = 0;
   std::uint64_t database_bytes = 0;  // the database file and its WAL
   std::uint64_t watchers = 0;
+  // acctlock_host_info (issue 15): the name this daemon writes its history
+  // rows as (host_name), and whether its store is shared by a fleet
+  // (PostgreSQL). Empty host: no info sample.
+  std::string host_name;
+  bool shared_store = false;
 };
 
 class DaemonMetrics : public EventLog {

@@ -353,7 +353,22 @@ std::string aggregate_summary(const json& entry) {
   return text;
 }
 
-void print_history(const json& entries, bool with_user = false) {
+// Whether a history table needs a HOST column: when other hosts write to
+// the same history (store = postgresql), or when a row came from another
+// host than the answering daemon. A host alone on its SQLite file keeps the
+// table it always had.
+bool history_shows_host(const json& answer) {
+  if (answer.value("shared_store", false)) return true;
+  const auto this_host = answer.find("this_host");
+  if (this_host == answer.end() || !this_host->is_string()) return false;  // before version 7
+  for (const auto& entry : answer["entries"]) {
+    const auto host = entry.find("host");
+    if (host != entry.end() && host->is_string() && *host != *this_host) return true;
+  }
+  return false;
+}
+
+void print_history(const json& entries, bool with_user = false, bool with_host = false) {
   if (entries.empty()) {
     std::cout << "No matching events.\n";
     return;
@@ -371,13 +386,20 @@ void print_history(const json& entries, bool with_user = false) {
                     text_of(entry["service"]), text_of(entry["rhost"]), text_of(entry["tty"]),
                     text_of(entry["ruser"]), detail.empty() ? "-" : detail});
     if (with_user) rows.back().insert(rows.back().begin() + 1, text_of(entry["user"]));
+    if (with_host) rows.back().insert(rows.back().begin() + 1, text_of(entry["host"]));
   }
   std::vector<std::string> header{"TIME", "EVENT", "SERVICE", "RHOST", "TTY", "RUSER", "DETAIL"};
   if (with_user) header.insert(header.begin() + 1, "USER");
+  if (with_host) header.insert(header.begin() + 1, "HOST");
   print_table(header, rows);
 }
 
 void print_stats(const json& stats) {
+  // With --host (version 7) the history figures are that host's; the lock
+  // figures are the store's.
+  if (const auto host = stats.find("host"); host != stats.end() && host->is_string()) {
+    std::cout << "Failures, lockouts and top lists: host " << text_of(*host) << " only\n\n";
+  }
   std::vector<std::string> locked;
   for (const auto& user : stats["locked_users"]) locked.push_back(text_of(user));
   std::string locked_text = text_of(stats["locked_now"]);
@@ -438,6 +460,21 @@ json call_added_in(AdminClient& client, int version, const std::string& command,
   if (answer.value("result", -1) == static_cast<int>(admin::Result::unsupported)) {
     throw CommandError(kExitFailure, "this acctlockd is too old for " + command +
                                          " (admin protocol " + std::to_string(version) +
+                                         "; restart it after an upgrade)");
+  }
+  return call_answer(std::move(answer));
+}
+
+// As call(), for history and stats with "host" (admin protocol 7): an older
+// daemon refuses the key as invalid, which is said plainly instead.
+json call_with_host(AdminClient& client, const std::string& command, const json& arguments) {
+  json answer = client.request(command, arguments);
+  const std::string text = answer.value("text", "");
+  if (answer.value("result", -1) == static_cast<int>(admin::Result::invalid) &&
+      text.find("host") != std::string::npos && text.find("unknown") != std::string::npos) {
+    throw CommandError(kExitFailure, "this acctlockd is too old for " + command +
+                                         " --host (admin protocol " +
+                                         std::to_string(admin::kHostProtocolVersion) +
                                          "; restart it after an upgrade)");
   }
   return call_answer(std::move(answer));
@@ -656,10 +693,14 @@ int run(int argc, char** argv) {
   list_command->add_option("--limit", list_limit, "At most N users (default: all)")
       ->check(CLI::PositiveNumber);
   list_command->add_option("--after", list_after, "Only users whose names sort after NAME");
+  // Taken only to refuse it with the reason (acctlock(8)), hidden from --help.
+  std::string list_host;
+  list_command->add_option("--host", list_host)->group("");
 
   bool failed_only = false;
   std::string since_text;
   std::size_t limit = admin::kDefaultHistoryLimit;
+  std::string history_host;
   auto* history_command = app.add_subcommand(
       "history", "Show USER's (or everyone's) logins and lock events, newest first");
   history_command->add_option("user", user, "User name; without it, every user");
@@ -668,6 +709,8 @@ int run(int argc, char** argv) {
   history_command->add_option("--limit", limit, "At most N events")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, admin::kMaxHistoryLimit));
+  history_command->add_option("--host", history_host,
+                              "Only events recorded by host NAME (its host_name)");
 
   std::string import_dir;
   bool import_dry_run = false;
@@ -680,6 +723,9 @@ int run(int argc, char** argv) {
 
   auto* stats_command =
       app.add_subcommand("stats", "Locks now, failures and lockouts lately, top users and sources");
+  std::string stats_host;
+  stats_command->add_option("--host", stats_host,
+                            "Failures, lockouts and top lists of host NAME's events only");
 
   auto* watch_command = app.add_subcommand(
       "watch", "Print lock events as acctlockd commits them, until interrupted (admins only)");
@@ -722,6 +768,20 @@ int run(int argc, char** argv) {
     std::cerr << "acctlock: --user is faillock's form; it does not combine with a subcommand "
                  "(see acctlock --help)\n";
     return kExitUsage;
+  }
+  if (list_command->parsed() && list_command->count("--host") > 0) {
+    std::cerr << "acctlock: list shows lock state, which belongs to no host: with store = "
+                 "postgresql every host shares it. For what one host recorded, use acctlock "
+                 "history --host NAME (see acctlock(8))\n";
+    return kExitUsage;
+  }
+  for (const auto& [command, host] :
+       {std::pair{history_command, &history_host}, std::pair{stats_command, &stats_host}}) {
+    if (command->parsed() && command->count("--host") > 0 && host->empty()) {
+      std::cerr << "acctlock: --host needs a host name (see acctlock " << command->get_name()
+                << " --help)\n";
+      return kExitUsage;
+    }
   }
   std::optional<TimePoint> since;
   if (!since_text.empty()) {
@@ -827,11 +887,16 @@ int run(int argc, char** argv) {
     json arguments{{"failed", failed_only}, {"limit", limit}};
     if (!user.empty()) arguments["user"] = user;
     if (since) arguments["since"] = since->time_since_epoch().count();
-    const json answer = call(client, "history", arguments);
+    if (!history_host.empty()) arguments["host"] = history_host;
+    const json answer = history_host.empty() ? call(client, "history", arguments)
+                                             : call_with_host(client, "history", arguments);
     as_json ? print_json(answer["arguments"])
-            : print_history(answer["arguments"]["entries"], user.empty());
+            : print_history(answer["arguments"]["entries"], user.empty(),
+                            history_shows_host(answer["arguments"]));
   } else if (stats_command->parsed()) {
-    const json answer = call(client, "stats", json::object());
+    const json answer = stats_host.empty()
+                            ? call(client, "stats", json::object())
+                            : call_with_host(client, "stats", {{"host", stats_host}});
     as_json ? print_json(answer["arguments"]) : print_stats(answer["arguments"]);
   } else if (watch_command->parsed()) {
     return watch_events(client, watch_successes, as_json);

@@ -195,6 +195,8 @@ function refresh() {
                 renderChart(stats.failures_per_hour || []);  // an older acctlockd has none
                 renderTop("top-users", stats.top_users, "user");
                 renderTop("top-sources", stats.top_sources, "rhost");
+                // Hosts sharing one history (admin protocol 7): filter by host.
+                $("history-host-filter").hidden = !stats.shared_store;
                 startWatching();
             })
             .catch(error => {
@@ -264,12 +266,19 @@ function showHistory(event) {
     if ($("history-failed").checked) args.push("--failed");
     const since = $("history-since").value;
     if (since) args.push("--since", since);
+    const host = $("history-host").value.trim();
+    if (host && !$("history-host-filter").hidden) args.push("--host", host);
     acctlock(args).then(history => {
         const body = $("history-table").querySelector("tbody");
         body.replaceChildren();
+        // The host that wrote each row (admin protocol 7; an older acctlockd
+        // sends none, and the column stays away).
+        const withHost = history.entries.some(entry => entry.host);
+        $("history-host-column").hidden = !withHost;
         for (const entry of history.entries) {
             const row = document.createElement("tr");
             cell(row, localTime(entry.time));
+            if (withHost) cell(row, entry.host, "host");
             cell(row, entry.event, "event-" + entry.event);
             cell(row, entry.service);
             cell(row, entry.rhost);

@@ -31,15 +31,21 @@ namespace acctlock::admin {
 // blocked-source figures in `stats`, the familiar-source keys of the status
 // object (`lockout_scope`, `locked_scopes`, `unfamiliar`,
 // `familiar_sources`), and lists a user locked for unfamiliar sources only
-// in `list --locked` (issue 11).
+// in `list --locked` (issue 11). Version 7 adds the host (issue 15): each
+// history entry's `host`, the "host" filter of `history` and `stats`, and
+// their answers' `host`, `this_host` and `shared_store`.
 // docs/protocol.md lists what each version changed.
-inline constexpr int kProtocolVersion = 6;
+inline constexpr int kProtocolVersion = 7;
 
 // The version that added `sources` and `unlock_source`: an older daemon
 // answers them `unsupported`, which the command turns into "too old".
 inline constexpr int kSourcesProtocolVersion = 5;
 // The version that added `lock_source` and `source_status`.
 inline constexpr int kSourceBlocksProtocolVersion = 6;
+// The version that added the "host" filter of `history` and `stats`: an
+// older daemon refuses the key (version 4 and later), which the command
+// turns into "too old".
+inline constexpr int kHostProtocolVersion = 7;
 
 // The "result" of an answer. Stable: scripts and acctlock's exit codes rely
 // on these numbers.

@@ -323,6 +323,8 @@ class Daemon {
       }
     }
     snapshot.watchers = watchers_.size();
+    snapshot.host_name = store_->host_name();
+    snapshot.shared_store = store_->shared();
     return snapshot;
   }
 

@@ -83,6 +83,24 @@ std::string reason_argument(const json& arguments) {
   return reason;
 }
 
+// A history filter's "host" (history, stats): the name a host writes its
+// rows as (host_name, docs/fleet.md). Bound as a parameter, never pasted
+// into SQL; printable, since it comes back in answers and terminals.
+std::optional<std::string> host_argument(const json& arguments) {
+  const auto found = arguments.find("host");
+  if (found == arguments.end() || found->is_null()) return std::nullopt;
+  if (!found->is_string()) throw InvalidArgument("\"host\" must be a string");
+  const auto& host = found->get_ref<const std::string&>();
+  const bool printable = std::none_of(host.begin(), host.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
+  if (host.empty() || host.size() > 255 || !printable) {
+    throw InvalidArgument("\"host\" must be 1 to 255 printable characters");
+  }
+  return host;
+}
+
 // Control characters from a tally's source field become '?': they end up in
 // terminals and the journal.
 std::string printable_text(std::string text) {
@@ -318,17 +336,30 @@ json history_json(const HistoryEntry& entry) {
       {"events", entry.count},
       {"first_time", entry.first_time ? json(to_iso8601(*entry.first_time)) : json(nullptr)},
       {"peer_uid", entry.peer_uid ? json(*entry.peer_uid) : json(nullptr)},
+      // The host that wrote the row (version 7): with store = postgresql
+      // each row's own, with SQLite the daemon's (the file is its alone).
+      {"host", entry.host},
   };
+}
+
+// What history and stats answers say of the hosts (version 7): the filter
+// (null: every host), the answering daemon's host_name, and whether other
+// hosts write to the same history, so that a client knows when to show a
+// host column.
+void add_host_keys(json& answer, const std::optional<std::string>& filter, const Store& store) {
+  answer["host"] = filter ? json(*filter) : json(nullptr);
+  answer["this_host"] = store.host_name();
+  answer["shared_store"] = store.shared();
 }
 
 // The last 24 hours on whole-hour boundaries, oldest first; the last bucket
 // is the current hour so far. Failures include the failure that locked.
-json failures_per_hour_json(Store& store, TimePoint now) {
+json failures_per_hour_json(Store& store, TimePoint now, const std::optional<std::string>& host) {
   constexpr std::int64_t kHour = 3600;
   constexpr std::size_t kHours = 24;
   const std::int64_t this_hour = now.time_since_epoch().count() / kHour * kHour;
   const TimePoint from(Seconds(this_hour - static_cast<std::int64_t>(kHours - 1) * kHour));
-  const auto counts = store.failures_per_hour(from, kHours);
+  const auto counts = store.failures_per_hour(from, kHours, host);
   json buckets = json::array();
   for (std::size_t i = 0; i < counts.size(); ++i) {
     buckets.push_back(
@@ -415,14 +446,14 @@ void AdminCommands::add(std::string name, Access access, std::vector<std::string
 void AdminCommands::register_builtin_commands() {
   add("status", Access::own_account, {"user"},
       [this](const AdminCaller&, const json& arguments, Reply reply) { status(arguments, reply); });
-  add("history", Access::own_account, {"user", "failed", "since", "limit"},
+  add("history", Access::own_account, {"user", "failed", "since", "limit", "host"},
       [this](const AdminCaller&, const json& arguments, Reply reply) {
         history(arguments, reply);
       });
   add("list", Access::admin, {"locked", "limit", "after"},
       [this](const AdminCaller&, const json& arguments, Reply reply) { list(arguments, reply); });
-  add("stats", Access::admin,
-      [this](const AdminCaller&, const json&, Reply reply) { stats(reply); });
+  add("stats", Access::admin, {"host"},
+      [this](const AdminCaller&, const json& arguments, Reply reply) { stats(arguments, reply); });
   add("lock", Access::admin, {"user", "reason", "for"},
       [this](const AdminCaller& caller, const json& arguments, Reply reply) {
         lock(caller, arguments, reply);
@@ -984,11 +1015,12 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
   } else {
     query.limit = admin::kDefaultHistoryLimit;
   }
+  query.host = host_argument(arguments);
 
   Store& store = context_.store;
   read_off_loop(
       context_.reader, reply, [&store, query] { return store.history(query); },
-      [this, all_users, user, reply](std::vector<HistoryEntry> rows) {
+      [this, all_users, user, host = query.host, reply](std::vector<HistoryEntry> rows) {
         if (!all_users && rows.empty() && !context_.service.report(user, context_.now()) &&
             !user_exists(user)) {
           return reply(answer(Result::no_such_user, "no such user: " + user));
@@ -996,13 +1028,17 @@ void AdminCommands::history(const json& arguments, const Reply& reply) {
         json entries = json::array();
         for (const auto& row : rows) entries.push_back(history_json(row));
         std::string text = std::to_string(entries.size()) + " event(s)";
-        reply(answer(Result::success, std::move(text),
-                     json{{"user", all_users ? json(nullptr) : json(user)},
-                          {"entries", std::move(entries)}}));
+        json found{{"user", all_users ? json(nullptr) : json(user)},
+                   {"entries", std::move(entries)}};
+        add_host_keys(found, host, context_.store);
+        reply(answer(Result::success, std::move(text), std::move(found)));
       });
 }
 
-void AdminCommands::stats(const Reply& reply) {
+void AdminCommands::stats(const json& arguments, const Reply& reply) {
+  // "host" (version 7) narrows the history figures to that host's rows; the
+  // lock figures are the store's state, the same on every host sharing it.
+  const std::optional<std::string> host = host_argument(arguments);
   const TimePoint now = context_.now();
   const TimePoint hour_ago = now - std::chrono::hours(1);
   const TimePoint day_ago = now - std::chrono::hours(24);
@@ -1033,27 +1069,27 @@ void AdminCommands::stats(const Reply& reply) {
     json failures_per_hour;
   };
   Store& store = context_.store;
-  const auto count = [&store, now, hour_ago, day_ago] {
+  const auto count = [&store, now, hour_ago, day_ago, host] {
     // The failure that locks an account is recorded as `locked`, and is a
     // failure all the same.
     const auto failures_since = [&](TimePoint since) {
-      return store.count_events(HistoryEvent::failure, since) +
-             store.count_events(HistoryEvent::locked, since);
+      return store.count_events(HistoryEvent::failure, since, host) +
+             store.count_events(HistoryEvent::locked, since, host);
     };
     Counts counts;
     counts.failures_last_hour = failures_since(hour_ago);
     counts.failures_last_day = failures_since(day_ago);
-    counts.lockouts_last_hour = store.count_events(HistoryEvent::locked, hour_ago);
-    counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago);
-    counts.top_users = store.top_failures(day_ago, false, 10);
-    counts.top_sources = store.top_failures(day_ago, true, 10);
-    counts.failures_per_hour = failures_per_hour_json(store, now);
+    counts.lockouts_last_hour = store.count_events(HistoryEvent::locked, hour_ago, host);
+    counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago, host);
+    counts.top_users = store.top_failures(day_ago, false, 10, host);
+    counts.top_sources = store.top_failures(day_ago, true, 10, host);
+    counts.failures_per_hour = failures_per_hour_json(store, now, host);
     return counts;
   };
   read_off_loop(
       context_.reader, reply, count,
       [reply, locked_now, locked_users = std::move(locked_users),
-       source_counts = std::move(source_counts), fleet = std::move(fleet)](Counts counts) {
+       source_counts = std::move(source_counts), fleet = std::move(fleet), host, &store](Counts counts) {
         const auto top = [](const auto& ranked, bool by_rhost) {
           json rows = json::array();
           for (const auto& [name, failures] : ranked) {
@@ -1074,6 +1110,7 @@ void AdminCommands::stats(const Reply& reply) {
         };
         stats.update(source_counts);
         if (!fleet.is_null()) stats["fleet"] = fleet;
+        add_host_keys(stats, host, store);
         std::string text = std::to_string(locked_now) + " user(s) locked";
         reply(answer(Result::success, std::move(text), std::move(stats)));
       });

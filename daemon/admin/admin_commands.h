@@ -147,7 +147,7 @@ class AdminCommands {
   void unlock(const AdminCaller& caller, const nlohmann::json& arguments, bool reset_only,
               const Reply& reply);
   void history(const nlohmann::json& arguments, const Reply& reply);
-  void stats(const Reply& reply);
+  void stats(const nlohmann::json& arguments, const Reply& reply);
   // faillock --reset without --user, acctlock unlock --all: every tracked user.
   void unlock_all(const AdminCaller& caller, const Reply& reply);
   // acctlock import-faillock: pam_faillock's tally records, oldest first.

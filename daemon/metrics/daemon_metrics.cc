@@ -170,6 +170,20 @@ std::string DaemonMetrics::render() const {
          "Always 1; the version label says which acctlockd is running.");
   sample(out, "acctlock_build_info", label("version", ACCTLOCK_VERSION), std::uint64_t{1});
 
+  // An info metric, as Prometheus recommends for a constant property of a
+  // target: a fleet's queries join it on the scrape's `instance` label
+  // (`* on(instance) group_left(host) acctlock_host_info`) to name the host
+  // as acctlock's history does, without adding a label to every series.
+  if (!now.host_name.empty()) {
+    header(out, "acctlock_host_info", "gauge",
+           "Always 1; host is the name this acctlockd writes its history rows as (host_name), "
+           "store is sqlite or postgresql (shared by a fleet).");
+    sample(out, "acctlock_host_info",
+           label("host", now.host_name) + "," +
+               label("store", now.shared_store ? "postgresql" : "sqlite"),
+           std::uint64_t{1});
+  }
+
   header(out, "acctlock_start_time_seconds", "gauge",
          "When this acctlockd process started, in seconds since the Unix epoch.");
   sample(out, "acctlock_start_time_seconds", "", start_time_seconds_);

@@ -64,6 +64,11 @@ struct MetricsSnapshot {
   // store = postgresql: whether this host is apart from the fleet, and the
   // events its outbox holds (docs/fleet.md).
   std::optional<FleetStatus> fleet;
+  // acctlock_host_info (issue 15): the name this daemon writes its history
+  // rows as (host_name), and whether its store is shared by a fleet
+  // (PostgreSQL). Empty host: no info sample.
+  std::string host_name;
+  bool shared_store = false;
 };
 
 class DaemonMetrics : public EventLog {

@@ -21,7 +21,17 @@ std::string fleet_host_name(const Options& options) {
 }
 
 std::unique_ptr<Store> open_store(const Options& options) {
-  if (options.store == StoreKind::sqlite) return SqliteStore::open(options.database);
+  if (options.store == StoreKind::sqlite) {
+    // The file is this host's alone; its rows report this host's name. A
+    // machine without a name (gethostname failing) still starts: the name
+    // is only shown, never written, so its rows report none.
+    std::string host_name;
+    try {
+      host_name = fleet_host_name(options);
+    } catch (const StoreError&) {
+    }
+    return SqliteStore::open(options.database, std::move(host_name));
+  }
   PostgresqlSettings settings;
   // A connection string never starts with '/': key=value or a URI.
   const bool from_file = options.postgresql.starts_with('/');

@@ -75,6 +75,11 @@ struct HistoryEntry {
   // adds it to that row, or starts the row with it.
   std::uint64_t count = 1;
   std::optional<TimePoint> first_time;
+  // The host that wrote the row (host_name, docs/fleet.md), as the store
+  // reads it back: PostgreSQL keeps it per row; a SQLite file is one host's,
+  // so its rows report that host (Store::host_name()). Ignored by commit():
+  // a store writes its own host.
+  std::string host;
 
   bool is_aggregate() const { return first_time.has_value(); }
 
@@ -115,6 +120,8 @@ struct HistoryQuery {
   std::optional<TimePoint> since;
   bool failures_only = false;  // failure and locked events
   std::size_t limit = 100;     // newest first
+  // Only the rows this host wrote (HistoryEntry::host); nullopt: every host's.
+  std::optional<std::string> host;
 };
 
 // UserState::earlier_failures as both backends store it: unix seconds in
@@ -246,9 +253,10 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Whether other hosts write the same state (store = postgresql): then
-  // the daemon records how each row changed (StoreBatch::merge_*), and
-  // commit() applies those changes to the rows as they are in the store,
+  // Whether other hosts write the same state and history (store =
+  // postgresql): then history rows carry different hosts, which the admin
+  // command shows; the daemon records how each row changed
+  // (StoreBatch::merge_*), and commit() applies those changes to the rows as they are in the store,
   // one host's transaction after another's, so that no host's count is lost
   // or counted twice.
   virtual bool shared() const { return false; }
@@ -323,17 +331,25 @@ class Store {
 
   // Count of history events of `event` kind at or after `since`. Here and in
   // the two below, an aggregate row counts as the events it stands for, at
-  // its `time` (its last event).
-  virtual std::uint64_t count_events(HistoryEvent event, TimePoint since) = 0;
+  // its `time` (its last event); `host` keeps only that host's rows
+  // (HistoryEntry::host), nullopt counts every host's. The overriders repeat
+  // the same default.
+  virtual std::uint64_t count_events(HistoryEvent event, TimePoint since,
+                                     const std::optional<std::string>& host = std::nullopt) = 0;
 
   // Users (or rhosts, when by_rhost) with most failures since `since`.
-  virtual std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since,
-                                                                          bool by_rhost,
-                                                                          std::size_t limit) = 0;
+  virtual std::vector<std::pair<std::string, std::uint64_t>> top_failures(
+      TimePoint since, bool by_rhost, std::size_t limit,
+      const std::optional<std::string>& host = std::nullopt) = 0;
 
   // Failures (failure and locked events) in `hours` consecutive hours from
   // `from`: element i counts [from + i h, from + (i+1) h).
-  virtual std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) = 0;
+  virtual std::vector<std::uint64_t> failures_per_hour(
+      TimePoint from, std::size_t hours, const std::optional<std::string>& host = std::nullopt) = 0;
+
+  // The host this store writes its history rows as (host_name, or the
+  // machine's name; empty when a SQLite store was opened without one).
+  virtual const std::string& host_name() const = 0;
 
   // Whether what the store writes to is still what it opened: empty if so,
   // otherwise what happened (a database file deleted or replaced under the

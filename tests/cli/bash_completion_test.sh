@@ -50,6 +50,8 @@ expect_contains "acctlock lock --" --source
 expect_contains "acctlock status --" --source
 expect_contains "acctlock unlock --" --source
 expect_contains "acctlock history --" --since
+expect_contains "acctlock history --" --host
+expect_contains "acctlock stats --" --host
 expect_contains "acctlock imp" import-faillock
 expect_contains "acctlock import-faillock --" --dry-run
 expect_contains "acctlock doc" doctor

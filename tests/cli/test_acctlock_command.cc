@@ -87,7 +87,8 @@ class AcctlockCommandTest : public ::testing::Test {
 
   TempDir dir;
   DaemonProcess daemon{
-      dir, std::string("deny = 3\nunlock_time = 10m\nadmin_socket_group = ") + kAdminGroup + "\n"};
+      dir, std::string("deny = 3\nunlock_time = 10m\nhost_name = web-01\nadmin_socket_group = ") +
+               kAdminGroup + "\n"};
 };
 
 TEST_F(AcctlockCommandTest, LockRefusesTheModuleAndUnlockAllowsIt) {
@@ -600,12 +601,64 @@ TEST_F(AcctlockCommandTest, UnknownUserGivesNoSuchUser) {
   }
 }
 
+// Issue 15: --json always says which host wrote each row (a SQLite file is
+// this daemon's, so its host_name); the text keeps the table it always had
+// while every row is this host's; --host filters history and stats' history
+// figures; list refuses --host and says why.
+TEST_F(AcctlockCommandTest, HistoryAndStatsTakeHostInTextAndJson) {
+  fail_login(kTarget, 1);
+
+  const auto json_all = acctlock({"history", kTarget, "--json"});
+  ASSERT_EQ(json_all.exit_code, cli::kExitOk) << json_all.err;
+  const json all = json::parse(json_all.out);
+  ASSERT_EQ(all["entries"].size(), 1u);
+  EXPECT_EQ(all["entries"][0]["host"], "web-01");
+  EXPECT_EQ(all["this_host"], "web-01");
+  EXPECT_EQ(all["shared_store"], false);
+  EXPECT_EQ(all["host"], nullptr);
+
+  const auto text = acctlock({"history", kTarget, "--host", "web-01"});
+  ASSERT_EQ(text.exit_code, cli::kExitOk) << text.err;
+  EXPECT_EQ(text.out.substr(0, text.out.find('\n')).find(" HOST "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("failure"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find("web-01"), std::string::npos) << text.out;
+
+  const auto other = acctlock({"history", kTarget, "--host", "web-02"});
+  ASSERT_EQ(other.exit_code, cli::kExitOk) << other.err;
+  EXPECT_EQ(other.out, "No matching events.\n");
+  const auto other_json = acctlock({"history", "--host", "web-02", "--json"});
+  ASSERT_EQ(other_json.exit_code, cli::kExitOk) << other_json.err;
+  EXPECT_TRUE(json::parse(other_json.out)["entries"].empty());
+  EXPECT_EQ(json::parse(other_json.out)["host"], "web-02");
+
+  const auto stats_other = acctlock({"stats", "--host", "web-02", "--json"});
+  ASSERT_EQ(stats_other.exit_code, cli::kExitOk) << stats_other.err;
+  EXPECT_EQ(json::parse(stats_other.out)["failures_last_hour"], 0);
+  EXPECT_EQ(json::parse(stats_other.out)["host"], "web-02");
+  const auto stats_here = acctlock({"stats", "--host", "web-01", "--json"});
+  ASSERT_EQ(stats_here.exit_code, cli::kExitOk) << stats_here.err;
+  EXPECT_EQ(json::parse(stats_here.out)["failures_last_hour"], 1);
+  const auto stats_text = acctlock({"stats", "--host", "web-02"});
+  ASSERT_EQ(stats_text.exit_code, cli::kExitOk) << stats_text.err;
+  EXPECT_EQ(stats_text.out.rfind("Failures, lockouts and top lists: host web-02 only\n", 0), 0u)
+      << stats_text.out;
+  EXPECT_NE(stats_text.out.find("Failures, last hour:   0\n"), std::string::npos) << stats_text.out;
+
+  const auto list = acctlock({"list", "--host", "web-01"});
+  EXPECT_EQ(list.exit_code, cli::kExitUsage) << list.err;
+  EXPECT_NE(list.err.find("history --host NAME"), std::string::npos) << list.err;
+  EXPECT_TRUE(list.out.empty()) << list.out;
+}
+
 TEST_F(AcctlockCommandTest, UsageErrorsGiveTheUsageCode) {
   const std::vector<std::vector<std::string>> bad{{"--bogus"},
                                                   {"status"},
                                                   {"history", kTarget, "--limit", "0"},
                                                   {"history", kTarget, "--since", "soonish"},
                                                   {"status", kTarget, "--user", kTarget},
+                                                  {"history", "--host", ""},
+                                                  {"stats", "--host"},
+                                                  {"list", "--host", "web-01"},
                                                   {"frobnicate"}};
   for (const auto& arguments : bad) {
     const auto result = acctlock(arguments);

@@ -6,7 +6,10 @@
 // creates SYNC_DIR/NAME when the page has reached a state, and waits for
 // SYNC_DIR/NAME-done when the test is to act meanwhile. Every wait is on a
 // page condition or one of those files, with a deadline. Steps:
-//   admin USER LIVE_USER  USER's lock (made through PAM) shows on load;
+//   admin USER LIVE_USER HOST
+//                         USER's lock (made through PAM) shows on load;
+//                         its history shows HOST (the daemon's host_name)
+//                         in a Host column, and no host filter (one host);
 //                         LIVE_USER's, made after the page is up, shows
 //                         through acctlock watch; screenshots light, dark
 //                         and the confirmation; Unlock cancelled keeps the
@@ -80,12 +83,25 @@ try {
     await page.goto(url, { waitUntil: "load", timeout });
 
     if (step === "admin") {
-        const [user, liveUser] = users;
+        const [user, liveUser, host] = users;
         const row = name => `#locked-table tr[data-user="${name}"]`;
         await page.waitForSelector(row(user));
         const kind = await page.$eval(`${row(user)} .kind`, cell => cell.textContent);
         if (kind !== "failures") throw new Error(`lock kind shown is ${kind}`);
         console.log("the lock made through PAM shows");
+
+        // The account's history names the host that recorded each event.
+        await page.type("#history-user", user);
+        await page.click("#history-form button[type=submit]");
+        await page.waitForSelector("#history-table:not([hidden]) tbody tr");
+        if (await page.$eval("#history-host-column", th => th.hidden))
+            throw new Error("the history has no Host column");
+        const hosts = await page.$$eval("#history-table tbody td.host", cells => cells.map(c => c.textContent));
+        if (hosts.length === 0 || hosts.some(shown => shown !== host))
+            throw new Error(`the history's hosts are ${hosts.join(", ")}, not ${host}`);
+        if (!await page.$eval("#history-host-filter", label => label.hidden))
+            throw new Error("a host filter shows although one host keeps this history");
+        console.log("the history shows the host");
 
         // Live: a lock made while the page is open arrives through watch.
         await page.waitForSelector("#live:not([hidden])");

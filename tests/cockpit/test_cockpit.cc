@@ -279,7 +279,8 @@ class CockpitPageTest : public ::testing::Test {
   fs::path sync_dir_ = dir_.path() / "sync";
   // source_deny = 3: three failures from one address, over any accounts,
   // block it (the lockouts above come from no address: never counted).
-  DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\nsource_deny = 3\n"};
+  DaemonProcess daemon_{
+      dir_, "deny = 2\nunlock_time = 10m\nsource_deny = 3\nhost_name = cockpit-web-01\n"};
   std::uint16_t port_ = 0;
   pid_t ws_pid_ = -1;
 };
@@ -290,7 +291,7 @@ class CockpitPageTest : public ::testing::Test {
 TEST_F(CockpitPageTest, AnAdminSeesLockoutsMadeThroughPamAndUnlocksOneFromThePage) {
   lock_out_through_pam(kCarol);
   start_cockpit_ws();
-  auto driver = start_driver({"admin", kCarol.name, kDave.name});
+  auto driver = start_driver({"admin", kCarol.name, kDave.name, "cockpit-web-01"});
 
   ASSERT_TRUE(reached("page-up", driver));
   lock_out_through_pam(kDave);
@@ -304,6 +305,8 @@ TEST_F(CockpitPageTest, AnAdminSeesLockoutsMadeThroughPamAndUnlocksOneFromThePag
   const CommandResult result = driver.get();
   EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_NE(result.out.find("unlocked through the page"), std::string::npos) << result.out;
+  // The account's history showed the daemon's host_name in its Host column.
+  EXPECT_NE(result.out.find("the history shows the host"), std::string::npos) << result.out;
 
   // The page's Unlock went through acctlock to the daemon, for Carol only.
   EXPECT_EQ(status_of(kCarol.name).value("locked", true), false) << status_of(kCarol.name).dump();

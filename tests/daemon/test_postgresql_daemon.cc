@@ -198,5 +198,52 @@ TEST(PostgresqlFleetPartition, AHostApartKeepsEnforcingAndItsEventsCountOnceWhen
   EXPECT_THAT(a.log(), Not(HasSubstr("password=")));
 }
 
+// Issue 15: a shared history's rows carry the host that wrote them, and the
+// acctlock command shows a HOST column for them and filters by host. The
+// other host's row is written as that host's daemon would write it (the
+// one-writer claim keeps a second daemon off this database today).
+TEST_F(PostgresqlDaemon, TheCommandShowsEachRowsHostAndFiltersByHost) {
+  test::DaemonProcess daemon(dir_, fleet_config("web-1"));
+  ASSERT_TRUE(daemon.start());
+  EXPECT_EQ(daemon.request(MessageType::failure, "alice", "sshd", "192.0.2.1").verdict,
+            Verdict::allowed);
+  postgres().execute(
+      "INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, detail, host) "
+      "VALUES (extract(epoch FROM now())::bigint, 'bob', 'failure', 'sshd', '192.0.2.2', '', '', "
+      "'', 'web-2')",
+      database_);
+
+  const auto acctlock = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {std::string(ACCTLOCK_BINARY_DIR) + "/cli/acctlock",
+                                         "--config", daemon.config_path()});
+    return test::run_command(arguments);
+  };
+  // Text: a HOST column, since the store is shared.
+  const auto text = acctlock({"history"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, ::testing::StartsWith("TIME")) << text.out;
+  EXPECT_THAT(text.out.substr(0, text.out.find('\n')), HasSubstr(" HOST ")) << text.out;
+  EXPECT_THAT(text.out, ::testing::ContainsRegex("web-2 +bob +failure")) << text.out;
+  EXPECT_THAT(text.out, ::testing::ContainsRegex("web-1 +alice +failure")) << text.out;
+
+  const auto only_web2 = acctlock({"history", "--host", "web-2", "--json"});
+  ASSERT_EQ(only_web2.exit_code, 0) << only_web2.err;
+  const auto answer = nlohmann::json::parse(only_web2.out);
+  ASSERT_EQ(answer["entries"].size(), 1u) << only_web2.out;
+  EXPECT_EQ(answer["entries"][0]["user"], "bob");
+  EXPECT_EQ(answer["entries"][0]["host"], "web-2");
+  EXPECT_EQ(answer["this_host"], "web-1");
+  EXPECT_EQ(answer["shared_store"], true);
+
+  const auto stats = acctlock({"stats", "--host", "web-1", "--json"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const auto figures = nlohmann::json::parse(stats.out);
+  EXPECT_EQ(figures["failures_last_hour"], 1) << stats.out;
+  EXPECT_EQ(figures["top_users"].size(), 1u) << stats.out;
+  EXPECT_EQ(figures["top_users"][0]["user"], "alice") << stats.out;
+  const auto fleet = nlohmann::json::parse(acctlock({"stats", "--json"}).out);
+  EXPECT_EQ(fleet["failures_last_hour"], 2);
+}
+
 }  // namespace
 }  // namespace acctlock

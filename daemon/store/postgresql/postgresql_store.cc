@@ -1092,12 +1092,12 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
       "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail, "
-      "peer_uid, events, first_time FROM history WHERE ($4::text IS NULL OR user_name = $4) AND "
-      "time >= $1 AND "
+      "peer_uid, events, first_time, host FROM history WHERE ($4::text IS NULL OR user_name = $4) "
+      "AND ($5::text IS NULL OR host = $5) AND time >= $1 AND "
       "(NOT $2::boolean OR event IN " +
           failure_events_sql() + ") ORDER BY time DESC, id DESC LIMIT $3",
       {number(query.since ? to_unix(*query.since) : std::numeric_limits<std::int64_t>::min()),
-       query.failures_only ? "t" : "f", number(sql_limit(query.limit)), query.user},
+       query.failures_only ? "t" : "f", number(sql_limit(query.limit)), query.user, query.host},
       "reading history");
   std::vector<HistoryEntry> entries;
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
@@ -1126,29 +1126,33 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
     }
     entry.count = static_cast<std::uint64_t>(events);
     if (!is_null(rows, r, 12)) entry.first_time = from_unix(int64(rows, r, 12));
+    entry.host = text(rows, r, 13);
   }
   return entries;
 }
 
-std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since) {
+std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since,
+                                            const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
-  Result rows =
-      reader_->exec("SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2",
-                    {std::string(to_string(event)), number(since)}, "counting events");
+  Result rows = reader_->exec(
+      "SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2 AND "
+      "($3::text IS NULL OR host = $3)",
+      {std::string(to_string(event)), number(since), host}, "counting events");
   return static_cast<std::uint64_t>(int64(rows, 0, 0));
 }
 
 std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures(
-    TimePoint since, bool by_rhost, std::size_t limit) {
+    TimePoint since, bool by_rhost, std::size_t limit, const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
   // COLLATE "C": ties break in byte order, as in SQLite, whatever the
   // database's locale.
   const std::string column = by_rhost ? "rhost" : "user_name";
-  Result rows = reader_->exec(
-      "SELECT " + column + ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
-          failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") + " GROUP BY " + column +
-          " ORDER BY n DESC, " + column + " COLLATE \"C\" LIMIT $2",
-      {number(since), number(sql_limit(limit))}, "ranking failures");
+  Result rows = reader_->exec("SELECT " + column +
+                                  ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
+                                  failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") +
+                                  " AND ($3::text IS NULL OR host = $3) GROUP BY " + column +
+                                  " ORDER BY n DESC, " + column + " COLLATE \"C\" LIMIT $2",
+                              {number(since), number(sql_limit(limit)), host}, "ranking failures");
   std::vector<std::pair<std::string, std::uint64_t>> top;
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
     top.emplace_back(text(rows, r, 0), static_cast<std::uint64_t>(int64(rows, r, 1)));
@@ -1156,13 +1160,14 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
   return top;
 }
 
-std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(TimePoint from, std::size_t hours) {
+std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(
+    TimePoint from, std::size_t hours, const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
   Result rows = reader_->exec(
       "SELECT (time - $1) / 3600 AS hour, sum(events) FROM history WHERE time >= $1 AND time < $2 "
-      "AND event IN " +
+      "AND ($3::text IS NULL OR host = $3) AND event IN " +
           failure_events_sql() + " GROUP BY hour",
-      {number(from), number(from + std::chrono::hours(static_cast<std::int64_t>(hours)))},
+      {number(from), number(from + std::chrono::hours(static_cast<std::int64_t>(hours))), host},
       "counting failures per hour");
   std::vector<std::uint64_t> counts(hours, 0);
   for (int r = 0; r < PQntuples(rows.get()); ++r) {

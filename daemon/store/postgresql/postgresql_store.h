@@ -78,10 +78,14 @@ class PostgresqlStore final : public Store {
   std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;
-  std::uint64_t count_events(HistoryEvent event, TimePoint since) override;
-  std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) override;
-  std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since, bool by_rhost,
-                                                                  std::size_t limit) override;
+  std::uint64_t count_events(HistoryEvent event, TimePoint since,
+                             const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::uint64_t> failures_per_hour(
+      TimePoint from, std::size_t hours,
+      const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::pair<std::string, std::uint64_t>> top_failures(
+      TimePoint since, bool by_rhost, std::size_t limit,
+      const std::optional<std::string>& host = std::nullopt) override;
   std::uint64_t prune_history(TimePoint before) override;
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
   // Counts only this host's rows: each host has its own caps.
@@ -120,7 +124,7 @@ class PostgresqlStore final : public Store {
   std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) override;
   void read_shared_rows_again(const SharedRowKeys& keys) override;
 
-  const std::string& host_name() const { return host_name_; }
+  const std::string& host_name() const override { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
   const std::string& server() const { return server_; }
 

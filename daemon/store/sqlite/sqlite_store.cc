@@ -733,7 +733,7 @@ std::string SqliteStore::file_problem() {
   return problem_;
 }
 
-std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
+std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, std::string host_name) {
   check_directory(path);
   // A new database is created 0600 whatever the umask (a daemon started by
   // hand under umask 022 must not leave login history world-readable); SQLite
@@ -762,6 +762,7 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
     }
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
+  store->host_name_ = std::move(host_name);
   // Before SQLite sees the log: its recovery drops what follows a damaged
   // frame without a word.
   const WalInspection wal = inspect_wal(path + "-wal");
@@ -1014,6 +1015,7 @@ std::vector<AnsweredEvent> SqliteStore::load_answered(TimePoint since) {
 }
 
 std::vector<HistoryEntry> SqliteStore::history(const HistoryQuery& query) {
+  if (!holds_host(query.host)) return {};
   std::lock_guard lock(read_mutex_);
   Statement& select = query.user ? reader_->history_of_user : reader_->history_all;
   Statement::Use use(select);
@@ -1049,11 +1051,14 @@ std::vector<HistoryEntry> SqliteStore::history(const HistoryQuery& query) {
     }
     entry.count = static_cast<std::uint64_t>(events);
     if (!select.is_null(12)) entry.first_time = select.time(12);
+    entry.host = host_name_;
   }
   return entries;
 }
 
-std::uint64_t SqliteStore::count_events(HistoryEvent event, TimePoint since) {
+std::uint64_t SqliteStore::count_events(HistoryEvent event, TimePoint since,
+                                        const std::optional<std::string>& host) {
+  if (!holds_host(host)) return 0;
   std::lock_guard lock(read_mutex_);
   Statement& count = reader_->count_events;
   Statement::Use use(count);
@@ -1063,9 +1068,9 @@ std::uint64_t SqliteStore::count_events(HistoryEvent event, TimePoint since) {
   return static_cast<std::uint64_t>(count.int64(0));
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> SqliteStore::top_failures(TimePoint since,
-                                                                             bool by_rhost,
-                                                                             std::size_t limit) {
+std::vector<std::pair<std::string, std::uint64_t>> SqliteStore::top_failures(
+    TimePoint since, bool by_rhost, std::size_t limit, const std::optional<std::string>& host) {
+  if (!holds_host(host)) return {};
   std::lock_guard lock(read_mutex_);
   Statement& select = by_rhost ? reader_->top_rhosts : reader_->top_users;
   Statement::Use use(select);
@@ -1097,7 +1102,9 @@ std::uint64_t SqliteStore::prune_history_slice(TimePoint before, std::size_t lim
   return static_cast<std::uint64_t>(sqlite3_changes64(writer_->db.get()));
 }
 
-std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::size_t hours) {
+std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::size_t hours,
+                                                          const std::optional<std::string>& host) {
+  if (!holds_host(host)) return std::vector<std::uint64_t>(hours, 0);
   std::lock_guard lock(read_mutex_);
   Statement& select = reader_->failures_per_hour;
   Statement::Use use(select);

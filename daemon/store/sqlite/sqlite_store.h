@@ -46,7 +46,9 @@ class SqliteStore final : public Store {
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.
-  static std::unique_ptr<SqliteStore> open(const std::string& path);
+  // `host_name`: the host whose history this file holds (the rows have no
+  // host column: a SQLite file is never shared), reported with every row.
+  static std::unique_ptr<SqliteStore> open(const std::string& path, std::string host_name = {});
 
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
@@ -68,10 +70,17 @@ class SqliteStore final : public Store {
   std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;
-  std::uint64_t count_events(HistoryEvent event, TimePoint since) override;
-  std::vector<std::uint64_t> failures_per_hour(TimePoint from, std::size_t hours) override;
-  std::vector<std::pair<std::string, std::uint64_t>> top_failures(TimePoint since, bool by_rhost,
-                                                                  std::size_t limit) override;
+  // A SQLite file holds one host's history: a `host` other than host_name()
+  // matches no row, and host_name() matches them all.
+  std::uint64_t count_events(HistoryEvent event, TimePoint since,
+                             const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::uint64_t> failures_per_hour(
+      TimePoint from, std::size_t hours,
+      const std::optional<std::string>& host = std::nullopt) override;
+  std::vector<std::pair<std::string, std::uint64_t>> top_failures(
+      TimePoint since, bool by_rhost, std::size_t limit,
+      const std::optional<std::string>& host = std::nullopt) override;
+  const std::string& host_name() const override { return host_name_; }
 
   // Runs as one transaction on the write connection: commits wait for it.
   std::uint64_t prune_history(TimePoint before) override;
@@ -94,7 +103,13 @@ class SqliteStore final : public Store {
 
   explicit SqliteStore(std::string path);
 
+  // Whether a query's host filter keeps this file's rows (all or none).
+  bool holds_host(const std::optional<std::string>& host) const {
+    return !host || *host == host_name_;
+  }
+
   std::string path_;
+  std::string host_name_;
   int identity_fd_ = -1;      // the database file as opened, for file_problem()
   std::vector<std::string> open_warnings_;
   std::mutex problem_mutex_;  // guards problem_

@@ -37,7 +37,7 @@ uid_t uid_of(const char* user) {
 class AdminCommandsTest : public ::testing::Test {
  protected:
   AdminCommandsTest()
-      : store(SqliteStore::open(dir / "acctlock.db")),
+      : store(SqliteStore::open(dir / "acctlock.db", "web-01")),
         service(rules(), *store),
         writer(io, *store, events, [] {}),
         reader(io, 8),
@@ -270,9 +270,12 @@ TEST_F(AdminCommandsTest, UnknownArgumentKeysAreRefusedByName) {
   EXPECT_TRUE(writer.pending().empty()) << "nothing was locked";
   EXPECT_EQ(call(root, "status", {{"user", "daemon"}}).arguments["locked"], false);
 
-  const auto none = call(root, "stats", {{"verbose", true}});
+  const auto none = call(root, "version", {{"verbose", true}});
   EXPECT_EQ(none.result, Result::invalid);
-  EXPECT_EQ(none.text, "unknown argument \"verbose\" for \"stats\", which takes none");
+  EXPECT_EQ(none.text, "unknown argument \"verbose\" for \"version\", which takes none");
+  const auto stats = call(root, "stats", {{"verbose", true}});
+  EXPECT_EQ(stats.result, Result::invalid);
+  EXPECT_EQ(stats.text, "unknown argument \"verbose\" for \"stats\"; it takes \"host\"");
 
   // A user asking about their own account is told too, the key escaped.
   const auto odd = call(nobody, "status", {{"user", "nobody"}, {"x\ny", 1}});
@@ -298,6 +301,67 @@ TEST_F(AdminCommandsTest, UnknownArgumentKeysAreRefusedByName) {
       Result::success);
   EXPECT_EQ(call(root, "list", {{"locked", false}, {"limit", 5}, {"after", "a"}}).result,
             Result::success);
+  EXPECT_EQ(call(root, "history", {{"host", "web-01"}}).result, Result::success);
+  EXPECT_EQ(call(root, "stats", {{"host", "web-01"}}).result, Result::success);
+  // list's state belongs to no host (acctlock(8)): the key is refused.
+  EXPECT_EQ(call(root, "list", {{"host", "web-01"}}).result, Result::invalid);
+}
+
+// Admin protocol 7: history entries carry the host that wrote them (a SQLite
+// file is its daemon's alone, so its rows report that daemon's host_name),
+// and "host" narrows history and stats' history figures to that host's rows
+// while the lock figures stay the store's.
+TEST_F(AdminCommandsTest, HistoryAndStatsCarryAndFilterByHost) {
+  fail_login("daemon");
+  now += Seconds(10);
+  fail_login("daemon");
+  now += Seconds(10);
+  fail_login("daemon");  // locks
+
+  const auto all = call(root, "history", {{"user", "daemon"}});
+  ASSERT_EQ(all.result, Result::success) << all.text;
+  ASSERT_EQ(all.arguments["entries"].size(), 3u);
+  for (const auto& entry : all.arguments["entries"]) EXPECT_EQ(entry["host"], "web-01");
+  EXPECT_EQ(all.arguments["host"], nullptr);
+  EXPECT_EQ(all.arguments["this_host"], "web-01");
+  EXPECT_EQ(all.arguments["shared_store"], false);
+
+  const auto here = call(root, "history", {{"user", "daemon"}, {"host", "web-01"}});
+  ASSERT_EQ(here.result, Result::success) << here.text;
+  EXPECT_EQ(here.arguments["entries"], all.arguments["entries"]);
+  EXPECT_EQ(here.arguments["host"], "web-01");
+
+  const auto elsewhere = call(root, "history", {{"user", "daemon"}, {"host", "web-02"}});
+  ASSERT_EQ(elsewhere.result, Result::success) << elsewhere.text;
+  EXPECT_TRUE(elsewhere.arguments["entries"].empty());
+  EXPECT_EQ(elsewhere.arguments["host"], "web-02");
+
+  const auto stats_here = call(root, "stats", {{"host", "web-01"}});
+  ASSERT_EQ(stats_here.result, Result::success) << stats_here.text;
+  EXPECT_EQ(stats_here.arguments["failures_last_hour"], 3);
+  EXPECT_EQ(stats_here.arguments["lockouts_last_day"], 1);
+  EXPECT_EQ(stats_here.arguments["host"], "web-01");
+  EXPECT_EQ(stats_here.arguments["this_host"], "web-01");
+
+  const auto stats_elsewhere = call(root, "stats", {{"host", "web-02"}});
+  ASSERT_EQ(stats_elsewhere.result, Result::success) << stats_elsewhere.text;
+  EXPECT_EQ(stats_elsewhere.arguments["failures_last_hour"], 0);
+  EXPECT_EQ(stats_elsewhere.arguments["failures_last_day"], 0);
+  EXPECT_EQ(stats_elsewhere.arguments["lockouts_last_day"], 0);
+  EXPECT_TRUE(stats_elsewhere.arguments["top_users"].empty());
+  EXPECT_TRUE(stats_elsewhere.arguments["top_sources"].empty());
+  for (const auto& bucket : stats_elsewhere.arguments["failures_per_hour"]) {
+    EXPECT_EQ(bucket["failures"], 0);
+  }
+  EXPECT_EQ(stats_elsewhere.arguments["failures_per_hour"].size(), 24u);
+  EXPECT_EQ(stats_elsewhere.arguments["locked_now"], 1) << "the lock is the store's, not a host's";
+
+  for (const json& bad : {json(""), json(std::string(256, 'h')), json("web\n01")}) {
+    const auto refused = call(root, "history", {{"host", bad}});
+    EXPECT_EQ(refused.result, Result::invalid) << bad.dump();
+    EXPECT_EQ(refused.text, "\"host\" must be 1 to 255 printable characters") << bad.dump();
+  }
+  EXPECT_EQ(call(root, "stats", {{"host", 7}}).text, "\"host\" must be a string");
 }
 
 TEST_F(AdminCommandsTest, HistoryFiltersAndStatsCount) {

@@ -117,7 +117,7 @@ class MetricsTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\n"};
+  DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\nhost_name = metrics-web-01\n"};
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
 };
@@ -162,6 +162,8 @@ TEST_F(MetricsTest, ThePageCountsALockoutAndPromtoolAcceptsIt) {
   EXPECT_THAT(page, HasSubstr("acctlock_locked_accounts{kind=\"failures\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("acctlock_tracked_users 1\n"));
   EXPECT_THAT(page, HasSubstr("acctlock_build_info{version=\"" ACCTLOCK_VERSION "\"} 1\n"));
+  // Issue 15: the host as the history names it, for a fleet's queries.
+  EXPECT_THAT(page, HasSubstr("acctlock_host_info{host=\"metrics-web-01\",store=\"sqlite\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("# TYPE acctlock_commit_duration_seconds histogram\n"));
   EXPECT_THAT(page, Not(HasSubstr("acctlock_commit_batch_events_count 0\n")));
   // No user name anywhere on the page.

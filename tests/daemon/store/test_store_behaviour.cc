@@ -127,7 +127,9 @@ class StoreBehaviour : public ::testing::TestWithParam<Backend> {
 
   // A new store on the same database each call (a restart, or another host).
   std::unique_ptr<Store> open_store(const std::string& host = "host-a") {
-    if (GetParam() == Backend::sqlite) return SqliteStore::open((dir_ / "acctlock.db").string());
+    if (GetParam() == Backend::sqlite) {
+      return SqliteStore::open((dir_ / "acctlock.db").string(), host);
+    }
     return PostgresqlStore::open(
         PostgresqlSettings{postgres().superuser_conninfo(database_), host});
   }
@@ -213,8 +215,82 @@ TEST_P(StoreBehaviour, HistoryKeepsEveryFieldAndTheBatchOrder) {
   EXPECT_GT(entries[0].id, entries[1].id);  // same second: the later one first
   by_admin.id = entries[0].id;
   by_user.id = entries[1].id;
+  by_admin.host = by_user.host = "host-a";  // the store's host_name
   EXPECT_EQ(entries[0], by_admin);
   EXPECT_EQ(entries[1], by_user);
+}
+
+// Issue 15: each history row carries the host that wrote it, and a host
+// filter keeps only that host's rows, in history and in every figure stats
+// shows. PostgreSQL: two stores on one database as two hosts (claim_host is
+// the daemon's, not open()'s, so both may write here). SQLite: a file is one
+// host's, so its rows report the host it was opened as, and another host's
+// filter matches none of them.
+TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) {
+  const std::int64_t hour = 1'700'000'000 / 3600 * 3600;
+  auto host_a = open_store("host-a");
+  host_a->commit(
+      StoreBatch{.history = {event(hour + 100, "alice", HistoryEvent::failure, "192.0.2.1"),
+                             event(hour + 200, "alice", HistoryEvent::locked, "192.0.2.1"),
+                             event(hour + 300, "alice", HistoryEvent::success)}});
+  EXPECT_EQ(host_a->host_name(), "host-a");
+
+  const auto hosts_of = [](const std::vector<HistoryEntry>& entries) {
+    std::vector<std::string> out;
+    for (const auto& entry : entries) out.push_back(entry.user + "@" + entry.host);
+    return out;
+  };
+  const HistoryQuery only_a{.host = "host-a"};
+  const HistoryQuery only_b{.host = "host-b"};
+  if (GetParam() == Backend::sqlite) {
+    EXPECT_FALSE(host_a->shared());
+    EXPECT_EQ(hosts_of(host_a->history(HistoryQuery{})),
+              (std::vector<std::string>{"alice@host-a", "alice@host-a", "alice@host-a"}));
+    EXPECT_EQ(host_a->history(only_a), host_a->history(HistoryQuery{}));
+    EXPECT_TRUE(host_a->history(only_b).empty());
+    EXPECT_EQ(host_a->count_events(HistoryEvent::locked, at(0), "host-a"), 1u);
+    EXPECT_EQ(host_a->count_events(HistoryEvent::locked, at(0), "host-b"), 0u);
+    EXPECT_TRUE(host_a->top_failures(at(0), false, 10, "host-b").empty());
+    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{0, 0}));
+    EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
+    return;
+  }
+
+  auto host_b = open_store("host-b");
+  EXPECT_TRUE(host_b->shared());
+  host_b->commit(
+      StoreBatch{.history = {event(hour + 150, "bob", HistoryEvent::failure, "192.0.2.2"),
+                             event(hour + 3700, "bob", HistoryEvent::failure, "192.0.2.2"),
+                             event(hour + 3800, "carol", HistoryEvent::failure, "192.0.2.1")}});
+
+  // Every host's rows, each with its writer, read from either store.
+  const std::vector<std::string> everyone{"carol@host-b", "bob@host-b", "alice@host-a",
+                                          "alice@host-a", "bob@host-b", "alice@host-a"};
+  EXPECT_EQ(hosts_of(host_a->history(HistoryQuery{})), everyone);
+  EXPECT_EQ(hosts_of(host_b->history(HistoryQuery{})), everyone);
+  EXPECT_EQ(hosts_of(host_b->history(only_a)),
+            (std::vector<std::string>{"alice@host-a", "alice@host-a", "alice@host-a"}));
+  EXPECT_EQ(hosts_of(host_a->history(only_b)),
+            (std::vector<std::string>{"carol@host-b", "bob@host-b", "bob@host-b"}));
+  HistoryQuery bob_on_a = only_a;
+  bob_on_a.user = "bob";
+  EXPECT_TRUE(host_a->history(bob_on_a).empty());
+  HistoryQuery failures_on_b{.failures_only = true, .limit = 1, .host = "host-b"};
+  EXPECT_EQ(hosts_of(host_a->history(failures_on_b)), (std::vector<std::string>{"carol@host-b"}));
+  EXPECT_TRUE(host_a->history(HistoryQuery{.host = "host-c"}).empty());
+
+  // The figures stats shows, per host and for all.
+  EXPECT_EQ(host_a->count_events(HistoryEvent::failure, at(0)), 4u);
+  EXPECT_EQ(host_a->count_events(HistoryEvent::failure, at(0), "host-a"), 1u);
+  EXPECT_EQ(host_a->count_events(HistoryEvent::failure, at(0), "host-b"), 3u);
+  EXPECT_EQ(host_b->count_events(HistoryEvent::locked, at(0), "host-b"), 0u);
+  using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
+  EXPECT_EQ(host_a->top_failures(at(0), false, 10, "host-b"), (Ranking{{"bob", 2}, {"carol", 1}}));
+  EXPECT_EQ(host_a->top_failures(at(0), true, 10, "host-a"), (Ranking{{"192.0.2.1", 2}}));
+  EXPECT_EQ(host_a->top_failures(at(0), true, 10), (Ranking{{"192.0.2.1", 3}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
+  EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(host_a->failures_per_hour(at(hour), 2), (std::vector<std::uint64_t>{3, 2}));
 }
 
 TEST_P(StoreBehaviour, HistoryIsNewestFirstAndLimited) {

@@ -325,6 +325,8 @@ class Daemon {
     snapshot.watchers = watchers_.size();
     snapshot.host_name = store_->host_name();
     snapshot.shared_store = store_->shared();
+    snapshot.evicted_sources = service_->evicted_sources();
+    snapshot.history_aggregated_events = service_->history().aggregated_events();
     return snapshot;
   }
 

@@ -142,11 +142,13 @@ void DaemonMetrics::record(const LockEvent& event) {
     case HistoryEvent::password_changed:
       ++lifted_by_password_change_;
       break;
+    case HistoryEvent::spray_suspected:
+      ++spray_suspected_;
+      break;
     case HistoryEvent::reset:
     case HistoryEvent::source_blocked:  // its failure has an event of its own
     case HistoryEvent::source_expired:
     case HistoryEvent::source_unlocked:
-    case HistoryEvent::spray_suspected:
       break;
   }
 }
@@ -242,6 +244,23 @@ std::string DaemonMetrics::render() const {
            "Events this host kept while apart from the fleet, not yet replayed.");
     sample(out, "acctlock_fleet_outbox_events", "", now.fleet->waiting);
   }
+  header(out, "acctlock_evicted_sources_total", "counter",
+         "Sources whose state was dropped to keep the source table within "
+         "max_tracked_sources (the least useful first, blocked ones last).");
+  sample(out, "acctlock_evicted_sources_total", "", now.evicted_sources);
+
+  header(out, "acctlock_spray_suspected_total", "counter",
+         "Password sprays suspected: failures for spray_users distinct users from spray_sources "
+         "distinct sources within spray_window (a spray_suspected journal event each; nothing "
+         "is blocked for it).");
+  sample(out, "acctlock_spray_suspected_total", "", spray_suspected_);
+
+  header(out, "acctlock_history_aggregated_events_total", "counter",
+         "History events folded into an aggregate row instead of a row of their own, because "
+         "their reporter reached its cap on history rows (history_max_rows_per_uid, "
+         "history_max_rows or the unprivileged peers' share); each still counted for the "
+         "lockout.");
+  sample(out, "acctlock_history_aggregated_events_total", "", now.history_aggregated_events);
 
   header(out, "acctlock_tracked_users", "gauge",
          "Users with failures or a lock that acctlockd keeps in memory and in the database.");

@@ -69,6 +69,9 @@ struct MetricsSnapshot {
   // (PostgreSQL). Empty host: no info sample.
   std::string host_name;
   bool shared_store = false;
+  // Counters that other parts keep (since start).
+  std::uint64_t evicted_sources = 0;            // LockoutService::evicted_sources
+  std::uint64_t history_aggregated_events = 0;  // HistoryBudget::aggregated_events
 };
 
 class DaemonMetrics : public EventLog {
@@ -109,6 +112,7 @@ class DaemonMetrics : public EventLog {
   std::uint64_t unlocked_by_admin_ = 0;
   std::uint64_t expired_ = 0;
   std::uint64_t lifted_by_password_change_ = 0;
+  std::uint64_t spray_suspected_ = 0;
   std::uint64_t commit_errors_ = 0;
   std::uint64_t prune_errors_ = 0;
   std::uint64_t file_problems_ = 0;

@@ -117,7 +117,14 @@ class MetricsTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  DaemonProcess daemon_{dir_, "deny = 2\nunlock_time = 10m\nhost_name = metrics-web-01\n"};
+  // Small bounds, so that a few dozen requests reach them: spray detection
+  // at 3 users from 2 sources, the source table and the history at their
+  // lowest caps.
+  DaemonProcess daemon_{dir_,
+                        "deny = 2\nunlock_time = 10m\nhost_name = metrics-web-01\n"
+                        "spray_users = 3\nspray_sources = 2\n"
+                        "max_tracked_sources = 16\nhistory_max_rows = 100\n"
+                        "history_root_reserved_rows = 50\n"};
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
 };
@@ -165,6 +172,10 @@ TEST_F(MetricsTest, ThePageCountsALockoutAndPromtoolAcceptsIt) {
   // Issue 15: the host as the history names it, for a fleet's queries.
   EXPECT_THAT(page, HasSubstr("acctlock_host_info{host=\"metrics-web-01\",store=\"sqlite\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("# TYPE acctlock_commit_duration_seconds histogram\n"));
+  EXPECT_THAT(page, HasSubstr("# TYPE acctlock_spray_suspected_total counter\n"));
+  EXPECT_THAT(page, HasSubstr("acctlock_spray_suspected_total 0\n"));
+  EXPECT_THAT(page, HasSubstr("acctlock_history_aggregated_events_total 0\n"));
+  EXPECT_THAT(page, HasSubstr("acctlock_evicted_sources_total 0\n"));
   EXPECT_THAT(page, Not(HasSubstr("acctlock_commit_batch_events_count 0\n")));
   // No user name anywhere on the page.
   EXPECT_THAT(page, Not(HasSubstr("root")));
@@ -309,6 +320,29 @@ TEST_F(MetricsTest, ARealPrometheusScrapesTheDaemonAndSeesALockout) {
   EXPECT_TRUE(
       eventually([&] { return prometheus.query("sum(acctlock_locked_accounts)") == "1"; }, 30s));
   EXPECT_EQ(prometheus.query("acctlock_auth_failures_total{service=\"sshd\"}"), "2");
+
+  // The bounds at work: 120 failures for three users from 20 addresses
+  // are a spray (3 users, 2 sources), overflow the source table (16) and
+  // the history (100 rows), and each counter says so.
+  EXPECT_EQ(prometheus.query("acctlock_spray_suspected_total"), "0");
+  EXPECT_EQ(prometheus.query("acctlock_evicted_sources_total"), "0");
+  EXPECT_EQ(prometheus.query("acctlock_history_aggregated_events_total"), "0");
+  const char* const users[] = {"daemon", "bin", "sys"};
+  for (int i = 0; i < 120; ++i) {
+    daemon_.request(MessageType::failure, users[i % 3], "login",
+                    "198.51.100." + std::to_string(i % 20));
+  }
+  EXPECT_TRUE(
+      eventually([&] { return prometheus.query("acctlock_spray_suspected_total") == "1"; }, 30s));
+  EXPECT_TRUE(eventually(
+      [&] { return prometheus.query("acctlock_evicted_sources_total > 0") != ""; }, 30s));
+  EXPECT_TRUE(eventually(
+      [&] { return prometheus.query("acctlock_history_aggregated_events_total > 0") != ""; }, 30s));
+  EXPECT_TRUE(eventually(
+      [&] { return prometheus.query("acctlock_auth_failures_total{service=\"login\"}") == "120"; },
+      30s));
+  const std::string page = body_of(get(port_));
+  EXPECT_THAT(page, Not(HasSubstr("198.51.100.")));
 }
 
 // The alert rules in docs/monitoring.md, as an operator would copy them.

@@ -477,6 +477,11 @@ class Daemon {
           },
           [this, fleet](std::optional<CatchUpResult> result, const std::string& error) {
             catching_up_ = false;
+            if (result && result->already_landed > 0) {
+              log_info("fleet: " + std::to_string(result->already_landed) +
+                       " event(s) of the outbox were on the server already (their commit "
+                       "timed out here but landed there): not counted again");
+            }
             if (!result) {
               log_error("fleet: cannot replay the outbox: " + error);
             } else if (result->caught_up) {

@@ -92,9 +92,14 @@ void LockoutService::replay(const ReplayableEvent& event, PendingWork& work) {
 }
 
 void LockoutService::note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
-                                const UserState& result, std::vector<StateChange> steps) const {
+                                const UserState& result, std::vector<StateChange> steps,
+                                std::optional<FailureStep> failure) const {
   if (!record_changes_) return;
   StateMerge& merge = merges[key];
+  if (failure) {
+    failure->change += merge.changes.size();
+    merge.failures.push_back(std::move(*failure));
+  }
   for (auto& step : steps) merge.changes.push_back(std::move(step));
   merge.result = result;
 }
@@ -351,8 +356,9 @@ UserScope LockoutService::scope_of(const std::optional<Source>& source, const st
 
 void LockoutService::stage_unfamiliar(const std::string& user, const UserState& state,
                                       TimePoint now, PendingWork& work,
-                                      std::vector<StateChange> steps) {
-  note_merge(work.unfamiliar_merges, user, state, std::move(steps));
+                                      std::vector<StateChange> steps,
+                                      std::optional<FailureStep> failure) {
+  note_merge(work.unfamiliar_merges, user, state, std::move(steps), std::move(failure));
   const auto found = unfamiliar_.find(user);
   if (found != unfamiliar_.end()) {
     if (const auto expiry = policy_.next_expiry(found->second)) {
@@ -510,6 +516,7 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   // For a shared store: the steps below, each with a copy of its rule.
   std::vector<StateChange> state_steps;
   std::vector<StateChange> unfamiliar_steps;
+  std::optional<FailureStep> failure_step;  // of the counted scope's steps
   if (record_changes_) {
     state_steps.push_back([rule, now](UserState& s) { rule.settle(s, now); });
     unfamiliar_steps.push_back([rule, now](UserState& s) { rule.settle(s, now); });
@@ -556,6 +563,12 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
                 now, {},
                 scope_detail(scope, outcome.counted ? std::string() : std::string("while locked")));
       with_scope(scope);
+      if (record_changes_) {
+        // Whether it locks is the fleet's row's to say (MergedFailure).
+        failure_step = FailureStep{counted_steps.size() - 1, work.events.size() - 1,
+                                   scope_detail(scope, std::string()),
+                                   scope_detail(scope, "while locked")};
+      }
       break;
     }
     case MessageType::success: {
@@ -617,11 +630,14 @@ protocol::Answer LockoutService::apply(const protocol::Request& request, bool is
   }
   auto answer = answer_for(status, state);
   if (state != before || unfamiliar != unfamiliar_before || familiar != familiar_before) {
+    const bool unfamiliar_failure = scope == UserScope::unfamiliar;
     if (unfamiliar != unfamiliar_before) {
-      stage_unfamiliar(request.user, unfamiliar, now, work, std::move(unfamiliar_steps));
+      stage_unfamiliar(request.user, unfamiliar, now, work, std::move(unfamiliar_steps),
+                       unfamiliar_failure ? failure_step : std::nullopt);
     }
     if (familiar != familiar_before) stage_familiar(request.user, familiar, work);
-    stage(request.user, old_expiry, state, now, work, std::move(state_steps));
+    stage(request.user, old_expiry, state, now, work, std::move(state_steps),
+          unfamiliar_failure ? std::nullopt : failure_step);
   }
   return combined(std::move(answer));
 }
@@ -1050,8 +1066,8 @@ bool LockoutService::idle_under_every_rule(const UserState& state, TimePoint now
 
 void LockoutService::stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
                            const UserState& state, TimePoint now, PendingWork& work,
-                           std::vector<StateChange> steps) {
-  note_merge(work.state_merges, user, state, std::move(steps));
+                           std::vector<StateChange> steps, std::optional<FailureStep> failure) {
+  note_merge(work.state_merges, user, state, std::move(steps), std::move(failure));
   if (old_expiry) expiries_.erase({*old_expiry, user});
   const auto found = states_.find(user);
   if (idle_under_every_rule(state, now) && !has_extras(user)) {

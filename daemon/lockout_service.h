@@ -364,7 +364,8 @@ class LockoutService {
   // Stage the extras, memory and indexes in step; stage() the main state
   // after them, since its idle test looks at them.
   void stage_unfamiliar(const std::string& user, const UserState& state, TimePoint now,
-                        PendingWork& work, std::vector<StateChange> steps = {});
+                        PendingWork& work, std::vector<StateChange> steps = {},
+                        std::optional<FailureStep> failure = {});
   void stage_familiar(const std::string& user, const std::vector<FamiliarSource>& sources,
                       PendingWork& work);
   // Keeps `user` in locked_ exactly while a scope of theirs is locked.
@@ -382,12 +383,14 @@ class LockoutService {
   // a shared store's merge (note_merge); recorded only when it is shared.
   void stage(const std::string& user, const std::optional<TimePoint>& old_expiry,
              const UserState& state, TimePoint now, PendingWork& work,
-             std::vector<StateChange> steps = {});
+             std::vector<StateChange> steps = {}, std::optional<FailureStep> failure = {});
   // A shared store (Store::shared) applies each staged row's steps to the
   // row as the other hosts left it: records them, and what this host made
   // of them, for the next commit. Nothing when the store is not shared.
+  // `failure`: which of `steps` is a failure, its place counted in `steps`.
   void note_merge(std::map<std::string, StateMerge>& merges, const std::string& key,
-                  const UserState& result, std::vector<StateChange> steps) const;
+                  const UserState& result, std::vector<StateChange> steps,
+                  std::optional<FailureStep> failure = {}) const;
   // And the admin action behind a change (ReplayableEvent), for the outbox.
   void note_replayable(PendingWork& work, ReplayableEvent::Kind kind, TimePoint now,
                        const std::string& key, const std::string& reason,

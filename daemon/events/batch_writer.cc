@@ -64,11 +64,14 @@ void BatchWriter::start_commit() {
   wake_.notify_one();
 }
 
-std::string BatchWriter::commit(const Batch& batch, std::chrono::duration<double>& took) {
+std::string BatchWriter::commit(Batch& batch, std::chrono::duration<double>& took) {
   std::string error;
   const auto started = std::chrono::steady_clock::now();
   try {
-    if (!batch.work.empty()) store_.commit(batch.work.to_store_batch());
+    if (!batch.work.empty()) {
+      batch.outcome = store_.commit(batch.work.to_store_batch());
+      follow_merged_failures(batch.outcome, batch.work.events);
+    }
   } catch (const std::exception& e) {
     error = e.what();
     if (error.empty()) error = "unknown storage error";
@@ -117,7 +120,9 @@ void BatchWriter::finish_commit(Batch batch, std::string error,
               " event(s) to the database: " + error +
               (on_failure_ ? "; reloading the state from the database" : ""));
   }
+  finished_outcome_ = std::move(batch.outcome);
   for (auto& done : batch.completions) done(error);
+  finished_outcome_ = CommitOutcome{};
   if (!error.empty()) {
     // What was staged after the failed batch built on it in memory; it cannot
     // be committed without it. Fail it too, then reload from disk.
@@ -128,6 +133,40 @@ void BatchWriter::finish_commit(Batch batch, std::string error,
     return;
   }
   if (!next_.work.empty() || !next_.completions.empty()) start_commit();
+}
+
+void BatchWriter::follow_merged_failures(const CommitOutcome& outcome,
+                                         std::vector<LockEvent>& events) {
+  // The events say what the fleet's rows made of this host's failures, as
+  // the history rows of the same commit do: the journal, the metrics and
+  // `watch` see the lock that a failure here completed on the fleet.
+  for (const MergedFailure& failure : outcome.failures) {
+    if (failure.event >= events.size()) continue;
+    LockEvent& event = events[failure.event];
+    event.entry.event = failure.kind;
+    event.entry.detail = failure.detail;
+    event.failures = failure.failures;
+    event.level = failure.level;
+    event.locked_until = failure.locked_until;
+  }
+}
+
+void BatchWriter::answer_as_committed(std::size_t event, protocol::Answer& answer) const {
+  for (const MergedFailure& failure : finished_outcome_.failures) {
+    if (failure.event != event) continue;
+    // Only a lock is news: a failure this host took for the lock found the
+    // account locked already, and its answer says locked all the same.
+    if (failure.kind != HistoryEvent::locked || answer.verdict != protocol::Verdict::allowed) {
+      return;
+    }
+    answer.verdict = protocol::Verdict::locked;
+    answer.lock = failure.locked_until ? LockKind::failures : LockKind::permanent;
+    answer.failures = failure.failures;
+    answer.level = failure.level;
+    answer.locked_until =
+        failure.locked_until ? failure.locked_until->time_since_epoch().count() : 0;
+    return;
+  }
 }
 
 void BatchWriter::publish(const std::vector<LockEvent>& events) noexcept {

@@ -63,6 +63,12 @@ class BatchWriter {
   }
   void forget_rows_committed_by(std::uint64_t stamp);
 
+  // For a completion (after_commit) of a failure's request: the failure's
+  // event was the `event`th of the batch; if a shared store's commit found
+  // that it locked the account on the fleet's row (CommitOutcome), its
+  // answer says so, as its event does.
+  void answer_as_committed(std::size_t event, protocol::Answer& answer) const;
+
   // Whether a commit is running or waiting.
   bool busy() const { return in_flight_ || !next_.work.empty() || !next_.completions.empty(); }
 
@@ -84,6 +90,7 @@ class BatchWriter {
     PendingWork work;
     std::vector<Completion> completions;
     std::uint64_t number = 0;  // in the order commits start, from 1
+    CommitOutcome outcome;     // what the store found, once committed
   };
 
   void schedule();
@@ -92,7 +99,11 @@ class BatchWriter {
   void run_thread();
   // Writer thread: commits, then publishes to the EventLog; `took` is the
   // transaction's time alone.
-  std::string commit(const Batch& batch, std::chrono::duration<double>& took);
+  std::string commit(Batch& batch, std::chrono::duration<double>& took);
+  // A shared store's commit decided some of this host's failures otherwise
+  // (CommitOutcome): their events follow it.
+  static void follow_merged_failures(const CommitOutcome& outcome,
+                                     std::vector<LockEvent>& events);
   // Writer thread: the EventLog is only ever called from there.
   void publish(const std::vector<LockEvent>& events) noexcept;
 
@@ -104,6 +115,8 @@ class BatchWriter {
 
   // Loop-thread state.
   Batch next_;
+  // The outcome of the commit whose completions are running.
+  CommitOutcome finished_outcome_;
   // The number of the newest batch with steps for each row (shared store),
   // at most about kMaxRowsRemembered of them.
   static constexpr std::size_t kMaxRowsRemembered = 65536;

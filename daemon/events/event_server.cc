@@ -209,6 +209,7 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
     const std::size_t staged_before = work.size();
     const bool is_root = peer_.uid == 0 && request.user_is_root;
     const TimePoint now = server_.context_.now();
+    const std::size_t events_before = work.events.size();
     answer = service.apply(request, is_root, now, work, peer_.uid == 0, peer_.uid);
     if (work.size() == staged_before) return send(answer);
     service.remember_answer(peer_.uid, request, answer, now, work);
@@ -221,12 +222,24 @@ class EventSession : public std::enable_shared_from_this<EventSession> {
       return send(answer);
     }
 
+    // On a shared store, whether this failure locked the account is the
+    // fleet's row's to say, which this host may not have heard all of: the
+    // answer follows the commit (BatchWriter::answer_as_committed).
+    std::optional<std::size_t> failure_event;
+    for (std::size_t i = events_before; i < work.events.size(); ++i) {
+      const HistoryEvent kind = work.events[i].entry.event;
+      if (kind == HistoryEvent::failure || kind == HistoryEvent::locked) failure_event = i;
+    }
     // Answer only once the change is on disk.
-    writer.after_commit([self = shared_from_this(), answer](const std::string& error) {
+    writer.after_commit([self = shared_from_this(), answer,
+                         failure_event](const std::string& error) mutable {
       if (!error.empty()) {
         protocol::Answer failed;
         failed.verdict = protocol::Verdict::failed;
         return self->send(failed);
+      }
+      if (failure_event) {
+        self->server_.context_.writer.answer_as_committed(*failure_event, answer);
       }
       self->send(answer);
     });

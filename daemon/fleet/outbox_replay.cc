@@ -65,10 +65,28 @@ CatchUpResult catch_up(PostgresqlStore& store,
     service.adopt_shared(
         store.read_shared_rows(rows_touched(*events, service.source_rules().prefix_v6)), PendingWork{},
         wall_clock_now());
+    // A batch whose commit timed out went to the outbox, but may have
+    // landed: its events the server has are not played again.
+    std::vector<std::uint64_t> ids;
+    for (const auto& [seq, event] : *events) {
+      if (event.kind == ReplayableEvent::Kind::request && event.request.event_id != 0) {
+        ids.push_back(event.request.event_id);
+      }
+    }
+    const std::set<std::uint64_t> landed = store.answered_event_ids(ids);
     PendingWork work;
-    for (const auto& [seq, event] : *events) service.replay(event, work);
+    std::size_t skipped = 0;
+    for (const auto& [seq, event] : *events) {
+      if (event.kind == ReplayableEvent::Kind::request && event.request.event_id != 0 &&
+          landed.contains(event.request.event_id)) {
+        ++skipped;
+        continue;
+      }
+      service.replay(event, work);
+    }
+    result.already_landed += skipped;
     store.commit_replayed(work.to_store_batch(), events->back().seq);
-    result.replayed += events->size();
+    result.replayed += events->size() - skipped;
   }
   return result;
 }

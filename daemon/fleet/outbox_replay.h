@@ -25,6 +25,9 @@ struct CatchUpResult {
   bool reachable = false;  // the server answered
   bool caught_up = false;  // the outbox is empty: commits go to the server again
   std::uint64_t replayed = 0;
+  // Events left out because the server had them already: their commit
+  // timed out here but landed there.
+  std::uint64_t already_landed = 0;
 };
 
 // Replays at most `max_batches` batches of the outbox. `configure` gives a

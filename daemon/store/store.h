@@ -159,12 +159,49 @@ inline constexpr std::size_t kMaxAnsweredEvents = 100'000;
 // step (a failure, a success, an unlock, ...) with its own time, holding
 // copies of the rules it ran under: the store runs it on its writer thread.
 using StateChange = std::function<void(UserState&)>;
+
+// A failure this host counted on a shared row, and the history row (and
+// event) it made. Whether that failure locked the account, or found it
+// locked already, is decided by the row as the fleet left it, which this
+// host may not have heard of yet: the commit finds out (CommitOutcome).
+struct FailureStep {
+  std::size_t change = 0;  // its place in StateMerge::changes
+  std::size_t event = 0;   // its place in StoreBatch::history and the batch's events
+  // The detail of its history row if it counted, and if it found the row
+  // locked (the failure's scope, "while locked").
+  std::string counted_detail;
+  std::string while_locked_detail;
+};
+
 struct StateMerge {
   std::vector<StateChange> changes;  // in the order this host applied them
   // What this host computed. A row the batch deletes (idle, or swept) is
   // deleted only if the merged state is this one: otherwise another host
   // changed it meanwhile and the merged state is kept.
   UserState result;
+  // Of the user rows' changes, the failures (a user's failure is `failure`
+  // or `locked` by the merged row, not by this host's view of it).
+  std::vector<FailureStep> failures;
+};
+
+// A failure event of this host's batch as the merged row decided it, where
+// that differs from what this host recorded: the third failure of a fleet
+// that this host saw as its first locks the account, and the history row
+// and the journal say `locked`; a `locked` this host expected is a failure
+// while locked when another host's failure locked the account first.
+struct MergedFailure {
+  std::size_t event = 0;  // FailureStep::event
+  HistoryEvent kind = HistoryEvent::failure;
+  std::string detail;
+  std::uint32_t failures = 0;  // the row's, just after this failure
+  std::uint32_t level = 0;
+  std::optional<TimePoint> locked_until;
+};
+
+// What a commit found that the batch did not say: nothing with a store of
+// one host's own.
+struct CommitOutcome {
+  std::vector<MergedFailure> failures;
 };
 
 // What this host did to shared state, kept as it was asked so that it can be
@@ -324,8 +361,9 @@ class Store {
   }
 
   // Applies the batch in one transaction; when it returns, the batch is on
-  // disk (survives kill -9 and power loss as far as fsync does).
-  virtual void commit(const StoreBatch& batch) = 0;
+  // disk (survives kill -9 and power loss as far as fsync does). A shared
+  // store says how the fleet's rows decided this host's failures.
+  virtual CommitOutcome commit(const StoreBatch& batch) = 0;
 
   virtual std::vector<HistoryEntry> history(const HistoryQuery& query) = 0;
 

@@ -183,6 +183,24 @@ TEST_F(PamFleetTest, FailuresAtOnceOnEveryHostAreEachCountedOnce) {
                   "user_name = '" +
                   kAlice.name + "' GROUP BY host) AS per_host"),
             "web-a:3,web-b:3,web-c:3,web-d:3");
+  // Exactly one of the 12 locked the account: the one that was the 12th on
+  // the fleet's row, whatever its host had heard of the others. The
+  // history and the hosts' event logs say `locked` once (not never, as
+  // when each host judged by its own view, nor on every host that thought
+  // its 12th was the last).
+  EXPECT_EQ(query("SELECT count(*) FROM history WHERE event = 'locked' AND user_name = '" +
+                  kAlice.name + "'"),
+            "1");
+  std::size_t lock_lines = 0;
+  const std::string lock_line = ": locked user=" + kAlice.name + " ";
+  for (std::size_t h = 0; h < 4; ++h) {
+    const std::string log = host(h).daemon->log();
+    for (auto at = log.find(lock_line); at != std::string::npos;
+         at = log.find(lock_line, at + 1)) {
+      ++lock_lines;
+    }
+  }
+  EXPECT_EQ(lock_lines, 1u);
 }
 
 }  // namespace

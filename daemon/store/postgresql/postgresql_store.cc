@@ -488,6 +488,25 @@ constexpr const char* kStateColumns =
     "failures, last_failure, level, last_lock_end, locked, lock_since, lock_until, manual, "
     "manual_reason, manual_since, manual_admin_uid, manual_until, earlier_failures";
 
+// How a failure this host counted came out on the merged row: it locked the
+// account if it raised the level and left a failure lock; it counted if it
+// changed the row (a failure while locked leaves the row as it was).
+void judge_failure(const FailureStep& step, const UserState& before, const UserState& after,
+                   const std::vector<HistoryEntry>& history, std::vector<MergedFailure>& failures) {
+  if (step.event >= history.size()) return;
+  const HistoryEntry& recorded = history[step.event];
+  MergedFailure merged;
+  merged.event = step.event;
+  const bool locked_now = after.failure_lock && after.level != before.level;
+  merged.kind = locked_now ? HistoryEvent::locked : HistoryEvent::failure;
+  merged.detail = locked_now || after != before ? step.counted_detail : step.while_locked_detail;
+  if (merged.kind == recorded.event && merged.detail == recorded.detail) return;
+  merged.failures = after.failures;
+  merged.level = after.level;
+  if (after.failure_lock) merged.locked_until = after.failure_lock->until;
+  failures.push_back(std::move(merged));
+}
+
 // A shared store's merge (StoreBatch::merge_*) for one state table: locks
 // the rows of the batch's keys that have steps, as they are now (an empty
 // placeholder first for a key no host has written yet, so that two hosts
@@ -495,11 +514,15 @@ constexpr const char* kStateColumns =
 // on each, and turns the batch's puts and deletes into the merged rows.
 // Keys are locked in byte order, the same on every host, so that two hosts'
 // batches cannot wait for each other in a cycle.
+// A user row's failures (StateMerge::failures) are judged on the merged
+// row as it runs: those whose outcome differs from the history row this
+// host made go to `failures`.
 void merge_state_rows(PostgresqlStore::Connection& db, const std::string& table,
                       const std::string& key_column, const std::string& owner,
                       const std::map<std::string, StateMerge>& merges,
                       std::vector<std::pair<std::string, UserState>>& puts,
-                      std::vector<std::string>& deletes) {
+                      std::vector<std::string>& deletes, const std::vector<HistoryEntry>& history,
+                      std::vector<MergedFailure>& failures) {
   if (merges.empty()) return;
   constexpr std::string_view doing = "commit";
   // The keys both staged and merged, in byte order (a std::set of them).
@@ -532,7 +555,17 @@ void merge_state_rows(PostgresqlStore::Connection& db, const std::string& table,
   const auto merged = [&](const std::string& key, const StateMerge& merge) {
     UserState state;
     if (const auto found = current.find(key); found != current.end()) state = found->second;
-    for (const StateChange& step : merge.changes) step(state);
+    auto failure = merge.failures.begin();
+    for (std::size_t i = 0; i < merge.changes.size(); ++i) {
+      if (failure == merge.failures.end() || failure->change != i) {
+        merge.changes[i](state);
+        continue;
+      }
+      const UserState before = state;
+      merge.changes[i](state);
+      judge_failure(*failure, before, state, history, failures);
+      ++failure;
+    }
     return state;
   };
   std::vector<std::pair<std::string, UserState>> new_puts;
@@ -737,13 +770,12 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
   return states;
 }
 
-void PostgresqlStore::commit(const StoreBatch& batch) {
-  if (batch.empty() && !batch.forget_answered_before) return;
+CommitOutcome PostgresqlStore::commit(const StoreBatch& batch) {
+  if (batch.empty() && !batch.forget_answered_before) return {};
   std::lock_guard lock(write_mutex_);
   if (!apart_) {
     try {
-      commit_with_retries(batch);
-      return;
+      return commit_with_retries(batch);
     } catch (const StoreError& e) {
       // A refused statement is reported as it is; only the server's absence
       // sends this host apart.
@@ -755,6 +787,8 @@ void PostgresqlStore::commit(const StoreBatch& batch) {
   outbox_->append(batch.replayable);
   std::lock_guard status_lock(status_mutex_);
   status_.waiting = outbox_->size();
+  // Apart, this host's view is all there is until the replay.
+  return {};
 }
 
 void PostgresqlStore::go_apart(const std::string& problem) {
@@ -770,15 +804,14 @@ std::optional<FleetStatus> PostgresqlStore::fleet_status() const {
   return status_;
 }
 
-void PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
+CommitOutcome PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
   // Two hosts' transactions may still deadlock (a user's row and its
   // unfamiliar-source row, locked in two statements): the server aborts one,
   // which runs again; the steps are pure, so running them again is safe.
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
     try {
-      commit_once(batch);
-      return;
+      return commit_once(batch);
     } catch (const StoreError&) {
       const std::string& state = writer_->last_sqlstate();
       const bool retry = state == "40P01" || state == "40001";
@@ -787,20 +820,22 @@ void PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
   }
 }
 
-void PostgresqlStore::commit_once(const StoreBatch& batch) {
+CommitOutcome PostgresqlStore::commit_once(const StoreBatch& batch) {
   Connection& db = *writer_;
   db.exec("BEGIN", {}, "commit");
   try {
-    write_batch(db, batch);
+    CommitOutcome outcome = write_batch(db, batch);
     db.exec("COMMIT", {}, "commit");
+    return outcome;
   } catch (...) {
     db.roll_back();
     throw;
   }
 }
 
-void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
+CommitOutcome PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
   constexpr std::string_view doing = "commit";
+  CommitOutcome outcome;
   {
     // Each state table: this host's steps on the rows as the fleet left
     // them (merge_state_rows), then the writes.
@@ -811,11 +846,12 @@ void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
     auto put_unfamiliar = batch.put_unfamiliar_states;
     auto delete_unfamiliar = batch.delete_unfamiliar_states;
     merge_state_rows(db, "user_state", "user_name", "user", batch.merge_states, put_states,
-                     delete_states);
+                     delete_states, batch.history, outcome.failures);
     merge_state_rows(db, "source_state", "source", "source", batch.merge_sources, put_sources,
-                     delete_sources);
+                     delete_sources, batch.history, outcome.failures);
     merge_state_rows(db, "unfamiliar_state", "user_name", "unfamiliar-source state of user",
-                     batch.merge_unfamiliar_states, put_unfamiliar, delete_unfamiliar);
+                     batch.merge_unfamiliar_states, put_unfamiliar, delete_unfamiliar,
+                     batch.history, outcome.failures);
     put_state_rows(db, "user_state", "user_name", put_states);
     put_state_rows(db, "source_state", "source", put_sources);
     if (!delete_states.empty()) {
@@ -856,7 +892,22 @@ void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
           "unnest($1::text[], $2::text[], $3::bigint[])",
           params, doing);
     }
-    const std::vector<HistoryEntry> aggregates = merge_aggregate_entries(batch.history);
+    // The history rows of failures the merged rows decided otherwise say
+    // what happened on the fleet's rows. (An aggregate row is left as it
+    // is: it counts events of one kind; the event still says it.)
+    std::vector<HistoryEntry> relabelled;
+    if (!outcome.failures.empty()) {
+      relabelled = batch.history;
+      for (const MergedFailure& failure : outcome.failures) {
+        HistoryEntry& entry = relabelled[failure.event];
+        if (entry.is_aggregate()) continue;
+        entry.event = failure.kind;
+        entry.detail = failure.detail;
+      }
+    }
+    const std::vector<HistoryEntry>& history =
+        outcome.failures.empty() ? batch.history : relabelled;
+    const std::vector<HistoryEntry> aggregates = merge_aggregate_entries(history);
     if (!aggregates.empty()) {
       // Each key's events are added to its aggregate row, or start one: one
       // statement for the batch (the keys in it are distinct).
@@ -891,10 +942,10 @@ void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
           "p, c, t0 FROM f WHERE n NOT IN (SELECT n FROM folded) ORDER BY n",
           params, doing);
     }
-    if (std::any_of(batch.history.begin(), batch.history.end(),
+    if (std::any_of(history.begin(), history.end(),
                     [](const HistoryEntry& entry) { return !entry.is_aggregate(); })) {
       ArrayLiteral columns[11];
-      for (const HistoryEntry& entry : batch.history) {
+      for (const HistoryEntry& entry : history) {
         if (entry.is_aggregate()) continue;
         columns[9].add(entry.peer_uid ? number(*entry.peer_uid) : Param{});
         columns[10].add(number(static_cast<std::int64_t>(entry.count)));
@@ -971,6 +1022,7 @@ void PostgresqlStore::write_batch(Connection& db, const StoreBatch& batch) {
               {host_name_, tables.finish(), keys.finish()}, doing);
     }
   }
+  return outcome;
 }
 
 std::optional<std::vector<LocalOutbox::Entry>> PostgresqlStore::events_to_replay(
@@ -1033,6 +1085,23 @@ void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t thro
   outbox_->remove_through(through);
   std::lock_guard status_lock(status_mutex_);
   status_.waiting = outbox_->size();
+}
+
+std::set<std::uint64_t> PostgresqlStore::answered_event_ids(
+    const std::vector<std::uint64_t>& ids) {
+  std::set<std::uint64_t> answered;
+  if (ids.empty()) return answered;
+  ArrayLiteral array;
+  // bigint is signed: the ids' bits are kept, as the commit stores them.
+  for (const std::uint64_t id : ids) array.add(number(static_cast<std::int64_t>(id)));
+  std::lock_guard lock(read_mutex_);
+  Result rows = reader_->exec(
+      "SELECT event_id FROM answered_event WHERE host = $1 AND event_id = ANY($2::bigint[])",
+      {host_name_, array.finish()}, "reading which outbox events the server already has");
+  for (int r = 0; r < PQntuples(rows.get()); ++r) {
+    answered.insert(static_cast<std::uint64_t>(int64(rows, r, 0)));
+  }
+  return answered;
 }
 
 void PostgresqlStore::read_shared_rows_again(const SharedRowKeys& keys) {

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,7 +74,7 @@ class PostgresqlStore final : public Store {
   std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_sources() override;
   // A batch names each user at most once across put_states and
   // delete_states; when a user is in both, the delete wins (as SQLite).
-  void commit(const StoreBatch& batch) override;
+  CommitOutcome commit(const StoreBatch& batch) override;
   // This host's answered events only: event ids are the local PAM module's.
   std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
@@ -121,6 +122,11 @@ class PostgresqlStore final : public Store {
   // them from the outbox. A crash in between is safe: events_to_replay skips
   // what the server records as replayed.
   void commit_replayed(const StoreBatch& batch, std::int64_t through);
+  // Which of these event ids (protocol::Request::event_id) the server has
+  // as answered by this host. A commit that timed out may have landed all
+  // the same; its events are then in the outbox and on the server, and the
+  // replay leaves out those the server has, not to count them twice.
+  std::set<std::uint64_t> answered_event_ids(const std::vector<std::uint64_t>& ids);
   std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) override;
   void read_shared_rows_again(const SharedRowKeys& keys) override;
 
@@ -132,12 +138,12 @@ class PostgresqlStore final : public Store {
 
  private:
   PostgresqlStore(std::string host_name, std::string server, PostgresqlSettings settings);
-  void commit_with_retries(const StoreBatch& batch);
+  CommitOutcome commit_with_retries(const StoreBatch& batch);
   // Notification payloads naming these rows, as a commit sends them.
   std::vector<std::string> payloads_of(const SharedRowKeys& keys) const;
-  void commit_once(const StoreBatch& batch);
+  CommitOutcome commit_once(const StoreBatch& batch);
   // The statements of a commit, inside the caller's transaction.
-  void write_batch(Connection& db, const StoreBatch& batch);
+  CommitOutcome write_batch(Connection& db, const StoreBatch& batch);
   // Under write_mutex_: the server is away; commits go to the outbox.
   void go_apart(const std::string& problem);
   // The rows named by notifications' payloads, read now (on the read

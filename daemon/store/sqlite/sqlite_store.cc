@@ -871,8 +871,8 @@ SqliteStore::load_familiar_sources() {
   return users;
 }
 
-void SqliteStore::commit(const StoreBatch& batch) {
-  if (batch.empty()) return;
+CommitOutcome SqliteStore::commit(const StoreBatch& batch) {
+  if (batch.empty()) return {};
   if (std::string problem = file_problem(); !problem.empty()) throw StoreError(std::move(problem));
   std::lock_guard lock(write_mutex_);
   WriteSide& w = *writer_;
@@ -991,6 +991,7 @@ void SqliteStore::commit(const StoreBatch& batch) {
     w.db.roll_back();
     throw;
   }
+  return {};  // one host's own rows: its view of them is the state
 }
 
 std::vector<AnsweredEvent> SqliteStore::load_answered(TimePoint since) {

@@ -66,7 +66,7 @@ class SqliteStore final : public Store {
   // A batch should name each user at most once across put_states and
   // delete_states: the batch does not record their relative order. When a
   // user is in both, puts are applied first and the delete wins.
-  void commit(const StoreBatch& batch) override;
+  CommitOutcome commit(const StoreBatch& batch) override;
   std::vector<AnsweredEvent> load_answered(TimePoint since) override;
 
   std::vector<HistoryEntry> history(const HistoryQuery& query) override;

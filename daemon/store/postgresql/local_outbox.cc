@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -34,27 +35,32 @@ std::string random_generation() {
   return text;
 }
 
+// One table for both directions, as store.cc's event names: a kind cannot
+// be added to one and not the other. The names are stored in outbox files
+// that outlive an upgrade: never rename one.
+struct KindName {
+  ReplayableEvent::Kind kind;
+  const char* name;
+};
+
+constexpr std::array<KindName, 5> kKindNames{{
+    {ReplayableEvent::Kind::request, "request"},
+    {ReplayableEvent::Kind::lock, "lock"},
+    {ReplayableEvent::Kind::unlock, "unlock"},
+    {ReplayableEvent::Kind::lock_source, "lock_source"},
+    {ReplayableEvent::Kind::unlock_source, "unlock_source"},
+}};
+
 const char* kind_name(ReplayableEvent::Kind kind) {
-  switch (kind) {
-    case ReplayableEvent::Kind::request:
-      return "request";
-    case ReplayableEvent::Kind::lock:
-      return "lock";
-    case ReplayableEvent::Kind::unlock:
-      return "unlock";
-    case ReplayableEvent::Kind::lock_source:
-      return "lock_source";
-    case ReplayableEvent::Kind::unlock_source:
-      return "unlock_source";
+  for (const auto& entry : kKindNames) {
+    if (entry.kind == kind) return entry.name;
   }
   return "request";
 }
 
 std::optional<ReplayableEvent::Kind> kind_from_name(std::string_view name) {
-  for (const auto kind :
-       {ReplayableEvent::Kind::request, ReplayableEvent::Kind::lock, ReplayableEvent::Kind::unlock,
-        ReplayableEvent::Kind::lock_source, ReplayableEvent::Kind::unlock_source}) {
-    if (name == kind_name(kind)) return kind;
+  for (const auto& entry : kKindNames) {
+    if (name == entry.name) return entry.kind;
   }
   return std::nullopt;
 }

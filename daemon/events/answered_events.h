@@ -71,6 +71,7 @@ class AnsweredEvents {
     protocol::Verdict verdict = protocol::Verdict::allowed;
     LockKind lock = LockKind::none;
   };
+  static_assert(sizeof(Entry) <= 56, "an answered event stays a small fixed record");
   static constexpr std::uint32_t kEmpty = 0;  // an index slot holds ring position + 1
   static constexpr std::size_t kMinCapacity = 64;
 
@@ -92,10 +93,10 @@ class AnsweredEvents {
   void release(const std::string* reason);
 
   std::uint64_t salt_;
-  std::vector<Entry> ring_;          // ring_.size() is the capacity
-  std::size_t oldest_ = 0;           // ring position of the oldest entry
+  std::vector<Entry> ring_;  // ring_.size() is the capacity
+  std::size_t oldest_ = 0;   // ring position of the oldest entry
   std::size_t count_ = 0;
-  std::vector<std::uint32_t> slots_; // open addressing, linear probing
+  std::vector<std::uint32_t> slots_;                         // open addressing, linear probing
   std::map<std::string, std::size_t, std::less<>> reasons_;  // reason -> entries using it
 };
 

@@ -130,9 +130,9 @@ TEST(AnsweredEvents, HeapStaysSmallAndIsGivenBackAfterASpray) {
   EXPECT_EQ(answered.size(), kMaxAnsweredEvents);
   // 56 B a record and a 4 B slot at most half full: under 80 B an event.
   EXPECT_LE(answered.memory_bytes(), kMaxAnsweredEvents * 80);
-  answered.remember(1, 0, failure_of("late"), answer_with(1),
-                    kStart + Seconds(2 * kMaxAnsweredEvents / 1000) + kAnsweredEventRetention +
-                        Seconds(1));
+  answered.remember(
+      1, 0, failure_of("late"), answer_with(1),
+      kStart + Seconds(2 * kMaxAnsweredEvents / 1000) + kAnsweredEventRetention + Seconds(1));
   EXPECT_EQ(answered.size(), 1u);
   EXPECT_LE(answered.memory_bytes(), empty + 8192);
 }
@@ -141,10 +141,9 @@ TEST(AnsweredEvents, ReplaceLoadsWhatTheStoreKept) {
   AnsweredEvents first(5);
   std::vector<AnsweredEvent> stored;
   for (std::uint64_t i = 1; i <= 1000; ++i) {
-    stored.push_back(first.remember(i, 1000 + static_cast<std::uint32_t>(i % 3),
-                                    failure_of("n" + std::to_string(i)),
-                                    answer_with(static_cast<std::uint32_t>(i), i % 2 ? "" : "why"),
-                                    kStart));
+    stored.push_back(first.remember(
+        i, 1000 + static_cast<std::uint32_t>(i % 3), failure_of("n" + std::to_string(i)),
+        answer_with(static_cast<std::uint32_t>(i), i % 2 ? "" : "why"), kStart));
   }
   AnsweredEvents loaded(6);  // another salt, as after a restart
   loaded.replace(stored);
@@ -153,7 +152,8 @@ TEST(AnsweredEvents, ReplaceLoadsWhatTheStoreKept) {
     const auto request = failure_of("n" + std::to_string(i));
     const auto uid = 1000 + static_cast<std::uint32_t>(i % 3);
     EXPECT_EQ(loaded.find(i, uid, request), first.find(i, uid, request));
-    EXPECT_EQ(loaded.find(i, uid, request), answer_with(static_cast<std::uint32_t>(i), i % 2 ? "" : "why"));
+    EXPECT_EQ(loaded.find(i, uid, request),
+              answer_with(static_cast<std::uint32_t>(i), i % 2 ? "" : "why"));
   }
   loaded.replace({});
   EXPECT_EQ(loaded.size(), 0u);

@@ -7,13 +7,14 @@
 //     users each remembering one past lockout (so that none is idle), 1000 of
 //     them locked, and HISTORY rows over the last 29 days plus a tenth as
 //     many past a 30-day retention, for pruning to remove.
-//   attack_scale run ACCTLOCKD DIR
+//   attack_scale run ACCTLOCKD DIR SPRAY USERS
 //     starts ACCTLOCKD on DIR/acctlock.db (config DIR/acctlock.conf, written
 //     by bench/run-attack-scale) and, while a legitimate user's `check` runs
 //     back to back on its own connection, goes through: start-up, admin
 //     commands, a reload that prunes, a spray of SPRAY names (failures from
 //     root), and the sweep after it. Prints each phase's figures and the
-//     check latency during it.
+//     check latency during it. The sweep phase ends when a pass after the
+//     spray leaves USERS (the filled users) tracked.
 //
 // bench/run-attack-scale does both in a temp dir under /var/tmp and deletes
 // it afterwards. See docs/performance.md.
@@ -244,7 +245,8 @@ bool wait_for_log(const std::string& log, const std::string& text, int seconds,
   return false;
 }
 
-int run(const std::string& daemon_path, const std::string& dir, std::int64_t spray) {
+int run(const std::string& daemon_path, const std::string& dir, std::int64_t spray,
+        std::int64_t filled_users) {
   const std::string config = dir + "/acctlock.conf";
   const std::string database = dir + "/acctlock.db";
   const std::string event_socket = dir + "/event.sock";
@@ -412,6 +414,7 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     return std::string(text);
   });
 
+  const std::size_t spray_end = read_file(log).size();
   phase("sweep after the spray", [&] {
     const auto start = Clock::now();
     // fail_interval is 30 s in the bench's config; the sweep then runs every
@@ -419,12 +422,14 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
     const auto deadline = Clock::now() + std::chrono::seconds(300);
     std::string last;
     while (Clock::now() < deadline) {
+      // Only the passes after the spray, until the filled users alone are left.
       const std::string text = read_file(log);
       const auto at = text.rfind(" tracked\n");
-      if (at != std::string::npos && text.rfind("idle user(s); ", at) != std::string::npos) {
+      if (at != std::string::npos && at > spray_end &&
+          text.rfind("idle user(s); ", at) != std::string::npos) {
         const auto begin = text.rfind("; ", at);
         last = text.substr(begin + 2, at - begin - 2);
-        if (std::atoll(last.c_str()) <= 1000000) break;
+        if (std::atoll(last.c_str()) <= filled_users) break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
@@ -494,9 +499,11 @@ int run(const std::string& daemon_path, const std::string& dir, std::int64_t spr
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "fill" && argc == 5) return fill(argv[2], std::atoll(argv[3]), std::atoll(argv[4]));
-  if (mode == "run" && argc == 5) return run(argv[2], argv[3], std::atoll(argv[4]));
+  if (mode == "run" && argc == 6) {
+    return run(argv[2], argv[3], std::atoll(argv[4]), std::atoll(argv[5]));
+  }
   std::fprintf(stderr,
                "usage: attack_scale fill DATABASE USERS HISTORY\n"
-               "       attack_scale run ACCTLOCKD DIR SPRAY\n");
+               "       attack_scale run ACCTLOCKD DIR SPRAY USERS\n");
   return 2;
 }

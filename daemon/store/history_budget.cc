@@ -22,6 +22,7 @@ void HistoryBudget::load(const HistoryUsage& usage) {
   }
   aggregates_.clear();
   keyed_aggregates_.clear();
+  named_catch_alls_ = 0;
   for (const HistoryAggregateKey& key : usage.aggregates) add_aggregate(key);
   capped_.clear();
 }
@@ -37,7 +38,9 @@ void HistoryBudget::forget(const HistoryUsage& removed) {
     if (found->second == 0) rows_by_uid_.erase(found);
   }
   for (const HistoryAggregateKey& key : removed.aggregates) {
-    if (aggregates_.erase(key) == 0 || is_catch_all(key)) continue;
+    if (aggregates_.erase(key) == 0) continue;
+    if (is_named_catch_all(key)) --named_catch_alls_;
+    if (is_catch_all(key)) continue;
     const auto keyed = keyed_aggregates_.find(owner_of(key.peer_uid));
     if (keyed != keyed_aggregates_.end() && --keyed->second == 0) keyed_aggregates_.erase(keyed);
   }
@@ -79,9 +82,9 @@ void HistoryBudget::count_row(const HistoryEntry& entry) {
 }
 
 void HistoryBudget::add_aggregate(const HistoryAggregateKey& key) {
-  if (aggregates_.insert(key).second && !is_catch_all(key)) {
-    ++keyed_aggregates_[owner_of(key.peer_uid)];
-  }
+  if (!aggregates_.insert(key).second) return;
+  if (is_named_catch_all(key)) ++named_catch_alls_;
+  if (!is_catch_all(key)) ++keyed_aggregates_[owner_of(key.peer_uid)];
 }
 
 void HistoryBudget::admit(HistoryEntry& entry) {
@@ -109,6 +112,11 @@ void HistoryBudget::admit(HistoryEntry& entry) {
   if (!is_catch_all(key) && started >= allowed) {
     entry.service = kAnyOrigin;
     entry.rhost = kAnyOrigin;
+    key = aggregate_key_of(entry);
+    if (aggregates_.count(key) != 0) return;
+  }
+  if (is_named_catch_all(key) && named_catch_alls_ >= kMaxNamedCatchAlls) {
+    entry.user = kAnyUser;
     key = aggregate_key_of(entry);
     if (aggregates_.count(key) != 0) return;
   }

@@ -25,6 +25,13 @@
 // into one catch-all row per (user, event kind) with service and rhost "*".
 // An aggregate takes a row of its owner's count when it starts.
 //
+// Catch-alls are per name, and root may name anyone: a spray of never-seen
+// names past history_max_rows would add a row on disk and a key here per
+// name, for history_retention (issue 10: 165,000 keys, 23 MB, after a
+// 200,000-name spray at 1M users). So at most kMaxNamedCatchAlls of them
+// exist; past that, events fold into one row per (peer uid, event kind)
+// whose user, service and rhost are all "*".
+//
 // The counts live in memory, loaded from the store at start (an indexed
 // scan, Store::history_usage) and kept in step by every staged event and
 // every pruned slice, so no event waits for a count(*). Loop thread only.
@@ -52,6 +59,10 @@ inline constexpr std::size_t kMaxAggregatesPerUid = 16;
 inline constexpr std::size_t kMaxRootAggregates = 4096;
 // service and rhost of a catch-all aggregate.
 inline constexpr const char* kAnyOrigin = "*";
+// Per-name catch-alls (all owners together) before any user's catch-all
+// takes the rest; and its user.
+inline constexpr std::size_t kMaxNamedCatchAlls = 10'000;
+inline constexpr const char* kAnyUser = "*";
 
 class HistoryBudget {
  public:
@@ -82,6 +93,8 @@ class HistoryBudget {
   std::uint64_t unprivileged_rows() const { return unprivileged_rows_; }
   std::uint64_t rows_of(std::uint32_t uid) const;
   std::size_t aggregates() const { return aggregates_.size(); }
+  // Of those, catch-alls of one named user (bounded by kMaxNamedCatchAlls).
+  std::size_t named_catch_alls() const { return named_catch_alls_; }
   // Events folded into aggregates since start (a counter, for the metrics).
   std::uint64_t aggregated_events() const { return aggregated_events_; }
 
@@ -91,6 +104,9 @@ class HistoryBudget {
   }
   static bool is_catch_all(const HistoryAggregateKey& key) {
     return key.service == kAnyOrigin && key.rhost == kAnyOrigin;
+  }
+  static bool is_named_catch_all(const HistoryAggregateKey& key) {
+    return is_catch_all(key) && key.user != kAnyUser;
   }
   // The reporter a row is counted for: the non-root peer's uid, else 0.
   static std::uint32_t owner_of(const std::optional<std::uint32_t>& peer_uid) {
@@ -108,6 +124,7 @@ class HistoryBudget {
   std::set<HistoryAggregateKey> aggregates_;
   // Keyed (not catch-all) aggregates per owner (owner_of).
   std::unordered_map<std::uint32_t, std::size_t> keyed_aggregates_;
+  std::size_t named_catch_alls_ = 0;
   // Owners whose capping was announced (on_capped).
   std::set<std::uint32_t> capped_;
   std::uint64_t aggregated_events_ = 0;

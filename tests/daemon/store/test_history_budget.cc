@@ -103,6 +103,48 @@ TEST(HistoryBudget, PastTheTotalRootIsAggregatedTooButAdminActionsKeepARow) {
   EXPECT_TRUE(gets_a_row(budget, unlock));
 }
 
+// Issue 10: root (sshd's PAM stack) reporting a spray of never-seen names
+// past history_max_rows. Each name would get its own catch-all row on disk
+// and key in memory for history_retention; past kMaxNamedCatchAlls they all
+// fold into one row of any user.
+TEST(HistoryBudget, ASprayOfNamesPastTheTotalAddsBoundedRowsAndKeys) {
+  HistoryBudget budget(HistoryLimits{100, 50, 10});
+  HistoryEntry root = failure_of(0);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(gets_a_row(budget, root));
+  const std::size_t names = kMaxRootAggregates + kMaxNamedCatchAlls + 5000;
+  std::size_t any_user = 0;
+  for (std::size_t i = 0; i < names; ++i) {
+    HistoryEntry sprayed = failure_of(0, 1'700'000'000 + static_cast<std::int64_t>(i));
+    sprayed.user = "s" + std::to_string(i);
+    budget.admit(sprayed);
+    ASSERT_TRUE(sprayed.is_aggregate()) << i;
+    if (sprayed.user == kAnyUser) {
+      EXPECT_EQ(sprayed.service, kAnyOrigin);
+      EXPECT_EQ(sprayed.rhost, kAnyOrigin);
+      ++any_user;
+    }
+  }
+  EXPECT_EQ(any_user, 5000u);
+  EXPECT_EQ(budget.named_catch_alls(), kMaxNamedCatchAlls);
+  // Keyed, named catch-alls, and the one of any user.
+  EXPECT_EQ(budget.aggregates(), kMaxRootAggregates + kMaxNamedCatchAlls + 1);
+  EXPECT_EQ(budget.rows(), 100 + kMaxRootAggregates + kMaxNamedCatchAlls + 1);
+  // A prune that removes named catch-alls gives their places back.
+  HistoryUsage removed;
+  for (std::size_t i = kMaxRootAggregates; i < kMaxRootAggregates + 10; ++i) {
+    removed.aggregates.push_back(
+        HistoryAggregateKey{0u, "s" + std::to_string(i), HistoryEvent::failure, "*", "*"});
+  }
+  removed.rows = 10;
+  budget.forget(removed);
+  EXPECT_EQ(budget.named_catch_alls(), kMaxNamedCatchAlls - 10);
+  HistoryEntry again = failure_of(0);
+  again.user = "newcomer";
+  budget.admit(again);
+  EXPECT_EQ(again.user, "newcomer");
+  EXPECT_EQ(budget.named_catch_alls(), kMaxNamedCatchAlls - 9);
+}
+
 TEST(HistoryBudget, APruneGivesRowsBackAndTheNoticeComesOncePerCapping) {
   HistoryBudget budget(HistoryLimits{1000, 100, 10});
   int notices = 0;

@@ -524,7 +524,9 @@ TEST_F(AcctlockCommandTest, ListAndHistoryJson) {
   const json counts = json::parse(stats.out);
   EXPECT_EQ(counts["locked_now"], 1);
   EXPECT_EQ(counts["failures_last_hour"], 1);
+  EXPECT_EQ(counts["top_sources"][0]["source"], "192.0.2.7");
   EXPECT_EQ(counts["top_sources"][0]["rhost"], "192.0.2.7");
+  EXPECT_EQ(counts["top_sources_complete"], true);
 
   // failures_per_hour (acctlock(8)): 24 whole UTC hours, oldest first, the
   // last one the current hour; together they hold the day's failures.

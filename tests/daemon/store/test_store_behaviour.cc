@@ -23,6 +23,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon/store/history_budget.h"
 #include "daemon/store/postgresql/postgresql_store.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "tests/support/postgres_server.h"
@@ -423,6 +424,54 @@ HistoryEntry reported(std::int64_t time, std::string user, HistoryEvent kind,
 HistoryEntry folded(HistoryEntry entry) {
   entry.first_time = entry.time;
   return entry;
+}
+
+// What `stats` folds into sources (daemon/policy/source_ranking.h): every
+// rhost as given (an IPv6 /64's addresses apart, the store does not key
+// them), local attempts by ruser, aggregates as the events they stand for,
+// and neither old rows, other events nor the catch-all aggregates' "*".
+TEST_P(StoreBehaviour, FailureOriginsGroupFailuresByRhostAndLocalRuser) {
+  auto store = open_store();
+  HistoryEntry su_failure = event(103, "root", HistoryEvent::failure);
+  su_failure.service = "su";
+  su_failure.ruser = "alice";
+  HistoryEntry catch_all = folded(event(104, "bob", HistoryEvent::failure, kAnyOrigin));
+  catch_all.service = kAnyOrigin;
+  HistoryEntry keyed_aggregate = folded(event(105, "bob", HistoryEvent::failure, "192.0.2.1"));
+  keyed_aggregate.peer_uid = 1000;
+  store->commit(StoreBatch{.history = {
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(100, "alice", HistoryEvent::failure, "2001:db8:1:2::1"),
+                               event(101, "bob", HistoryEvent::locked, "2001:db8:1:2::2"),
+                               event(101, "bob", HistoryEvent::failure, "2001:db8:1:2::2"),
+                               event(102, "carol", HistoryEvent::success, "192.0.2.1"),
+                               event(102, "carol", HistoryEvent::failure, "192.0.2.1"),
+                               su_failure,
+                               event(103, "root", HistoryEvent::failure),  // the console
+                               catch_all,
+                               keyed_aggregate,
+                           }});
+  HistoryEntry more = keyed_aggregate;
+  more.time = at(106);
+  store->commit(StoreBatch{.history = {more}});
+
+  std::map<std::pair<std::string, std::string>, std::uint64_t> origins;
+  store->for_each_failure_origin(at(100), [&](std::string_view rhost, std::string_view ruser,
+                                              std::uint64_t failures) {
+    const bool first =
+        origins.emplace(std::make_pair(std::string(rhost), std::string(ruser)), failures).second;
+    EXPECT_TRUE(first) << rhost << " " << ruser << " handed over twice";
+  });
+  using Origins = std::map<std::pair<std::string, std::string>, std::uint64_t>;
+  EXPECT_EQ(origins, (Origins{{{"2001:db8:1:2::1", ""}, 1},
+                              {{"2001:db8:1:2::2", ""}, 2},
+                              {{"192.0.2.1", ""}, 3},
+                              {{"", "alice"}, 1},
+                              {{"", ""}, 1}}));
+  std::size_t calls = 0;
+  store->for_each_failure_origin(
+      at(107), [&](std::string_view, std::string_view, std::uint64_t) { ++calls; });
+  EXPECT_EQ(calls, 0u);
 }
 
 TEST_P(StoreBehaviour, AggregateEntriesFoldIntoOneRowPerKeyAcrossBatches) {

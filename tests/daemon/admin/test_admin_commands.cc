@@ -341,6 +341,9 @@ TEST_F(AdminCommandsTest, HistoryAndStatsCarryAndFilterByHost) {
   ASSERT_EQ(stats_here.result, Result::success) << stats_here.text;
   EXPECT_EQ(stats_here.arguments["failures_last_hour"], 3);
   EXPECT_EQ(stats_here.arguments["lockouts_last_day"], 1);
+  EXPECT_EQ(stats_here.arguments["top_sources"],
+            json::parse(R"([{"source": "198.51.100.4", "rhost": "198.51.100.4", "failures": 3}])"))
+      << stats_here.arguments.dump();
   EXPECT_EQ(stats_here.arguments["host"], "web-01");
   EXPECT_EQ(stats_here.arguments["this_host"], "web-01");
 
@@ -350,7 +353,8 @@ TEST_F(AdminCommandsTest, HistoryAndStatsCarryAndFilterByHost) {
   EXPECT_EQ(stats_elsewhere.arguments["failures_last_day"], 0);
   EXPECT_EQ(stats_elsewhere.arguments["lockouts_last_day"], 0);
   EXPECT_TRUE(stats_elsewhere.arguments["top_users"].empty());
-  EXPECT_TRUE(stats_elsewhere.arguments["top_sources"].empty());
+  EXPECT_TRUE(stats_elsewhere.arguments["top_sources"].empty()) << stats_elsewhere.arguments.dump();
+  EXPECT_EQ(stats_elsewhere.arguments["top_sources_complete"], true);
   for (const auto& bucket : stats_elsewhere.arguments["failures_per_hour"]) {
     EXPECT_EQ(bucket["failures"], 0);
   }

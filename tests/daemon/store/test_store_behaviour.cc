@@ -243,6 +243,18 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
   };
   const HistoryQuery only_a{.host = "host-a"};
   const HistoryQuery only_b{.host = "host-b"};
+  // What `stats` ranks its top sources from (for_each_failure_origin).
+  using Origins = std::map<std::string, std::uint64_t>;
+  const auto origins_of = [](Store& store, const std::optional<std::string>& host) {
+    Origins origins;
+    store.for_each_failure_origin(
+        at(0),
+        [&](std::string_view rhost, std::string_view, std::uint64_t failures) {
+          origins[std::string(rhost)] += failures;
+        },
+        host);
+    return origins;
+  };
   if (GetParam() == Backend::sqlite) {
     EXPECT_FALSE(host_a->shared());
     EXPECT_EQ(hosts_of(host_a->history(HistoryQuery{})),
@@ -254,6 +266,9 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
     EXPECT_TRUE(host_a->top_failures(at(0), false, 10, "host-b").empty());
     EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{0, 0}));
     EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
+    EXPECT_EQ(origins_of(*host_a, "host-a"), (Origins{{"192.0.2.1", 2}}));
+    EXPECT_EQ(origins_of(*host_a, std::nullopt), (Origins{{"192.0.2.1", 2}}));
+    EXPECT_TRUE(origins_of(*host_a, "host-b").empty());
     return;
   }
 
@@ -292,6 +307,10 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{1, 2}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2), (std::vector<std::uint64_t>{3, 2}));
+  EXPECT_EQ(origins_of(*host_a, "host-a"), (Origins{{"192.0.2.1", 2}}));
+  EXPECT_EQ(origins_of(*host_a, "host-b"), (Origins{{"192.0.2.1", 1}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(origins_of(*host_b, std::nullopt), (Origins{{"192.0.2.1", 3}, {"192.0.2.2", 2}}));
+  EXPECT_TRUE(origins_of(*host_a, "host-c").empty());
 }
 
 TEST_P(StoreBehaviour, HistoryIsNewestFirstAndLimited) {

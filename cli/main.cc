@@ -429,7 +429,16 @@ void print_stats(const json& stats) {
     print_table({column, "FAILURES"}, table);
   };
   print_top(stats["top_users"], "user", "Most failures in the last day, by user:", "USER");
-  print_top(stats["top_sources"], "rhost", "Most failures in the last day, by source:", "RHOST");
+  // Rows with "source" rank source keys (an IPv6 /64 is one source); an
+  // older daemon's rank the rhosts as given.
+  const json& top_sources = stats["top_sources"];
+  const bool keyed = !top_sources.empty() && top_sources[0].contains("source");
+  print_top(top_sources, keyed ? "source" : "rhost",
+            "Most failures in the last day, by source:", keyed ? "SOURCE" : "RHOST");
+  if (stats.value("top_sources_complete", true) == false) {
+    std::cout << "(more sources than the ranking holds failed; one with as few failures as the "
+                 "last listed may be missing)\n";
+  }
   print_fleet(stats);
 }
 

@@ -194,7 +194,10 @@ function refresh() {
                     renderSources(blocked.sources);
                 renderChart(stats.failures_per_hour || []);  // an older acctlockd has none
                 renderTop("top-users", stats.top_users, "user");
-                renderTop("top-sources", stats.top_sources, "rhost");
+                // "source": the key the lockout counts by; an older
+                // acctlockd ranked rhosts as given.
+                renderTop("top-sources", stats.top_sources,
+                          stats.top_sources.some(row => "source" in row) ? "source" : "rhost");
                 // Hosts sharing one history (admin protocol 7): filter by host.
                 $("history-host-filter").hidden = !stats.shared_store;
                 startWatching();

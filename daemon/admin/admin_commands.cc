@@ -14,6 +14,7 @@
 #include "common/protocol.h"
 #include "common/user_name.h"
 #include "daemon/log.h"
+#include "daemon/policy/source_ranking.h"
 
 namespace acctlock {
 namespace {
@@ -1065,11 +1066,14 @@ void AdminCommands::stats(const json& arguments, const Reply& reply) {
     std::uint64_t lockouts_last_hour = 0;
     std::uint64_t lockouts_last_day = 0;
     std::vector<std::pair<std::string, std::uint64_t>> top_users;
-    std::vector<std::pair<std::string, std::uint64_t>> top_sources;
+    SourceRanking top_sources;
     json failures_per_hour;
   };
   Store& store = context_.store;
-  const auto count = [&store, now, hour_ago, day_ago, host] {
+  // Sources keyed as the lockout keys them now (an IPv6 /64 is one source),
+  // so that the figures match `acctlock sources`.
+  const unsigned prefix_v6 = context_.service.source_rules().prefix_v6;
+  const auto count = [&store, now, hour_ago, day_ago, host, prefix_v6] {
     // The failure that locks an account is recorded as `locked`, and is a
     // failure all the same.
     const auto failures_since = [&](TimePoint since) {
@@ -1082,21 +1086,29 @@ void AdminCommands::stats(const json& arguments, const Reply& reply) {
     counts.lockouts_last_hour = store.count_events(HistoryEvent::locked, hour_ago, host);
     counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago, host);
     counts.top_users = store.top_failures(day_ago, false, 10, host);
-    counts.top_sources = store.top_failures(day_ago, true, 10, host);
+    counts.top_sources = rank_failure_sources(
+        [&store, day_ago, &host](const FailureOriginVisitor& visit) {
+          store.for_each_failure_origin(day_ago, visit, host);
+        },
+        prefix_v6, 10);
     counts.failures_per_hour = failures_per_hour_json(store, now, host);
     return counts;
   };
   read_off_loop(
       context_.reader, reply, count,
       [reply, locked_now, locked_users = std::move(locked_users),
-       source_counts = std::move(source_counts), fleet = std::move(fleet), host, &store](Counts counts) {
-        const auto top = [](const auto& ranked, bool by_rhost) {
-          json rows = json::array();
-          for (const auto& [name, failures] : ranked) {
-            rows.push_back(json{{by_rhost ? "rhost" : "user", name}, {"failures", failures}});
-          }
-          return rows;
-        };
+       source_counts = std::move(source_counts), fleet = std::move(fleet), host,
+       &store](Counts counts) {
+        json top_users = json::array();
+        for (const auto& [name, failures] : counts.top_users) {
+          top_users.push_back(json{{"user", name}, {"failures", failures}});
+        }
+        // "rhost" holds the key too, for the commands and pages that read
+        // it before "source" was there.
+        json top_sources = json::array();
+        for (const auto& [key, failures] : counts.top_sources.top) {
+          top_sources.push_back(json{{"source", key}, {"rhost", key}, {"failures", failures}});
+        }
         json stats{
             {"locked_now", locked_now},
             {"locked_users", locked_users},
@@ -1104,8 +1116,9 @@ void AdminCommands::stats(const json& arguments, const Reply& reply) {
             {"failures_last_day", counts.failures_last_day},
             {"lockouts_last_hour", counts.lockouts_last_hour},
             {"lockouts_last_day", counts.lockouts_last_day},
-            {"top_users", top(counts.top_users, false)},
-            {"top_sources", top(counts.top_sources, true)},
+            {"top_users", std::move(top_users)},
+            {"top_sources", std::move(top_sources)},
+            {"top_sources_complete", counts.top_sources.complete},
             {"failures_per_hour", std::move(counts.failures_per_hour)},
         };
         stats.update(source_counts);

@@ -380,6 +380,19 @@ class Store {
       TimePoint since, bool by_rhost, std::size_t limit,
       const std::optional<std::string>& host = std::nullopt) = 0;
 
+  // The origins of the failures (failure and locked events) since `since`:
+  // each distinct rhost with its failures, and for local attempts (rhost
+  // "") each ruser, handed to `visit` one at a time so that no backend holds
+  // them all (daemon/policy/source_ranking.h folds them into sources). The
+  // catch-all aggregates (rhost and service "*") name no origin and are left
+  // out. Order unspecified; the same rows each call while nothing commits.
+  // `host` keeps only that host's rows, as in count_events.
+  virtual void for_each_failure_origin(
+      TimePoint since,
+      const std::function<void(std::string_view rhost, std::string_view ruser,
+                               std::uint64_t failures)>& visit,
+      const std::optional<std::string>& host = std::nullopt) = 0;
+
   // Failures (failure and locked events) in `hours` consecutive hours from
   // `from`: element i counts [from + i h, from + (i+1) h).
   virtual std::vector<std::uint64_t> failures_per_hour(

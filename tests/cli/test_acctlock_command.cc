@@ -524,7 +524,9 @@ TEST_F(AcctlockCommandTest, ListAndHistoryJson) {
   const json counts = json::parse(stats.out);
   EXPECT_EQ(counts["locked_now"], 1);
   EXPECT_EQ(counts["failures_last_hour"], 1);
+  EXPECT_EQ(counts["top_sources"][0]["source"], "192.0.2.7");
   EXPECT_EQ(counts["top_sources"][0]["rhost"], "192.0.2.7");
+  EXPECT_EQ(counts["top_sources_complete"], true);
 
   // failures_per_hour (acctlock(8)): 24 whole UTC hours, oldest first, the
   // last one the current hour; together they hold the day's failures.
@@ -634,15 +636,22 @@ TEST_F(AcctlockCommandTest, HistoryAndStatsTakeHostInTextAndJson) {
   const auto stats_other = acctlock({"stats", "--host", "web-02", "--json"});
   ASSERT_EQ(stats_other.exit_code, cli::kExitOk) << stats_other.err;
   EXPECT_EQ(json::parse(stats_other.out)["failures_last_hour"], 0);
+  EXPECT_TRUE(json::parse(stats_other.out)["top_sources"].empty()) << stats_other.out;
   EXPECT_EQ(json::parse(stats_other.out)["host"], "web-02");
   const auto stats_here = acctlock({"stats", "--host", "web-01", "--json"});
   ASSERT_EQ(stats_here.exit_code, cli::kExitOk) << stats_here.err;
   EXPECT_EQ(json::parse(stats_here.out)["failures_last_hour"], 1);
+  ASSERT_EQ(json::parse(stats_here.out)["top_sources"].size(), 1u) << stats_here.out;
+  EXPECT_EQ(json::parse(stats_here.out)["top_sources"][0]["source"], "192.0.2.7");
+  EXPECT_EQ(json::parse(stats_here.out)["top_sources"][0]["failures"], 1);
   const auto stats_text = acctlock({"stats", "--host", "web-02"});
   ASSERT_EQ(stats_text.exit_code, cli::kExitOk) << stats_text.err;
   EXPECT_EQ(stats_text.out.rfind("Failures, lockouts and top lists: host web-02 only\n", 0), 0u)
       << stats_text.out;
   EXPECT_NE(stats_text.out.find("Failures, last hour:   0\n"), std::string::npos) << stats_text.out;
+  EXPECT_NE(stats_text.out.find("Most failures in the last day, by source:\nnone\n"),
+            std::string::npos)
+      << stats_text.out;
 
   const auto list = acctlock({"list", "--host", "web-01"});
   EXPECT_EQ(list.exit_code, cli::kExitUsage) << list.err;

@@ -235,14 +235,48 @@ TEST_F(PostgresqlDaemon, TheCommandShowsEachRowsHostAndFiltersByHost) {
   EXPECT_EQ(answer["this_host"], "web-1");
   EXPECT_EQ(answer["shared_store"], true);
 
+  // The top sources follow --host too, each keyed as the lockout keys it:
+  // one IPv6 /64 (source_prefix_v6 = 64) fails on both hosts, from another
+  // address on each.
+  EXPECT_EQ(daemon.request(MessageType::failure, "carol", "sshd", "2001:db8:1:2::1").verdict,
+            Verdict::allowed);
+  postgres().execute(
+      "INSERT INTO history (time, user_name, event, service, rhost, tty, ruser, detail, host) "
+      "VALUES (extract(epoch FROM now())::bigint, 'carol', 'failure', 'sshd', '2001:db8:1:2::2', "
+      "'', '', '', 'web-2')",
+      database_);
+  const auto top_sources_of = [](const nlohmann::json& figures) {
+    std::vector<std::string> out;
+    for (const auto& row : figures["top_sources"]) {
+      out.push_back(row["source"].get<std::string>() + " " + row["failures"].dump());
+    }
+    return out;
+  };
   const auto stats = acctlock({"stats", "--host", "web-1", "--json"});
   ASSERT_EQ(stats.exit_code, 0) << stats.err;
   const auto figures = nlohmann::json::parse(stats.out);
-  EXPECT_EQ(figures["failures_last_hour"], 1) << stats.out;
-  EXPECT_EQ(figures["top_users"].size(), 1u) << stats.out;
+  EXPECT_EQ(figures["failures_last_hour"], 2) << stats.out;
+  EXPECT_EQ(figures["top_users"].size(), 2u) << stats.out;
   EXPECT_EQ(figures["top_users"][0]["user"], "alice") << stats.out;
+  EXPECT_EQ(top_sources_of(figures),
+            (std::vector<std::string>{"192.0.2.1 1", "2001:db8:1:2::/64 1"}))
+      << stats.out;
+  const auto on_web2 = acctlock({"stats", "--host", "web-2", "--json"});
+  ASSERT_EQ(on_web2.exit_code, 0) << on_web2.err;
+  EXPECT_EQ(top_sources_of(nlohmann::json::parse(on_web2.out)),
+            (std::vector<std::string>{"192.0.2.2 1", "2001:db8:1:2::/64 1"}))
+      << on_web2.out;
+  const auto web2_text = acctlock({"stats", "--host", "web-2"});
+  ASSERT_EQ(web2_text.exit_code, 0) << web2_text.err;
+  EXPECT_THAT(web2_text.out, HasSubstr("\nSOURCE ")) << web2_text.out;
+  EXPECT_THAT(web2_text.out, ::testing::ContainsRegex("2001:db8:1:2::/64 +1")) << web2_text.out;
+  EXPECT_THAT(web2_text.out, Not(HasSubstr("192.0.2.1"))) << web2_text.out;
+
   const auto fleet = nlohmann::json::parse(acctlock({"stats", "--json"}).out);
-  EXPECT_EQ(fleet["failures_last_hour"], 2);
+  EXPECT_EQ(fleet["failures_last_hour"], 4);
+  EXPECT_EQ(top_sources_of(fleet),
+            (std::vector<std::string>{"2001:db8:1:2::/64 2", "192.0.2.1 1", "192.0.2.2 1"}))
+      << fleet.dump();
 }
 
 }  // namespace

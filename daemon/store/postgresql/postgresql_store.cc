@@ -20,6 +20,8 @@
 #include <optional>
 #include <string_view>
 
+#include "daemon/store/history_budget.h"
+
 namespace acctlock {
 namespace {
 
@@ -1227,6 +1229,41 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
     top.emplace_back(text(rows, r, 0), static_cast<std::uint64_t>(int64(rows, r, 1)));
   }
   return top;
+}
+
+void PostgresqlStore::for_each_failure_origin(
+    TimePoint since,
+    const std::function<void(std::string_view, std::string_view, std::uint64_t)>& visit,
+    const std::optional<std::string>& host) {
+  std::lock_guard lock(read_mutex_);
+  Connection& db = *reader_;
+  constexpr std::string_view doing = "reading the origins of failures";
+  // A cursor, so that a flood's distinct origins never sit in one result.
+  // Unlike the reader's other statements it runs in a transaction: a
+  // connection broken half-way fails the scan (the cursor is gone), and the
+  // command reports it.
+  db.exec("BEGIN READ ONLY", {}, doing);
+  try {
+    db.exec(
+        "DECLARE failure_origins NO SCROLL CURSOR FOR SELECT rhost, CASE WHEN rhost = '' "
+        "THEN ruser ELSE '' END AS local_user, sum(events) FROM history WHERE time >= $1 "
+        "AND ($2::text IS NULL OR host = $2) AND event IN " +
+            failure_events_sql() + " AND NOT (rhost = '" + kAnyOrigin + "' AND service = '" +
+            kAnyOrigin + "') GROUP BY rhost, local_user",
+        {number(since), host}, doing);
+    for (;;) {
+      Result rows = db.exec("FETCH 10000 FROM failure_origins", {}, doing);
+      const int count = PQntuples(rows.get());
+      for (int r = 0; r < count; ++r) {
+        visit(text(rows, r, 0), text(rows, r, 1), static_cast<std::uint64_t>(int64(rows, r, 2)));
+      }
+      if (count == 0) break;
+    }
+    db.exec("COMMIT", {}, doing);
+  } catch (...) {
+    db.roll_back();
+    throw;
+  }
 }
 
 std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(

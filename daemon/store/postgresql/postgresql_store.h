@@ -87,6 +87,12 @@ class PostgresqlStore final : public Store {
   std::vector<std::pair<std::string, std::uint64_t>> top_failures(
       TimePoint since, bool by_rhost, std::size_t limit,
       const std::optional<std::string>& host = std::nullopt) override;
+  // Through a cursor in a read-only transaction, a page of rows at a time.
+  void for_each_failure_origin(
+      TimePoint since,
+      const std::function<void(std::string_view rhost, std::string_view ruser,
+                               std::uint64_t failures)>& visit,
+      const std::optional<std::string>& host = std::nullopt) override;
   std::uint64_t prune_history(TimePoint before) override;
   std::uint64_t prune_history_slice(TimePoint before, std::size_t limit) override;
   // Counts only this host's rows: each host has its own caps.

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "daemon/store/history_budget.h"
 #include "daemon/store/sqlite/wal_inspection.h"
 
 namespace acctlock {
@@ -689,6 +690,14 @@ struct SqliteStore::ReadSide {
                        "rhost <> '' AND event IN " +
                            failure_events_sql() +
                            " GROUP BY rhost ORDER BY n DESC, rhost LIMIT ?2"};
+  // SQLite groups with a sorter that spills to temp files: the distinct
+  // origins of a flood never sit in memory at once.
+  Statement failure_origins{
+      db,
+      "SELECT rhost, CASE WHEN rhost = '' THEN ruser ELSE '' END AS local_user, sum(events) "
+      "FROM history WHERE time >= ?1 AND event IN " +
+          failure_events_sql() + " AND NOT (rhost = '" + kAnyOrigin + "' AND service = '" +
+          kAnyOrigin + "') GROUP BY rhost, local_user"};
 
  private:
   static std::string history_sql(const std::string& user_filter) {
@@ -1082,6 +1091,20 @@ std::vector<std::pair<std::string, std::uint64_t>> SqliteStore::top_failures(
     top.emplace_back(select.text(0), static_cast<std::uint64_t>(select.int64(1)));
   }
   return top;
+}
+
+void SqliteStore::for_each_failure_origin(
+    TimePoint since,
+    const std::function<void(std::string_view, std::string_view, std::uint64_t)>& visit,
+    const std::optional<std::string>& host) {
+  if (!holds_host(host)) return;
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->failure_origins;
+  Statement::Use use(select);
+  select.bind(1, since);
+  while (select.step("reading the origins of failures")) {
+    visit(select.text(0), select.text(1), static_cast<std::uint64_t>(select.int64(2)));
+  }
 }
 
 std::uint64_t SqliteStore::prune_history(TimePoint before) {

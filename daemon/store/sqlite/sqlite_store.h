@@ -80,6 +80,11 @@ class SqliteStore final : public Store {
   std::vector<std::pair<std::string, std::uint64_t>> top_failures(
       TimePoint since, bool by_rhost, std::size_t limit,
       const std::optional<std::string>& host = std::nullopt) override;
+  void for_each_failure_origin(
+      TimePoint since,
+      const std::function<void(std::string_view rhost, std::string_view ruser,
+                               std::uint64_t failures)>& visit,
+      const std::optional<std::string>& host = std::nullopt) override;
   const std::string& host_name() const override { return host_name_; }
 
   // Runs as one transaction on the write connection: commits wait for it.

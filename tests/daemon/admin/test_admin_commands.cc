@@ -9,6 +9,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <future>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -84,12 +85,12 @@ class AdminCommandsTest : public ::testing::Test {
     return send(caller, request);
   }
 
-  void fail_login(const std::string& user) {
+  void fail_login(const std::string& user, const std::string& rhost = "198.51.100.4") {
     protocol::Request request;
     request.type = protocol::MessageType::failure;
     request.user = user;
     request.service = "sshd";
-    request.rhost = "198.51.100.4";
+    request.rhost = rhost;
     service.apply(request, false, now, writer.pending());
     std::optional<std::string> committed;
     writer.after_commit([&](const std::string& error) { committed = error; });
@@ -340,6 +341,9 @@ TEST_F(AdminCommandsTest, HistoryAndStatsCarryAndFilterByHost) {
   ASSERT_EQ(stats_here.result, Result::success) << stats_here.text;
   EXPECT_EQ(stats_here.arguments["failures_last_hour"], 3);
   EXPECT_EQ(stats_here.arguments["lockouts_last_day"], 1);
+  EXPECT_EQ(stats_here.arguments["top_sources"],
+            json::parse(R"([{"source": "198.51.100.4", "rhost": "198.51.100.4", "failures": 3}])"))
+      << stats_here.arguments.dump();
   EXPECT_EQ(stats_here.arguments["host"], "web-01");
   EXPECT_EQ(stats_here.arguments["this_host"], "web-01");
 
@@ -349,7 +353,8 @@ TEST_F(AdminCommandsTest, HistoryAndStatsCarryAndFilterByHost) {
   EXPECT_EQ(stats_elsewhere.arguments["failures_last_day"], 0);
   EXPECT_EQ(stats_elsewhere.arguments["lockouts_last_day"], 0);
   EXPECT_TRUE(stats_elsewhere.arguments["top_users"].empty());
-  EXPECT_TRUE(stats_elsewhere.arguments["top_sources"].empty());
+  EXPECT_TRUE(stats_elsewhere.arguments["top_sources"].empty()) << stats_elsewhere.arguments.dump();
+  EXPECT_EQ(stats_elsewhere.arguments["top_sources_complete"], true);
   for (const auto& bucket : stats_elsewhere.arguments["failures_per_hour"]) {
     EXPECT_EQ(bucket["failures"], 0);
   }
@@ -392,6 +397,32 @@ TEST_F(AdminCommandsTest, HistoryFiltersAndStatsCount) {
   EXPECT_EQ(stats.arguments["lockouts_last_day"], 1);
   EXPECT_EQ(stats.arguments["top_users"][0]["user"], "daemon");
   EXPECT_EQ(stats.arguments["top_users"][0]["failures"], 3);
+}
+
+// stats ranks sources by the key the lockout counts by (source_prefix_v6 =
+// 64 by default): three addresses of one /64 are one source with three
+// failures, as `sources` shows it; an IPv4 address stays itself.
+TEST_F(AdminCommandsTest, StatsTopSourcesCountAnIpv6Slash64AsOneSource) {
+  fail_login("daemon", "2001:db8:1:2::1");
+  fail_login("bin", "2001:db8:1:2::a");
+  fail_login("daemon", "2001:db8:1:2:ffff::7");
+  fail_login("bin");  // 198.51.100.4
+
+  const auto stats = call(root, "stats");
+  ASSERT_EQ(stats.result, Result::success) << stats.text;
+  EXPECT_EQ(stats.arguments["top_sources"],
+            json::parse(R"([{"source": "2001:db8:1:2::/64", "rhost": "2001:db8:1:2::/64",
+                             "failures": 3},
+                            {"source": "198.51.100.4", "rhost": "198.51.100.4", "failures": 1}])"))
+      << stats.arguments.dump();
+  EXPECT_EQ(stats.arguments["top_sources_complete"], true);
+
+  const auto sources = call(root, "sources");
+  ASSERT_EQ(sources.result, Result::success) << sources.text;
+  std::map<std::string, json> by_key;
+  for (const auto& row : sources.arguments["sources"]) by_key[row["source"]] = row["failures"];
+  EXPECT_EQ(by_key["2001:db8:1:2::/64"], 3) << sources.arguments.dump();
+  EXPECT_EQ(by_key["198.51.100.4"], 1) << sources.arguments.dump();
 }
 
 TEST_F(AdminCommandsTest, AHandlerThatThrowsAnswersOnceWithAnError) {

@@ -23,6 +23,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon/store/history_budget.h"
 #include "daemon/store/postgresql/postgresql_store.h"
 #include "daemon/store/sqlite/sqlite_store.h"
 #include "tests/support/postgres_server.h"
@@ -242,6 +243,18 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
   };
   const HistoryQuery only_a{.host = "host-a"};
   const HistoryQuery only_b{.host = "host-b"};
+  // What `stats` ranks its top sources from (for_each_failure_origin).
+  using Origins = std::map<std::string, std::uint64_t>;
+  const auto origins_of = [](Store& store, const std::optional<std::string>& host) {
+    Origins origins;
+    store.for_each_failure_origin(
+        at(0),
+        [&](std::string_view rhost, std::string_view, std::uint64_t failures) {
+          origins[std::string(rhost)] += failures;
+        },
+        host);
+    return origins;
+  };
   if (GetParam() == Backend::sqlite) {
     EXPECT_FALSE(host_a->shared());
     EXPECT_EQ(hosts_of(host_a->history(HistoryQuery{})),
@@ -253,6 +266,9 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
     EXPECT_TRUE(host_a->top_failures(at(0), false, 10, "host-b").empty());
     EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{0, 0}));
     EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
+    EXPECT_EQ(origins_of(*host_a, "host-a"), (Origins{{"192.0.2.1", 2}}));
+    EXPECT_EQ(origins_of(*host_a, std::nullopt), (Origins{{"192.0.2.1", 2}}));
+    EXPECT_TRUE(origins_of(*host_a, "host-b").empty());
     return;
   }
 
@@ -291,6 +307,10 @@ TEST_P(StoreBehaviour, HistoryRowsCarryTheirHostAndAHostFilterKeepsOnlyItsRows) 
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-a"), (std::vector<std::uint64_t>{2, 0}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2, "host-b"), (std::vector<std::uint64_t>{1, 2}));
   EXPECT_EQ(host_a->failures_per_hour(at(hour), 2), (std::vector<std::uint64_t>{3, 2}));
+  EXPECT_EQ(origins_of(*host_a, "host-a"), (Origins{{"192.0.2.1", 2}}));
+  EXPECT_EQ(origins_of(*host_a, "host-b"), (Origins{{"192.0.2.1", 1}, {"192.0.2.2", 2}}));
+  EXPECT_EQ(origins_of(*host_b, std::nullopt), (Origins{{"192.0.2.1", 3}, {"192.0.2.2", 2}}));
+  EXPECT_TRUE(origins_of(*host_a, "host-c").empty());
 }
 
 TEST_P(StoreBehaviour, HistoryIsNewestFirstAndLimited) {
@@ -423,6 +443,54 @@ HistoryEntry reported(std::int64_t time, std::string user, HistoryEvent kind,
 HistoryEntry folded(HistoryEntry entry) {
   entry.first_time = entry.time;
   return entry;
+}
+
+// What `stats` folds into sources (daemon/policy/source_ranking.h): every
+// rhost as given (an IPv6 /64's addresses apart, the store does not key
+// them), local attempts by ruser, aggregates as the events they stand for,
+// and neither old rows, other events nor the catch-all aggregates' "*".
+TEST_P(StoreBehaviour, FailureOriginsGroupFailuresByRhostAndLocalRuser) {
+  auto store = open_store();
+  HistoryEntry su_failure = event(103, "root", HistoryEvent::failure);
+  su_failure.service = "su";
+  su_failure.ruser = "alice";
+  HistoryEntry catch_all = folded(event(104, "bob", HistoryEvent::failure, kAnyOrigin));
+  catch_all.service = kAnyOrigin;
+  HistoryEntry keyed_aggregate = folded(event(105, "bob", HistoryEvent::failure, "192.0.2.1"));
+  keyed_aggregate.peer_uid = 1000;
+  store->commit(StoreBatch{.history = {
+                               event(50, "old", HistoryEvent::failure, "192.0.2.9"),
+                               event(100, "alice", HistoryEvent::failure, "2001:db8:1:2::1"),
+                               event(101, "bob", HistoryEvent::locked, "2001:db8:1:2::2"),
+                               event(101, "bob", HistoryEvent::failure, "2001:db8:1:2::2"),
+                               event(102, "carol", HistoryEvent::success, "192.0.2.1"),
+                               event(102, "carol", HistoryEvent::failure, "192.0.2.1"),
+                               su_failure,
+                               event(103, "root", HistoryEvent::failure),  // the console
+                               catch_all,
+                               keyed_aggregate,
+                           }});
+  HistoryEntry more = keyed_aggregate;
+  more.time = at(106);
+  store->commit(StoreBatch{.history = {more}});
+
+  std::map<std::pair<std::string, std::string>, std::uint64_t> origins;
+  store->for_each_failure_origin(at(100), [&](std::string_view rhost, std::string_view ruser,
+                                              std::uint64_t failures) {
+    const bool first =
+        origins.emplace(std::make_pair(std::string(rhost), std::string(ruser)), failures).second;
+    EXPECT_TRUE(first) << rhost << " " << ruser << " handed over twice";
+  });
+  using Origins = std::map<std::pair<std::string, std::string>, std::uint64_t>;
+  EXPECT_EQ(origins, (Origins{{{"2001:db8:1:2::1", ""}, 1},
+                              {{"2001:db8:1:2::2", ""}, 2},
+                              {{"192.0.2.1", ""}, 3},
+                              {{"", "alice"}, 1},
+                              {{"", ""}, 1}}));
+  std::size_t calls = 0;
+  store->for_each_failure_origin(
+      at(107), [&](std::string_view, std::string_view, std::uint64_t) { ++calls; });
+  EXPECT_EQ(calls, 0u);
 }
 
 TEST_P(StoreBehaviour, AggregateEntriesFoldIntoOneRowPerKeyAcrossBatches) {

@@ -146,6 +146,14 @@ void print_fleet(const json& answer) {
   }
   std::cout << "; " << text_of(fleet["outbox_events"])
             << " event(s) kept here, to be replayed when it returns; this is this host's view\n";
+  if (fleet.value("started_apart", false)) {
+    std::cout << "                       started while the server was away: enforcing with the "
+                 "local copy of the fleet's rows\n";
+  }
+  if (fleet.value("refused", false)) {
+    std::cout << "                       the server REFUSES this host: "
+              << fleet.value("problem", std::string()) << "\n";
+  }
 }
 
 void print_status(const json& status) {

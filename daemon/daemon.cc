@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <set>
@@ -132,6 +133,7 @@ class Daemon {
       });
       if (store_->shared()) watch_the_fleet();
       service_->load_from_store();
+      report_start_apart();
       service_->on_new_expiry([this](TimePoint expiry) {
         if (!expiry_due_ || expiry < *expiry_due_) schedule_expiry();
       });
@@ -440,6 +442,56 @@ class Daemon {
     store_->watch_shared_state(std::move(watch));
   }
 
+  // A host that started while the fleet's server was away (docs/fleet.md,
+  // "Starting apart") says so once, with what it enforces with.
+  void report_start_apart() {
+    auto* fleet = dynamic_cast<PostgresqlStore*>(store_.get());
+    if (fleet == nullptr) return;
+    const FleetStatus status = fleet->fleet_status().value_or(FleetStatus{});
+    if (!status.started_apart) return;
+    fleet_apart_reported_ = true;
+    const auto written = fleet->local_copy_written_at();
+    std::string what;
+    if (written) {
+      char when[64] = "?";
+      const std::time_t seconds = written->time_since_epoch().count();
+      std::tm local{};
+      if (localtime_r(&seconds, &local) != nullptr) {
+        std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &local);
+      }
+      what = "the local copy of the fleet's rows as this host last had them (written " +
+             std::string(when) + ", " + std::to_string(service_->tracked_users()) +
+             " user(s)), and its own events";
+    } else {
+      what = "its own events only (no local copy of the fleet's rows: this host never "
+             "reached the server from here)";
+    }
+    log_warning("fleet: started apart from " + fleet->server() + " (" + status.problem +
+                "); enforcing with " + what +
+                ", kept in the outbox until the server answers; a lock another host set "
+                "meanwhile is not known here until then");
+  }
+
+  // A fleet problem for the journal, each time it changes: a server that
+  // refuses this host (credentials, schema) is an error an operator must
+  // fix; the host stays apart and enforces meanwhile.
+  void report_fleet_problem(PostgresqlStore& fleet, const std::string& replay_error) {
+    const FleetStatus status = fleet.fleet_status().value_or(FleetStatus{});
+    std::string problem;
+    if (!replay_error.empty()) {
+      problem = "cannot replay the outbox: " + replay_error;
+    } else if (status.refused) {
+      problem = fleet.server() + " refuses this host: " + status.problem +
+                "; staying apart, enforcing with this host's state, until it is fixed";
+    }
+    if (problem.empty() || problem == fleet_problem_reported_) {
+      if (problem.empty()) fleet_problem_reported_.clear();
+      return;
+    }
+    fleet_problem_reported_ = problem;
+    log_error("fleet: " + problem);
+  }
+
   // Degraded mode (store = postgresql): says when this host went apart from
   // the fleet, and replays its outbox once the server answers again, on the
   // maintenance thread. Checked every second.
@@ -482,8 +534,9 @@ class Daemon {
                        " event(s) of the outbox were on the server already (their commit "
                        "timed out here but landed there): not counted again");
             }
+            report_fleet_problem(*fleet, result ? std::string() : error);
             if (!result) {
-              log_error("fleet: cannot replay the outbox: " + error);
+              // Reported above, once while it stays the same.
             } else if (result->caught_up) {
               fleet_apart_reported_ = false;
               log_notice("fleet: caught up with " + fleet->server() +
@@ -705,6 +758,7 @@ class Daemon {
   asio::steady_timer watchdog_timer_;
   asio::steady_timer fleet_timer_;
   bool fleet_apart_reported_ = false;
+  std::string fleet_problem_reported_;  // the last fleet error logged
   std::set<std::pair<SharedTable, std::string>> rows_to_read_again_;
   std::atomic<const BatchWriter*> stamp_source_{nullptr};  // writer_, once made
   bool catching_up_ = false;

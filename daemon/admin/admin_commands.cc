@@ -710,6 +710,10 @@ json fleet_json(const Store& store) {
   json fleet{{"apart", status->apart}, {"outbox_events", status->waiting}};
   if (status->apart_since) fleet["apart_since"] = status->apart_since->time_since_epoch().count();
   if (status->apart) fleet["problem"] = status->problem;
+  // Since admin protocol 7's fleet object: the server answered and refused
+  // this host (an operator must act), and a start while it was away.
+  if (status->apart) fleet["refused"] = status->refused;
+  if (status->started_apart) fleet["started_apart"] = true;
   return fleet;
 }
 

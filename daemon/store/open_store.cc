@@ -42,9 +42,10 @@ std::unique_ptr<Store> open_store(const Options& options) {
   // (docs/fleet.md): the state directory the unit gives the daemon.
   settings.outbox_path =
       (std::filesystem::path(options.database).parent_path() / "fleet-outbox.db").string();
-  auto store = PostgresqlStore::open(settings);
-  store->register_host();
-  return store;
+  // Recorded in fleet_host at the first contact: at once, or, for a host
+  // that starts while the server is away, when it answers.
+  settings.register_this_host = true;
+  return PostgresqlStore::open(settings);
 }
 
 std::string describe_store(const Options& options, const Store& store) {

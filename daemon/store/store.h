@@ -247,6 +247,13 @@ struct FleetStatus {
   std::optional<TimePoint> apart_since;
   std::uint64_t waiting = 0;  // events in the outbox
   std::string problem;        // why it went apart, as the server said
+  // The server answered and refused this host (credentials, a database
+  // that is not there, a schema it does not know): an operator must act;
+  // the host stays apart meanwhile.
+  bool refused = false;
+  // Started while the server was away: no contact yet since the start
+  // (what the host enforces came from its local copy of the fleet's rows).
+  bool started_apart = false;
 };
 
 // Changes that become durable together, or not at all.

@@ -37,7 +37,7 @@ struct NotificationListener::Connection {
 NotificationListener::NotificationListener(std::string conninfo,
                                            std::chrono::seconds connect_timeout,
                                            std::string channel, std::string server,
-                                           Handlers handlers)
+                                           Handlers handlers, bool wait_for_server)
     : conninfo_(std::move(conninfo)),
       connect_timeout_(connect_timeout),
       channel_(std::move(channel)),
@@ -53,7 +53,7 @@ NotificationListener::NotificationListener(std::string conninfo,
   }
   std::string problem;
   connection_ = connect(problem);
-  if (connection_ == nullptr) {
+  if (connection_ == nullptr && !wait_for_server) {
     ::close(stop_fd_);
     ::close(wake_fd_);
     throw StoreError("postgresql " + server_ + ": listening for other hosts' changes: " + problem);

@@ -37,10 +37,13 @@ class NotificationListener {
 
   // Connects with `conninfo` (bounded by `connect_timeout`) and starts
   // listening on `channel` (a plain identifier). Throws StoreError if the
-  // first connection or LISTEN fails: a daemon that cannot hear the fleet
-  // does not start. `server` names the server in errors.
+  // first connection or LISTEN fails, unless `wait_for_server` (a host that
+  // started apart from its fleet): then the thread tries again as after a
+  // lost connection, and calls `resumed` once it listens. `server` names
+  // the server in errors.
   NotificationListener(std::string conninfo, std::chrono::seconds connect_timeout,
-                       std::string channel, std::string server, Handlers handlers);
+                       std::string channel, std::string server, Handlers handlers,
+                       bool wait_for_server = false);
   // Stops the thread and closes the connection.
   ~NotificationListener();
 

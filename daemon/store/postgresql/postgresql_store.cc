@@ -271,7 +271,10 @@ class PostgresqlStore::Connection {
   // safely run again on a new one.
   Connection(const PostgresqlSettings& settings, bool reads_only)
       : reads_only_(reads_only),
-        timeout_(reads_only ? settings.read_timeout : settings.write_timeout) {
+        timeout_(reads_only ? settings.read_timeout : settings.write_timeout),
+        conninfo_(settings.conninfo),
+        connect_timeout_(settings.connect_timeout) {
+    const auto started = std::chrono::steady_clock::now();
     const std::string timeout = std::to_string(settings.connect_timeout.count());
     // Keywords given after the expanded string override it; those before are
     // defaults it may override. So the site's connect_timeout wins, and
@@ -283,7 +286,10 @@ class PostgresqlStore::Connection {
     if (PQstatus(conn_) != CONNECTION_OK) {
       std::string message = trimmed(PQerrorMessage(conn_));
       PQfinish(conn_);
-      throw StoreError("postgresql: cannot connect: " + message);
+      if (server_answers(started)) {
+        throw StoreError("postgresql: cannot connect: the server refuses this host: " + message);
+      }
+      throw ServerUnreachable("postgresql: cannot connect: " + message);
     }
     server_ = std::string(PQhost(conn_)) + ":" + PQport(conn_) + "/" + PQdb(conn_);
     // Times and text as this code writes them, whatever the role's defaults.
@@ -298,6 +304,9 @@ class PostgresqlStore::Connection {
   // The SQLSTATE of the last statement that failed with one ("40P01": a
   // deadlock), for the caller that may run its transaction again.
   const std::string& last_sqlstate() const { return last_sqlstate_; }
+  // The last reconnection failed on a server that answered and refused
+  // (credentials, the database gone), not on its absence.
+  bool refused() const { return refused_; }
   // The last failure was the server's absence (no connection, a timeout,
   // a connection or shutdown error), not a refused statement.
   bool lost() const {
@@ -357,10 +366,33 @@ class PostgresqlStore::Connection {
   }
 
  private:
+  // A connection attempt begun at `started` failed: whether the server
+  // answered it (PQping: it accepts connections, so it refused this one:
+  // credentials, pg_hba.conf, the database, too many clients) rather than
+  // not answering (down, starting up, shutting down, unreachable). An
+  // attempt that used up its connect_timeout got no answer: no ping then,
+  // which would wait as long again.
+  bool server_answers(std::chrono::steady_clock::time_point started) const {
+    if (std::chrono::steady_clock::now() - started >=
+        connect_timeout_ - std::chrono::milliseconds(500)) {
+      return false;
+    }
+    const std::string timeout = std::to_string(connect_timeout_.count());
+    const char* keywords[] = {"connect_timeout", "dbname", "fallback_application_name", nullptr};
+    const char* values[] = {timeout.c_str(), conninfo_.c_str(), "acctlockd", nullptr};
+    return PQpingParams(keywords, values, 1) == PQPING_OK;
+  }
+
   void reconnect_if_broken(std::string_view doing) {
     if (!broken_ && PQstatus(conn_) == CONNECTION_OK) return;
+    const auto started = std::chrono::steady_clock::now();
     PQreset(conn_);  // bounded by connect_timeout
-    if (PQstatus(conn_) != CONNECTION_OK) fail(doing, trimmed(PQerrorMessage(conn_)));
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      std::string message = trimmed(PQerrorMessage(conn_));
+      refused_ = server_answers(started);
+      fail(doing, refused_ ? "the server refuses this host: " + message : message);
+    }
+    refused_ = false;
     broken_ = false;
     PQsetnonblocking(conn_, 1);
   }
@@ -428,6 +460,9 @@ class PostgresqlStore::Connection {
 
   bool reads_only_;
   std::chrono::milliseconds timeout_;
+  std::string conninfo_;  // for PQping only; never in a message
+  std::chrono::seconds connect_timeout_;
+  bool refused_ = false;
   bool broken_ = false;  // timed out: dropped at the next call
   PGconn* conn_ = nullptr;
   std::string server_;
@@ -700,43 +735,165 @@ PostgresqlStore::PostgresqlStore(std::string host_name, std::string server,
 
 PostgresqlStore::~PostgresqlStore() = default;
 
+namespace {
+
+// The server as the journal names it before any connection is made:
+// host:port/database from the connection string (libpq's defaults where it
+// says nothing), never the password.
+std::string describe_server(const std::string& conninfo) {
+  std::string host;
+  std::string port;
+  std::string database;
+  std::string user;
+  if (PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr)) {
+    for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+      if (option->val == nullptr || *option->val == '\0') continue;
+      const std::string_view keyword(option->keyword);
+      if (keyword == "host" || (keyword == "hostaddr" && host.empty())) host = option->val;
+      if (keyword == "port") port = option->val;
+      if (keyword == "dbname") database = option->val;
+      if (keyword == "user") user = option->val;
+    }
+    PQconninfoFree(options);
+  }
+  if (host.empty()) host = "localhost";
+  host = host.substr(0, host.find(','));
+  if (port.empty()) port = "5432";
+  if (database.empty()) database = user;
+  return host + ":" + port.substr(0, port.find(',')) + "/" + database;
+}
+
+}  // namespace
+
 std::unique_ptr<PostgresqlStore> PostgresqlStore::open(const PostgresqlSettings& settings) {
   if (settings.host_name.empty()) throw StoreError("postgresql: the host name is empty");
-  auto writer = std::make_unique<Connection>(settings, false);
-  migrate(*writer);
-  auto reader = std::make_unique<Connection>(settings, true);
-  std::unique_ptr<PostgresqlStore> store(new PostgresqlStore(settings.host_name, writer->server(), settings));
-  store->writer_ = std::move(writer);
-  store->reader_ = std::move(reader);
+  std::unique_ptr<PostgresqlStore> store(
+      new PostgresqlStore(settings.host_name, describe_server(settings.conninfo), settings));
+  // Made now, whether or not the server answers: it holds the local copy of
+  // the fleet's rows that a start apart enforces with.
+  if (!settings.outbox_path.empty()) {
+    store->outbox_ = std::make_unique<LocalOutbox>(settings.outbox_path);
+  }
+  {
+    std::lock_guard lock(store->write_mutex_);
+    try {
+      store->first_contact();
+      store->server_ = store->writer_->server();
+    } catch (const ServerUnreachable& e) {
+      // A host restarted during an outage starts and enforces (docs/fleet.md,
+      // "Starting apart"); a server that answered and refused stops the
+      // start (StoreError, not caught here): that is a configuration to fix.
+      if (!store->outbox_) throw;
+      store->go_apart(e.what());
+      std::lock_guard status_lock(store->status_mutex_);
+      store->status_.started_apart = true;
+    }
+  }
   // Events kept while the server was away, from before a restart: this host
   // is still apart until they are replayed.
-  if (!settings.outbox_path.empty() && std::filesystem::exists(settings.outbox_path)) {
-    store->outbox_ = std::make_unique<LocalOutbox>(settings.outbox_path);
-    if (store->outbox_->size() > 0) {
+  if (store->outbox_ && store->outbox_->size() > 0) {
+    if (!store->apart_) {
       store->go_apart("events from before the restart are still waiting to be replayed");
-      store->status_.waiting = store->outbox_->size();
     }
+    std::lock_guard status_lock(store->status_mutex_);
+    store->status_.waiting = store->outbox_->size();
   }
   return store;
 }
 
+void PostgresqlStore::first_contact() {
+  try {
+    if (!writer_) writer_ = std::make_unique<Connection>(settings_, false);
+    migrate(*writer_);
+    if (settings_.register_this_host) {
+      writer_->exec(
+          "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
+          "last_start = now()",
+          {host_name_}, "registering this host");
+    }
+    std::lock_guard lock(read_mutex_);
+    if (!reader_) reader_ = std::make_unique<Connection>(settings_, true);
+  } catch (const ServerUnreachable&) {
+    throw;
+  } catch (const StoreError& e) {
+    // A migration or registration cut short by the server's absence (a
+    // timeout, a lost connection) is an outage too; anything else it said
+    // is a refusal (a newer schema, someone else's tables, a permission).
+    if (writer_ && writer_->lost() && !writer_->refused()) throw ServerUnreachable(e.what());
+    throw;
+  }
+  contacted_ = true;
+}
+
+PostgresqlStore::Connection& PostgresqlStore::writer() {
+  if (!writer_) {
+    throw StoreError("postgresql " + server_ +
+                     ": not connected yet (this host started apart from the fleet's database)");
+  }
+  return *writer_;
+}
+
+PostgresqlStore::Connection& PostgresqlStore::reader() {
+  if (!reader_) {
+    throw StoreError("postgresql " + server_ +
+                     ": not connected yet (this host started apart from the fleet's database)");
+  }
+  return *reader_;
+}
+
+bool PostgresqlStore::apart_now() const {
+  std::lock_guard status_lock(status_mutex_);
+  return status_.apart;
+}
+
+void PostgresqlStore::note_problem(const std::string& problem, bool refused) {
+  std::lock_guard status_lock(status_mutex_);
+  status_.problem = problem;
+  status_.refused = refused;
+}
+
+std::optional<TimePoint> PostgresqlStore::local_copy_written_at() {
+  if (!outbox_) return std::nullopt;
+  return outbox_->copy_written_at();
+}
+
+// Apart, the state comes from the local copy: the fleet's rows as this host
+// last heard them, with its own events since (which the server does not
+// have yet). Read from the server, it replaces the copy.
 std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_states() {
-  return load_state_table("user_state", "user_name", "user", "reading user states");
+  if (outbox_ && apart_now()) return outbox_->copied_rows(SharedTable::users);
+  auto rows = load_state_table("user_state", "user_name", "user", "reading user states");
+  if (outbox_) outbox_->replace_rows(SharedTable::users, rows);
+  return rows;
 }
 
 std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_sources() {
-  return load_state_table("source_state", "source", "source", "reading source states");
+  if (outbox_ && apart_now()) return outbox_->copied_rows(SharedTable::sources);
+  auto rows = load_state_table("source_state", "source", "source", "reading source states");
+  if (outbox_) outbox_->replace_rows(SharedTable::sources, rows);
+  return rows;
 }
 
 std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_unfamiliar_states() {
-  return load_state_table("unfamiliar_state", "user_name", "unfamiliar-source state of user",
-                          "reading unfamiliar-source states");
+  if (outbox_ && apart_now()) return outbox_->copied_rows(SharedTable::unfamiliar);
+  auto rows = load_state_table("unfamiliar_state", "user_name", "unfamiliar-source state of user",
+                               "reading unfamiliar-source states");
+  if (outbox_) outbox_->replace_rows(SharedTable::unfamiliar, rows);
+  return rows;
 }
 
 std::vector<std::pair<std::string, std::vector<FamiliarSource>>>
 PostgresqlStore::load_familiar_sources() {
+  if (outbox_ && apart_now()) return outbox_->copied_familiar();
+  auto users = load_familiar_table();
+  if (outbox_) outbox_->replace_familiar(users);
+  return users;
+}
+
+std::vector<std::pair<std::string, std::vector<FamiliarSource>>>
+PostgresqlStore::load_familiar_table() {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT user_name, source, last_success FROM familiar_source ORDER BY user_name COLLATE "
       "\"C\", last_success DESC, source COLLATE \"C\"",
       {}, "reading familiar sources");
@@ -754,7 +911,7 @@ std::vector<std::pair<std::string, UserState>> PostgresqlStore::load_state_table
     std::string_view table, std::string_view key, std::string_view owner, std::string_view doing) {
   std::lock_guard lock(read_mutex_);
   const std::string key_column(key);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT " + key_column +
           ", failures, last_failure, level, last_lock_end, locked, lock_since, "
           "lock_until, manual, manual_reason, manual_since, manual_admin_uid, manual_until, "
@@ -781,12 +938,37 @@ CommitOutcome PostgresqlStore::commit(const StoreBatch& batch) {
     } catch (const StoreError& e) {
       // A refused statement is reported as it is; only the server's absence
       // sends this host apart.
-      if (settings_.outbox_path.empty() || !writer_->lost()) throw;
+      if (settings_.outbox_path.empty() || !writer().lost()) throw;
       go_apart(e.what());
     }
   }
-  if (!outbox_) outbox_ = std::make_unique<LocalOutbox>(settings_.outbox_path);
-  outbox_->append(batch.replayable);
+  // The rows as this host now holds them go to the local copy with their
+  // events, in one transaction: a restart apart finds both or neither.
+  std::vector<SharedStateChange> rows;
+  const auto kept = [&rows](SharedTable table, const std::string& key,
+                            std::optional<UserState> state) {
+    SharedStateChange& row = rows.emplace_back();
+    row.table = table;
+    row.key = key;
+    row.state = std::move(state);
+  };
+  for (const auto& [key, state] : batch.put_states) kept(SharedTable::users, key, state);
+  for (const auto& key : batch.delete_states) kept(SharedTable::users, key, std::nullopt);
+  for (const auto& [key, state] : batch.put_sources) kept(SharedTable::sources, key, state);
+  for (const auto& key : batch.delete_sources) kept(SharedTable::sources, key, std::nullopt);
+  for (const auto& [key, state] : batch.put_unfamiliar_states) {
+    kept(SharedTable::unfamiliar, key, state);
+  }
+  for (const auto& key : batch.delete_unfamiliar_states) {
+    kept(SharedTable::unfamiliar, key, std::nullopt);
+  }
+  for (const auto& [user, sources] : batch.put_familiar_sources) {
+    SharedStateChange& row = rows.emplace_back();
+    row.table = SharedTable::familiar;
+    row.key = user;
+    row.familiar = sources;
+  }
+  outbox_->append(batch.replayable, rows);
   std::lock_guard status_lock(status_mutex_);
   status_.waiting = outbox_->size();
   // Apart, this host's view is all there is until the replay.
@@ -815,7 +997,7 @@ CommitOutcome PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
     try {
       return commit_once(batch);
     } catch (const StoreError&) {
-      const std::string& state = writer_->last_sqlstate();
+      const std::string& state = writer().last_sqlstate();
       const bool retry = state == "40P01" || state == "40001";
       if (!retry || attempt == kAttempts) throw;
     }
@@ -823,7 +1005,7 @@ CommitOutcome PostgresqlStore::commit_with_retries(const StoreBatch& batch) {
 }
 
 CommitOutcome PostgresqlStore::commit_once(const StoreBatch& batch) {
-  Connection& db = *writer_;
+  Connection& db = writer();
   db.exec("BEGIN", {}, "commit");
   try {
     CommitOutcome outcome = write_batch(db, batch);
@@ -1031,17 +1213,28 @@ std::optional<std::vector<LocalOutbox::Entry>> PostgresqlStore::events_to_replay
     std::size_t limit) {
   std::lock_guard lock(write_mutex_);
   if (!apart_) return std::vector<LocalOutbox::Entry>{};
-  if (!outbox_) outbox_ = std::make_unique<LocalOutbox>(settings_.outbox_path);
+  if (!contacted_) {
+    // Started apart: the first contact checks (and migrates) the schema and
+    // registers this host before anything is replayed.
+    try {
+      first_contact();
+    } catch (const ServerUnreachable& e) {
+      note_problem(e.what(), false);
+      return std::nullopt;
+    } catch (const StoreError& e) {
+      note_problem(e.what(), true);
+      return std::nullopt;
+    }
+  }
   std::int64_t through = 0;
   try {
-    Result row = writer_->exec(
+    Result row = writer().exec(
         "SELECT outbox_replayed_through FROM fleet_host WHERE host = $1 AND outbox_generation = $2",
         {host_name_, outbox_->generation()}, "reading how far the outbox was replayed");
     if (PQntuples(row.get()) == 1) through = int64(row, 0, 0);
   } catch (const StoreError& e) {
-    if (!writer_->lost()) throw;
-    std::lock_guard status_lock(status_mutex_);
-    status_.problem = e.what();
+    if (!writer().lost()) throw;
+    note_problem(e.what(), writer().refused());
     return std::nullopt;
   }
   // What the server already has (a crash between its commit and the local
@@ -1059,7 +1252,7 @@ std::optional<std::vector<LocalOutbox::Entry>> PostgresqlStore::events_to_replay
 
 void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t through) {
   std::lock_guard lock(write_mutex_);
-  Connection& db = *writer_;
+  Connection& db = writer();
   constexpr std::string_view doing = "replaying the outbox";
   db.exec("BEGIN", {}, doing);
   try {
@@ -1097,7 +1290,7 @@ std::set<std::uint64_t> PostgresqlStore::answered_event_ids(
   // bigint is signed: the ids' bits are kept, as the commit stores them.
   for (const std::uint64_t id : ids) array.add(number(static_cast<std::int64_t>(id)));
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT event_id FROM answered_event WHERE host = $1 AND event_id = ANY($2::bigint[])",
       {host_name_, array.finish()}, "reading which outbox events the server already has");
   for (int r = 0; r < PQntuples(rows.get()); ++r) {
@@ -1139,8 +1332,11 @@ std::vector<std::string> PostgresqlStore::payloads_of(const SharedRowKeys& keys)
 }
 
 std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {
+  // Started apart: the ids answered before the restart are on the server;
+  // a resend of one across the restart counts again (docs/fleet.md).
+  if (!contacted_) return {};
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT event_id, peer_uid, user_name, type, time, answer FROM answered_event "
       "WHERE host = $1 AND time >= $2 ORDER BY seq DESC LIMIT $3",
       {host_name_, number(since), number(static_cast<std::int64_t>(kMaxAnsweredEvents))},
@@ -1161,7 +1357,7 @@ std::vector<AnsweredEvent> PostgresqlStore::load_answered(TimePoint since) {
 
 std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT id, time, user_name, event, service, rhost, tty, ruser, admin_uid, detail, "
       "peer_uid, events, first_time, host FROM history WHERE ($4::text IS NULL OR user_name = $4) "
       "AND ($5::text IS NULL OR host = $5) AND time >= $1 AND "
@@ -1205,7 +1401,7 @@ std::vector<HistoryEntry> PostgresqlStore::history(const HistoryQuery& query) {
 std::uint64_t PostgresqlStore::count_events(HistoryEvent event, TimePoint since,
                                             const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT coalesce(sum(events), 0) FROM history WHERE event = $1 AND time >= $2 AND "
       "($3::text IS NULL OR host = $3)",
       {std::string(to_string(event)), number(since), host}, "counting events");
@@ -1218,7 +1414,7 @@ std::vector<std::pair<std::string, std::uint64_t>> PostgresqlStore::top_failures
   // COLLATE "C": ties break in byte order, as in SQLite, whatever the
   // database's locale.
   const std::string column = by_rhost ? "rhost" : "user_name";
-  Result rows = reader_->exec("SELECT " + column +
+  Result rows = reader().exec("SELECT " + column +
                                   ", sum(events) AS n FROM history WHERE time >= $1 AND event IN " +
                                   failure_events_sql() + (by_rhost ? " AND rhost <> ''" : "") +
                                   " AND ($3::text IS NULL OR host = $3) GROUP BY " + column +
@@ -1236,7 +1432,7 @@ void PostgresqlStore::for_each_failure_origin(
     const std::function<void(std::string_view, std::string_view, std::uint64_t)>& visit,
     const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
-  Connection& db = *reader_;
+  Connection& db = reader();
   constexpr std::string_view doing = "reading the origins of failures";
   // A cursor, so that a flood's distinct origins never sit in one result.
   // Unlike the reader's other statements it runs in a transaction: a
@@ -1269,7 +1465,7 @@ void PostgresqlStore::for_each_failure_origin(
 std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(
     TimePoint from, std::size_t hours, const std::optional<std::string>& host) {
   std::lock_guard lock(read_mutex_);
-  Result rows = reader_->exec(
+  Result rows = reader().exec(
       "SELECT (time - $1) / 3600 AS hour, sum(events) FROM history WHERE time >= $1 AND time < $2 "
       "AND ($3::text IS NULL OR host = $3) AND event IN " +
           failure_events_sql() + " GROUP BY hour",
@@ -1288,14 +1484,14 @@ std::vector<std::uint64_t> PostgresqlStore::failures_per_hour(
 std::uint64_t PostgresqlStore::prune_history(TimePoint before) {
   std::lock_guard lock(write_mutex_);
   Result result =
-      writer_->exec("DELETE FROM history WHERE host = $2 AND time < $1",
+      writer().exec("DELETE FROM history WHERE host = $2 AND time < $1",
                     {number(before), host_name_}, "pruning history");
   return std::stoull(PQcmdTuples(result.get()));
 }
 
 std::uint64_t PostgresqlStore::prune_history_slice(TimePoint before, std::size_t limit) {
   std::lock_guard lock(write_mutex_);
-  Result result = writer_->exec(
+  Result result = writer().exec(
       "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE host = $3 AND time < $1 "
       "ORDER BY time LIMIT $2)",
       {number(before), number(sql_limit(limit)), host_name_}, "pruning history");
@@ -1330,7 +1526,7 @@ HistoryUsage PostgresqlStore::prune_history_slice_counted(TimePoint before, std:
   std::lock_guard lock(write_mutex_);
   // Each host prunes its own rows, by its own history_retention, as its
   // own caps count them.
-  Result rows = writer_->exec(
+  Result rows = writer().exec(
       "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE host = $3 AND time < $1 "
       "ORDER BY time LIMIT $2) RETURNING host = $3, peer_uid, first_time IS NOT NULL, user_name, "
       "event, service, rhost",
@@ -1343,12 +1539,15 @@ HistoryUsage PostgresqlStore::prune_history_slice_counted(TimePoint before, std:
 }
 
 HistoryUsage PostgresqlStore::history_usage() {
+  // Started apart: this host's rows are on the server; the caps count from
+  // nothing until the catch-up reloads the counts.
+  if (!contacted_) return {};
   std::lock_guard lock(read_mutex_);
   HistoryUsage usage;
-  Result total = reader_->exec("SELECT count(*) FROM history WHERE host = $1", {host_name_},
+  Result total = reader().exec("SELECT count(*) FROM history WHERE host = $1", {host_name_},
                                "counting history rows");
   usage.rows = static_cast<std::uint64_t>(int64(total, 0, 0));
-  Result by_uid = reader_->exec(
+  Result by_uid = reader().exec(
       "SELECT peer_uid, count(*) FROM history WHERE host = $1 AND peer_uid IS NOT NULL AND "
       "peer_uid <> 0 GROUP BY peer_uid",
       {host_name_}, "counting history rows by peer");
@@ -1356,7 +1555,7 @@ HistoryUsage PostgresqlStore::history_usage() {
     usage.rows_by_peer_uid[uint32(by_uid, r, 0, server_)] =
         static_cast<std::uint64_t>(int64(by_uid, r, 1));
   }
-  Result keys = reader_->exec(
+  Result keys = reader().exec(
       "SELECT peer_uid, true, user_name, event, service, rhost FROM history WHERE host = $1 AND "
       "first_time IS NOT NULL",
       {host_name_}, "reading aggregate history rows");
@@ -1375,8 +1574,22 @@ void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
     try {
       const std::uint64_t stamp = shared_watch->read_stamp ? shared_watch->read_stamp() : 0;
       auto changes = read_changed_rows(payloads);
-      if (!changes.empty() && shared_watch->changed) {
-        shared_watch->changed(std::move(changes), stamp);
+      if (changes.empty()) return;
+      // The rows go into the local copy after they went to memory, so that
+      // the copy never holds up what the other hosts did.
+      std::vector<SharedStateChange> copy;
+      if (outbox_) copy = changes;
+      if (shared_watch->changed) shared_watch->changed(std::move(changes), stamp);
+      if (outbox_) {
+        try {
+          outbox_->keep_rows(copy);
+        } catch (const std::exception& e) {
+          // Memory has the rows; a start apart would miss them.
+          if (shared_watch->trouble) {
+            shared_watch->trouble(std::string("cannot keep the local copy of the fleet's rows: ") +
+                                  e.what());
+          }
+        }
       }
     } catch (const std::exception& e) {
       // The rows could not be read back: what this host holds may be
@@ -1394,9 +1607,11 @@ void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
   handlers.trouble = [shared_watch](const std::string& problem) {
     if (shared_watch->trouble) shared_watch->trouble(problem);
   };
+  // With degraded mode, a server away at the start is waited for: the
+  // listener connects when it can, and the owner reloads then (`resumed`).
   listener_ = std::make_unique<NotificationListener>(
       settings_.conninfo, settings_.connect_timeout, std::string(kStateChannel), server_,
-      std::move(handlers));
+      std::move(handlers), !settings_.outbox_path.empty());
 }
 
 std::vector<SharedStateChange> PostgresqlStore::read_changed_rows(
@@ -1431,7 +1646,7 @@ std::vector<SharedStateChange> PostgresqlStore::read_changed_rows(
     if (wanted == keys.end()) continue;
     ArrayLiteral array;
     for (const auto& key : wanted->second) array.add(key);
-    Result rows = reader_->exec(std::string("SELECT ") + info.key_column + ", " + kStateColumns +
+    Result rows = reader().exec(std::string("SELECT ") + info.key_column + ", " + kStateColumns +
                                     " FROM " + info.name + " WHERE " + info.key_column +
                                     " = ANY($1::text[])",
                                 {array.finish()}, "reading the rows other hosts changed");
@@ -1452,7 +1667,7 @@ std::vector<SharedStateChange> PostgresqlStore::read_changed_rows(
   if (const auto wanted = keys.find(kFamiliarTag); wanted != keys.end()) {
     ArrayLiteral array;
     for (const auto& key : wanted->second) array.add(key);
-    Result rows = reader_->exec(
+    Result rows = reader().exec(
         "SELECT user_name, source, last_success FROM familiar_source WHERE user_name = "
         "ANY($1::text[]) ORDER BY user_name COLLATE \"C\", last_success DESC, source COLLATE "
         "\"C\"",
@@ -1475,7 +1690,7 @@ std::vector<SharedStateChange> PostgresqlStore::read_changed_rows(
 
 void PostgresqlStore::register_host() {
   std::lock_guard lock(write_mutex_);
-  writer_->exec(
+  writer().exec(
       "INSERT INTO fleet_host (host) VALUES ($1) ON CONFLICT (host) DO UPDATE SET "
       "last_start = now()",
       {host_name_}, "registering this host");

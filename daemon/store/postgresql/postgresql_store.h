@@ -21,10 +21,12 @@
 // apply one twice; a database written by a newer acctlock is refused.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -49,9 +51,22 @@ struct PostgresqlSettings {
   // The same for reads (history, stats), which may scan more.
   std::chrono::milliseconds read_timeout{10000};
   // Where this host keeps its events while the server is away (degraded
-  // mode, LocalOutbox); empty: no degraded mode, a commit the server does
-  // not take fails (the module then applies on_unavailable).
+  // mode, LocalOutbox), and its copy of the fleet's rows; empty: no
+  // degraded mode, a commit the server does not take fails (the module then
+  // applies on_unavailable), and open() fails when the server is away.
   std::string outbox_path;
+  // Whether the first contact records this host in fleet_host (the daemon
+  // does; the store's own tests need not).
+  bool register_this_host = false;
+};
+
+// The server did not answer (down, unreachable, starting up or shutting
+// down, or no answer within the bounds), as opposed to a server that
+// answered and refused this host (credentials, database, schema): the first
+// is an outage a host waits out apart, the second needs an operator.
+class ServerUnreachable : public StoreError {
+ public:
+  using StoreError::StoreError;
 };
 
 
@@ -61,7 +76,11 @@ class PostgresqlStore final : public Store {
   static constexpr int kSchemaVersion = 6;
 
   // Connects, checks and migrates the schema. Throws StoreError, naming the
-  // server (never the password), on any problem.
+  // server (never the password), on any problem; with an outbox_path, a
+  // server that does not answer (ServerUnreachable) is no problem: the store
+  // opens apart (lazily), enforcing with its local copy of the fleet's rows,
+  // and makes its first contact (the schema's check and migration, the
+  // host's registration) when the daemon's catch-up finds the server.
   static std::unique_ptr<PostgresqlStore> open(const PostgresqlSettings& settings);
 
   ~PostgresqlStore() override;
@@ -136,6 +155,13 @@ class PostgresqlStore final : public Store {
   std::vector<SharedStateChange> read_shared_rows(const SharedRowKeys& keys) override;
   void read_shared_rows_again(const SharedRowKeys& keys) override;
 
+  // Whether the first contact with the server is made (the schema checked):
+  // false for a store that opened apart and has not reached its server yet.
+  bool contacted() const { return contacted_; }
+  // When the local copy of the fleet's rows was last written; nullopt if
+  // never (or no degraded mode).
+  std::optional<TimePoint> local_copy_written_at();
+
   const std::string& host_name() const override { return host_name_; }
   // "host:port/database", for logs and errors: never the password.
   const std::string& server() const { return server_; }
@@ -144,6 +170,17 @@ class PostgresqlStore final : public Store {
 
  private:
   PostgresqlStore(std::string host_name, std::string server, PostgresqlSettings settings);
+  // Under write_mutex_: connects, checks and migrates the schema, registers
+  // the host. Throws ServerUnreachable when the server does not answer,
+  // StoreError when it refuses.
+  void first_contact();
+  // The connections, once made; StoreError before the first contact.
+  Connection& writer();
+  Connection& reader();
+  // Apart from the fleet: loads come from the local copy.
+  bool apart_now() const;
+  // Records why this host cannot reach or join the server (status).
+  void note_problem(const std::string& problem, bool refused);
   CommitOutcome commit_with_retries(const StoreBatch& batch);
   // Notification payloads naming these rows, as a commit sends them.
   std::vector<std::string> payloads_of(const SharedRowKeys& keys) const;
@@ -155,6 +192,8 @@ class PostgresqlStore final : public Store {
   // The rows named by notifications' payloads, read now (on the read
   // connection), for watch_shared_state.
   std::vector<SharedStateChange> read_changed_rows(const std::vector<std::string>& payloads);
+  // familiar_source, read from the server.
+  std::vector<std::pair<std::string, std::vector<FamiliarSource>>> load_familiar_table();
   // user_state or source_state: the same columns after the key.
   std::vector<std::pair<std::string, UserState>> load_state_table(std::string_view table,
                                                                   std::string_view key,
@@ -168,7 +207,10 @@ class PostgresqlStore final : public Store {
   std::mutex read_mutex_;
   std::unique_ptr<Connection> reader_;
   PostgresqlSettings settings_;  // for the listener's connection
+  std::atomic<bool> contacted_{false};
   // Degraded mode, under write_mutex_ (fleet_status reads under status_mutex_).
+  // Made at open when outbox_path is set, never replaced: the listening
+  // thread writes the local copy through it (LocalOutbox locks itself).
   std::unique_ptr<LocalOutbox> outbox_;
   bool apart_ = false;
   mutable std::mutex status_mutex_;

@@ -708,7 +708,9 @@ json fleet_json(const Store& store) {
   const auto status = store.fleet_status();
   if (!status) return nullptr;
   json fleet{{"apart", status->apart}, {"outbox_events", status->waiting}};
-  if (status->apart_since) fleet["apart_since"] = status->apart_since->time_since_epoch().count();
+  // An ISO 8601 time like every other time in the answers: the command
+  // prints it in local time (a number printed as "-").
+  if (status->apart_since) fleet["apart_since"] = to_iso8601(*status->apart_since);
   if (status->apart) fleet["problem"] = status->problem;
   // Since admin protocol 7's fleet object: the server answered and refused
   // this host (an operator must act), and a start while it was away.

@@ -93,11 +93,15 @@ TEST_F(PostgresqlDaemon, RefusesAPasswordWrittenIntoAcctlockConf) {
   EXPECT_THAT(daemon.log(), Not(HasSubstr("password=")));
 }
 
-TEST_F(PostgresqlDaemon, AnUnreachableServerStopsStartUpWithAClearError) {
+// A server that answers and refuses the host (here: no such database) at
+// the start is a configuration to fix: the start fails, saying so. (A
+// server that does not answer is an outage: the host starts apart, below.)
+TEST_F(PostgresqlDaemon, AServerThatRefusesTheHostAtTheStartStopsItWithAClearError) {
   write_conninfo(postgres().socket_conninfo(database_) + "_missing user=postgres password=x", 0600);
   test::DaemonProcess daemon(dir_, fleet_config("web-1"));
   EXPECT_FALSE(daemon.start_quietly());
-  EXPECT_THAT(daemon.log(), HasSubstr("postgresql: cannot connect"));
+  EXPECT_THAT(daemon.log(), HasSubstr("postgresql: cannot connect: the server refuses this host"));
+  EXPECT_THAT(daemon.log(), Not(HasSubstr("password=")));
 }
 
 TEST_F(PostgresqlDaemon, TwoHostsShareTheCountAndEachIsListedAsAHostOfTheFleet) {
@@ -277,6 +281,82 @@ TEST_F(PostgresqlDaemon, TheCommandShowsEachRowsHostAndFiltersByHost) {
   EXPECT_EQ(top_sources_of(fleet),
             (std::vector<std::string>{"2001:db8:1:2::/64 2", "192.0.2.1 1", "192.0.2.2 1"}))
       << fleet.dump();
+}
+
+// A host that started apart (the server stopped) and finds, at its first
+// contact, a server that refuses it: the journal says so at error level and
+// `acctlock status` shows it; the host stays apart and keeps enforcing.
+class FirstContact : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::PostgresServer::available()) GTEST_SKIP() << "PostgreSQL is not installed";
+    server_.start();
+    database_ = server_.create_database();
+    conninfo_file_ = dir_ / "acctlock-postgresql.conf";
+  }
+  void write_conninfo(const std::string& conninfo) {
+    test::write_file(conninfo_file_, conninfo + "\n");
+    ASSERT_EQ(chmod(conninfo_file_.c_str(), 0600), 0);
+  }
+  // Starts a host while the server is stopped, then the server, and waits
+  // for the host's first contact to be refused; returns the fleet object of
+  // `acctlock status`.
+  nlohmann::json start_apart_and_be_refused(test::DaemonProcess& daemon) {
+    server_.stop();
+    EXPECT_TRUE(daemon.start()) << daemon.log();
+    EXPECT_THAT(daemon.log(), HasSubstr("fleet: started apart from"));
+    EXPECT_EQ(daemon.request(MessageType::failure, "alice").verdict, Verdict::allowed);
+    server_.start();
+    EXPECT_TRUE(eventually([&] {
+      return daemon.log().find("error: fleet: ") != std::string::npos &&
+             daemon.log().find("refuses this host") != std::string::npos;
+    })) << daemon.log();
+    const auto status = test::run_command(
+        {ACCTLOCK_PATH, "--socket", daemon.admin_socket(), "--json", "status", "alice"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    const auto text = test::run_command(
+        {ACCTLOCK_PATH, "--socket", daemon.admin_socket(), "status", "alice"});
+    EXPECT_THAT(text.out, HasSubstr("the server REFUSES this host")) << text.out;
+    // Still enforcing, with what it holds: alice's second failure counts.
+    const auto answer = daemon.request(MessageType::failure, "alice");
+    EXPECT_EQ(answer.verdict, Verdict::allowed);
+    EXPECT_EQ(answer.failures, 2u);
+    return nlohmann::json::parse(status.out).at("fleet");
+  }
+  std::string config() const {
+    return "store = postgresql\npostgresql = " + conninfo_file_ + "\nhost_name = web-a\n";
+  }
+
+  test::PostgresServer server_;
+  test::TempDir dir_;
+  std::string database_;
+  std::string conninfo_file_;
+};
+
+TEST_F(FirstContact, AWrongPasswordIsAnErrorInTheLogAndTheStatusAndTheHostStaysApart) {
+  write_conninfo(server_.socket_conninfo(database_) + " user=postgres password=wrong");
+  test::DaemonProcess daemon(dir_, config());
+  const auto fleet = start_apart_and_be_refused(daemon);
+  EXPECT_TRUE(fleet.at("apart").get<bool>());
+  EXPECT_TRUE(fleet.at("refused").get<bool>());
+  EXPECT_THAT(fleet.at("problem").get<std::string>(), HasSubstr("password authentication failed"));
+  EXPECT_THAT(daemon.log(), HasSubstr("password authentication failed"));
+  EXPECT_THAT(daemon.log(), Not(HasSubstr("password=")));
+  EXPECT_THAT(daemon.log(), Not(HasSubstr("caught up")));
+}
+
+TEST_F(FirstContact, ASchemaFromANewerAcctlockIsAnErrorInTheLogAndTheStatus) {
+  server_.execute(
+      "CREATE TABLE acctlock_schema (version integer NOT NULL); INSERT INTO acctlock_schema "
+      "VALUES (99)",
+      database_);
+  write_conninfo(server_.superuser_conninfo(database_));
+  test::DaemonProcess daemon(dir_, config());
+  const auto fleet = start_apart_and_be_refused(daemon);
+  EXPECT_TRUE(fleet.at("refused").get<bool>());
+  EXPECT_THAT(fleet.at("problem").get<std::string>(), HasSubstr("created by a newer acctlock"));
+  // Nothing of its own went into the database it does not know.
+  EXPECT_EQ(server_.query_text("SELECT to_regclass('fleet_host') IS NULL", database_), "t");
 }
 
 }  // namespace

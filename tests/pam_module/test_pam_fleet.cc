@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +31,7 @@ using protocol::MessageType;
 using protocol::Verdict;
 
 const TestUser kAlice{"acctlock-fleet-alice", 60411, 60411, "alice's right password"};
+const TestUser kBob{"acctlock-fleet-bob", 60412, 60412, "bob's right password"};
 
 // A hang bound, not a goal: bench/fleet measures how soon hosts see a lock.
 constexpr auto kHangBound = 30s;
@@ -54,7 +56,9 @@ struct Host {
 
 class PamFleetTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { users_ready_ = add_test_users({kAlice}, &skip_reason_); }
+  static void SetUpTestSuite() {
+    users_ready_ = add_test_users({kAlice, kBob}, &skip_reason_);
+  }
 
   void SetUp() override {
     if (!users_ready_) GTEST_SKIP() << skip_reason_;
@@ -68,8 +72,9 @@ class PamFleetTest : public ::testing::Test {
   }
 
   // Starts the four hosts' daemons with `rules` and writes their stacks.
-  void start_fleet(const std::string& rules) {
+  void start_fleet(const std::string& rules, std::size_t hosts = 4) {
     for (const char* name : {"web-a", "web-b", "web-c", "web-d"}) {
+      if (hosts_.size() == hosts) break;
       auto host = std::make_unique<Host>();
       host->name = name;
       host->daemon = std::make_unique<DaemonProcess>(
@@ -85,16 +90,16 @@ class PamFleetTest : public ::testing::Test {
 
   Host& host(std::size_t index) { return *hosts_.at(index); }
 
-  PamOutcome login(Host& on, const std::string& password) {
-    return run_pam({on.confdir, "sshd", kAlice.name, password, {}, {PamPhase::auth,
-                                                                     PamPhase::account}});
+  PamOutcome login(Host& on, const std::string& password, const TestUser& user = kAlice) {
+    return run_pam({on.confdir, "sshd", user.name, password, {}, {PamPhase::auth,
+                                                                   PamPhase::account}});
   }
 
   // Waits, with a hang bound, until `on`'s daemon answers `verdict` for
-  // alice: what it knows arrives from the other hosts asynchronously.
-  bool wait_for_verdict(Host& on, Verdict verdict) {
+  // `user`: what it knows arrives from the other hosts asynchronously.
+  bool wait_for_verdict(Host& on, Verdict verdict, const TestUser& user = kAlice) {
     const auto give_up = std::chrono::steady_clock::now() + kHangBound;
-    while (on.daemon->request(MessageType::check, kAlice.name).verdict != verdict) {
+    while (on.daemon->request(MessageType::check, user.name).verdict != verdict) {
       if (std::chrono::steady_clock::now() > give_up) return false;
       std::this_thread::sleep_for(20ms);
     }
@@ -201,6 +206,68 @@ TEST_F(PamFleetTest, FailuresAtOnceOnEveryHostAreEachCountedOnce) {
     }
   }
   EXPECT_EQ(lock_lines, 1u);
+}
+
+// A sysadmin reboots a host during the database's outage (docs/fleet.md,
+// "Starting apart"): it starts all the same, keeps refusing the lock it knew
+// before the restart (from its local copy of the fleet's rows), locks on its
+// own failures, and when the server returns its events count once on the
+// fleet and the other host sees the lock they made.
+TEST_F(PamFleetTest, AHostRestartedDuringAnOutageEnforcesWhatItKnewAndCatchesUp) {
+  start_fleet(kDenyThree, 2);
+  Host& a = host(0);
+  Host& b = host(1);
+  const CommandResult locked = acctlock(b, {"lock", kAlice.name, "--reason", "stolen laptop"});
+  ASSERT_EQ(locked.exit_code, 0) << locked.err;
+  ASSERT_TRUE(wait_for_verdict(a, Verdict::locked)) << "web-a never heard of the lock";
+
+  server_->stop();
+  ASSERT_EQ(a.daemon->stop(), 0);
+  ASSERT_TRUE(a.daemon->start()) << a.daemon->log();
+  EXPECT_NE(a.daemon->log().find("fleet: started apart from"), std::string::npos)
+      << a.daemon->log();
+
+  // The lock from before the restart holds, right password or not.
+  EXPECT_EQ(a.daemon->request(MessageType::check, kAlice.name).verdict, Verdict::locked);
+  EXPECT_NE(login(a, kAlice.password).status, PAM_SUCCESS);
+  // Real failures apart: bob's third wrong password locks him on web-a.
+  for (int i = 0; i < 3; ++i) EXPECT_NE(login(a, "wrong", kBob).status, PAM_SUCCESS);
+  EXPECT_EQ(a.daemon->request(MessageType::check, kBob.name).verdict, Verdict::locked);
+  EXPECT_NE(login(a, kBob.password, kBob).status, PAM_SUCCESS);
+  const CommandResult status = acctlock(a, {"--json", "status", kBob.name});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const auto fleet = nlohmann::json::parse(status.out).at("fleet");
+  EXPECT_TRUE(fleet.at("apart").get<bool>()) << status.out;
+  EXPECT_TRUE(fleet.value("started_apart", false)) << status.out;
+  EXPECT_FALSE(fleet.value("refused", true)) << status.out;
+  EXPECT_GE(fleet.at("outbox_events").get<int>(), 3) << status.out;
+
+  // The server returns: web-a makes its first contact, replays, and says so.
+  server_->start();
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (a.daemon->log().find("fleet: caught up") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << a.daemon->log();
+    std::this_thread::sleep_for(50ms);
+  }
+  // Each of bob's failures once on the fleet, under web-a, one of them the
+  // lock; alice's lock untouched; web-a registered as a host.
+  EXPECT_EQ(query("SELECT failures || ' ' || locked FROM user_state WHERE user_name = '" +
+                  kBob.name + "'"),
+            "3 true");
+  EXPECT_EQ(query("SELECT sum(events) FROM history WHERE user_name = '" + kBob.name +
+                  "' AND host = 'web-a' AND event IN ('failure', 'locked')"),
+            "3");
+  EXPECT_EQ(query("SELECT count(*) FROM history WHERE user_name = '" + kBob.name +
+                  "' AND event = 'locked'"),
+            "1");
+  EXPECT_EQ(query("SELECT manual FROM user_state WHERE user_name = '" + kAlice.name + "'"), "t");
+  EXPECT_EQ(query("SELECT string_agg(host, ',' ORDER BY host) FROM fleet_host"), "web-a,web-b");
+  // The other host sees the lock web-a's failures made while apart.
+  ASSERT_TRUE(wait_for_verdict(b, Verdict::locked, kBob)) << "web-b never saw bob's lock";
+  EXPECT_NE(login(b, kBob.password, kBob).status, PAM_SUCCESS);
+  const CommandResult back = acctlock(a, {"--json", "status", kBob.name});
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_FALSE(nlohmann::json::parse(back.out).at("fleet").at("apart").get<bool>()) << back.out;
 }
 
 }  // namespace

@@ -1524,6 +1524,9 @@ void count_usage_row(const Result& rows, int r, int first, const std::string& se
 
 HistoryUsage PostgresqlStore::prune_history_slice_counted(TimePoint before, std::size_t limit) {
   std::lock_guard lock(write_mutex_);
+  // Started apart: the history is on the server; the next prune, an hour
+  // on, finds it.
+  if (!contacted_) return {};
   // Each host prunes its own rows, by its own history_retention, as its
   // own caps count them.
   Result rows = writer().exec(

@@ -512,7 +512,7 @@ class Daemon {
       catching_up_ = true;
       const Options options = config_.options;
       const bool queued = maintenance_->run(
-          [fleet, options] {
+          [this, fleet, options] {
             return catch_up(
                 *fleet,
                 [&options](LockoutService& service) {
@@ -525,7 +525,7 @@ class Daemon {
                     return uid && UserDirectory::is_in_group(*uid, group);
                   });
                 },
-                kCatchUpBatchesPerRun);
+                kCatchUpBatchesPerRun, replay_batch_);
           },
           [this, fleet](std::optional<CatchUpResult> result, const std::string& error) {
             catching_up_ = false;
@@ -762,6 +762,9 @@ class Daemon {
   std::set<std::pair<SharedTable, std::string>> rows_to_read_again_;
   std::atomic<const BatchWriter*> stamp_source_{nullptr};  // writer_, once made
   bool catching_up_ = false;
+  // Events per replayed batch, adjusted by each catch-up on the
+  // maintenance thread (only it touches it: one catch-up at a time).
+  std::size_t replay_batch_ = kMaxReplayBatch;
   std::chrono::microseconds watchdog_interval_{0};
   InheritedSockets inherited_;
   std::unique_ptr<Store> store_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "daemon/fleet/outbox_replay.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <utility>
@@ -10,10 +11,6 @@
 
 namespace acctlock {
 namespace {
-
-// Events per replayed batch: one transaction of the fleet's database each,
-// a few hundred rows, as a busy host's group commit.
-constexpr std::size_t kReplayBatch = 500;
 
 // The shared rows `events` touch, for the replaying service to hold.
 std::vector<std::pair<SharedTable, std::string>> rows_touched(
@@ -50,10 +47,11 @@ std::vector<std::pair<SharedTable, std::string>> rows_touched(
 
 CatchUpResult catch_up(PostgresqlStore& store,
                        const std::function<void(LockoutService&)>& configure,
-                       std::size_t max_batches) {
+                       std::size_t max_batches, std::size_t& batch_size) {
   CatchUpResult result;
+  batch_size = std::clamp(batch_size, kMinReplayBatch, kMaxReplayBatch);
   for (std::size_t batch = 0; batch < max_batches; ++batch) {
-    const auto events = store.events_to_replay(kReplayBatch);
+    const auto events = store.events_to_replay(batch_size);
     if (!events) return result;
     result.reachable = true;
     if (events->empty()) {
@@ -85,7 +83,13 @@ CatchUpResult catch_up(PostgresqlStore& store,
       service.replay(event, work);
     }
     result.already_landed += skipped;
-    store.commit_replayed(work.to_store_batch(), events->back().seq);
+    try {
+      store.commit_replayed(work.to_store_batch(), events->back().seq);
+    } catch (const ServerUnreachable&) {
+      batch_size = std::max(kMinReplayBatch, batch_size / 2);
+      throw;
+    }
+    batch_size = std::min(kMaxReplayBatch, batch_size + batch_size / 2);
     result.replayed += events->size() - skipped;
   }
   return result;

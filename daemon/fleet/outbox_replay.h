@@ -30,10 +30,22 @@ struct CatchUpResult {
   std::uint64_t already_landed = 0;
 };
 
-// Replays at most `max_batches` batches of the outbox. `configure` gives a
-// fresh service the daemon's rules (and a group lookup safe on this thread).
+// Events per replayed batch: one transaction of the fleet's database each.
+// A batch replays its events' history rows, answered ids and merged rows in
+// one transaction, which must finish within the store's 1 s statement
+// bound: under load a batch of 500 did not, the host stayed apart, and
+// tried the same batch again. So batches start small, halve after a replay
+// the server did not answer in time (down to kMinReplayBatch), and grow
+// back by one half again after each replay that went through.
+inline constexpr std::size_t kMaxReplayBatch = 100;
+inline constexpr std::size_t kMinReplayBatch = 10;
+
+// Replays at most `max_batches` batches of the outbox, of `batch_size`
+// events each (adjusted as above: the caller keeps it between calls).
+// `configure` gives a fresh service the daemon's rules (and a group lookup
+// safe on this thread). Throws StoreError when a replay fails.
 CatchUpResult catch_up(PostgresqlStore& store,
                        const std::function<void(LockoutService&)>& configure,
-                       std::size_t max_batches);
+                       std::size_t max_batches, std::size_t& batch_size);
 
 }  // namespace acctlock

@@ -250,8 +250,9 @@ TEST(FleetOutboxReplay, EventsTheServerHasAlreadyAreNotCountedAgain) {
           ", 0, 0, false, false)",
       database);
   EXPECT_EQ(store->answered_event_ids(ids), (std::set<std::uint64_t>{ids[1]}));
-  const CatchUpResult result =
-      catch_up(*store, [&](LockoutService& replaying) { replaying.set_rules(rules); }, 10);
+  std::size_t batch_size = kMaxReplayBatch;
+  const CatchUpResult result = catch_up(
+      *store, [&](LockoutService& replaying) { replaying.set_rules(rules); }, 10, batch_size);
   EXPECT_TRUE(result.caught_up);
   EXPECT_EQ(result.replayed, 2u);
   EXPECT_EQ(result.already_landed, 1u);

@@ -1273,6 +1273,12 @@ void PostgresqlStore::commit_replayed(const StoreBatch& batch, std::int64_t thro
           {host_name_, outbox_->generation(), number(through)}, doing);
     }
     db.exec("COMMIT", {}, doing);
+  } catch (const StoreError& e) {
+    db.roll_back();
+    // No answer in time (the load, or the server gone again): the caller
+    // tries again, with a smaller batch (daemon/fleet/outbox_replay.h).
+    if (db.lost() && !db.refused()) throw ServerUnreachable(e.what());
+    throw;
   } catch (...) {
     db.roll_back();
     throw;
@@ -1574,6 +1580,9 @@ void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
   auto shared_watch = std::make_shared<SharedStateWatch>(std::move(watch));
   NotificationListener::Handlers handlers;
   handlers.notified = [this, shared_watch](std::vector<std::string> payloads) {
+    // Before the first contact of a host that started apart there is no
+    // reading connection; the catch-up reads all state once it is made.
+    if (!contacted_) return;
     try {
       const std::uint64_t stamp = shared_watch->read_stamp ? shared_watch->read_stamp() : 0;
       auto changes = read_changed_rows(payloads);
@@ -1604,7 +1613,9 @@ void PostgresqlStore::watch_shared_state(SharedStateWatch watch) {
       if (shared_watch->reload) shared_watch->reload();
     }
   };
-  handlers.resumed = [shared_watch] {
+  handlers.resumed = [this, shared_watch] {
+    // The same: the catch-up after the first contact reads all state.
+    if (!contacted_) return;
     if (shared_watch->reload) shared_watch->reload();
   };
   handlers.trouble = [shared_watch](const std::string& problem) {

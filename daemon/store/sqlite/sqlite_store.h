@@ -42,7 +42,7 @@ class SqliteStore final : public Store {
  public:
   // The PRAGMA user_version this code writes; migrations bring older files up
   // to it, and a file with a higher one is refused.
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.

@@ -356,12 +356,17 @@ void add_host_keys(json& answer, const std::optional<std::string>& filter, const
 
 // The last 24 hours on whole-hour boundaries, oldest first; the last bucket
 // is the current hour so far. Failures include the failure that locked.
-json failures_per_hour_json(Store& store, TimePoint now, const std::optional<std::string>& host) {
+constexpr std::size_t kStatsHours = 24;
+
+// The first of the kStatsHours whole hours `stats` counts, the last being
+// the one `now` is in.
+TimePoint first_stats_hour(TimePoint now) {
   constexpr std::int64_t kHour = 3600;
-  constexpr std::size_t kHours = 24;
   const std::int64_t this_hour = now.time_since_epoch().count() / kHour * kHour;
-  const TimePoint from(Seconds(this_hour - static_cast<std::int64_t>(kHours - 1) * kHour));
-  const auto counts = store.failures_per_hour(from, kHours, host);
+  return TimePoint(Seconds(this_hour - static_cast<std::int64_t>(kStatsHours - 1) * kHour));
+}
+
+json failures_per_hour_json(TimePoint from, const std::vector<std::uint64_t>& counts) {
   json buckets = json::array();
   for (std::size_t i = 0; i < counts.size(); ++i) {
     buckets.push_back(
@@ -1113,22 +1118,21 @@ void AdminCommands::stats(const json& arguments, const Reply& reply) {
   const auto count = [&store, now, hour_ago, day_ago, host, prefix_v6] {
     // The failure that locks an account is recorded as `locked`, and is a
     // failure all the same.
-    const auto failures_since = [&](TimePoint since) {
-      return store.count_events(HistoryEvent::failure, since, host) +
-             store.count_events(HistoryEvent::locked, since, host);
-    };
+    const TimePoint first_hour = first_stats_hour(now);
+    const Store::FailureCounts failures =
+        store.count_failures(hour_ago, day_ago, first_hour, kStatsHours, host);
     Counts counts;
-    counts.failures_last_hour = failures_since(hour_ago);
-    counts.failures_last_day = failures_since(day_ago);
-    counts.lockouts_last_hour = store.count_events(HistoryEvent::locked, hour_ago, host);
-    counts.lockouts_last_day = store.count_events(HistoryEvent::locked, day_ago, host);
+    counts.failures_last_hour = failures.failures_last_hour;
+    counts.failures_last_day = failures.failures_last_day;
+    counts.lockouts_last_hour = failures.lockouts_last_hour;
+    counts.lockouts_last_day = failures.lockouts_last_day;
     counts.top_users = store.top_failures(day_ago, false, 10, host);
     counts.top_sources = rank_failure_sources(
         [&store, day_ago, &host](const FailureOriginVisitor& visit) {
           store.for_each_failure_origin(day_ago, visit, host);
         },
         prefix_v6, 10);
-    counts.failures_per_hour = failures_per_hour_json(store, now, host);
+    counts.failures_per_hour = failures_per_hour_json(first_hour, failures.per_hour);
     return counts;
   };
   read_off_loop(

@@ -694,6 +694,10 @@ struct SqliteStore::ReadSide {
   Statement load_answered{db,
                           "SELECT event_id, peer_uid, user, type, time, answer FROM answered_event "
                           "WHERE time >= ?1 ORDER BY seq DESC LIMIT ?2"};
+  // count_failures: the rows since the earliest time asked, in one pass.
+  Statement failure_rows{db, "SELECT time, event = '" + std::string(to_string(HistoryEvent::locked)) +
+                                 "', events FROM history " + failures_by_time_sql() +
+                                 " AND time >= ?1"};
   Statement failures_per_hour{db, "SELECT (time - ?1) / 3600 AS hour, sum(events) FROM history " +
                                       failures_by_time_sql() +
                                       " AND time >= ?1 AND time < ?2 GROUP BY hour"};
@@ -1157,6 +1161,37 @@ std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::s
     const std::int64_t hour = select.int64(0);
     if (hour >= 0 && static_cast<std::size_t>(hour) < hours) {
       counts[static_cast<std::size_t>(hour)] = static_cast<std::uint64_t>(select.int64(1));
+    }
+  }
+  return counts;
+}
+
+Store::FailureCounts SqliteStore::count_failures(TimePoint hour_ago, TimePoint day_ago,
+                                                TimePoint hours_from, std::size_t hours,
+                                                const std::optional<std::string>& host) {
+  FailureCounts counts;
+  counts.per_hour.assign(hours, 0);
+  if (!holds_host(host)) return counts;
+  const std::int64_t hours_start = to_unix(hours_from);
+  const std::int64_t hours_end = hours_start + static_cast<std::int64_t>(hours) * 3600;
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_->failure_rows;
+  Statement::Use use(select);
+  select.bind(1, std::min({hour_ago, day_ago, hours_from}));
+  while (select.step("counting failures")) {
+    const std::int64_t time = select.int64(0);
+    const bool locked = select.boolean(1);
+    const auto events = static_cast<std::uint64_t>(select.int64(2));
+    if (time >= to_unix(day_ago)) {
+      counts.failures_last_day += events;
+      if (locked) counts.lockouts_last_day += events;
+    }
+    if (time >= to_unix(hour_ago)) {
+      counts.failures_last_hour += events;
+      if (locked) counts.lockouts_last_hour += events;
+    }
+    if (time >= hours_start && time < hours_end) {
+      counts.per_hour[static_cast<std::size_t>((time - hours_start) / 3600)] += events;
     }
   }
   return counts;

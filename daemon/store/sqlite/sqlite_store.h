@@ -74,6 +74,9 @@ class SqliteStore final : public Store {
   // matches no row, and host_name() matches them all.
   std::uint64_t count_events(HistoryEvent event, TimePoint since,
                              const std::optional<std::string>& host = std::nullopt) override;
+  FailureCounts count_failures(TimePoint hour_ago, TimePoint day_ago, TimePoint hours_from,
+                               std::size_t hours,
+                               const std::optional<std::string>& host = std::nullopt) override;
   std::vector<std::uint64_t> failures_per_hour(
       TimePoint from, std::size_t hours,
       const std::optional<std::string>& host = std::nullopt) override;

@@ -268,7 +268,7 @@ class Daemon {
           socket_for(inherited_.admin, config_.options.admin_socket, kAdminSocketMode),
           AdminContext{*service_, *writer_, *store_, users_, wall_clock_now,
                        [this] { return config_.options.admin_socket_group; }, reader_.get(),
-                       &watchers_});
+                       &watchers_, &io_});
     } catch (const std::exception& e) {
       log_error(std::string("cannot listen on the admin socket: ") + e.what());
       return false;

@@ -17,8 +17,10 @@
 
 #include <sys/types.h>
 
+#include <boost/asio/io_context.hpp>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -77,6 +79,9 @@ struct AdminContext {
   WorkerThread* reader = nullptr;
   // Where `watch` connections register; none: `watch` is refused.
   EventWatchers* watchers = nullptr;
+  // The event loop, where `list` gives the turn back between the slices of
+  // its page's copy; none: the page is copied in one turn.
+  boost::asio::io_context* loop = nullptr;
 };
 
 // The gid of group `name` through NSS, or nullopt when there is no such group.
@@ -118,6 +123,10 @@ class AdminCommands {
 
   bool is_admin(const AdminCaller& caller) const;
 
+  // How many users a turn of the loop copies for a `list` page
+  // (AdminContext::loop): about 1 ms of the loop at most.
+  static constexpr std::size_t kListSliceUsers = 100;
+
   // Requests refused as "permission denied" so far (for the metrics).
   std::uint64_t refused_requests() const { return refused_requests_; }
 
@@ -131,6 +140,8 @@ class AdminCommands {
   void register_builtin_commands();
   void status(const nlohmann::json& arguments, const Reply& reply);
   void list(const nlohmann::json& arguments, const Reply& reply);
+  struct ListPage;
+  void copy_list_slice(std::shared_ptr<ListPage> page);
   // Sources (issue 11): `sources` pages through them, `source_status` tells
   // one (and the manual block covering it), `lock_source` is an admin's
   // block of an address, prefix, host or local user, `unlock_source` lifts

@@ -105,4 +105,18 @@ std::vector<TimePoint> decode_failure_times(std::string_view text, const std::st
   return times;
 }
 
+Store::FailureCounts Store::count_failures(TimePoint hour_ago, TimePoint day_ago,
+                                          TimePoint hours_from, std::size_t hours,
+                                          const std::optional<std::string>& host) {
+  FailureCounts counts;
+  counts.lockouts_last_hour = count_events(HistoryEvent::locked, hour_ago, host);
+  counts.lockouts_last_day = count_events(HistoryEvent::locked, day_ago, host);
+  counts.failures_last_hour =
+      count_events(HistoryEvent::failure, hour_ago, host) + counts.lockouts_last_hour;
+  counts.failures_last_day =
+      count_events(HistoryEvent::failure, day_ago, host) + counts.lockouts_last_day;
+  counts.per_hour = failures_per_hour(hours_from, hours, host);
+  return counts;
+}
+
 }  // namespace acctlock

@@ -405,6 +405,23 @@ class Store {
   virtual std::vector<std::uint64_t> failures_per_hour(
       TimePoint from, std::size_t hours, const std::optional<std::string>& host = std::nullopt) = 0;
 
+  // Every count `stats` shows, at once: what count_events(failure) +
+  // count_events(locked) and count_events(locked) answer since `hour_ago`
+  // and since `day_ago`, and failures_per_hour(hours_from, hours). The
+  // default asks those; a backend may read the rows once instead (SQLite:
+  // one pass over the day's failures rather than seven).
+  struct FailureCounts {
+    std::uint64_t failures_last_hour = 0;
+    std::uint64_t failures_last_day = 0;
+    std::uint64_t lockouts_last_hour = 0;
+    std::uint64_t lockouts_last_day = 0;
+    std::vector<std::uint64_t> per_hour;
+    bool operator==(const FailureCounts&) const = default;
+  };
+  virtual FailureCounts count_failures(TimePoint hour_ago, TimePoint day_ago, TimePoint hours_from,
+                                       std::size_t hours,
+                                       const std::optional<std::string>& host = std::nullopt);
+
   // The host this store writes its history rows as (host_name, or the
   // machine's name; empty when a SQLite store was opened without one).
   virtual const std::string& host_name() const = 0;

@@ -42,7 +42,7 @@ class SqliteStore final : public Store {
  public:
   // The PRAGMA user_version this code writes; migrations bring older files up
   // to it, and a file with a higher one is refused.
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // Opens (creating if absent) the database at `path`, checks it and brings
   // its schema up to date. Throws StoreError, naming `path`, on any problem.
@@ -74,6 +74,9 @@ class SqliteStore final : public Store {
   // matches no row, and host_name() matches them all.
   std::uint64_t count_events(HistoryEvent event, TimePoint since,
                              const std::optional<std::string>& host = std::nullopt) override;
+  FailureCounts count_failures(TimePoint hour_ago, TimePoint day_ago, TimePoint hours_from,
+                               std::size_t hours,
+                               const std::optional<std::string>& host = std::nullopt) override;
   std::vector<std::uint64_t> failures_per_hour(
       TimePoint from, std::size_t hours,
       const std::optional<std::string>& host = std::nullopt) override;

@@ -8,6 +8,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdio>
 #include <future>
 #include <map>
 #include <optional>
@@ -43,7 +45,7 @@ class AdminCommandsTest : public ::testing::Test {
         writer(io, *store, events, [] {}),
         reader(io, 8),
         commands(AdminContext{service, writer, *store, users, [this] { return now; },
-                              [this] { return admin_group; }, &reader}) {}
+                              [this] { return admin_group; }, &reader, nullptr, &io}) {}
 
   static LockoutRules rules() {
     LockoutRules rules;
@@ -470,6 +472,76 @@ TEST_F(AdminCommandsTest, ListPagesInNameOrderWithLimitAndAfter) {
   EXPECT_EQ(call(root, "list", {{"limit", admin::kMaxListLimit + 1}}).result, Result::invalid);
   EXPECT_EQ(call(root, "list", {{"after", 3}}).result, Result::invalid);
   EXPECT_EQ(call(root, "list", {{"after", "two\nlines"}}).result, Result::invalid);
+}
+
+// A page is copied a slice of users a turn of the loop (a check waits for one
+// slice at most): what happens between two slices shows on it when it comes
+// after the slice's cursor, and no user is on it twice.
+TEST_F(AdminCommandsTest, ListCopiesAPageInSlicesThatGiveTheLoopBack) {
+  const std::size_t slice = AdminCommands::kListSliceUsers;
+  const auto apply_failure = [this](const std::string& user) {
+    protocol::Request request;
+    request.type = protocol::MessageType::failure;
+    request.user = user;
+    request.service = "sshd";
+    request.rhost = "198.51.100.4";
+    service.apply(request, false, now, writer.pending());
+  };
+  const auto name = [](char prefix, std::size_t i) {
+    char text[16];
+    std::snprintf(text, sizeof text, "%c%05zu", prefix, i);
+    return std::string(text);
+  };
+  const std::size_t count = 2 * slice + 50;
+  for (std::size_t i = 0; i < count; ++i) apply_failure(name('b', i));
+
+  std::optional<AdminAnswer> answer;
+  commands.dispatch(root, json{{"command", "list"}, {"arguments", {{"limit", 1000}}}},
+                    [&](AdminAnswer given) { answer = std::move(given); });
+  // The first slice is copied by now and the rest waits for later turns:
+  // this handler runs between two of them.
+  ASSERT_FALSE(answer.has_value());
+  bool ran_before_the_answer = false;
+  boost::asio::post(io, [&] {
+    ran_before_the_answer = !answer.has_value();
+    apply_failure(name('a', 0));  // before every cursor: not on the page
+    apply_failure(name('c', 0));  // after every cursor: on it
+  });
+  run_until([&] { return answer.has_value(); });
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_EQ(answer->result, Result::success) << answer->text;
+  EXPECT_TRUE(ran_before_the_answer);
+  const json& listed = answer->arguments["users"];
+  ASSERT_EQ(listed.size(), count + 1);
+  for (std::size_t i = 0; i < count; ++i) EXPECT_EQ(listed[i]["user"], name('b', i));
+  EXPECT_EQ(listed[count]["user"], name('c', 0));
+  EXPECT_TRUE(answer->arguments["next"].is_null());
+
+  // A limit that ends inside a slice: the page stops there and says where
+  // the next starts (a00000 first, then the b users).
+  const std::size_t limit = slice + slice / 2;
+  const auto first = call(root, "list", {{"limit", limit}});
+  ASSERT_EQ(first.arguments["users"].size(), limit);
+  EXPECT_EQ(first.arguments["next"], name('b', limit - 2));
+  const auto rest = call(root, "list", {{"limit", 1000}, {"after", first.arguments["next"]}});
+  EXPECT_EQ(rest.arguments["users"].size(), count + 2 - limit);
+  EXPECT_EQ(rest.arguments["users"][0]["user"], name('b', limit - 1));
+
+  // The locked users, more than a slice of them, from the locked index.
+  const std::size_t locked = slice + 20;
+  for (std::size_t i = 0; i < locked; ++i) {
+    for (int failure = 0; failure < 3; ++failure) apply_failure(name('d', i));
+  }
+  const auto locked_page = call(root, "list", {{"locked", true}});
+  ASSERT_EQ(locked_page.arguments["users"].size(), locked);
+  for (std::size_t i = 0; i < locked; ++i) {
+    EXPECT_EQ(locked_page.arguments["users"][i]["user"], name('d', i));
+  }
+
+  std::optional<std::string> committed;
+  writer.after_commit([&](const std::string& error) { committed = error; });
+  run_until([&] { return committed.has_value(); });
+  EXPECT_EQ(committed, std::string());
 }
 
 // The store reads of history and stats wait on the reader thread, not on the

@@ -423,6 +423,10 @@ TEST_F(SqliteStoreTest, NewDatabaseRecordsSchemaVersionAndWalMode) {
 
 // Takes a database of the current schema back to schema 5, before bounded
 // history (issue 9), for the tests of older schemas' migrations.
+// What schema 8 (the index of failures for `stats`) added, to take a file
+// back to 7.
+const std::string kUndoSchema8 = "DROP INDEX history_failures_by_time; ";
+
 // What schema 7 (familiar sources) added, to take a file back to 6.
 const std::string kUndoSchema7 = "DROP TABLE familiar_source; DROP TABLE unfamiliar_state; ";
 
@@ -440,7 +444,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion5DatabaseToOneWithBoundedHistory) 
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema7 + kUndoSchema6 +
+    raw.exec(kUndoSchema8 + kUndoSchema7 + kUndoSchema6 +
              std::string("INSERT INTO history (time, user, event, service, rhost, tty, ruser, "
                          "admin_uid, detail) VALUES (1700000000, 'bob', 'failure', 'sshd', "
                          "'192.0.2.1', '', '', NULL, ''), (1700000050, 'bob', 'locked', 'sshd', "
@@ -525,7 +529,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion2ManualLockToOneWithoutAnEnd) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema7 + kUndoSchema6 +
+    raw.exec(kUndoSchema8 + kUndoSchema7 + kUndoSchema6 +
              std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
                          "ALTER TABLE user_state DROP COLUMN manual_until; DROP TABLE source_state; "
                          "PRAGMA user_version = 2;"));
@@ -544,7 +548,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion3DatabaseToOneWithFailureTimes) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema7 + kUndoSchema6 +
+    raw.exec(kUndoSchema8 + kUndoSchema7 + kUndoSchema6 +
              std::string("ALTER TABLE user_state DROP COLUMN earlier_failures; "
                          "DROP TABLE source_state; PRAGMA user_version = 3;"));
   }
@@ -607,7 +611,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion4DatabaseToOneWithSources) {
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema7 + kUndoSchema6 + std::string("DROP TABLE source_state; PRAGMA user_version = 4;"));
+    raw.exec(kUndoSchema8 + kUndoSchema7 + kUndoSchema6 + std::string("DROP TABLE source_state; PRAGMA user_version = 4;"));
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_manual_lock()},
@@ -632,7 +636,7 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion6DatabaseToOneWithFamiliarSources)
   }
   {
     RawDatabase raw(path_);
-    raw.exec(kUndoSchema7 + "PRAGMA user_version = 6;");
+    raw.exec(kUndoSchema8 + kUndoSchema7 + "PRAGMA user_version = 6;");
   }
   auto store = open_store();
   EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_lock()}}));
@@ -652,6 +656,48 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion6DatabaseToOneWithFamiliarSources)
   store.reset();
   RawDatabase raw(path_);
   EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, MigratesASchemaVersion7DatabaseToOneWithTheFailureIndex) {
+  // Schema 7 (acctlock before `stats` read history_failures_by_time): the
+  // migration indexes the failures already there, and `stats`' queries,
+  // which name the index, count them.
+  {
+    auto store = open_store();
+    store->commit(StoreBatch{.put_states = {{"bob", timed_lock()}},
+                             .history = {
+                                 event(100, "alice", HistoryEvent::failure, "192.0.2.1"),
+                                 event(3700, "bob", HistoryEvent::failure, "192.0.2.2"),
+                                 event(3800, "bob", HistoryEvent::locked, "192.0.2.2"),
+                                 event(3900, "bob", HistoryEvent::success, "192.0.2.2"),
+                             }});
+  }
+  {
+    RawDatabase raw(path_);
+    raw.exec(kUndoSchema8 + "PRAGMA user_version = 7;");
+    EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema WHERE name = "
+                       "'history_failures_by_time'"),
+              "0");
+  }
+  auto store = open_store();
+  EXPECT_EQ(states_of(*store), (std::map<std::string, UserState>{{"bob", timed_lock()}}));
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(0)), 2u);
+  EXPECT_EQ(store->count_events(HistoryEvent::locked, at(0)), 1u);
+  EXPECT_EQ(store->count_events(HistoryEvent::success, at(0)), 1u);
+  using Ranking = std::vector<std::pair<std::string, std::uint64_t>>;
+  EXPECT_EQ(store->top_failures(at(0), false, 10), (Ranking{{"bob", 2}, {"alice", 1}}));
+  EXPECT_EQ(store->top_failures(at(0), true, 10), (Ranking{{"192.0.2.2", 2}, {"192.0.2.1", 1}}));
+  EXPECT_EQ(store->failures_per_hour(at(0), 2), (std::vector<std::uint64_t>{1, 2}));
+  // New rows go into the index as well.
+  store->commit(StoreBatch{.history = {event(3950, "carol", HistoryEvent::failure)}});
+  EXPECT_EQ(store->count_events(HistoryEvent::failure, at(3900)), 1u);
+  store.reset();
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.text("PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
+  // A partial index: the failure rows only.
+  EXPECT_EQ(raw.text("SELECT count(*) FROM pragma_index_list('history') WHERE name = "
+                     "'history_failures_by_time' AND partial = 1"),
+            "1");
 }
 
 TEST_F(SqliteStoreTest, SourceStatesRoundTripApartFromUsers) {

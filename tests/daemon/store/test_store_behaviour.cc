@@ -539,6 +539,50 @@ TEST_P(StoreBehaviour, AggregateEntriesFoldIntoOneRowPerKeyAcrossBatches) {
   EXPECT_EQ(per_hour, (std::vector<std::uint64_t>{7}));
 }
 
+// What `stats` counts, all at once (Store::count_failures): the same as
+// count_events and failures_per_hour give one by one, at every boundary,
+// aggregates as the events they stand for.
+TEST_P(StoreBehaviour, CountFailuresGivesEveryStatsCountAsTheSingleCountsDo) {
+  auto store = open_store();
+  const std::int64_t now = 10 * 86400 + 1800;  // half past the hour
+  const std::int64_t hour_ago = now - 3600;
+  const std::int64_t day_ago = now - 86400;
+  const std::int64_t hours_from = now / 3600 * 3600 - 23 * 3600;
+  store->commit(StoreBatch{
+      .history = {event(day_ago - 1, "early", HistoryEvent::failure, "192.0.2.1"),
+                  event(day_ago, "a", HistoryEvent::failure, "192.0.2.1"),
+                  event(hours_from, "a", HistoryEvent::locked, "192.0.2.1"),
+                  folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2")),
+                  event(hour_ago, "b", HistoryEvent::locked, "192.0.2.2"),
+                  event(hour_ago + 5, "b", HistoryEvent::success, "192.0.2.2"),
+                  event(hour_ago + 6, "b", HistoryEvent::manual_lock),
+                  event(now, "c", HistoryEvent::failure),
+                  event(now + 10, "c", HistoryEvent::failure)}});
+  store->commit(
+      StoreBatch{.history = {folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2"))}});
+
+  Store::FailureCounts expected;
+  expected.failures_last_day = 7;  // from day_ago on, the aggregate's 2 included
+  expected.lockouts_last_day = 2;
+  expected.failures_last_hour = 3;
+  expected.lockouts_last_hour = 1;
+  expected.per_hour.assign(24, 0);
+  expected.per_hour[0] = 1;   // the lock at hours_from
+  expected.per_hour[22] = 3;  // the aggregate and the lock an hour ago
+  expected.per_hour[23] = 2;  // this hour so far, and a row dated after now
+  const auto counts = [&](const std::optional<std::string>& host) {
+    return store->count_failures(at(hour_ago), at(day_ago), at(hours_from), 24, host);
+  };
+  EXPECT_EQ(counts(std::nullopt), expected);
+  EXPECT_EQ(counts("host-a"), expected);
+  // The one by one counts (the default a backend may override) agree.
+  EXPECT_EQ(store->Store::count_failures(at(hour_ago), at(day_ago), at(hours_from), 24),
+            expected);
+  Store::FailureCounts none;
+  none.per_hour.assign(24, 0);
+  EXPECT_EQ(counts("host-c"), none);
+}
+
 TEST_P(StoreBehaviour, HistoryUsageCountsRowsByPeerAndTheAggregatesKeys) {
   {
     auto store = open_store();

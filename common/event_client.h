@@ -1,14 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// A blocking client for the event socket, small enough for the PAM module.
-//
-// Runs inside sshd, login, su, sudo and screen lockers, so it keeps to what
-// such a process tolerates: no threads, no signals (MSG_NOSIGNAL), no
-// inherited descriptors (SOCK_CLOEXEC), EINTR retried, every wait bounded by
-// the caller's timeout, nothing printed, nothing thrown for I/O problems.
-//
-// Before it believes an answer it checks, with SO_PEERCRED, that the daemon
-// runs as root or as the `acctlock` system user: a socket planted at the path
-// by someone else is not trusted.
+// A blocking client for the event socket: the C++ face of
+// common/wire_client.h, which pam_acctlock.so uses directly, for the tests,
+// the benchmarks and any C++ client. All the behaviour (SO_PEERCRED check,
+// bounded waits, one resend with the same event id) is there.
 #pragma once
 
 #include <sys/types.h>
@@ -17,20 +11,9 @@
 #include <string>
 
 #include "common/protocol.h"
+#include "common/wire_client.h"
 
 namespace acctlock {
-
-enum class ClientStatus {
-  ok,
-  unavailable,     // no daemon listening (missing socket, refused, backlog full)
-  untrusted,       // the daemon's credentials are not root or acctlock
-  timed_out,       // connect, send or receive did not finish in time
-  io_error,        // the connection broke
-  protocol_error,  // the answer did not decode
-  bad_request,     // the request does not fit the protocol (a field too long)
-};
-
-const char* describe(ClientStatus status) noexcept;
 
 class EventClient {
  public:
@@ -54,23 +37,14 @@ class EventClient {
                         protocol::Answer& answer, std::chrono::milliseconds timeout);
 
   void close() noexcept;
-  bool connected() const { return fd_ >= 0; }
+  bool connected() const { return connection_.fd >= 0; }
   // errno of the last failure, for logs.
-  int last_errno() const { return last_errno_; }
+  int last_errno() const { return connection_.last_errno; }
   // uid the daemon runs as, once connected.
-  uid_t server_uid() const { return server_uid_; }
+  uid_t server_uid() const { return connection_.server_uid; }
 
  private:
-  using Deadline = std::chrono::steady_clock::time_point;
-  ClientStatus connect_until(const std::string& socket_path, Deadline deadline);
-  ClientStatus send_all(const std::string& bytes, Deadline deadline);
-  ClientStatus receive_answer(protocol::Answer& answer, Deadline deadline, bool& nothing_read);
-  ClientStatus wait_for(short events, Deadline deadline);
-
-  int fd_ = -1;
-  uid_t server_uid_ = static_cast<uid_t>(-1);
-  int last_errno_ = 0;
-  bool used_ = false;
+  wire_client::Connection connection_;
 };
 
 }  // namespace acctlock

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/module_options.h"
+
 namespace acctlock {
 namespace {
 
@@ -196,16 +198,12 @@ bool parse_duration_value(std::string_view text, DurationZero zero, Seconds& out
 }
 
 bool parse_flag(std::string_view text, bool& out, std::string& error) {
-  if (text == "yes" || text == "true" || text == "1") {
-    out = true;
-    return true;
+  // The module's reading (common/module_options.cc), for every flag alike.
+  if (const char* problem = module_options::read_flag(text.data(), text.size(), out)) {
+    error = quoted(text) + " " + problem;
+    return false;
   }
-  if (text == "no" || text == "false" || text == "0") {
-    out = false;
-    return true;
-  }
-  error = quoted(text) + " is not yes, no, true, false, 1 or 0";
-  return false;
+  return true;
 }
 
 bool parse_count(std::string_view text, std::uint32_t min, std::string_view expected,
@@ -314,6 +312,18 @@ bool parse_lockout_scope(std::string_view text, LockoutScope& out, std::string& 
   return false;
 }
 
+// The keys the PAM module reads are read by common/module_options.cc, which
+// the module, built without the C++ runtime, uses itself: one reading of
+// each. `problem` is its nullptr or what is wrong with `text`.
+bool module_read(const char* problem, std::string_view text, std::string& error) {
+  if (problem == nullptr) return true;
+  error = quoted(text) + " " + problem;
+  return false;
+}
+
+static_assert(module_options::kMaxSocketPath == kMaxSocketPathLength);
+static_assert(module_options::kMaxTimeoutMs == kMaxTimeoutMs);
+
 using Setter = bool (*)(Options&, std::string_view text, std::string& error);
 
 struct OptionEntry {
@@ -411,7 +421,13 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"event_socket", "PATH", "/run/acctlock/event.sock",
                  "socket on which the PAM module reports logins to acctlockd", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  return parse_socket_path(text, o.event_socket, error);
+                  char path[module_options::kMaxSocketPath + 1];
+                  if (!module_read(module_options::read_socket_path(text.data(), text.size(), path),
+                                   text, error)) {
+                    return false;
+                  }
+                  o.event_socket = path;
+                  return true;
                 }},
     OptionEntry{{"admin_socket", "PATH", "/run/acctlock/admin.sock",
                  "socket on which the acctlock command talks to acctlockd", false},
@@ -434,10 +450,9 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"timeout_ms", "N", "2000",
                  "milliseconds the PAM module waits for each step of talking to acctlockd", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  std::uint64_t value = 0;
-                  if (!parse_whole_number(text, 1, kMaxTimeoutMs,
-                                          "a whole number of milliseconds from 1 to 60000", value,
-                                          error)) {
+                  std::uint32_t value = 0;
+                  if (!module_read(module_options::read_timeout_ms(text.data(), text.size(), value),
+                                   text, error)) {
                     return false;
                   }
                   o.timeout = std::chrono::milliseconds{value};
@@ -446,14 +461,13 @@ constexpr std::array kOptionEntries{
     OptionEntry{{"on_unavailable", "allow|deny", "allow",
                  "whether logins proceed when acctlockd cannot be reached", false},
                 [](Options& o, std::string_view text, std::string& error) {
-                  if (text == "allow") {
-                    o.on_unavailable = UnavailableAction::allow;
-                  } else if (text == "deny") {
-                    o.on_unavailable = UnavailableAction::deny;
-                  } else {
-                    error = quoted(text) + " is not allow or deny";
+                  bool deny = false;
+                  if (!module_read(
+                          module_options::read_on_unavailable(text.data(), text.size(), deny), text,
+                          error)) {
                     return false;
                   }
+                  o.on_unavailable = deny ? UnavailableAction::deny : UnavailableAction::allow;
                   return true;
                 }},
     OptionEntry{{"account_deny_locked", "", "no",

@@ -1,94 +1,128 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "pam_module/lock_message.h"
 
+#include <stdio.h>
+
+#include "common/lock_state.h"
+
 namespace acctlock::pam {
 namespace {
 
 // Rounded up, so that "0 minutes left" is never shown while still locked.
-std::int64_t minutes_left(std::int64_t until, std::int64_t now) {
+long long minutes_left(std::int64_t until, std::int64_t now) {
   const std::int64_t seconds = until > now ? until - now : 0;
-  return (seconds + 59) / 60;
+  return static_cast<long long>((seconds + 59) / 60);
 }
 
-std::string failed_logins(std::uint32_t failures) {
-  return std::to_string(failures) + (failures == 1 ? " failed login." : " failed logins.");
+long long seconds_left(std::int64_t until, std::int64_t now) {
+  return static_cast<long long>(until > now ? until - now : 0);
+}
+
+const char* logins(std::uint32_t failures) {
+  return failures == 1 ? "failed login." : "failed logins.";
+}
+
+const char* minutes_word(long long minutes) {
+  return minutes == 1 ? "minute" : "minutes";
+}
+
+char* add_line(LockMessage& out) {
+  return out.count < LockMessage::kMaxLines ? out.lines[out.count++] : nullptr;
 }
 
 }  // namespace
 
-std::vector<std::string> lock_message(const protocol::Answer& answer, std::int64_t now) {
-  switch (answer.lock) {
+void lock_message(const protocol::wire::AnswerFields& answer, std::int64_t now, LockMessage& out) {
+  out.count = 0;
+  constexpr std::size_t size = LockMessage::kLineSize;
+  switch (static_cast<LockKind>(answer.lock)) {
     case LockKind::manual:
-      return {"The account is locked by an administrator."};
+      snprintf(add_line(out), size, "The account is locked by an administrator.");
+      return;
     case LockKind::permanent:
-    case LockKind::failures: {
+    case LockKind::failures:
+      snprintf(add_line(out), size, "The account is locked due to %lu %s",
+               static_cast<unsigned long>(answer.failures), logins(answer.failures));
       // A lock without an end (permanent, or unlock_time = never) waits for
       // an administrator; a timed one says how long is left.
-      std::string until = "(an administrator must unlock it)";
-      if (answer.lock == LockKind::failures && answer.locked_until != 0) {
-        const std::int64_t minutes = minutes_left(answer.locked_until, now);
-        until = "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
-                " left to unlock)";
+      if (static_cast<LockKind>(answer.lock) == LockKind::failures && answer.locked_until != 0) {
+        const long long minutes = minutes_left(answer.locked_until, now);
+        snprintf(add_line(out), size, "(%lld %s left to unlock)", minutes, minutes_word(minutes));
+      } else {
+        snprintf(add_line(out), size, "(an administrator must unlock it)");
       }
-      return {"The account is locked due to " + failed_logins(answer.failures), until};
-    }
-    case LockKind::source: {
+      return;
+    case LockKind::source:
       // Not the account: where the attempt comes from. The text names no
       // account, so that it tells an attacker nothing about the name tried.
       // No failures: an administrator's block (acctlock lock --source).
       if (answer.failures == 0) {
-        std::vector<std::string> lines{"Logins from this address are blocked by an administrator."};
-        if (answer.locked_until != 0) {
-          const std::int64_t minutes = minutes_left(answer.locked_until, now);
-          lines.push_back("(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
-                          " left to unblock)");
-        }
-        return lines;
+        snprintf(add_line(out), size, "Logins from this address are blocked by an administrator.");
+        if (answer.locked_until == 0) return;
+      } else {
+        snprintf(add_line(out), size, "Logins from this address are blocked due to %lu %s",
+                 static_cast<unsigned long>(answer.failures), logins(answer.failures));
       }
-      std::string until = "(an administrator must unblock it)";
       if (answer.locked_until != 0) {
-        const std::int64_t minutes = minutes_left(answer.locked_until, now);
-        until = "(" + std::to_string(minutes) + (minutes == 1 ? " minute" : " minutes") +
-                " left to unblock)";
+        const long long minutes = minutes_left(answer.locked_until, now);
+        snprintf(add_line(out), size, "(%lld %s left to unblock)", minutes, minutes_word(minutes));
+      } else {
+        snprintf(add_line(out), size, "(an administrator must unblock it)");
       }
-      return {"Logins from this address are blocked due to " + failed_logins(answer.failures),
-              until};
-    }
+      return;
     case LockKind::none:
       break;
   }
-  return {"The account is locked."};
+  snprintf(add_line(out), size, "The account is locked.");
 }
 
-std::string lock_log_text(const protocol::Answer& answer, std::int64_t now) {
-  switch (answer.lock) {
+void lock_log_text(const protocol::wire::AnswerFields& answer, std::int64_t now, char* out,
+                   std::size_t capacity) {
+  const int reason_size = static_cast<int>(answer.reason.size);
+  const char* reason = answer.reason.data == nullptr ? "" : answer.reason.data;
+  const auto failures = static_cast<unsigned long>(answer.failures);
+  const auto level = static_cast<unsigned long>(answer.level);
+  switch (static_cast<LockKind>(answer.lock)) {
     case LockKind::manual:
-      return "locked by an administrator" +
-             (answer.reason.empty() ? std::string() : " (reason: " + answer.reason + ")");
+      if (reason_size == 0) {
+        snprintf(out, capacity, "locked by an administrator");
+      } else {
+        snprintf(out, capacity, "locked by an administrator (reason: %.*s)", reason_size, reason);
+      }
+      return;
     case LockKind::permanent:
-      return "locked until an administrator unlocks it, after " + std::to_string(answer.failures) +
-             " failures (lockout " + std::to_string(answer.level) + ")";
+      snprintf(out, capacity,
+               "locked until an administrator unlocks it, after %lu failures (lockout %lu)",
+               failures, level);
+      return;
     case LockKind::failures:
-      return "locked after " + std::to_string(answer.failures) + " failures (lockout " +
-             std::to_string(answer.level) + "), " +
-             (answer.locked_until == 0
-                  ? std::string("until an administrator unlocks it")
-                  : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
-                        "s left");
+      if (answer.locked_until == 0) {
+        snprintf(out, capacity,
+                 "locked after %lu failures (lockout %lu), until an administrator unlocks it",
+                 failures, level);
+      } else {
+        snprintf(out, capacity, "locked after %lu failures (lockout %lu), %llds left", failures,
+                 level, seconds_left(answer.locked_until, now));
+      }
+      return;
     case LockKind::source:
       if (answer.failures == 0) {
-        return "source blocked by an administrator (block of " + answer.reason + ")";
+        snprintf(out, capacity, "source blocked by an administrator (block of %.*s)", reason_size,
+                 reason);
+      } else if (answer.locked_until == 0) {
+        snprintf(out, capacity,
+                 "source %.*s blocked after %lu failures (block %lu), until an administrator "
+                 "unblocks it",
+                 reason_size, reason, failures, level);
+      } else {
+        snprintf(out, capacity, "source %.*s blocked after %lu failures (block %lu), %llds left",
+                 reason_size, reason, failures, level, seconds_left(answer.locked_until, now));
       }
-      return "source " + answer.reason + " blocked after " + std::to_string(answer.failures) +
-             " failures (block " + std::to_string(answer.level) + "), " +
-             (answer.locked_until == 0
-                  ? std::string("until an administrator unblocks it")
-                  : std::to_string(answer.locked_until > now ? answer.locked_until - now : 0) +
-                        "s left");
+      return;
     case LockKind::none:
       break;
   }
-  return "locked";
+  snprintf(out, capacity, "locked");
 }
 
 }  // namespace acctlock::pam

@@ -9,32 +9,41 @@
 //   password optional                 pam_acctlock.so   (after the change)
 //
 // The module keeps no state of its own: acctlockd decides, and the module
-// asks. It runs inside sshd, login, su, sudo and screen lockers, so every entry
-// point catches everything (no exception may unwind into a C caller), talks
-// only through pam_syslog and the conversation, and bounds each wait by
+// asks. It runs inside sshd, login, su, sudo and screen lockers, so it talks
+// only through pam_syslog and the conversation and bounds each wait by
 // timeout_ms. One connection serves all phases of a PAM handle: it is kept
 // with pam_set_data and closed by pam_end.
+//
+// Built on libc alone (issue 12; pam_module/CMakeLists.txt): C++ without
+// exceptions, RTTI or any part of the C++ runtime, so that nothing can
+// unwind into libpam's C frames and loading the module into every sshd child
+// costs about what pam_faillock.so costs. Text goes into the caller's
+// buffers; the little that outlives a call (the connection, the allowed
+// user's name) is malloc'd and freed by pam_end.
 #include <pwd.h>
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
-#include <cstring>
-#include <ctime>
-#include <new>
-#include <span>
-#include <string>
-
-#include "common/event_client.h"
 #include "common/event_id.h"
-#include "common/protocol.h"
+#include "common/lock_state.h"
+#include "common/wire.h"
+#include "common/wire_client.h"
 #include "pam_module/lock_message.h"
 #include "pam_module/module_arguments.h"
 
 namespace acctlock::pam {
 namespace {
+
+namespace wire = protocol::wire;
+using protocol::MessageType;
+using protocol::Verdict;
 
 // pam_set_data keys. The prefix keeps them apart from other modules' data.
 constexpr const char* kClientKey = "acctlock_event_client";
@@ -60,40 +69,43 @@ constexpr const char* kLockReportedKey = "acctlock_lock_reported";
 constexpr char kFlagSet = 1;
 
 void delete_client(pam_handle_t*, void* data, int) {
-  delete static_cast<EventClient*>(data);
+  auto* connection = static_cast<wire_client::Connection*>(data);
+  wire_client::close(*connection);
+  free(connection);
 }
 
 // The handle's connection, created on first use. nullptr only when memory or
 // libpam failed; the caller treats that as an unreachable daemon.
-EventClient* client_for(pam_handle_t* pamh) {
+wire_client::Connection* connection_for(pam_handle_t* pamh) {
   const void* data = nullptr;
   if (pam_get_data(pamh, kClientKey, &data) == PAM_SUCCESS && data != nullptr) {
-    return static_cast<EventClient*>(const_cast<void*>(data));
+    return static_cast<wire_client::Connection*>(const_cast<void*>(data));
   }
-  auto* client = new (std::nothrow) EventClient();
-  if (client == nullptr) return nullptr;
-  if (pam_set_data(pamh, kClientKey, client, delete_client) != PAM_SUCCESS) {
-    delete client;
+  auto* connection = static_cast<wire_client::Connection*>(malloc(sizeof(wire_client::Connection)));
+  if (connection == nullptr) return nullptr;
+  *connection = wire_client::Connection{};
+  if (pam_set_data(pamh, kClientKey, connection, delete_client) != PAM_SUCCESS) {
+    free(connection);
     return nullptr;
   }
-  return client;
+  return connection;
 }
 
-void delete_string(pam_handle_t*, void* data, int) {
-  delete static_cast<std::string*>(data);
+void free_data(pam_handle_t*, void* data, int) {
+  free(data);
 }
 
-void remember_allowed_user(pam_handle_t* pamh, const std::string& user) {
-  auto* copy = new (std::nothrow) std::string(user);
-  if (copy != nullptr && pam_set_data(pamh, kAllowedUserKey, copy, delete_string) != PAM_SUCCESS) {
-    delete copy;
+void remember_allowed_user(pam_handle_t* pamh, const char* user) {
+  char* copy = strdup(user);
+  if (copy != nullptr && pam_set_data(pamh, kAllowedUserKey, copy, free_data) != PAM_SUCCESS) {
+    free(copy);
   }
 }
 
-bool was_allowed(pam_handle_t* pamh, const std::string& user) {
+bool was_allowed(pam_handle_t* pamh, const char* user) {
   const void* data = nullptr;
   return pam_get_data(pamh, kAllowedUserKey, &data) == PAM_SUCCESS && data != nullptr &&
-         *static_cast<const std::string*>(data) == user;
+         strcmp(static_cast<const char*>(data), user) == 0;
 }
 
 void set_flag(pam_handle_t* pamh, const char* key) {
@@ -105,14 +117,18 @@ bool flag_is_set(pam_handle_t* pamh, const char* key) {
   return pam_get_data(pamh, key, &data) == PAM_SUCCESS && data != nullptr;
 }
 
-// A PAM item as a string, cut to the protocol's limit for that field: a long
-// rhost must not cost the login its record.
-std::string item(pam_handle_t* pamh, int type, std::size_t limit) {
+// A PAM item, cut to the protocol's limit for that field: a long rhost must
+// not cost the login its record. It points into libpam's copy.
+wire::Text item(pam_handle_t* pamh, int type, std::size_t limit) {
   const void* value = nullptr;
   if (pam_get_item(pamh, type, &value) != PAM_SUCCESS || value == nullptr) return {};
-  std::string text(static_cast<const char*>(value));
-  if (text.size() > limit) text.resize(limit);
-  return text;
+  const auto* text = static_cast<const char*>(value);
+  return wire::Text{text, strnlen(text, limit)};
+}
+
+void log_problem(void* context, Severity severity, const char* line) {
+  pam_syslog(static_cast<pam_handle_t*>(context),
+             severity == Severity::error ? LOG_ERR : LOG_WARNING, "%s", line);
 }
 
 // One invocation of an entry point: the settings, the user and the talk with
@@ -120,19 +136,14 @@ std::string item(pam_handle_t* pamh, int type, std::size_t limit) {
 class Invocation {
  public:
   Invocation(pam_handle_t* pamh, int flags, int argc, const char** argv)
-      : pamh_(pamh),
-        quiet_(flags & PAM_SILENT),
-        settings_(
-            resolve_settings(std::span<const char* const>(argv, static_cast<std::size_t>(argc)),
-                             ACCTLOCK_DEFAULT_CONFIG)) {
-    for (const std::string& warning : settings_.warnings) {
-      pam_syslog(pamh_, settings_.config_has_errors ? LOG_ERR : LOG_WARNING, "%s", warning.c_str());
-    }
+      : pamh_(pamh), quiet_((flags & PAM_SILENT) != 0) {
+    resolve_settings(argc, argv, ACCTLOCK_DEFAULT_CONFIG, settings_, log_problem, pamh_);
     quiet_ = quiet_ || settings_.options.silent;
   }
 
   const Settings& settings() const { return settings_; }
-  const std::string& user() const { return user_; }
+  // Valid once find_user() found a name; "" before.
+  const char* user() const { return user_; }
 
   // Looks up the user. PAM_SUCCESS, PAM_USER_UNKNOWN for a name NSS does not
   // know (not tracked, as with pam_faillock: a stream of made-up names must
@@ -148,7 +159,7 @@ class Invocation {
     user_ = name;
     const struct passwd* account = pam_modutil_getpwnam(pamh_, name);
     if (account == nullptr) {
-      debug("user " + user_ + " is unknown to NSS; counted for its source only");
+      debug("user %s is unknown to NSS; counted for its source only", user_);
       user_unknown_ = true;
       return PAM_USER_UNKNOWN;
     }
@@ -157,51 +168,54 @@ class Invocation {
   }
 
   // Sends one request. False when no trustworthy answer came back; the reason
-  // is logged.
-  bool ask(protocol::MessageType type, protocol::Answer& answer) {
-    protocol::Request request;
+  // is logged. The answer's reason points into this invocation's buffer.
+  bool ask(MessageType type, wire::AnswerFields& answer) {
+    wire::RequestFields request;
     request.type = type;
     request.user_is_root = user_is_root_;
     request.user_unknown = user_unknown_;
     request.event_id = new_event_id();  // one per event; a resend keeps it
-    request.user = user_;
+    request.user = wire::Text{user_, strlen(user_)};
     request.service = item(pamh_, PAM_SERVICE, protocol::kMaxService);
     request.rhost = item(pamh_, PAM_RHOST, protocol::kMaxRhost);
     request.tty = item(pamh_, PAM_TTY, protocol::kMaxTty);
     request.ruser = item(pamh_, PAM_RUSER, protocol::kMaxRuser);
 
-    EventClient* client = client_for(pamh_);
-    if (client == nullptr) {
+    wire_client::Connection* connection = connection_for(pamh_);
+    if (connection == nullptr) {
       pam_syslog(pamh_, LOG_ERR, "out of memory");
       return false;
     }
-    const std::string& socket = settings_.options.event_socket;
+    const char* socket = settings_.options.event_socket;
     const ClientStatus status =
-        client->exchange(socket, request, answer, settings_.options.timeout);
+        wire_client::exchange(*connection, socket, request, answer, answer_buffer_,
+                              wire_client::deadline_after(settings_.options.timeout_ms));
     if (status != ClientStatus::ok) {
-      const int error = client->last_errno();
-      pam_syslog(pamh_, LOG_WARNING, "acctlockd at %s: %s%s%s", socket.c_str(), describe(status),
-                 error != 0 ? ": " : "", error != 0 ? std::strerror(error) : "");
+      const int error = connection->last_errno;
+      char reason[256] = "";
+      pam_syslog(pamh_, LOG_WARNING, "acctlockd at %s: %s%s%s", socket, describe(status),
+                 error != 0 ? ": " : "",
+                 error != 0 ? strerror_r(error, reason, sizeof reason) : "");
       return false;
     }
     switch (answer.verdict) {
-      case protocol::Verdict::allowed:
-      case protocol::Verdict::locked:
+      case Verdict::allowed:
+      case Verdict::locked:
         return true;
-      case protocol::Verdict::refused:
+      case Verdict::refused:
         pam_syslog(pamh_, LOG_WARNING,
                    "acctlockd refused to take a report for user %s from uid %lu: a process may "
                    "speak only for its own user unless it runs as root",
-                   user_.c_str(), static_cast<unsigned long>(getuid()));
+                   user_, static_cast<unsigned long>(getuid()));
         return false;
-      case protocol::Verdict::invalid:
-        pam_syslog(pamh_, LOG_WARNING, "acctlockd: \"%s\" is not a valid user name", user_.c_str());
+      case Verdict::invalid:
+        pam_syslog(pamh_, LOG_WARNING, "acctlockd: \"%s\" is not a valid user name", user_);
         return false;
-      case protocol::Verdict::failed:
+      case Verdict::failed:
         pam_syslog(pamh_, LOG_ERR, "acctlockd could not record the event for user %s (see its log)",
-                   user_.c_str());
+                   user_);
         return false;
-      case protocol::Verdict::busy:
+      case Verdict::busy:
         pam_syslog(pamh_, LOG_WARNING,
                    "acctlockd is refusing uid %lu, which is over its share of connections or "
                    "requests (see acctlock.conf(5), max_connections_per_uid)",
@@ -213,44 +227,52 @@ class Invocation {
 
   // What to return when the daemon gave no answer: on_unavailable decides.
   int unavailable(int deny_code) {
-    if (settings_.options.on_unavailable == UnavailableAction::deny) {
+    if (settings_.options.deny_when_unavailable) {
       pam_syslog(pamh_, LOG_ERR, "refusing user %s: acctlockd is unavailable (on_unavailable=deny)",
-                 user_.c_str());
+                 user_);
       return deny_code;
     }
     pam_syslog(pamh_, LOG_WARNING,
                "not checking user %s against acctlockd, which is unavailable "
                "(on_unavailable=allow)",
-               user_.c_str());
+               user_);
     return PAM_IGNORE;
   }
 
   // Logs the refusal and tells the user why, unless asked to be quiet; once
   // per PAM transaction.
-  void report_locked(const protocol::Answer& answer) {
+  void report_locked(const wire::AnswerFields& answer) {
     if (flag_is_set(pamh_, kLockReportedKey)) return;
     set_flag(pamh_, kLockReportedKey);
-    const std::int64_t now = std::time(nullptr);
-    pam_syslog(pamh_, LOG_NOTICE, "refusing user %s: %s", user_.c_str(),
-               lock_log_text(answer, now).c_str());
+    const std::int64_t now = time(nullptr);
+    char log_text[kLockLogTextSize];
+    lock_log_text(answer, now, log_text, sizeof log_text);
+    pam_syslog(pamh_, LOG_NOTICE, "refusing user %s: %s", user_, log_text);
     if (quiet_) return;
-    for (const std::string& line : lock_message(answer, now)) {
+    LockMessage message;
+    lock_message(answer, now, message);
+    for (std::size_t i = 0; i < message.count; ++i) {
       // A conversation failure only loses the explanation, not the refusal.
-      pam_info(pamh_, "%s", line.c_str());
+      pam_info(pamh_, "%s", message.lines[i]);
     }
   }
 
-  void debug(const std::string& message) {
-    if (settings_.options.debug) pam_syslog(pamh_, LOG_DEBUG, "%s", message.c_str());
+  __attribute__((format(printf, 2, 3))) void debug(const char* format, ...) {
+    if (!settings_.options.debug) return;
+    va_list arguments;
+    va_start(arguments, format);
+    pam_vsyslog(pamh_, LOG_DEBUG, format, arguments);
+    va_end(arguments);
   }
 
  private:
   pam_handle_t* pamh_;
   bool quiet_;
   Settings settings_;
-  std::string user_;
+  const char* user_ = "";  // libpam's PAM_USER item, which outlives the call
   bool user_is_root_ = false;
   bool user_unknown_ = false;
+  char answer_buffer_[wire::kMaxFrame];
 };
 
 // A name NSS does not know still counts for the source of the attempt
@@ -258,19 +280,18 @@ class Invocation {
 // that the refusal tells nothing about which names exist. Only a service
 // running as root reports one: the daemon takes the report from root only.
 int unknown_user_auth(Invocation& call, AuthMode mode) {
-  if (call.user().empty() || geteuid() != 0)
+  if (*call.user() == '\0' || geteuid() != 0)
     return mode == AuthMode::authfail ? PAM_AUTH_ERR : PAM_IGNORE;
-  protocol::Answer answer;
+  wire::AnswerFields answer;
   switch (mode) {
     case AuthMode::preauth:
-      if (call.ask(protocol::MessageType::check, answer) &&
-          answer.verdict == protocol::Verdict::locked) {
+      if (call.ask(MessageType::check, answer) && answer.verdict == Verdict::locked) {
         call.report_locked(answer);
         return PAM_AUTH_ERR;
       }
       return PAM_IGNORE;
     case AuthMode::authfail:
-      call.ask(protocol::MessageType::failure, answer);
+      call.ask(MessageType::failure, answer);
       return PAM_AUTH_ERR;
     case AuthMode::authsucc:
     case AuthMode::none:
@@ -300,28 +321,27 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   }
   set_flag(pamh, kAuthRanKey);
 
-  protocol::Answer answer;
+  wire::AnswerFields answer;
   switch (mode) {
     case AuthMode::preauth:
-      if (!call.ask(protocol::MessageType::check, answer))
-        return call.unavailable(PAM_AUTHINFO_UNAVAIL);
-      if (answer.verdict == protocol::Verdict::locked) {
+      if (!call.ask(MessageType::check, answer)) return call.unavailable(PAM_AUTHINFO_UNAVAIL);
+      if (answer.verdict == Verdict::locked) {
         call.report_locked(answer);
         return PAM_AUTH_ERR;
       }
-      call.debug("user " + call.user() + " may try to log in");
+      call.debug("user %s may try to log in", call.user());
       return PAM_SUCCESS;
     case AuthMode::authfail:
       // A program that goes on to pam_acct_mgmt after a failed password
       // must not have the account phase clear the failure just counted.
       pam_set_data(pamh, kAuthRanKey, nullptr, nullptr);
-      if (call.ask(protocol::MessageType::failure, answer)) {
-        call.debug("failure of user " + call.user() + " recorded (" +
-                   std::to_string(answer.failures) + " counted)");
+      if (call.ask(MessageType::failure, answer)) {
+        call.debug("failure of user %s recorded (%lu counted)", call.user(),
+                   static_cast<unsigned long>(answer.failures));
       }
       return failed;
     case AuthMode::authsucc:
-      if (!call.ask(protocol::MessageType::success, answer)) {
+      if (!call.ask(MessageType::success, answer)) {
         // Allowed, this line's "no opinion" is the password module's success:
         // PAM_IGNORE on a `sufficient` line would fail a stack that relies on
         // it, as the documented one does.
@@ -331,11 +351,11 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
       set_flag(pamh, kSuccessReportedKey);
       // The right password typed during a lock changes nothing: the lock
       // stands, and this line refuses too, in case preauth is missing.
-      if (answer.verdict == protocol::Verdict::locked) {
+      if (answer.verdict == Verdict::locked) {
         call.report_locked(answer);
         return PAM_AUTH_ERR;
       }
-      call.debug("success of user " + call.user() + " recorded");
+      call.debug("success of user %s recorded", call.user());
       remember_allowed_user(pamh, call.user());
       return PAM_SUCCESS;
     case AuthMode::none:
@@ -355,15 +375,14 @@ int account(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   // reported it). Without it (an SSH key, su from root) it only checks.
   const bool report_success =
       flag_is_set(pamh, kAuthRanKey) && !flag_is_set(pamh, kSuccessReportedKey);
-  protocol::Answer answer;
-  if (!call.ask(report_success ? protocol::MessageType::success : protocol::MessageType::check,
-                answer)) {
+  wire::AnswerFields answer;
+  if (!call.ask(report_success ? MessageType::success : MessageType::check, answer)) {
     return call.unavailable(PAM_AUTH_ERR);
   }
   if (report_success) set_flag(pamh, kSuccessReportedKey);
-  if (answer.verdict == protocol::Verdict::locked &&
-      (answer.lock == LockKind::manual || answer.lock == LockKind::source ||
-       call.settings().options.account_deny_locked)) {
+  const auto lock = static_cast<LockKind>(answer.lock);
+  if (answer.verdict == Verdict::locked && (lock == LockKind::manual || lock == LockKind::source ||
+                                            call.settings().options.account_deny_locked)) {
     call.report_locked(answer);
     return PAM_PERM_DENIED;
   }
@@ -377,38 +396,21 @@ int change_password(pam_handle_t* pamh, int flags, int argc, const char** argv) 
   Invocation call(pamh, flags, argc, argv);
   if (call.settings().options.keep_lock_on_password_change) return PAM_IGNORE;
   if (call.find_user() != PAM_SUCCESS) return PAM_IGNORE;
-  protocol::Answer answer;
+  wire::AnswerFields answer;
   // The password is already changed: an unreachable daemon must not make
   // the change look failed, so it is logged and passed over.
-  if (!call.ask(protocol::MessageType::password_changed, answer)) return PAM_IGNORE;
-  call.debug("password of user " + call.user() + " changed: failure lock lifted");
+  if (!call.ask(MessageType::password_changed, answer)) return PAM_IGNORE;
+  call.debug("password of user %s changed: failure lock lifted", call.user());
   return PAM_SUCCESS;
-}
-
-// Runs an entry point with nothing allowed to escape into libpam's C frames.
-template <typename EntryPoint>
-int guarded(pam_handle_t* pamh, EntryPoint entry_point) noexcept {
-  try {
-    return entry_point();
-  } catch (const std::bad_alloc&) {
-    pam_syslog(pamh, LOG_CRIT, "out of memory");
-  } catch (const std::exception& error) {
-    pam_syslog(pamh, LOG_ERR, "internal error: %s", error.what());
-  } catch (...) {
-    pam_syslog(pamh, LOG_ERR, "internal error");
-  }
-  return PAM_SERVICE_ERR;
 }
 
 }  // namespace
 }  // namespace acctlock::pam
 
-using acctlock::pam::guarded;
-
 extern "C" {
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
-  return guarded(pamh, [&] { return acctlock::pam::authenticate(pamh, flags, argc, argv); });
+  return acctlock::pam::authenticate(pamh, flags, argc, argv);
 }
 
 PAM_EXTERN int pam_sm_setcred(pam_handle_t*, int, int, const char**) {
@@ -416,11 +418,11 @@ PAM_EXTERN int pam_sm_setcred(pam_handle_t*, int, int, const char**) {
 }
 
 PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
-  return guarded(pamh, [&] { return acctlock::pam::account(pamh, flags, argc, argv); });
+  return acctlock::pam::account(pamh, flags, argc, argv);
 }
 
 PAM_EXTERN int pam_sm_chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
-  return guarded(pamh, [&] { return acctlock::pam::change_password(pamh, flags, argc, argv); });
+  return acctlock::pam::change_password(pamh, flags, argc, argv);
 }
 
 }  // extern "C"

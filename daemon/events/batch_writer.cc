@@ -42,6 +42,7 @@ void BatchWriter::start_commit() {
   if (in_flight_ || (next_.work.empty() && next_.completions.empty())) return;
   in_flight_ = true;
   next_.number = ++batches_started_;
+  next_.staged = !next_.work.empty();
   // Bounded: with nobody reading back (apart from the fleet, or a quiet
   // listener), rows of commits long landed are forgotten; a read that old
   // cannot still be on its way.
@@ -81,8 +82,8 @@ std::string BatchWriter::commit(Batch& batch, std::chrono::duration<double>& too
   std::string error;
   const auto started = std::chrono::steady_clock::now();
   try {
-    if (!batch.work.empty()) {
-      batch.outcome = store_.commit(batch.work.to_store_batch());
+    if (batch.staged) {
+      batch.outcome = store_.commit(batch.work.take_store_batch());
       follow_merged_failures(batch.outcome, batch.work.events);
     }
   } catch (const std::exception& e) {
@@ -125,7 +126,7 @@ void BatchWriter::finish_commit(Batch batch, std::string error,
   ++commits_;
   // The metrics and the watchers live on the loop: they see the events
   // here, after the journal has (on the writer thread).
-  if (on_commit_ && !batch.work.empty()) {
+  if (on_commit_ && batch.staged) {
     on_commit_(took, batch.work.events, !error.empty());
   }
   if (!error.empty()) {

@@ -42,6 +42,17 @@ StoreBatch PendingWork::to_store_batch() const {
   return batch;
 }
 
+StoreBatch PendingWork::take_store_batch() {
+  std::vector<HistoryEntry> moved_history = std::move(history);
+  std::vector<AnsweredEvent> moved_answered = std::move(answered);
+  history.clear();
+  answered.clear();
+  StoreBatch batch = to_store_batch();
+  batch.history = std::move(moved_history);
+  batch.answered = std::move(moved_answered);
+  return batch;
+}
+
 namespace {
 
 std::uint64_t random_salt() {

@@ -77,6 +77,10 @@ struct PendingWork {
 
   // The store's view of this work.
   StoreBatch to_store_batch() const;
+  // The same, moving the history rows and answered events out instead of
+  // copying them (the writer thread, which needs only `events` after the
+  // commit): the rest is left as it was.
+  StoreBatch take_store_batch();
 };
 
 // Where an event came from, as the module reported it.

@@ -46,20 +46,32 @@ bool stderr_is_journal_stream() {
   return journal;
 }
 
+void append_log_line(std::string& text, LogLevel level, std::string_view message) {
+  if (stderr_is_journal_stream()) {
+    text += '<';
+    text += std::to_string(static_cast<int>(level));
+    text += '>';
+  } else {
+    text += "acctlockd: ";
+    text += level_word(level);
+    text += ": ";
+  }
+  text.append(message);
+  text.push_back('\n');
+}
+
+void log_text(std::string_view text) {
+  // One fwrite per call (stderr is unbuffered, and the stream's lock holds
+  // for the call) so that concurrent writers (the batch thread) never
+  // interleave inside a line.
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+}
+
 void log(LogLevel level, std::string_view message) {
   std::string line;
-  if (stderr_is_journal_stream()) {
-    line = "<" + std::to_string(static_cast<int>(level)) + ">";
-  } else {
-    line = "acctlockd: ";
-    line += level_word(level);
-    line += ": ";
-  }
-  line.append(message);
-  line.push_back('\n');
-  // One write per line so concurrent writers (the batch thread) never interleave.
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  append_log_line(line, level, message);
+  log_text(line);
 }
 
 }  // namespace acctlock

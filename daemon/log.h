@@ -14,6 +14,12 @@ enum class LogLevel { error = 3, warning = 4, notice = 5, info = 6, debug = 7 };
 
 void log(LogLevel level, std::string_view message);
 
+// Several lines in one write: append_log_line adds each, prefixed as log()
+// prefixes it, and log_text writes them (a commit's events, from the writer
+// thread, without a syscall per event).
+void append_log_line(std::string& text, LogLevel level, std::string_view message);
+void log_text(std::string_view text);
+
 // True when stderr is the journal stream systemd connected (JOURNAL_STREAM
 // names its device and inode).
 bool stderr_is_journal_stream();

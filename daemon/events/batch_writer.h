@@ -91,6 +91,10 @@ class BatchWriter {
     std::vector<Completion> completions;
     std::uint64_t number = 0;  // in the order commits start, from 1
     CommitOutcome outcome;     // what the store found, once committed
+    // Whether it held changes (work's history rows and answered events are
+    // moved into the store's batch when it commits: work.empty() no longer
+    // says).
+    bool staged = false;
   };
 
   void schedule();

@@ -19,14 +19,14 @@ std::string format_time(TimePoint time) {
   return text;
 }
 
-}  // namespace
-
-void StderrEventLog::record(const LockEvent& event) {
+// The event's log line, without its level prefix; false for an event that
+// is not logged.
+bool event_line(const LockEvent& event, LogLevel& level, std::string& line) {
   const HistoryEntry& e = event.entry;
-  if (e.event == HistoryEvent::success) return;
+  if (e.event == HistoryEvent::success) return false;
   // Every peer-supplied field is escaped: a newline in rhost must not forge
   // a line, an escape sequence must not reach an admin's terminal.
-  std::string line = std::string(to_string(e.event)) + " user=" + escaped(e.user);
+  line = std::string(to_string(e.event)) + " user=" + escaped(e.user);
   if (!e.service.empty()) line += " service=" + escaped(e.service);
   if (!e.rhost.empty()) line += " rhost=" + escaped(e.rhost);
   if (!e.tty.empty()) line += " tty=" + escaped(e.tty);
@@ -39,7 +39,33 @@ void StderrEventLog::record(const LockEvent& event) {
   if (!event.scope.empty()) line += " scope=" + event.scope;
   const bool warning = e.event == HistoryEvent::locked || e.event == HistoryEvent::manual_lock ||
                        e.event == HistoryEvent::spray_suspected;
-  log(warning ? LogLevel::warning : LogLevel::info, line);
+  level = warning ? LogLevel::warning : LogLevel::info;
+  return true;
+}
+
+}  // namespace
+
+void StderrEventLog::record(const LockEvent& event) {
+  LogLevel level{};
+  std::string line;
+  if (event_line(event, level, line)) log(level, line);
+}
+
+void StderrEventLog::record_all(std::span<const LockEvent> events) {
+  // Whole lines only, and a bounded buffer: written out every 64 KiB.
+  constexpr std::size_t kFlushAt = 64 * 1024;
+  std::string text;
+  LogLevel level{};
+  std::string line;
+  for (const LockEvent& event : events) {
+    if (!event_line(event, level, line)) continue;
+    append_log_line(text, level, line);
+    if (text.size() >= kFlushAt) {
+      log_text(text);
+      text.clear();
+    }
+  }
+  if (!text.empty()) log_text(text);
 }
 
 }  // namespace acctlock

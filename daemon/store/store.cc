@@ -106,8 +106,8 @@ std::vector<TimePoint> decode_failure_times(std::string_view text, const std::st
 }
 
 Store::FailureCounts Store::count_failures(TimePoint hour_ago, TimePoint day_ago,
-                                          TimePoint hours_from, std::size_t hours,
-                                          const std::optional<std::string>& host) {
+                                           TimePoint hours_from, std::size_t hours,
+                                           const std::optional<std::string>& host) {
   FailureCounts counts;
   counts.lockouts_last_hour = count_events(HistoryEvent::locked, hour_ago, host);
   counts.lockouts_last_day = count_events(HistoryEvent::locked, day_ago, host);

@@ -695,25 +695,25 @@ struct SqliteStore::ReadSide {
                           "SELECT event_id, peer_uid, user, type, time, answer FROM answered_event "
                           "WHERE time >= ?1 ORDER BY seq DESC LIMIT ?2"};
   // count_failures: the rows since the earliest time asked, in one pass.
-  Statement failure_rows{db, "SELECT time, event = '" + std::string(to_string(HistoryEvent::locked)) +
-                                 "', events FROM history " + failures_by_time_sql() +
-                                 " AND time >= ?1"};
+  Statement failure_rows{
+      db, "SELECT time, event = '" + std::string(to_string(HistoryEvent::locked)) +
+              "', events FROM history " + failures_by_time_sql() + " AND time >= ?1"};
   Statement failures_per_hour{db, "SELECT (time - ?1) / 3600 AS hour, sum(events) FROM history " +
                                       failures_by_time_sql() +
                                       " AND time >= ?1 AND time < ?2 GROUP BY hour"};
   Statement top_users{db, "SELECT user, sum(events) AS n FROM history " + failures_by_time_sql() +
                               " AND time >= ?1 GROUP BY user ORDER BY n DESC, user LIMIT ?2"};
-  Statement top_rhosts{db, "SELECT rhost, sum(events) AS n FROM history " +
-                               failures_by_time_sql() +
+  Statement top_rhosts{db, "SELECT rhost, sum(events) AS n FROM history " + failures_by_time_sql() +
                                " AND time >= ?1 AND rhost <> '' GROUP BY rhost ORDER BY n DESC, "
                                "rhost LIMIT ?2"};
   // SQLite groups with a sorter that spills to temp files: the distinct
   // origins of a flood never sit in memory at once.
   Statement failure_origins{
-      db, "SELECT rhost, CASE WHEN rhost = '' THEN ruser ELSE '' END AS local_user, sum(events) "
-          "FROM history " +
-              failures_by_time_sql() + " AND time >= ?1 AND NOT (rhost = '" + kAnyOrigin +
-              "' AND service = '" + kAnyOrigin + "') GROUP BY rhost, local_user"};
+      db,
+      "SELECT rhost, CASE WHEN rhost = '' THEN ruser ELSE '' END AS local_user, sum(events) "
+      "FROM history " +
+          failures_by_time_sql() + " AND time >= ?1 AND NOT (rhost = '" + kAnyOrigin +
+          "' AND service = '" + kAnyOrigin + "') GROUP BY rhost, local_user"};
 
  private:
   // The failure rows, through the index that holds them (its WHERE term,
@@ -1167,8 +1167,8 @@ std::vector<std::uint64_t> SqliteStore::failures_per_hour(TimePoint from, std::s
 }
 
 Store::FailureCounts SqliteStore::count_failures(TimePoint hour_ago, TimePoint day_ago,
-                                                TimePoint hours_from, std::size_t hours,
-                                                const std::optional<std::string>& host) {
+                                                 TimePoint hours_from, std::size_t hours,
+                                                 const std::optional<std::string>& host) {
   FailureCounts counts;
   counts.per_hour.assign(hours, 0);
   if (!holds_host(host)) return counts;

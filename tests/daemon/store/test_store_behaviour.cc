@@ -548,18 +548,18 @@ TEST_P(StoreBehaviour, CountFailuresGivesEveryStatsCountAsTheSingleCountsDo) {
   const std::int64_t hour_ago = now - 3600;
   const std::int64_t day_ago = now - 86400;
   const std::int64_t hours_from = now / 3600 * 3600 - 23 * 3600;
-  store->commit(StoreBatch{
-      .history = {event(day_ago - 1, "early", HistoryEvent::failure, "192.0.2.1"),
-                  event(day_ago, "a", HistoryEvent::failure, "192.0.2.1"),
-                  event(hours_from, "a", HistoryEvent::locked, "192.0.2.1"),
-                  folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2")),
-                  event(hour_ago, "b", HistoryEvent::locked, "192.0.2.2"),
-                  event(hour_ago + 5, "b", HistoryEvent::success, "192.0.2.2"),
-                  event(hour_ago + 6, "b", HistoryEvent::manual_lock),
-                  event(now, "c", HistoryEvent::failure),
-                  event(now + 10, "c", HistoryEvent::failure)}});
   store->commit(
-      StoreBatch{.history = {folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2"))}});
+      StoreBatch{.history = {event(day_ago - 1, "early", HistoryEvent::failure, "192.0.2.1"),
+                             event(day_ago, "a", HistoryEvent::failure, "192.0.2.1"),
+                             event(hours_from, "a", HistoryEvent::locked, "192.0.2.1"),
+                             folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2")),
+                             event(hour_ago, "b", HistoryEvent::locked, "192.0.2.2"),
+                             event(hour_ago + 5, "b", HistoryEvent::success, "192.0.2.2"),
+                             event(hour_ago + 6, "b", HistoryEvent::manual_lock),
+                             event(now, "c", HistoryEvent::failure),
+                             event(now + 10, "c", HistoryEvent::failure)}});
+  store->commit(StoreBatch{
+      .history = {folded(event(hour_ago - 1, "b", HistoryEvent::failure, "192.0.2.2"))}});
 
   Store::FailureCounts expected;
   expected.failures_last_day = 7;  // from day_ago on, the aggregate's 2 included
@@ -576,8 +576,7 @@ TEST_P(StoreBehaviour, CountFailuresGivesEveryStatsCountAsTheSingleCountsDo) {
   EXPECT_EQ(counts(std::nullopt), expected);
   EXPECT_EQ(counts("host-a"), expected);
   // The one by one counts (the default a backend may override) agree.
-  EXPECT_EQ(store->Store::count_failures(at(hour_ago), at(day_ago), at(hours_from), 24),
-            expected);
+  EXPECT_EQ(store->Store::count_failures(at(hour_ago), at(day_ago), at(hours_from), 24), expected);
   Store::FailureCounts none;
   none.per_hour.assign(24, 0);
   EXPECT_EQ(counts("host-c"), none);

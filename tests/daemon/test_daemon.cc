@@ -734,10 +734,12 @@ TEST_F(DaemonTest, HistoryFloodByOneUserStaysUnderItsCapAndLeavesRootsRows) {
   EXPECT_EQ(database.count("SELECT count(*) FROM history WHERE peer_uid = 65534"), 101);
   EXPECT_EQ(database.count("SELECT events FROM history WHERE first_time IS NOT NULL"),
             first_flood + second_flood - 100);
-  // The file: 6,000 rows of some 2.3 KB each would take 14 MB; the cap's
-  // 101 rows and root's take a fraction of one.
+  // The file: 6,000 rows of some 2.3 KB each would take 14 MB, and twice
+  // that with the failure index that `stats` reads (schema 8), which holds
+  // each failure row's fields again; the cap's 101 rows and root's, with
+  // their index entries, take a fraction of it.
   const auto size = std::filesystem::file_size(daemon.database());
-  EXPECT_LT(size, 1024u * 1024u) << size << " bytes";
+  EXPECT_LT(size, 2u * 1024u * 1024u) << size << " bytes";
 }
 
 // Retention prunes aggregates like any row, and gives their rows back to
